@@ -1,0 +1,76 @@
+"""The alert as incidentd sees it, and its Alertmanager-compatible identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "page": 4}
+
+
+_CACHE: dict[tuple[tuple[str, str], ...], str] = {}
+_CACHE_MAX = 262_144
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Prometheus' `LabelSet.Fingerprint()`: FNV-1a 64 over the sorted label pairs.
+
+    Each name and value is followed by the separator byte 0xFF, so
+    `{a="bc"}` and `{ab="c"}` differ. Alerts are re-sent over and over with
+    the same labels, so results are cached by label set.
+    """
+    key = tuple(sorted(labels.items()))
+    fp = _CACHE.get(key)
+    if fp is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        fp = _CACHE[key] = _fnv1a(key)
+    return fp
+
+
+def _fnv1a(pairs: tuple[tuple[str, str], ...]) -> str:
+    h = _FNV_OFFSET
+    for name, value in pairs:
+        for byte in b"".join((name.encode(), b"\xff", value.encode(), b"\xff")):
+            h = ((h ^ byte) * _FNV_PRIME) & _MASK
+    return f"{h:016x}"
+
+
+def severity_rank(severity: str | None) -> int:
+    return SEVERITY_RANK.get((severity or "").lower(), 1 if severity else 0)
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert notification as received (after validation)."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float | None
+    ends_at: float | None
+    status: str  # "firing" | "resolved"
+    generator_url: str = ""
+    fingerprint: str = ""
+    source: str = "api"
+    received_at: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.labels)
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
+    def is_firing(self, now: float) -> bool:
+        if self.status == "resolved":
+            return False
+        return self.ends_at is None or self.ends_at > now

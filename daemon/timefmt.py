@@ -1,0 +1,83 @@
+"""RFC 3339 timestamps in and out, as Alertmanager and Prometheus write them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# Go's zero time: Alertmanager's `endsAt` for an alert that is still firing.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class TimestampError(ValueError):
+    pass
+
+
+def parse_rfc3339(text: str) -> float | None:
+    """Parse an RFC 3339 timestamp to epoch seconds; Go's zero time gives None."""
+    if not isinstance(text, str):
+        raise TimestampError(f"expected an RFC 3339 string, got {type(text).__name__}")
+    m = _RFC3339.match(text)
+    if not m:
+        raise TimestampError(f"not an RFC 3339 timestamp: {text[:64]!r}")
+    year = int(m.group(1))
+    if year <= 1:
+        return None
+    frac = m.group(7)
+    tz = m.group(8)
+    try:
+        dt = datetime(
+            year,
+            int(m.group(2)),
+            int(m.group(3)),
+            int(m.group(4)),
+            int(m.group(5)),
+            int(m.group(6)),
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise TimestampError(f"not a valid date/time: {text[:64]!r}") from exc
+    ts = dt.timestamp()
+    if frac:
+        ts += float(frac)
+    if tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        ts -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return ts
+
+
+def format_rfc3339(ts: float | None, millis: bool = False) -> str | None:
+    """Format epoch seconds as RFC 3339 UTC (`...Z`); None stays None."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    if millis:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Parse a Prometheus-style duration (`90s`, `5m`, `1h30m`, `7d`) to seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative: {value!r}")
+        return float(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a duration: {value!r}")
+    total = 0.0
+    pos = 0
+    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", value):
+        if m.start() != pos:
+            raise ValueError(f"not a duration: {value!r}")
+        pos = m.end()
+        n = float(m.group(1))
+        total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}[m.group(2)]
+    if pos != len(value):
+        raise ValueError(f"not a duration (use e.g. 30s, 5m, 1h): {value!r}")
+    return total

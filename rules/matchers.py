@@ -1,0 +1,156 @@
+"""Label matchers with Alertmanager's semantics, shared by rules, silences and the CMDB.
+
+- `name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`; values may be quoted
+  (with `\\"`, `\\\\` and `\\n` escapes) or bare.
+- A missing label matches as the empty string, so `team=""` selects alerts
+  without a `team` label and `team!=""` those that have one.
+- Regexes are fully anchored: `=~"web"` does not match `webserver`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+OPS = ("=~", "!~", "!=", "=")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.S)
+
+
+class MatcherError(ValueError):
+    """A matcher that cannot be parsed; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    name: str
+    op: str
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def create(cls, name: str, op: str, value: str) -> Matcher:
+        if op not in OPS:
+            raise MatcherError(f"unknown matcher operator {op!r} (use =, !=, =~ or !~)")
+        if not _NAME.match(name):
+            raise MatcherError(f"invalid label name {name!r}")
+        regex = None
+        if op in ("=~", "!~"):
+            try:
+                regex = re.compile(f"(?:{value})", re.S)
+            except re.error as exc:
+                raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc}") from exc
+        return cls(name, op, value, regex)
+
+    @property
+    def is_equality(self) -> bool:
+        return self.op == "="
+
+    def matches_value(self, value: str) -> bool:
+        op = self.op
+        if op == "=":
+            return value == self.value
+        if op == "!=":
+            return value != self.value
+        hit = self._regex.fullmatch(value) is not None  # type: ignore[union-attr]
+        return hit if op == "=~" else not hit
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return self.matches_value(labels.get(self.name, ""))
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        body = raw[1:-1]
+        out = []
+        i = 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\" and i + 1 < len(body):
+                nxt = body[i + 1]
+                out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+                i += 2
+                continue
+            if ch == raw[0]:
+                raise MatcherError(f"unescaped quote inside {raw!r}")
+            out.append(ch)
+            i += 1
+        return "".join(out)
+    if raw[:1] in "\"'" or raw[-1:] in "\"'":
+        raise MatcherError(f"unbalanced quotes in {raw!r}")
+    return raw
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse one matcher such as `severity=~"critical|page"`."""
+    if not isinstance(text, str):
+        raise MatcherError(f"a matcher must be a string like name=\"value\", got {text!r}")
+    m = _MATCHER.match(text)
+    if not m:
+        raise MatcherError(f"cannot parse matcher {text!r} (expected name=\"value\", !=, =~ or !~)")
+    name, op, raw = m.groups()
+    return Matcher.create(name, op, _unquote(raw))
+
+
+def _split_selector(text: str) -> list[str]:
+    """Split `{a="x,y", b=~"z"}` on the commas outside quotes."""
+    body = text.strip()
+    if body.startswith("{"):
+        if not body.endswith("}"):
+            raise MatcherError(f"unbalanced braces in {text!r}")
+        body = body[1:-1]
+    parts, cur, quote, esc = [], [], "", False
+    for ch in body:
+        if esc:
+            cur.append(ch)
+            esc = False
+        elif ch == "\\":
+            cur.append(ch)
+            esc = True
+        elif quote:
+            cur.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            cur.append(ch)
+            quote = ch
+        elif ch == ",":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if quote:
+        raise MatcherError(f"unbalanced quotes in {text!r}")
+    parts.append("".join(cur))
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list[Matcher]:
+    """Parse matchers from a selector string, a list of matcher strings, or a
+    `{label: value}` mapping (equality, as in a CMDB `match` block)."""
+    if spec is None:
+        return []
+    if isinstance(spec, Mapping):
+        out = []
+        for name, value in spec.items():
+            if not isinstance(name, str) or not isinstance(value, str | int | float | bool):
+                raise MatcherError(f"match entries must be label: value strings, got {name!r}: {value!r}")
+            out.append(Matcher.create(name, "=", str(value)))
+        return out
+    if isinstance(spec, str):
+        return [parse_matcher(p) for p in _split_selector(spec)]
+    if isinstance(spec, Iterable):
+        out = []
+        for item in spec:
+            out.extend(parse_matchers(item) if isinstance(item, str) and "," in item else [parse_matcher(item)])
+        return out
+    raise MatcherError(f"expected matchers (a list of name=\"value\" strings), got {spec!r}")
+
+
+def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
+    return all(m.matches(labels) for m in matchers)
