@@ -1,0 +1,111 @@
+"""The pipeline: every alert goes through the same stages, in the order built here.
+
+Stages (Alertmanager's notify pipeline is the model) are small objects with
+one job. Alert stages see a batch of `AlertEvent`s and return the ones that
+go on; the incident stage turns them into `IncidentChange`s, which the
+listeners after it (problems, notifications) receive. The daemon drives the
+pipeline from the inbox on the wall clock; `replay` drives it from a file on
+a virtual clock. Nothing here reads the system time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from daemon.model import Alert
+
+if TYPE_CHECKING:
+    from daemon.incidents import Incident, IncidentManager
+
+
+@dataclass(slots=True)
+class AlertEvent:
+    """An alert moving through the pipeline, with what the stages learned about it."""
+
+    alert: Alert
+    ci: str | None = None  # the CMDB CI the alert belongs to
+    dropped: bool = False  # a rule dropped it: it goes no further
+    silenced_by: str | None = None  # silence id: recorded, never pages
+    inhibited_by: str | None = None  # description of the inhibiting alert(s)
+    expected: str | None = None  # change id: under maintenance, never pages
+    priority: str | None = None  # P1..P5 set by rules
+    team: str | None = None
+    receiver: str | None = None
+    runbook: str | None = None
+    correlation_window: float | None = None  # rule override, seconds
+    group_by: list[str] | None = None  # rule override of label grouping
+    notes: list[str] = field(default_factory=list)  # shown in the incident timeline
+
+    @property
+    def suppressed(self) -> bool:
+        """Recorded in its incident, but must not open, escalate or page."""
+        return bool(self.silenced_by or self.inhibited_by or self.expected)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.alert.fingerprint
+
+
+class Stage(Protocol):
+    """One step over a batch of alerts; returns the events that go on."""
+
+    name: str
+
+    def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]: ...
+
+
+@dataclass(slots=True)
+class IncidentChange:
+    """Something that happened to an incident, for the listeners after the incident stage.
+
+    kind: opened, alert_added, alert_resolved, severity_raised, priority_raised,
+    root_cause_changed, acknowledged, resolved, reopened, merged, note.
+    """
+
+    kind: str
+    incident: Incident
+    at: float
+    actor: str = "incidentd"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class IncidentListener(Protocol):
+    """Receives incident changes (problems, notifications)."""
+
+    name: str
+
+    def on_changes(self, changes: list[IncidentChange], now: float) -> None: ...
+
+
+@dataclass(slots=True)
+class Placement:
+    """Where the correlator puts a new alert.
+
+    `incident_ids` empty: open a new incident; one id: join it; several: join
+    the first and merge the others into it. `reason` is a short sentence for
+    the timeline ("payments depends on orders-db (1 hop)").
+    """
+
+    incident_ids: list[str] = field(default_factory=list)
+    reason: str = ""
+    group_key: str = ""
+
+
+@dataclass(slots=True)
+class Analysis:
+    """What the correlator concludes about an incident's alerts."""
+
+    root_cause: str | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # [{"ci", "score"}], best first
+    impacted: list[str] = field(default_factory=list)
+    explanation: str = ""
+    priority: str | None = None  # priority the impact justifies (P1..P5), if any
+
+
+class Correlator(Protocol):
+    """Groups alerts into incidents and explains them (the correlation package)."""
+
+    def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement: ...
+
+    def analyze(self, incident: Incident, now: float) -> Analysis: ...
