@@ -33,8 +33,8 @@ from daemon.pipeline import AlertEvent, Analysis, Placement
 class CorrelationConfig:
     """The `correlation:` section of the config."""
 
-    window: float = 900.0
-    max_span: float = 3 * 3600.0
+    window: float = 600.0
+    max_span: float = 3600.0
     max_hops: int = 3
     depth: int = 8
     group_by: list[str] = field(default_factory=lambda: ["alertname", "cluster", "namespace"])
@@ -42,6 +42,7 @@ class CorrelationConfig:
     cause_alerts: list[str] = field(default_factory=list)
     symptom_alerts: list[str] = field(default_factory=list)
     candidates: int = 5
+    root_margin: float = 0.75
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> CorrelationConfig:
@@ -52,7 +53,7 @@ class CorrelationConfig:
             return cfg
         unknown = set(data) - {
             "window", "max_span", "max_hops", "depth", "group_by", "label_window",
-            "cause_alerts", "symptom_alerts", "candidates",
+            "cause_alerts", "symptom_alerts", "candidates", "root_margin",
         }
         if unknown:
             raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
@@ -163,18 +164,23 @@ class TopologyCorrelator:
                 best, best_member = link, x
         if best is None:
             return None
-        # consistent with a root hypothesis: the alert's CI shares a cause with
-        # the CIs that explain the most of the incident's alerts
-        counts: dict[str, int] = {}
-        for x in cis:
-            for r in topo.below(x):
-                counts[r] = counts.get(r, 0) + 1
-        top = max(counts.values())
+        # consistent with the incident's leading root-cause hypotheses: the
+        # alert's CI is one of them or depends on one of them
+        roots = self._roots(inc, topo)
         below_ci = topo.below(ci)
-        if not any(counts.get(r) == top for r in below_ci) and not any(ci in topo.below(x) for x in cis):
+        if not any(r in below_ci for r in roots):
             return None
-        below = any(ci in topo.below(x) and ci != x for x in cis)
+        below = ci in roots
         return _Match(inc, best, best_member, below)
+
+    def _roots(self, inc: Any, topo: Topology) -> set[str]:
+        """The root-cause candidates scoring within `root_margin` of the best."""
+        members = [(_get(m, "ci"), _get(m, "labels", {}) or {}, _get(m, "first_at") or 0.0) for _, m in _members(inc)]
+        ranked = rank(collect(members, self.kinds, topo.cmdb), topo, self.weights, limit=50)
+        if not ranked:
+            return set()
+        floor = ranked[0].score * self.config.root_margin
+        return {c.ci for c in ranked if c.score >= floor}
 
     def _reason(self, ci: str, m: _Match, topo: Topology) -> str:
         link = m.link
