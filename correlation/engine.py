@@ -89,7 +89,7 @@ class _Match:
     incident: Any
     link: Link
     member_ci: str
-    below: bool  # the alert's CI is below (a possible cause of) the linked incident CI
+    roots: set[str]  # the incident's leading root hypotheses
 
 
 class TopologyCorrelator:
@@ -138,11 +138,13 @@ class TopologyCorrelator:
             return Placement([], f"{ci}: no open incident on a related CI", f"ci:{ci}")
         matches.sort(key=lambda m: (m.link.hops, -_get(m.incident, "last_alert_at", 0.0) or 0.0))
         best = matches[0]
-        merge = [m for m in matches[1:] if best.below and m.below]
+        # one fault under both: the alert's CI is a leading root hypothesis of
+        # each incident (a late alert on the shared host they both depend on)
+        merge = [m for m in matches[1:] if ci in best.roots and ci in m.roots]
         ids = [best.incident.id] + [m.incident.id for m in merge if m.incident.id != best.incident.id]
         reason = self._reason(ci, best, topo)
         if len(ids) > 1:
-            reason += f"; it lies below CIs of {len(ids)} incidents, so they are one fault: merged"
+            reason += f"; {ci} explains the alerts of {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best.incident, "group_key", "") or f"ci:{ci}")
 
     def _active(self, inc: Any, now: float, window: float) -> bool:
@@ -170,8 +172,7 @@ class TopologyCorrelator:
         below_ci = topo.below(ci)
         if not any(r in below_ci for r in roots):
             return None
-        below = ci in roots
-        return _Match(inc, best, best_member, below)
+        return _Match(inc, best, best_member, roots)
 
     def _roots(self, inc: Any, topo: Topology) -> set[str]:
         """The root-cause candidates scoring within `root_margin` of the best."""
