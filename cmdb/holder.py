@@ -6,22 +6,29 @@ import threading
 from collections.abc import Callable, Iterable
 
 import structlog
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cmdb.graph import Cmdb
 from cmdb.loader import CmdbError, load_cmdb
 
 log = structlog.get_logger("incidentd.cmdb")
 
-RELOAD_OK = Gauge(
-    "incidentd_cmdb_last_reload_successful", "Whether the last CMDB reload succeeded (1) or failed (0)."
-)
-RELOAD_TIME = Gauge(
-    "incidentd_cmdb_last_reload_success_timestamp_seconds", "Time of the last successful CMDB reload."
-)
-RELOADS = Counter("incidentd_cmdb_reloads_total", "CMDB reload attempts by result.", ["result"])
-CIS = Gauge("incidentd_cmdb_cis", "Configuration items in the live CMDB.")
-RELATIONS = Gauge("incidentd_cmdb_relations", "Dependency relations in the live CMDB.")
+class CmdbMetrics:
+    """The CMDB's metrics, in the daemon's registry (each daemon has its own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry or CollectorRegistry()
+        self.reload_ok = Gauge(
+            "incidentd_cmdb_last_reload_successful",
+            "Whether the last CMDB reload succeeded (1) or failed (0).", registry=r)
+        self.reload_time = Gauge(
+            "incidentd_cmdb_last_reload_success_timestamp_seconds",
+            "Time of the last successful CMDB reload.", registry=r)
+        self.reloads = Counter(
+            "incidentd_cmdb_reloads_total", "CMDB reload attempts, by result.", ["result"], registry=r)
+        self.cis = Gauge("incidentd_cmdb_cis", "Configuration items in the live CMDB.", registry=r)
+        self.relations = Gauge(
+            "incidentd_cmdb_relations", "Dependency relations in the live CMDB.", registry=r)
 
 
 class CmdbHolder:
@@ -32,8 +39,14 @@ class CmdbHolder:
     CI ids; CIs that disappeared simply stop matching new alerts.
     """
 
-    def __init__(self, paths: Iterable[str] = (), clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        paths: Iterable[str] = (),
+        clock: Callable[[], float] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.paths = list(paths)
+        self.metrics = CmdbMetrics(registry)
         self._clock = clock
         self.cmdb: Cmdb = Cmdb.empty()
         self.last_reload_ok = True
@@ -65,8 +78,8 @@ class CmdbHolder:
                 self.last_reload_ok = False
                 self.last_errors = [str(e) for e in exc.errors]
                 self.last_error = str(exc)
-                RELOAD_OK.set(0)
-                RELOADS.labels(result="failure").inc()
+                self.metrics.reload_ok.set(0)
+                self.metrics.reloads.labels(result="failure").inc()
                 log.error("cmdb_reload_failed", error=self.last_error, errors=len(exc.errors))
                 return False
             self.paths = new_paths
@@ -81,12 +94,13 @@ class CmdbHolder:
         self.last_error = None
         self.last_errors = []
         self.last_reload_at = self._clock() if self._clock else None
-        RELOAD_OK.set(1)
+        m = self.metrics
+        m.reload_ok.set(1)
         if self.last_reload_at is not None:
-            RELOAD_TIME.set(self.last_reload_at)
-        RELOADS.labels(result="success").inc()
-        CIS.set(len(cmdb))
-        RELATIONS.set(cmdb.graph.number_of_edges())
+            m.reload_time.set(self.last_reload_at)
+        m.reloads.labels(result="success").inc()
+        m.cis.set(len(cmdb))
+        m.relations.set(cmdb.graph.number_of_edges())
         for listener in self._listeners:
             listener(cmdb)
 

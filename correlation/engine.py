@@ -95,8 +95,15 @@ class _Match:
 class TopologyCorrelator:
     """The `Correlator` of daemon/pipeline.py built on the CMDB dependency graph."""
 
-    def __init__(self, cmdb: Callable[[], Cmdb] | Cmdb, config: CorrelationConfig | None = None) -> None:
+    def __init__(
+        self,
+        cmdb: Callable[[], Cmdb] | Cmdb,
+        config: CorrelationConfig | None = None,
+        fallback: Any = None,
+    ) -> None:
+        """`fallback` is a Correlator for alerts outside the CMDB (label grouping); built in when None."""
         self._cmdb = cmdb if callable(cmdb) else (lambda: cmdb)
+        self.fallback = fallback
         self.config = config or CorrelationConfig()
         self.kinds = AlertKinds.build(
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
@@ -125,6 +132,11 @@ class TopologyCorrelator:
         ci = event.ci
         window = event.correlation_window or self.config.window
         if ci is None or ci not in topo.cmdb:
+            if self.fallback is not None:
+                placed = self.fallback.place(event, incidents, now)
+                why = "no CMDB CI matches its labels"
+                placed.reason = f"{why}; {placed.reason}" if placed.reason else why
+                return placed
             return self._place_by_labels(event, open_incidents, now, window)
 
         matches: list[_Match] = []
@@ -231,6 +243,8 @@ class TopologyCorrelator:
             members.append((_get(m, "ci"), _get(m, "labels", {}) or {}, _get(m, "first_at") or 0.0))
         evidence = collect(members, self.kinds, topo.cmdb)
         if not evidence:
+            if self.fallback is not None:
+                return self.fallback.analyze(incident, now)
             return Analysis(explanation="no alert of this incident is on a CMDB CI: grouped by labels")
         ranked = rank(evidence, topo, self.weights, limit=max(self.config.candidates, 1))
         root = ranked[0].ci
@@ -250,8 +264,10 @@ class TopologyCorrelator:
         )
 
 
-def correlator_from_config(cmdb: Callable[[], Cmdb] | Cmdb, section: Mapping[str, Any] | None) -> TopologyCorrelator:
-    return TopologyCorrelator(cmdb, CorrelationConfig.from_mapping(section))
+def correlator_from_config(
+    cmdb: Callable[[], Cmdb] | Cmdb, section: Mapping[str, Any] | None, fallback: Any = None
+) -> TopologyCorrelator:
+    return TopologyCorrelator(cmdb, CorrelationConfig.from_mapping(section), fallback)
 
 
 __all__: Sequence[str] = ("CorrelationConfig", "TopologyCorrelator", "correlator_from_config")
