@@ -84,6 +84,10 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
 
 
+def _num(value: Any, default: float) -> float:
+    return default if value is None else float(value)
+
+
 @dataclass(slots=True)
 class _Match:
     incident: Any
@@ -160,8 +164,8 @@ class TopologyCorrelator:
         return Placement(ids, reason, _get(best.incident, "group_key", "") or f"ci:{ci}")
 
     def _active(self, inc: Any, now: float, window: float) -> bool:
-        last = _get(inc, "last_alert_at") or _get(inc, "opened_at") or now
-        opened = _get(inc, "opened_at") or now
+        opened = _num(_get(inc, "opened_at"), now)
+        last = _num(_get(inc, "last_alert_at"), opened)
         return now - last <= window and now - opened <= self.config.max_span
 
     def _relate(self, ci: str, inc: Any, topo: Topology) -> _Match | None:
@@ -223,7 +227,7 @@ class TopologyCorrelator:
         for inc in open_incidents:
             if _get(inc, "group_key") != key:
                 continue
-            last = _get(inc, "last_alert_at") or _get(inc, "opened_at") or now
+            last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
             if now - last <= max(window, self.config.label_window) and (
                 best is None or (_get(inc, "last_alert_at") or 0) > (_get(best, "last_alert_at") or 0)
             ):

@@ -85,7 +85,9 @@ def rank(evidence: dict[str, Evidence], topo: Topology, weights: RankWeights = R
     out: list[Candidate] = []
     for c, xs in cover.items():
         alerted = c in alerting
-        if not alerted and (len(xs) < 2 and total > 1):
+        # An unalerted CI is a candidate when it explains two alerting CIs, or
+        # is below the only one (a partitioned network under a database that is down).
+        if not alerted and len(xs) < 2 and total > 1:
             continue
         coverage = len(xs) / total
         own = evidence[c].weight if alerted else 0.0
