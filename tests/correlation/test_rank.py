@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from correlation.engine import TopologyCorrelator
 from helpers import Manager, cmdb_of
+
+from correlation.engine import TopologyCorrelator
 
 SHOP = cmdb_of(
     {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["web"]},
