@@ -8,11 +8,4 @@ for i in $(seq 1 30); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && break; sleep
 curl -fsS -X POST -H 'Content-Type: application/json' --data @"$HERE/alerts-db-outage.json" "$URL/api/v1/alerts"
 echo
 sleep 1
-curl -fsS "$URL/api/v1/incidents?state=open" | python3 -c '
-import json, sys
-for inc in json.load(sys.stdin)["incidents"]:
-    print(f"{inc[\"id\"]}  {inc[\"priority\"]}  {inc[\"severity\"]}  {inc[\"title\"]}")
-    print(f"  root cause: {inc[\"root_cause\"]}  impacted: {\", \".join(inc[\"impacted\"]) or \"-\"}")
-    for a in inc["alerts"]:
-        print(f"  - {a[\"labels\"].get(\"alertname\")} on {a[\"ci\"] or \"?\"}: {a[\"reason\"] or \"opened the incident\"}")
-'
+python3 "$HERE/show_incidents.py" "$URL"
