@@ -41,7 +41,7 @@ class InboxSettings:
 class Config:
     path: str | None = None
     listen: str = DEFAULT_LISTEN
-    data_dir: str = "./data"
+    data_dir: str = "."  # the store is <data_dir>/incidentd.sqlite3
     cmdb: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
