@@ -18,14 +18,17 @@ CMDB fall back to Alertmanager-style grouping by labels.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
-from correlation.kinds import DEFAULT_CAUSE, DEFAULT_SYMPTOM, AlertKinds
-from correlation.rank import RankWeights, collect, impact_priority, impacted, rank
-from correlation.topology import Link, Topology
+from correlation.kinds import CAUSE, DEFAULT_CAUSE, DEFAULT_SYMPTOM, SYMPTOM, AlertKinds
+from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
+from correlation.rank import impact_priority, impacted
+from correlation.topology import Topology
 from daemon.pipeline import AlertEvent, Analysis, Placement
 
 
@@ -42,7 +45,7 @@ class CorrelationConfig:
     cause_alerts: list[str] = field(default_factory=list)
     symptom_alerts: list[str] = field(default_factory=list)
     candidates: int = 5
-    root_margin: float = 0.75
+    model: dict[str, float] = field(default_factory=dict)  # FaultModel probabilities to override
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> CorrelationConfig:
@@ -53,7 +56,7 @@ class CorrelationConfig:
             return cfg
         unknown = set(data) - {
             "window", "max_span", "max_hops", "depth", "group_by", "label_window",
-            "cause_alerts", "symptom_alerts", "candidates", "root_margin",
+            "cause_alerts", "symptom_alerts", "candidates", "model",
         }
         if unknown:
             raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
@@ -66,6 +69,17 @@ class CorrelationConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"correlation.{key} must be a non-negative integer")
                 setattr(cfg, key, value)
+        if "model" in data:
+            value = data["model"]
+            known = set(FaultModel.__dataclass_fields__)
+            if not isinstance(value, Mapping) or not all(
+                k in known and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                for k, v in value.items()
+            ):
+                raise ValueError(
+                    "correlation.model must map probabilities to positive numbers; known: " + ", ".join(sorted(known))
+                )
+            cfg.model = dict(value)
         for key in ("group_by", "cause_alerts", "symptom_alerts"):
             if key in data:
                 value = data[key]
@@ -88,12 +102,7 @@ def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
-@dataclass(slots=True)
-class _Match:
-    incident: Any
-    link: Link
-    member_ci: str
-    roots: set[str]  # the incident's leading root hypotheses
+_DEBUG = os.environ.get("INCIDENTD_CORRELATION_TRACE")
 
 
 class TopologyCorrelator:
@@ -113,8 +122,9 @@ class TopologyCorrelator:
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
             tuple(self.config.symptom_alerts) + DEFAULT_SYMPTOM,
         )
-        self.weights = RankWeights()
+        self.model = FaultModel(**self.config.model)
         self._topo: Topology | None = None
+        self._explainer: Explainer | None = None
 
     @property
     def topology(self) -> Topology:
@@ -125,12 +135,35 @@ class TopologyCorrelator:
 
     # -- placement -------------------------------------------------------
 
+    @property
+    def explainer(self) -> Explainer:
+        topo = self.topology
+        if self._explainer is None or self._explainer.topo is not topo:
+            self._explainer = Explainer(topo, self.model)
+        return self._explainer
+
+    def alert_evidence(self, labels: Mapping[str, str], first_at: float) -> Evidence:
+        return Evidence(self.kinds.weight(labels), self.model.noise_for(labels.get("severity")), (first_at,))
+
+    def evidence(self, incident: Any) -> tuple[dict[str, Evidence], dict[str, float]]:
+        """The incident's alerting CIs with what their alerts say, and when each first alerted."""
+        cmdb = self.topology.cmdb
+        weights: dict[str, Evidence] = {}
+        first: dict[str, float] = {}
+        for _, m in _members(incident):
+            ci = _get(m, "ci")
+            if ci is None or ci not in cmdb:
+                continue
+            t = _get(m, "since") or _get(m, "first_at") or 0.0
+            weights[ci] = self.alert_evidence(_get(m, "labels", {}) or {}, t).stronger(weights.get(ci))
+            first[ci] = min(first.get(ci, t), t)
+        return weights, first
+
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint
         open_incidents = list(incidents.open_incidents())
         for inc in open_incidents:
-            members = _get(inc, "alerts", {})
-            if fp in members:
+            if fp in _get(inc, "alerts", {}):
                 return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
         topo = self.topology
         ci = event.ci
@@ -143,80 +176,81 @@ class TopologyCorrelator:
                 return placed
             return self._place_by_labels(event, open_incidents, now, window)
 
-        matches: list[_Match] = []
+        ex = self.explainer
+        w_x = self.alert_evidence(event.alert.labels, now)
+        alone = {ci: w_x}
+        ln_fault = math.log(self.model.new_fault)
+        options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         for inc in open_incidents:
-            if not self._active(inc, now, window):
+            weights, _ = self.evidence(inc)
+            if not weights or not self._active(inc, now, window, ci, w_x, weights):
                 continue
-            m = self._relate(ci, inc, topo)
-            if m is not None:
-                matches.append(m)
-        if not matches:
-            return Placement([], f"{ci}: no open incident on a related CI", f"ci:{ci}")
-        matches.sort(key=lambda m: (m.link.hops, -_get(m.incident, "last_alert_at", 0.0) or 0.0))
-        best = matches[0]
-        # one fault under both: the alert's CI is a leading root hypothesis of
-        # each incident (a late alert on the shared host they both depend on)
-        merge = [m for m in matches[1:] if ci in best.roots and ci in m.roots]
-        ids = [best.incident.id] + [m.incident.id for m in merge if m.incident.id != best.incident.id]
-        reason = self._reason(ci, best, topo)
+            if not any(topo.link(ci, x, self.config.max_hops) for x in weights):
+                continue
+            joint = dict(weights)
+            joint[ci] = w_x.stronger(weights.get(ci))
+            after = ex.best(joint)
+            if after is None or ci in after.unexplained:
+                continue  # no single fault explains this alert together with the incident
+            s_inc, _ = ex.fault_or_noise(weights)
+            s_alone, _ = ex.fault_or_noise(alone)
+            # the longer the incident has been quiet, the less a new alert looks like its fault
+            quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
+            gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - (s_inc + s_alone)
+            if _DEBUG and _DEBUG in ci:
+                print("DBG", now, ci, inc.id, weights, joint[ci], "after", after,
+                      "s_inc", round(s_inc, 2), "s_alone", round(s_alone, 2), "gain", round(gain, 2))
+            if gain > 0:
+                options.append((gain, inc, weights, s_inc, after))
+        if not options:
+            return Placement([], f"{ci}: no open incident that one fault on a related CI explains better",
+                             f"ci:{ci}")
+        options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
+        gain, best_inc, best_weights, _, best_hyp = options[0]
+        ids = [best_inc.id]
+        merged = dict(best_weights)
+        merged[ci] = w_x.stronger(merged.get(ci))
+        ll_merged = best_hyp.loglik + ln_fault
+        for _g, other, weights, _s, _h in options[1:]:
+            s_other, _ = ex.fault_or_noise(weights)
+            union = dict(merged)
+            for x, w in weights.items():
+                union[x] = w.stronger(union.get(x))
+            hyp = ex.best(union)
+            if hyp is not None and hyp.loglik + ln_fault > ll_merged + s_other:
+                ids.append(other.id)
+                merged, ll_merged = union, hyp.loglik + ln_fault
+        reason = self._reason(ci, best_inc, best_hyp, topo)
         if len(ids) > 1:
-            reason += f"; {ci} explains the alerts of {len(ids)} incidents: merged"
-        return Placement(ids, reason, _get(best.incident, "group_key", "") or f"ci:{ci}")
+            reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
+        return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
 
-    def _active(self, inc: Any, now: float, window: float) -> bool:
+    def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence,
+                weights: dict[str, Evidence]) -> bool:
+        """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
+        Later, a CI still firing in the incident keeps collecting its own late alerts when
+        they say no more than its earlier ones (a node down, then not ready)."""
         opened = _num(_get(inc, "opened_at"), now)
+        if now - opened > self.config.max_span:
+            return False
         last = _num(_get(inc, "last_alert_at"), opened)
-        return now - last <= window and now - opened <= self.config.max_span
+        if now - last <= window:
+            return True
+        known = weights.get(ci)
+        return known is not None and ev.kind <= known.kind and any(
+            _get(m, "ci") == ci and _get(m, "status") == "firing" for _, m in _members(inc)
+        )
 
-    def _relate(self, ci: str, inc: Any, topo: Topology) -> _Match | None:
-        cmdb = topo.cmdb
-        cis = {_get(m, "ci") for _, m in _members(inc)}
-        cis = {c for c in cis if c is not None and c in cmdb}
-        if not cis:
-            return None
-        best: Link | None = None
-        best_member = ""
-        for x in sorted(cis):
-            link = topo.link(ci, x, self.config.max_hops)
-            if link is not None and (best is None or link.hops < best.hops):
-                best, best_member = link, x
-        if best is None:
-            return None
-        # consistent with the incident's leading root-cause hypotheses: the
-        # alert's CI is one of them or depends on one of them
-        roots = self._roots(inc, topo)
-        below_ci = topo.below(ci)
-        if not any(r in below_ci for r in roots):
-            return None
-        return _Match(inc, best, best_member, roots)
-
-    def _roots(self, inc: Any, topo: Topology) -> set[str]:
-        """The root-cause candidates scoring within `root_margin` of the best."""
-        members = [(_get(m, "ci"), _get(m, "labels", {}) or {}, _get(m, "first_at") or 0.0) for _, m in _members(inc)]
-        ranked = rank(collect(members, self.kinds, topo.cmdb), topo, self.weights, limit=50)
-        if not ranked:
-            return set()
-        floor = ranked[0].score * self.config.root_margin
-        return {c.ci for c in ranked if c.score >= floor}
-
-    def _reason(self, ci: str, m: _Match, topo: Topology) -> str:
-        link = m.link
-        if link.a == link.b or link.hops == 0:
+    def _reason(self, ci: str, inc: Any, hyp: Any, topo: Topology) -> str:
+        root = hyp.ci
+        weights, _ = self.evidence(inc)
+        if ci in weights:
             return f"{ci} already has alerts in this incident"
-        up = topo.chain(link.a, link.via)
-        down = topo.chain(link.b, link.via)
-        parts = []
-        if len(up) > 1:
-            parts.append(" -> ".join(up))
-        if len(down) > 1:
-            parts.append(" -> ".join(down))
-        path = describe_path(topo.cmdb.path(ci, m.member_ci, link.hops) or [])
-        if link.via == link.b:
-            head = f"{ci} depends on {link.b} ({link.hops} hop{'s' if link.hops > 1 else ''})"
-        elif link.via == link.a:
-            head = f"{link.b} depends on {ci} ({link.hops} hop{'s' if link.hops > 1 else ''})"
-        else:
-            head = f"{ci} and {link.b} both depend on {link.via} ({link.hops} hops)"
+        if root == ci:
+            return f"a fault at {ci} explains this incident's alerts on " + ", ".join(sorted(weights)[:4])
+        path = describe_path(topo.cmdb.path(ci, root, self.config.depth) or [])
+        hops = topo.below(ci).get(root, 0)
+        head = f"{ci} depends on {root} ({hops} hop{'s' if hops != 1 else ''}), the likely root cause"
         return f"{head}: {path}" if path else head
 
     def _place_by_labels(self, event: AlertEvent, open_incidents: list, now: float, window: float) -> Placement:
@@ -242,30 +276,48 @@ class TopologyCorrelator:
 
     def analyze(self, incident: Any, now: float) -> Analysis:
         topo = self.topology
-        members = []
-        for _, m in _members(incident):
-            members.append((_get(m, "ci"), _get(m, "labels", {}) or {}, _get(m, "first_at") or 0.0))
-        evidence = collect(members, self.kinds, topo.cmdb)
-        if not evidence:
+        weights, first = self.evidence(incident)
+        if not weights:
             if self.fallback is not None:
                 return self.fallback.analyze(incident, now)
             return Analysis(explanation="no alert of this incident is on a CMDB CI: grouped by labels")
-        ranked = rank(evidence, topo, self.weights, limit=max(self.config.candidates, 1))
-        root = ranked[0].ci
-        imp = impacted(root, evidence, topo)
-        candidates = [{"ci": c.ci, "score": c.score, "why": c.why} for c in ranked]
-        explanation = f"root cause {ranked[0].why}"
-        if len(ranked) > 1:
-            explanation += f" (next: {ranked[1].ci}, score {ranked[1].score} vs {ranked[0].score})"
+        ex = self.explainer
+        ranked = ex.rank(weights, first, limit=ex.max_candidates)
+        scores = normalised_scores(ranked)
+        top = ranked[: max(self.config.candidates, 1)]
+        candidates = [{"ci": h.ci, "score": s, "why": self._why(h, weights)}
+                      for h, (_, s) in zip(top, scores, strict=False)]
+        root = top[0]
+        imp = impacted(root.ci, weights, topo)
+        explanation = f"root cause {candidates[0]['why']}"
+        if len(top) > 1:
+            explanation += f" (next: {top[1].ci}, {candidates[1]['score']:.2f} vs {candidates[0]['score']:.2f})"
         if imp:
             explanation += f"; impacts {', '.join(imp[:5])}" + (f" and {len(imp) - 5} more" if len(imp) > 5 else "")
         return Analysis(
-            root_cause=root,
+            root_cause=root.ci,
             candidates=candidates,
             impacted=imp,
             explanation=explanation,
-            priority=impact_priority(root, imp, topo.cmdb),
+            priority=impact_priority(root.ci, imp, topo.cmdb),
         )
+
+    def _why(self, h: Any, weights: dict[str, Evidence]) -> str:
+        parts = []
+        n = len(weights)
+        covered = len(h.explained) + (1 if h.alerted else 0)
+        if n > 1:
+            parts.append(f"explains {covered} of {n} alerting CIs" if covered < n else f"explains all {n} alerting CIs")
+        if h.alerted:
+            kind = self.kinds_name(weights[h.ci].kind)
+            parts.append(f"its own alerts are {kind} alerts")
+        else:
+            parts.append("it raised no alert of its own" + (f" and {h.quiet} of its dependents are quiet" if h.quiet else ""))
+        return f"{h.ci}: " + "; ".join(parts)
+
+    @staticmethod
+    def kinds_name(weight: float) -> str:
+        return "cause" if weight >= CAUSE else "symptom" if weight <= SYMPTOM else "state"
 
 
 def correlator_from_config(

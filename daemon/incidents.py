@@ -55,6 +55,7 @@ class Member:
     ends_at: float | None
     first_at: float  # when incidentd first saw it in this incident
     last_at: float  # when incidentd last heard of it
+    since: float = 0.0  # when its current firing episode began (first_at unless it fired again)
     source: str = "api"
     ci: str | None = None
     reason: str = ""
@@ -280,7 +281,7 @@ class IncidentManager:
         member = Member(
             fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
             status=alert.status, starts_at=alert.starts_at, ends_at=alert.ends_at,
-            first_at=now, last_at=now, source=alert.source, ci=event.ci, reason=placement.reason,
+            first_at=now, last_at=now, since=now, source=alert.source, ci=event.ci, reason=placement.reason,
             silenced_by=event.silenced_by, inhibited_by=event.inhibited_by, expected=event.expected,
         )
         if targets:
@@ -340,6 +341,7 @@ class IncidentManager:
 
     def _member_fires(self, inc: Incident, m: Member, alert: Any, now: float) -> None:
         m.status = "firing"
+        m.since = now
         m.starts_at = alert.starts_at
         m.ends_at = alert.ends_at
         m.annotations = alert.annotations

@@ -36,7 +36,7 @@ def test_database_under_three_services_is_root_cause():
     assert a.root_cause == "db"
     assert a.impacted == ["shop", "web", "cart", "orders"]  # business services first
     assert a.priority == "P1"
-    assert "all 5 alerting CIs depend on it" in a.explanation
+    assert "explains all 5 alerting CIs" in a.explanation
 
 
 def test_two_unrelated_faults_at_once_stay_apart():

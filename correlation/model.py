@@ -1,0 +1,214 @@
+"""How well a fault at one CI explains a set of alerting CIs: a small likelihood model.
+
+A fault at a root CI `R` shows up on `R` itself and spreads to the CIs that
+depend on `R`, hop by hop, each hop with some probability. Alerts that the
+fault cannot explain are noise, or travelled along a dependency the CMDB does
+not know about (real CMDBs go stale). So for a hypothesis `R`:
+
+    log L(R) = log prior(R)
+             + sum over alerting CIs X of log P(X's alerts | fault at R)
+             + for an unalerted R, log P(its direct dependents stay quiet)
+
+- `prior`: a failing component usually raises an alert of its own; a root
+  without one (a partitioned network, a database slow below its thresholds)
+  is possible but needs the evidence of several dependents.
+- `X == R`: the kind of `R`'s own alerts: an instance down or a full disk says
+  "this CI is broken" more than high latency does (kinds.py).
+- `X` depends on `R`: one factor per hop from the nearest explained CI below
+  `X` (the fault travels through the alerting CIs between), times how
+  typical `X`'s alert is for a symptom of something below it.
+- otherwise: noise or a dependency the CMDB lacks, `noise`.
+
+Grouping uses the same numbers: an alert joins an incident when one fault
+explaining both is more likely than two independent faults (`new_fault` is
+the prior odds of a second, unrelated fault starting at the same time).
+Model selection with one small set of probabilities, rather than a weighted
+sum of hand-picked features, keeps the knobs few and their meaning plain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from correlation.kinds import CAUSE, SYMPTOM
+from correlation.topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class FaultModel:
+    """The probabilities of the model; each has a plain meaning."""
+
+    propagate: float = 0.7  # a fault crosses one more dependency hop and is alerted on
+    silent_root: float = 0.1  # a root raises no alert of its own
+    quiet_dependent: float = 0.6  # a direct dependent of an unalerted root stays quiet
+    noise: float = 0.02  # an alert the hypothesis cannot explain is noise or an unknown dependency
+    noise_info: float = 0.25  # ... much more often so for an info-level alert
+    noise_critical: float = 0.01  # ... and less often for a critical one
+    new_fault: float = 0.05  # prior odds of a second, unrelated fault starting meanwhile
+    settle: float = 300.0  # seconds: a fault's symptoms follow each other within a few of these
+    delay_grace: float = 600.0  # a dependent alerting this long after what it depends on is still typical
+    delay_scale: float = 600.0  # beyond the grace, each such span more halves... (e-folds) the likelihood
+    own_cause: float = 0.9  # the root's own alerts, by kind
+    own_state: float = 0.7
+    own_symptom: float = 0.5
+    dep_cause: float = 0.5  # a dependent's alerts, by kind (a symptom is what dependents show)
+    dep_state: float = 0.8
+    dep_symptom: float = 1.0
+
+    def own(self, weight: float) -> float:
+        return self.own_cause if weight >= CAUSE else self.own_symptom if weight <= SYMPTOM else self.own_state
+
+    def dep(self, weight: float) -> float:
+        return self.dep_cause if weight >= CAUSE else self.dep_symptom if weight <= SYMPTOM else self.dep_state
+
+    def noise_for(self, severity: str | None) -> float:
+        sev = (severity or "").lower()
+        if sev in ("critical", "page", "error", "high"):
+            return self.noise_critical
+        if sev in ("info", "none", "low", "debug"):
+            return self.noise_info
+        return self.noise
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What an alerting CI's alerts say: the strongest kind, and how likely they are noise."""
+
+    kind: float
+    noise: float
+    onsets: tuple[float, ...] = (0.0,)  # when each of its alerts began firing, ascending
+
+    @property
+    def first_at(self) -> float:
+        return self.onsets[0]
+
+    def onset_before(self, t: float) -> float | None:
+        """The latest onset at or before `t` (what a dependent alerting at `t` followed)."""
+        best = None
+        for o in self.onsets:
+            if o <= t:
+                best = o
+        return best
+
+    def stronger(self, other: Evidence | None) -> Evidence:
+        if other is None:
+            return self
+        return Evidence(max(self.kind, other.kind), min(self.noise, other.noise),
+                        tuple(sorted(self.onsets + other.onsets)))
+
+
+@dataclass(slots=True)
+class Hypothesis:
+    ci: str
+    loglik: float
+    explained: list[str]
+    unexplained: list[str]
+    alerted: bool
+    quiet: int  # direct dependents that stay quiet (unalerted roots only)
+
+
+class Explainer:
+    """Scores root hypotheses for a set of alerting CIs on a `Topology`."""
+
+    def __init__(self, topo: Topology, model: FaultModel | None = None, max_candidates: int = 200) -> None:
+        self.topo = topo
+        self.model = model or FaultModel()
+        self.max_candidates = max_candidates
+        self._log = {}
+
+    def _ln(self, p: float) -> float:
+        v = self._log.get(p)
+        if v is None:
+            v = self._log[p] = math.log(max(p, 1e-12))
+        return v
+
+    def candidates(self, weights: Mapping[str, Evidence]) -> list[str]:
+        """Every CI that explains at least one alerting CI; unalerted ones must explain two
+        (or be below the only alerting CI)."""
+        count: dict[str, int] = {}
+        for x in weights:
+            for r in self.topo.below(x):
+                count[r] = count.get(r, 0) + 1
+        need = 2 if len(weights) > 1 else 1
+        out = [r for r, n in count.items() if r in weights or n >= need]
+        if len(out) > self.max_candidates:
+            out.sort(key=lambda r: (r not in weights, -count[r], r))
+            out = out[: self.max_candidates]
+        return out
+
+    def score(self, root: str, weights: Mapping[str, Evidence]) -> Hypothesis:
+        """log L of a fault at `root` given the alerting CIs and their evidence."""
+        m = self.model
+        topo = self.topo
+        ln = self._ln
+        alerted = root in weights
+        total = 0.0 if alerted else ln(m.silent_root)
+        explained: list[tuple[int, str]] = []
+        unexplained: list[str] = []
+        for x, ev in weights.items():
+            if x == root:
+                total += ln(m.own(ev.kind))
+                continue
+            d = topo.below(x).get(root)
+            if d is None:
+                unexplained.append(x)
+                total += ln(ev.noise)
+            else:
+                explained.append((d, x))
+        # each explained CI pays for the hops from the nearest explained CI below it,
+        # and for arriving much later than that CI (a fault spreads in minutes, not hours)
+        explained.sort()
+        reached = [root]
+        start = min((weights[x].first_at for _, x in explained), default=0.0)
+        for d, x in explained:
+            below_x = topo.below(x)
+            hops, parent = min(((below_x[y], y) for y in reached if y in below_x), default=(d, root))
+            total += hops * ln(m.propagate) + ln(m.dep(weights[x].kind))
+            t = weights[x].first_at
+            followed = weights[parent].onset_before(t) if parent in weights else start
+            if followed is not None and t - followed > m.delay_grace:
+                total -= (t - followed - m.delay_grace) / m.delay_scale
+            reached.append(x)
+        quiet = 0
+        if not alerted:
+            quiet = sum(1 for d in topo.cmdb.dependents_of(root) if d not in weights)
+            total += quiet * ln(m.quiet_dependent)
+        return Hypothesis(root, total, [x for _, x in explained], unexplained, alerted, quiet)
+
+    def rank(self, weights: Mapping[str, Evidence], first_at: Mapping[str, float] | None = None,
+             limit: int = 10) -> list[Hypothesis]:
+        """Hypotheses best first; ties go to an alerted CI, then to the one that alerted first."""
+        if not weights:
+            return []
+        first_at = first_at or {}
+        hyps = [self.score(r, weights) for r in self.candidates(weights)]
+        hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
+                                 first_at.get(h.ci, math.inf), h.ci))
+        return hyps[:limit]
+
+    def fault_or_noise(self, weights: Mapping[str, Evidence]) -> tuple[float, Hypothesis | None]:
+        """log L of the likelier reading of these alerts: one fault (paying the prior odds
+        of a fault) or unrelated noise; the hypothesis is None when noise is likelier."""
+        hyp = self.best(weights)
+        noise = sum(self._ln(ev.noise) for ev in weights.values())
+        if hyp is None:
+            return noise, None
+        fault = hyp.loglik + math.log(self.model.new_fault)
+        return (fault, hyp) if fault >= noise else (noise, None)
+
+    def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
+        ranked = self.rank(weights, limit=1)
+        return ranked[0] if ranked else None
+
+
+def normalised_scores(hyps: Iterable[Hypothesis]) -> list[tuple[str, float]]:
+    """Posterior-like scores in (0, 1] that sum to at most 1 over the listed hypotheses."""
+    hyps = list(hyps)
+    if not hyps:
+        return []
+    top = max(h.loglik for h in hyps)
+    exps = [math.exp(h.loglik - top) for h in hyps]
+    z = sum(exps)
+    return [(h.ci, round(e / z, 4)) for h, e in zip(hyps, exps, strict=True)]
