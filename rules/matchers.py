@@ -5,6 +5,7 @@
 - A missing label matches as the empty string, so `team=""` selects alerts
   without a `team` label and `team!=""` those that have one.
 - Regexes are fully anchored: `=~"web"` does not match `webserver`.
+- Names may contain dots so that rules can match CMDB attributes (`ci.owner`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"(?:{value})", re.S)
+                # Alertmanager compiles `^(?:value)$` without flags: `.` does not
+                # match a newline, as in Go's RE2.
+                regex = re.compile(f"(?:{_scope_leading_flags(value)})")
             except re.error as exc:
                 raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc}") from exc
         return cls(name, op, value, regex)
@@ -62,6 +65,18 @@ class Matcher:
     def __str__(self) -> str:
         escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'{self.name}{self.op}"{escaped}"'
+
+
+_LEADING_FLAGS = re.compile(r"^\(\?([ims]+)\)")
+
+
+def _scope_leading_flags(value: str) -> str:
+    """Go accepts `(?i)` anywhere and scopes it to the enclosing group; Python 3.11
+    only at the very start. `(?i)rest` inside the anchoring group is `(?i:rest)`."""
+    m = _LEADING_FLAGS.match(value)
+    if not m:
+        return value
+    return f"(?{m.group(1)}:{value[m.end():]})"
 
 
 def _unquote(raw: str) -> str:
