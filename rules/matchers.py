@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 OPS = ("=~", "!~", "!=", "=")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
-_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.S)
+_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.S)
 
 
 class MatcherError(ValueError):
@@ -76,7 +76,7 @@ def _scope_leading_flags(value: str) -> str:
     m = _LEADING_FLAGS.match(value)
     if not m:
         return value
-    return f"(?{m.group(1)}:{value[m.end():]})"
+    return f"(?{m.group(1)}:{value[m.end() :]})"
 
 
 def _unquote(raw: str) -> str:
@@ -104,10 +104,10 @@ def _unquote(raw: str) -> str:
 def parse_matcher(text: str) -> Matcher:
     """Parse one matcher such as `severity=~"critical|page"`."""
     if not isinstance(text, str):
-        raise MatcherError(f"a matcher must be a string like name=\"value\", got {text!r}")
+        raise MatcherError(f'a matcher must be a string like name="value", got {text!r}')
     m = _MATCHER.match(text)
     if not m:
-        raise MatcherError(f"cannot parse matcher {text!r} (expected name=\"value\", !=, =~ or !~)")
+        raise MatcherError(f'cannot parse matcher {text!r} (expected name="value", !=, =~ or !~)')
     name, op, raw = m.groups()
     return Matcher.create(name, op, _unquote(raw))
 
@@ -154,7 +154,9 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
         out = []
         for name, value in spec.items():
             if not isinstance(name, str) or not isinstance(value, str | int | float | bool):
-                raise MatcherError(f"match entries must be label: value strings, got {name!r}: {value!r}")
+                raise MatcherError(
+                    f"match entries must be label: value strings, got {name!r}: {value!r}"
+                )
             out.append(Matcher.create(name, "=", str(value)))
         return out
     if isinstance(spec, str):
@@ -162,9 +164,13 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
     if isinstance(spec, Iterable):
         out = []
         for item in spec:
-            out.extend(parse_matchers(item) if isinstance(item, str) and "," in item else [parse_matcher(item)])
+            out.extend(
+                parse_matchers(item)
+                if isinstance(item, str) and "," in item
+                else [parse_matcher(item)]
+            )
         return out
-    raise MatcherError(f"expected matchers (a list of name=\"value\" strings), got {spec!r}")
+    raise MatcherError(f'expected matchers (a list of name="value" strings), got {spec!r}')
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:

@@ -160,29 +160,76 @@ def _strip_group(rx: str) -> str:
     return rx
 
 
-def _literal_prefix(alt: str) -> tuple[str, bool]:
-    """The literal text every match of `alt` starts with, and whether `alt` is
-    entirely that literal."""
-    out: list[str] = []
+_MAX_EXPANSION = 64
+
+
+def _matching_paren(rx: str, start: int) -> int:
+    depth, i, in_class = 0, start, False
+    while i < len(rx):
+        c = rx[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _expand(alt: str) -> tuple[set[str], bool] | None:
+    """The literal strings every match of `alt` starts with, and whether `alt`
+    matches exactly those strings. Understands literals, escapes and groups of
+    literal alternatives (`(?:Kube|Node)Down`); stops at anything else."""
+    prefixes = {""}
     i = 0
     while i < len(alt):
         c = alt[i]
+        if c == "(":
+            close = _matching_paren(alt, i)
+            if close < 0 or (alt[i + 1 : i + 2] == "?" and alt[i + 1 : i + 3] != "?:"):
+                return prefixes, False
+            inner = alt[i + 3 : close] if alt[i + 1 : i + 3] == "?:" else alt[i + 1 : close]
+            parts = _split_top(inner)
+            options: set[str] = set()
+            for part in parts or []:
+                sub = _expand(part)
+                if sub is None or not sub[1]:
+                    return prefixes, False
+                options |= sub[0]
+            if not parts or len(prefixes) * len(options) > _MAX_EXPANSION:
+                return prefixes, False
+            if alt[close + 1 : close + 2] in ("*", "?", "{"):
+                return prefixes, False
+            prefixes = {p + o for p in prefixes for o in options}
+            if alt[close + 1 : close + 2] == "+":
+                return prefixes, False
+            i = close + 1
+            continue
         if c == "\\":
-            nxt = alt[i + 1 : i + 2]
-            if nxt and not nxt.isalnum():
-                out.append(nxt)
-                i += 2
-                continue
-            break
-        if c in _META:
-            break
-        out.append(c)
-        i += 1
-    if i == len(alt):
-        return "".join(out), True
-    if alt[i] in "*?{" and out:
-        out.pop()  # the quantifier makes the last literal optional
-    return "".join(out), False
+            lit = alt[i + 1 : i + 2]
+            if not lit or lit.isalnum():
+                return prefixes, False
+            width = 2
+        elif c in _META:
+            return prefixes, False
+        else:
+            lit, width = c, 1
+        nxt = alt[i + width : i + width + 1]
+        if nxt in ("*", "?", "{"):
+            return prefixes, False  # the quantifier makes this literal optional
+        prefixes = {p + lit for p in prefixes}
+        if nxt == "+":
+            return prefixes, False
+        i += width
+    return prefixes, True
 
 
 def regex_keys(rx: str) -> tuple[str, set[str]] | None:
@@ -194,12 +241,17 @@ def regex_keys(rx: str) -> tuple[str, set[str]] | None:
     exact: set[str] = set()
     prefixes: set[str] = set()
     for alt in alts:
-        prefix, complete = _literal_prefix(alt)
+        got = _expand(alt)
+        if got is None:
+            return None
+        values, complete = got
         if complete:
-            exact.add(prefix)
-        elif prefix:
-            prefixes.add(prefix)
+            exact |= values
+        elif "" in values:
+            return None
         else:
+            prefixes |= values
+        if len(exact) + len(prefixes) > _MAX_EXPANSION:
             return None
     if not prefixes:
         return "exact", exact
@@ -245,40 +297,50 @@ class _Index:
     always: list[int] = field(default_factory=list)
 
 
+def _index_options(rule: Rule) -> list[tuple[str, str, set[str]]]:
+    """The ways this rule can be indexed: (matcher name, "exact"|"prefix", keys)."""
+    out = []
+    for m in rule.matchers:
+        if m.op == "=":
+            out.append((m.name, "exact", {m.value}))
+        elif m.op == "=~":
+            keys = regex_keys(m.value)
+            if keys is not None:
+                out.append((m.name, keys[0], keys[1]))
+    return out
+
+
 def _build_index(rules: list[Rule]) -> _Index:
+    options = [_index_options(r) for r in rules]
+    # How many rules could be filed under each key: a rule is filed under its
+    # rarest keys, so that `severity=~"critical|warning"` next to
+    # `service="payments"` does not make every critical alert a candidate.
+    popularity: dict[tuple[str, str], int] = {}
+    for opts in options:
+        for name, _, keys in opts:
+            for k in keys:
+                popularity[(name, k)] = popularity.get((name, k), 0) + 1
     exact: dict[str, dict[str, list[int]]] = {}
     prefix: dict[str, dict[str, list[int]]] = {}
     gated: dict[str, list[tuple[int, str]]] = {}
     always: list[int] = []
     for idx, rule in enumerate(rules):
-        best: tuple[int, int, str, str, set[str]] | None = (
-            None  # (kind rank, n keys, label, kind, keys)
-        )
-        gate: tuple[str, str] | None = None
-        for m in rule.matchers:
-            if m.name.startswith(CI_PREFIX):
-                continue
-            if m.op == "=":
-                cand = (0, 1, m.name, "exact", {m.value})
-            elif m.op == "=~":
-                keys = regex_keys(m.value)
-                if keys is None:
-                    if gate is None and not re.search(r"\\\d", m.value):
-                        gate = (m.name, m.value)
-                    continue
-                kind, values = keys
-                cand = (0 if kind == "exact" else 1, len(values), m.name, kind, values)
-            else:
-                continue
-            if best is None or cand[:2] < best[:2]:
-                best = cand
-        if best is not None:
-            _, _, name, kind, values = best
+        if options[idx]:
+            name, kind, keys = min(
+                options[idx],
+                key=lambda o: (
+                    sum(popularity[(o[0], k)] for k in o[2]) * (2 if o[1] == "prefix" else 1)
+                ),
+            )
             table = exact if kind == "exact" else prefix
-            for v in values:
+            for v in keys:
                 table.setdefault(name, {}).setdefault(v, []).append(idx)
-        elif gate is not None:
-            gated.setdefault(gate[0], []).append((idx, gate[1]))
+            continue
+        gate = next(
+            (m for m in rule.matchers if m.op == "=~" and not re.search(r"\\\d", m.value)), None
+        )
+        if gate is not None:
+            gated.setdefault(gate.name, []).append((idx, gate.value))
         else:
             always.append(idx)
     index = _Index(exact=exact, always=always)
@@ -329,16 +391,25 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def candidates(self, labels: Mapping[str, str], after: int = -1) -> list[int]:
-        """Indexes of the rules that may match these labels, in rule order."""
+    def candidates(
+        self, labels: Mapping[str, str], after: int = -1, ci: CiView | None = None
+    ) -> list[int]:
+        """Indexes of the rules that may match these labels (and CI), in rule order."""
         ix = self._index
+        ci = ci or CiView(None, None)
+
+        def value(name: str) -> str:
+            if name.startswith(CI_PREFIX):
+                return ci.value(name[3:])
+            return labels.get(name, "")
+
         found: set[int] = set(ix.always)
         for name, table in ix.exact.items():
-            hit = table.get(labels.get(name, ""))
+            hit = table.get(value(name))
             if hit:
                 found.update(hit)
         for name, (lengths, table) in ix.prefix.items():
-            v = labels.get(name, "")
+            v = value(name)
             for n in lengths:
                 if n > len(v):
                     break
@@ -346,7 +417,7 @@ class RuleSet:
                 if hit:
                     found.update(hit)
         for name, (combined, idxs) in ix.gated.items():
-            if combined is None or combined.fullmatch(labels.get(name, "")) is not None:
+            if combined is None or combined.fullmatch(value(name)) is not None:
                 found.update(idxs)
         if after >= 0:
             return sorted(i for i in found if i > after)
@@ -363,7 +434,7 @@ class RuleSet:
         out = Outcome(labels=dict(labels), annotations=dict(annotations or {}))
         view = CiView(ci, ci_attrs)
         rules, compiled = self.rules, self._compiled
-        cands = self.candidates(out.labels)
+        cands = self.candidates(out.labels, ci=view)
         i = 0
         while i < len(cands):
             idx = cands[i]
@@ -376,7 +447,7 @@ class RuleSet:
             if rule.drop or not rule.continue_:
                 break
             if labels_before is not None and labels_before != out.labels:
-                cands, i = self.candidates(out.labels, after=idx), 0
+                cands, i = self.candidates(out.labels, after=idx, ci=view), 0
         if out.priority is None:
             out.priority = self.matrix.priority(out.impact, out.urgency)
         return out

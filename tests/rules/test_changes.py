@@ -10,19 +10,37 @@ DEPS = {("checkout", "orders-db")}
 
 
 def ev(ci):
-    return AlertEvent(Alert(labels={"alertname": "X"}, annotations={}, starts_at=T0, ends_at=None, status="firing"), ci=ci)
+    return AlertEvent(
+        Alert(
+            labels={"alertname": "X"}, annotations={}, starts_at=T0, ends_at=None, status="firing"
+        ),
+        ci=ci,
+    )
 
 
 def change(**kw):
-    return Change.from_dict({"id": "CHG-1", "ci": "orders-db", "summary": "upgrade to 16",
-                             "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"} | kw)
+    return Change.from_dict(
+        {
+            "id": "CHG-1",
+            "ci": "orders-db",
+            "summary": "upgrade to 16",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T01:00:00Z",
+        }
+        | kw
+    )
 
 
 def test_alert_from_a_ci_under_an_active_change_is_expected():
     store = ChangeStore()
     store.add(change())
     stage = MaintenanceStage(store)
-    during, before, after, elsewhere = ev("orders-db"), ev("orders-db"), ev("orders-db"), ev("checkout")
+    during, before, after, elsewhere = (
+        ev("orders-db"),
+        ev("orders-db"),
+        ev("orders-db"),
+        ev("checkout"),
+    )
     stage.process([before], T0 - 1)
     stage.process([during, elsewhere], T0 + 60)
     stage.process([after], T0 + 3600)
@@ -40,7 +58,15 @@ def test_dependents_are_covered_when_configured():
 
 
 def test_change_event_from_replay_starts_at_its_time_and_may_be_open_ended():
-    c = Change.from_dict({"kind": "change", "at": "2026-01-01T00:00:00Z", "ci": "payments", "id": "CHG-2", "summary": "deploy"})
+    c = Change.from_dict(
+        {
+            "kind": "change",
+            "at": "2026-01-01T00:00:00Z",
+            "ci": "payments",
+            "id": "CHG-2",
+            "summary": "deploy",
+        }
+    )
     assert c.starts_at == T0 and c.ends_at is None and c.is_active(T0 + 10**6)
 
 

@@ -7,12 +7,22 @@ from rules.matchers import parse_matchers
 
 
 def ev(labels, ci=None, status="firing", ends_at=None):
-    return AlertEvent(Alert(labels=labels, annotations={}, starts_at=0.0, ends_at=ends_at, status=status), ci=ci)
+    return AlertEvent(
+        Alert(labels=labels, annotations={}, starts_at=0.0, ends_at=ends_at, status=status), ci=ci
+    )
 
 
 def rule(source, target, equal=(), **kw):
-    sources = tuple(tuple(parse_matchers(s)) for s in (source if isinstance(source, list) else [source]))
-    return InhibitRule(name=kw.pop("name", "r"), sources=sources, target=tuple(parse_matchers(target)), equal=tuple(equal), **kw)
+    sources = tuple(
+        tuple(parse_matchers(s)) for s in (source if isinstance(source, list) else [source])
+    )
+    return InhibitRule(
+        name=kw.pop("name", "r"),
+        sources=sources,
+        target=tuple(parse_matchers(target)),
+        equal=tuple(equal),
+        **kw,
+    )
 
 
 def test_source_inhibits_target_with_equal_labels():
@@ -53,7 +63,9 @@ def test_source_without_ends_at_expires_after_resolve_timeout():
 
 
 def test_alerts_matching_both_sides_do_not_inhibit_each_other():
-    stage = InhibitStage([rule('{severity="critical"}', '{severity=~"critical|warning"}', ["cluster"])])
+    stage = InhibitStage(
+        [rule('{severity="critical"}', '{severity=~"critical|warning"}', ["cluster"])]
+    )
     a = ev({"alertname": "A", "severity": "critical", "cluster": "eu"})
     b = ev({"alertname": "B", "severity": "critical", "cluster": "eu"})
     w = ev({"alertname": "W", "severity": "warning", "cluster": "eu"})
@@ -63,7 +75,11 @@ def test_alerts_matching_both_sides_do_not_inhibit_each_other():
 
 
 def test_several_sources_must_fire_at_once():
-    both_links = rule(['{alertname="LinkDown", link="a"}', '{alertname="LinkDown", link="b"}'], '{alertname="SiteUnreachable"}', ["site"])
+    both_links = rule(
+        ['{alertname="LinkDown", link="a"}', '{alertname="LinkDown", link="b"}'],
+        '{alertname="SiteUnreachable"}',
+        ["site"],
+    )
     stage = InhibitStage([both_links])
     stage.process([ev({"alertname": "LinkDown", "link": "a", "site": "par"})], now=0)
     one = ev({"alertname": "SiteUnreachable", "site": "par"})
@@ -92,7 +108,9 @@ def test_cmdb_mode_inhibits_symptoms_on_dependent_cis():
 
 def test_source_matchers_may_use_ci_attributes():
     attrs = {"core-router": {"type": "network"}}
-    stage = InhibitStage([rule('{ci.type="network"}', '{alertname="Unreachable"}')], ci_attrs=attrs.get)
+    stage = InhibitStage(
+        [rule('{ci.type="network"}', '{alertname="Unreachable"}')], ci_attrs=attrs.get
+    )
     stage.process([ev({"alertname": "PortDown"}, ci="core-router")], now=0)
     t = ev({"alertname": "Unreachable"})
     stage.process([t], now=1)

@@ -5,25 +5,85 @@ import pytest
 from rules.loader import load_rules, validate_rules
 
 BROKEN = {
-    "unknown field": ("rules:\n  - match: []\n    recevier: x\n", 3, "unknown field 'recevier' in rules[0]; did you mean 'receiver'?"),
-    "bad regex": ("rules:\n  - name: a\n    match:\n      - 'a=\"1\"'\n      - 'b=~\"[\"'\n", 5, "match[1]: invalid regex"),
+    "unknown field": (
+        "rules:\n  - match: []\n    recevier: x\n",
+        3,
+        "unknown field 'recevier' in rules[0]; did you mean 'receiver'?",
+    ),
+    "bad regex": (
+        "rules:\n  - name: a\n    match:\n      - 'a=\"1\"'\n      - 'b=~\"[\"'\n",
+        5,
+        "match[1]: invalid regex",
+    ),
     "bad matcher": ("rules:\n  - match: ['severity==\"x\"']\n", 2, "match[0]:"),
     "missing match": ("rules:\n  - name: a\n    team: x\n", 2, "rule 'a': 'match' is required"),
-    "bad duration": ("rules:\n  - match: []\n    correlation_window: 5 minutes\n", 3, "correlation_window: not a duration"),
-    "bad template": ("rules:\n  - match: []\n    set_labels:\n      host: '{{ $label.instance }}'\n", 4, "set_labels.host: unknown template expression"),
-    "unknown impact": ("rules:\n  - match: []\n    impact: huge\n", 3, "impact: 'huge' is not one of"),
-    "priority and impact": ("rules:\n  - match: []\n    impact: high\n    priority: P1\n", 4, "priority: set either priority or impact/urgency"),
-    "drop not bool": ("rules:\n  - match: []\n    drop: yes please\n", 3, "drop: expected true or false"),
-    "duplicate name": ("rules:\n  - {name: a, match: []}\n  - {name: a, match: []}\n", 3, "duplicate rule name 'a' (first at line 2)"),
+    "bad duration": (
+        "rules:\n  - match: []\n    correlation_window: 5 minutes\n",
+        3,
+        "correlation_window: not a duration",
+    ),
+    "bad template": (
+        "rules:\n  - match: []\n    set_labels:\n      host: '{{ $label.instance }}'\n",
+        4,
+        "set_labels.host: unknown template expression",
+    ),
+    "unknown impact": (
+        "rules:\n  - match: []\n    impact: huge\n",
+        3,
+        "impact: 'huge' is not one of",
+    ),
+    "priority and impact": (
+        "rules:\n  - match: []\n    impact: high\n    priority: P1\n",
+        4,
+        "priority: set either priority or impact/urgency",
+    ),
+    "drop not bool": (
+        "rules:\n  - match: []\n    drop: yes please\n",
+        3,
+        "drop: expected true or false",
+    ),
+    "duplicate name": (
+        "rules:\n  - {name: a, match: []}\n  - {name: a, match: []}\n",
+        3,
+        "duplicate rule name 'a' (first at line 2)",
+    ),
     "invalid yaml": ("rules:\n  - match: [\n", 3, "invalid YAML"),
-    "duplicate key": ("rules:\n  - match: []\n    team: a\n    team: b\n", 4, "invalid YAML: duplicate key 'team'"),
+    "duplicate key": (
+        "rules:\n  - match: []\n    team: a\n    team: b\n",
+        4,
+        "invalid YAML: duplicate key 'team'",
+    ),
     "unknown top key": ("rules: []\nroutes: []\n", 2, "unknown field 'routes' in the rule file"),
-    "inhibit without source": ("inhibit_rules:\n  - target_matchers: ['a=\"b\"']\n", 2, "source_matchers (or sources) are required"),
-    "inhibit bad relation": ("inhibit_rules:\n  - source_matchers: ['a=\"b\"']\n    target_matchers: ['c=\"d\"']\n    ci_relation: parent\n", 4, "ci_relation: expected one of"),
-    "silence without end": ("silences:\n  - matchers: ['a=\"b\"']\n    starts_at: 2026-01-01T00:00:00Z\n", 2, "silences[0]: endsAt: required"),
-    "silence matching all": ("silences:\n  - matchers: ['a=~\".*\"']\n    ends_at: 2026-01-01T00:00:00Z\n", 2, "must not match the empty string"),
-    "change bad end": ("changes:\n  - id: C1\n    ci: db\n    start: 2026-01-01T00:00:00Z\n    end: tomorrow\n", 5, "changes[0]: end: not an RFC 3339"),
-    "bad matrix": ("priority_matrix:\n  high: {high: P1, low: urgent}\n", 1, "priority must be P1..P9"),
+    "inhibit without source": (
+        "inhibit_rules:\n  - target_matchers: ['a=\"b\"']\n",
+        2,
+        "source_matchers (or sources) are required",
+    ),
+    "inhibit bad relation": (
+        "inhibit_rules:\n  - source_matchers: ['a=\"b\"']\n    target_matchers: ['c=\"d\"']\n    ci_relation: parent\n",
+        4,
+        "ci_relation: expected one of",
+    ),
+    "silence without end": (
+        "silences:\n  - matchers: ['a=\"b\"']\n    starts_at: 2026-01-01T00:00:00Z\n",
+        2,
+        "silences[0]: endsAt: required",
+    ),
+    "silence matching all": (
+        "silences:\n  - matchers: ['a=~\".*\"']\n    ends_at: 2026-01-01T00:00:00Z\n",
+        2,
+        "must not match the empty string",
+    ),
+    "change bad end": (
+        "changes:\n  - id: C1\n    ci: db\n    start: 2026-01-01T00:00:00Z\n    end: tomorrow\n",
+        5,
+        "changes[0]: end: not an RFC 3339",
+    ),
+    "bad matrix": (
+        "priority_matrix:\n  high: {high: P1, low: urgent}\n",
+        1,
+        "priority must be P1..P9",
+    ),
 }
 
 

@@ -12,12 +12,19 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def ev(labels, ci=None):
-    return AlertEvent(Alert(labels=labels, annotations={}, starts_at=T0, ends_at=None, status="firing"), ci=ci)
+    return AlertEvent(
+        Alert(labels=labels, annotations={}, starts_at=T0, ends_at=None, status="firing"), ci=ci
+    )
 
 
 def silence(**kw):
-    data = {"matchers": ['env="staging"'], "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T01:00:00Z",
-            "createdBy": "jane", "comment": "rebuild"} | kw
+    data = {
+        "matchers": ['env="staging"'],
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2026-01-01T01:00:00Z",
+        "createdBy": "jane",
+        "comment": "rebuild",
+    } | kw
     return Silence.from_dict(data, now=T0)
 
 
@@ -54,25 +61,41 @@ def test_non_matching_alert_is_not_silenced():
 
 
 def test_alertmanager_api_form_round_trips():
-    s = Silence.from_dict({
-        "matchers": [{"name": "alertname", "value": "Disk.*", "isRegex": True, "isEqual": True},
-                     {"name": "env", "value": "prod", "isRegex": False, "isEqual": False}],
-        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T02:00:00.000Z",
-        "createdBy": "ops", "comment": "disk swap",
-    }, now=T0)
+    s = Silence.from_dict(
+        {
+            "matchers": [
+                {"name": "alertname", "value": "Disk.*", "isRegex": True, "isEqual": True},
+                {"name": "env", "value": "prod", "isRegex": False, "isEqual": False},
+            ],
+            "startsAt": "2026-01-01T00:00:00Z",
+            "endsAt": "2026-01-01T02:00:00.000Z",
+            "createdBy": "ops",
+            "comment": "disk swap",
+        },
+        now=T0,
+    )
     assert [str(m) for m in s.matchers] == ['alertname=~"Disk.*"', 'env!="prod"']
     again = Silence.from_dict(s.to_dict())
-    assert (again.id, again.matchers, again.starts_at, again.ends_at, again.created_by, again.comment) == (
-        s.id, s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment)
+    assert (
+        again.id,
+        again.matchers,
+        again.starts_at,
+        again.ends_at,
+        again.created_by,
+        again.comment,
+    ) == (s.id, s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment)
     assert s.to_dict(now=T0 + 1)["status"] == {"state": "active"}
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"endsAt": "2025-12-31T00:00:00Z"}, "endsAt: must be after startsAt"),
-    ({"matchers": []}, "at least one matcher"),
-    ({"matchers": ['env=~".*"']}, "must not match the empty string"),
-    ({"endsAt": "soon"}, "endsAt: not an RFC 3339"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"endsAt": "2025-12-31T00:00:00Z"}, "endsAt: must be after startsAt"),
+        ({"matchers": []}, "at least one matcher"),
+        ({"matchers": ['env=~".*"']}, "must not match the empty string"),
+        ({"endsAt": "soon"}, "endsAt: not an RFC 3339"),
+    ],
+)
 def test_invalid_silences_are_rejected_with_the_field(bad, message):
     with pytest.raises(SilenceError, match=message):
         silence(**bad)
