@@ -109,3 +109,100 @@ class Correlator(Protocol):
     def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement: ...
 
     def analyze(self, incident: Incident, now: float) -> Analysis: ...
+
+
+class Pipeline:
+    """Runs alert stages, then the incident manager, then the incident listeners.
+
+    Components (stages, listeners and `extras` such as the detector bank) may
+    also have `tick(now)`, `next_deadline()` and `drain_writes(writes)`; the
+    pipeline calls them, so timers and persistence stay in one loop.
+    """
+
+    def __init__(
+        self,
+        stages: list[Stage],
+        incidents: IncidentManager,
+        listeners: list[IncidentListener] | None = None,
+        *,
+        samples: Any = None,
+        change_sinks: list[Any] | None = None,
+        extras: list[Any] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.stages = stages
+        self.incidents = incidents
+        self.listeners = listeners or []
+        self.samples = samples  # has observe(samples, now) -> list[Alert]
+        self.change_sinks = change_sinks or []  # have add_change(change: dict, now)
+        self.metrics = metrics
+        self.components: list[Any] = [*stages, *self.listeners, *(extras or [])]
+        if samples is not None and samples not in self.components:
+            self.components.append(samples)
+        for sink in self.change_sinks:
+            if sink not in self.components:
+                self.components.append(sink)
+
+    @property
+    def order(self) -> list[str]:
+        """The stage order, for logs and docs."""
+        names = [getattr(s, "name", type(s).__name__) for s in self.stages]
+        return [*names, "incidents", *(getattr(s, "name", type(s).__name__) for s in self.listeners)]
+
+    def process_alerts(self, alerts: list[Alert], now: float) -> None:
+        events: list[AlertEvent] = []
+        absorb = self.incidents.absorb_repost
+        for alert in alerts:
+            event = AlertEvent(alert)
+            if not absorb(event, now):
+                events.append(event)
+        if self.metrics is not None:
+            self.metrics.processed.inc(len(alerts))
+        for stage in self.stages:
+            if not events:
+                break
+            events = stage.process(events, now)
+        if events:
+            self.publish(self.incidents.apply([e for e in events if not e.dropped], now), now)
+
+    def process_samples(self, samples: list[tuple[dict[str, str], float, float]], now: float) -> None:
+        if self.samples is None:
+            return
+        alerts = self.samples.observe(samples, now)
+        if alerts:
+            self.process_alerts(alerts, now)
+
+    def process_change(self, change: dict[str, Any], now: float) -> None:
+        for sink in self.change_sinks:
+            sink.add_change(change, now)
+
+    def publish(self, changes: list[IncidentChange], now: float) -> None:
+        if changes:
+            for listener in self.listeners:
+                listener.on_changes(changes, now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [self.incidents.next_deadline()]
+        for c in self.components:
+            fn = getattr(c, "next_deadline", None)
+            if fn is not None:
+                deadlines.append(fn())
+        due = [d for d in deadlines if d is not None]
+        return min(due) if due else None
+
+    def tick(self, now: float) -> None:
+        """Fire every timer due at or before `now`, in every component."""
+        for c in self.components:
+            fn = getattr(c, "tick", None)
+            if fn is not None:
+                produced = fn(now)
+                if produced:
+                    self.process_alerts(produced, now)
+        self.publish(self.incidents.tick(now), now)
+
+    def drain_writes(self, writes: Any) -> None:
+        self.incidents.drain_writes(writes)
+        for c in self.components:
+            fn = getattr(c, "drain_writes", None)
+            if fn is not None:
+                fn(writes)

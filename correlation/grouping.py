@@ -1,0 +1,49 @@
+"""Label-based grouping: the fallback for alerts that the CMDB cannot place.
+
+Alerts with the same alert name and the same identifying labels (the CI when
+the alert has one, else the configured `group_by` labels) that arrive while a
+matching incident is active join it, as Alertmanager's `group_by` would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from daemon.pipeline import AlertEvent, Analysis, Placement
+
+if TYPE_CHECKING:
+    from daemon.incidents import Incident, IncidentManager
+
+
+def group_key(event: AlertEvent, group_by: list[str]) -> str:
+    labels = event.alert.labels
+    keys = event.group_by if event.group_by is not None else group_by
+    parts = [f"alertname={labels.get('alertname', '')}"]
+    if event.ci and event.group_by is None:
+        parts.append(f"ci={event.ci}")
+    else:
+        parts.extend(f"{k}={labels.get(k, '')}" for k in keys if k != "alertname")
+    return ",".join(parts)
+
+
+class LabelGrouper:
+    """A `Correlator` that groups by labels only; it names no root cause beyond the CI."""
+
+    def __init__(self, group_by: list[str], group_window: float) -> None:
+        self.group_by = group_by
+        self.group_window = group_window
+
+    def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement:
+        key = group_key(event, self.group_by)
+        window = event.correlation_window if event.correlation_window is not None else self.group_window
+        for inc in incidents.open_incidents():
+            if inc.group_key == key and (inc.firing() or now - inc.last_alert_at <= window):
+                return Placement([inc.id], f"same {key}", key)
+        return Placement([], "", key)
+
+    def analyze(self, incident: Incident, now: float) -> Analysis:
+        cis = sorted(incident.cis)
+        if len(cis) == 1:
+            return Analysis(root_cause=cis[0], candidates=[{"ci": cis[0], "score": 1.0}],
+                            explanation=f"every alert is on {cis[0]}")
+        return Analysis()

@@ -1,0 +1,297 @@
+"""The HTTP API on aiohttp: ingest, incidents, health and `/metrics`.
+
+Every error is JSON `{"error": ..., "detail": ...}` with a 4xx status when the
+client sent something wrong; a 5xx only for the daemon's own faults, and never
+with a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from daemon.incidents import IncidentError
+from daemon.ingest import PayloadError, parse_alert_list, parse_samples, parse_webhook
+from daemon.views import incident_view, load_incident_doc, load_incident_docs, timeline_view
+
+if TYPE_CHECKING:
+    from daemon.app import Daemon
+
+log = structlog.get_logger("incidentd.api")
+
+DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+def error(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason or "error"
+        detail = None
+        if exc.status == 413:
+            reason = "request body too large"
+            detail = f"the limit is {request.app[DAEMON_KEY].config.inbox.max_body_bytes} bytes"
+        elif exc.status == 404:
+            reason = f"no such endpoint: {request.method} {request.path}"
+        elif exc.status == 405:
+            reason = f"method {request.method} not allowed on {request.path}"
+        return error(exc.status, reason, detail, headers={k: v for k, v in exc.headers.items()
+                                                           if k in ("Allow", "Retry-After")})
+    except Exception:
+        log.exception("request failed", path=request.path, method=request.method)
+        return error(500, "internal error", "see the daemon's log")
+
+
+async def read_json(request: web.Request) -> tuple[bytes, Any]:
+    """The request body as bytes and as parsed JSON; 415/413/400 errors name the problem."""
+    ctype = request.content_type
+    if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
+        raise ApiError(415, "unsupported content type", f"expected application/json, got {ctype or 'none'}")
+    limit = request.app[DAEMON_KEY].config.inbox.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
+    try:
+        return body, json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed JSON", str(exc)) from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON", "nested too deeply") from None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+    def response(self) -> web.Response:
+        return error(self.status, self.message, self.detail)
+
+
+async def _ingest_alerts(request: web.Request, source: str) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    m = daemon.metrics
+    try:
+        body, data = await read_json(request)
+        now = daemon.clock.now()
+        rt = daemon.config.incidents.resolve_timeout
+        if source == "alertmanager":
+            alerts = parse_webhook(data, now=now, resolve_timeout=rt)
+        else:
+            alerts = parse_alert_list(data, now=now, resolve_timeout=rt, source=source)
+    except ApiError as exc:
+        m.alerts_received.labels(source, "rejected").inc()
+        return exc.response()
+    except PayloadError as exc:
+        m.alerts_received.labels(source, "rejected").inc()
+        return error(400, "invalid alerts", str(exc))
+    if not alerts:
+        return web.json_response({"status": "success", "accepted": 0})
+    from daemon.app import InboxFull
+
+    try:
+        await daemon.accept("alerts", source, body, alerts)
+    except InboxFull:
+        m.alerts_received.labels(source, "throttled").inc(len(alerts))
+        retry = daemon.config.inbox.retry_after
+        return error(503, "inbox full", f"the pipeline is behind; retry in {retry}s",
+                     headers={"Retry-After": str(retry)})
+    m.alerts_received.labels(source, "accepted").inc(len(alerts))
+    return web.json_response({"status": "success", "accepted": len(alerts)})
+
+
+async def post_webhook(request: web.Request) -> web.Response:
+    return await _ingest_alerts(request, "alertmanager")
+
+
+async def post_alerts(request: web.Request) -> web.Response:
+    return await _ingest_alerts(request, "api")
+
+
+async def post_samples(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    try:
+        body, data = await read_json(request)
+        samples = parse_samples(data)
+    except ApiError as exc:
+        daemon.metrics.samples_received.labels("rejected").inc()
+        return exc.response()
+    except PayloadError as exc:
+        daemon.metrics.samples_received.labels("rejected").inc()
+        return error(400, "invalid samples", str(exc))
+    if samples:
+        from daemon.app import InboxFull
+
+        try:
+            await daemon.accept("samples", "api", body, samples)
+        except InboxFull:
+            retry = daemon.config.inbox.retry_after
+            return error(503, "inbox full", f"retry in {retry}s", headers={"Retry-After": str(retry)})
+    daemon.metrics.samples_received.labels("accepted").inc(len(samples))
+    return web.json_response({"status": "success", "accepted": len(samples)})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    resp = web.Response(body=daemon.metrics.exposition())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    if daemon.ready:
+        return web.json_response({"status": "ready"})
+    return error(503, "not ready", "store unreachable or configuration not loaded")
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    state = request.query.get("state", "open")
+    if state not in ("open", "resolved", "all"):
+        return error(400, "invalid state", "state must be open, resolved or all")
+    docs = load_incident_docs(daemon.store, state)
+    return web.json_response({"incidents": [incident_view(d) for d in docs]})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    iid = request.match_info["id"]
+    doc = load_incident_doc(daemon.store, iid)
+    live = daemon.incidents.get(iid)
+    if live is not None:
+        doc = live.to_doc()
+    if doc is None:
+        return error(404, "no such incident", iid)
+    view = incident_view(doc)
+    view["timeline"] = timeline_view(daemon.store, iid)
+    return web.json_response(view)
+
+
+async def _optional_json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    body, data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid body", "expected a JSON object")
+    return data
+
+
+def _actor(request: web.Request, data: dict[str, Any], key: str = "author") -> str:
+    ident = request.get("identity")
+    if ident:
+        return str(ident)
+    value = data.get(key) or data.get("actor") or "anonymous"
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid body", f"{key}: expected a string")
+    return value[:200]
+
+
+async def _command(request: web.Request, action: str) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    iid = request.match_info["id"]
+    try:
+        data = await _optional_json(request)
+        actor = _actor(request, data)
+        now = daemon.clock.now()
+        if action == "ack":
+            daemon.incidents.acknowledge(iid, actor, now)
+        elif action == "resolve":
+            note = data.get("note", "")
+            if not isinstance(note, str):
+                raise ApiError(400, "invalid body", "note: expected a string")
+            daemon.incidents.resolve(iid, actor, now, note)
+        else:
+            text = data.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ApiError(400, "invalid note", "text: a non-empty string is required")
+            daemon.incidents.add_note(iid, text[:10000], actor, now)
+        daemon.pipeline.publish(daemon.incidents.drain_changes(), now)
+        await daemon.flush()
+    except ApiError as exc:
+        return exc.response()
+    except IncidentError as exc:
+        if exc.status == 404 and load_incident_doc(daemon.store, iid) is None:
+            return error(404, "no such incident", iid)
+        return error(exc.status if exc.status != 404 else 409, str(exc), iid)
+    doc = load_incident_doc(daemon.store, iid)
+    view = incident_view(doc) if doc else {"id": iid}
+    return web.json_response(view, status=201 if action == "notes" else 200)
+
+
+async def ack_incident(request: web.Request) -> web.Response:
+    return await _command(request, "ack")
+
+
+async def resolve_incident(request: web.Request) -> web.Response:
+    return await _command(request, "resolve")
+
+
+async def add_note(request: web.Request) -> web.Response:
+    return await _command(request, "notes")
+
+
+async def post_reload(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    result = await daemon.reload()
+    return web.json_response(result, status=200 if result["ok"] else 400)
+
+
+RouteAdder = Callable[[web.Application, "Daemon"], None]
+_EXTRA_ROUTES: list[RouteAdder] = []
+
+
+def register_routes(adder: RouteAdder) -> RouteAdder:
+    """Let a package add its endpoints (silences, problems, CMDB) to the app."""
+    _EXTRA_ROUTES.append(adder)
+    return adder
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=daemon.config.inbox.max_body_bytes + 1,
+    )
+    app[DAEMON_KEY] = daemon
+    r = app.router
+    r.add_post("/api/v1/alerts/alertmanager", post_webhook)
+    r.add_post("/api/v1/alerts", post_alerts)
+    r.add_post("/api/v2/alerts", post_alerts)  # Prometheus posting straight to incidentd
+    r.add_post("/api/v1/samples", post_samples)
+    r.add_get("/metrics", get_metrics)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/api/v1/incidents", list_incidents)
+    r.add_get("/api/v1/incidents/{id}", get_incident)
+    r.add_post("/api/v1/incidents/{id}/ack", ack_incident)
+    r.add_post("/api/v1/incidents/{id}/resolve", resolve_incident)
+    r.add_post("/api/v1/incidents/{id}/notes", add_note)
+    r.add_post("/-/reload", post_reload)
+    for adder in _EXTRA_ROUTES:
+        adder(app, daemon)
+    for part in daemon.components.parts.values():
+        routes = getattr(part, "add_routes", None)
+        if routes is not None:
+            routes(app, daemon)
+    return app

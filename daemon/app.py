@@ -1,0 +1,280 @@
+"""The daemon process: store, durable inbox, pipeline worker, timers and HTTP server.
+
+Ingest commits every accepted request to the inbox before answering (group
+commit: the store's writer thread commits all requests queued at that moment
+together). The worker takes what was committed, runs it through the pipeline
+and commits the result together with the inbox cursor, so a crash at any
+point loses nothing and processes nothing twice. On start, whatever the inbox
+still holds is processed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from daemon.build import Components, build_pipeline, load_state
+from daemon.clock import SystemClock
+from daemon.config import Config
+from daemon.ingest import parse_alert_list, parse_samples, parse_webhook
+from daemon.metrics import Metrics
+from daemon.store import Store, Writes
+
+log = structlog.get_logger("incidentd.daemon")
+
+STORE_FILE = "incidentd.sqlite3"
+BATCH_LIMIT = 4096  # alerts per pipeline batch: keeps the event loop responsive
+
+
+class InboxFull(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class InboxItem:
+    row_id: int
+    kind: str  # alerts | samples | change
+    items: list[Any]
+    received_at: float
+    accepted_mono: float
+
+
+def decode_inbox_row(kind: str, source: str, body: bytes, received_at: float,
+                     resolve_timeout: float) -> list[Any]:
+    """Parse an inbox row again (after a restart) exactly as ingest parsed it."""
+    data = json.loads(body)
+    if kind == "alerts":
+        if source == "alertmanager":
+            return parse_webhook(data, now=received_at, resolve_timeout=resolve_timeout)
+        return parse_alert_list(data, now=received_at, resolve_timeout=resolve_timeout, source=source)
+    if kind == "samples":
+        return parse_samples(data)
+    return [data]
+
+
+class Daemon:
+    def __init__(self, config: Config, clock: SystemClock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.store = Store(os.path.join(config.data_dir, STORE_FILE), fsync=config.inbox.fsync)
+        self.components: Components = build_pipeline(config, self.clock, self.metrics, self.store)
+        self.pipeline = self.components.pipeline
+        self.incidents = self.components.incidents
+        self._queue: deque[InboxItem] = deque()
+        self._depth = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._runner: web.AppRunner | None = None
+        self._ready = False
+        self._stopping = False
+        self.bound: tuple[str, int] | None = None
+
+    # -- inbox ------------------------------------------------------------------
+
+    @property
+    def inbox_depth(self) -> int:
+        return self._depth
+
+    async def accept(self, kind: str, source: str, body: bytes, items: list[Any]) -> None:
+        """Commit a validated request to the inbox; returns once durable."""
+        n = len(items)
+        if self._depth + n > self.config.inbox.max_depth and self._depth > 0:
+            raise InboxFull()
+        now = self.clock.now()
+        self._depth += n  # reserve room before waiting on the commit
+        try:
+            row_id = await self.store.write(
+                lambda conn: conn.execute(
+                    "INSERT INTO inbox (received_at, source, kind, count, body) VALUES (?,?,?,?,?)",
+                    (now, source, kind, n, body),
+                ).lastrowid
+            )
+        except BaseException:
+            self._depth -= n
+            raise
+        self._queue.append(InboxItem(row_id, kind, items, now, time.monotonic()))
+        self.metrics.inbox_depth.set(self._depth)
+        self._wake.set()
+
+    def _recover_inbox(self) -> None:
+        cursor = int(self.store.get_meta("inbox_cursor", "0") or 0)
+        rows = self.store.query(
+            "SELECT id, received_at, source, kind, body FROM inbox WHERE id > ? ORDER BY id", (cursor,)
+        )
+        rt = self.config.incidents.resolve_timeout
+        for row_id, received_at, source, kind, body in rows:
+            try:
+                items = decode_inbox_row(kind, source, body, received_at, rt)
+            except Exception:  # stored only after validation; never expected
+                log.error("unreadable inbox row skipped", row=row_id)
+                continue
+            self._queue.append(InboxItem(row_id, kind, items, received_at, time.monotonic()))
+            self._depth += len(items)
+        if rows:
+            log.info("recovering unprocessed inbox rows", rows=len(rows), items=self._depth)
+
+    # -- worker -----------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while not self._stopping:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[InboxItem] = []
+            count = 0
+            while self._queue and count < BATCH_LIMIT:
+                item = self._queue.popleft()
+                batch.append(item)
+                count += len(item.items)
+            now = self.clock.now()
+            try:
+                for item in batch:
+                    if item.kind == "alerts":
+                        self.pipeline.process_alerts(item.items, now)
+                    elif item.kind == "samples":
+                        self.pipeline.process_samples(item.items, now)
+                    elif item.kind == "change":
+                        for change in item.items:
+                            self.pipeline.process_change(change, now)
+            except Exception:
+                log.exception("pipeline failed on a batch; its inbox rows stay for the next start",
+                              first_row=batch[0].row_id)
+                raise
+            writes = Writes()
+            self.pipeline.drain_writes(writes)
+            last = batch[-1].row_id
+            writes.add("INSERT INTO meta (key, value) VALUES ('inbox_cursor', ?)"
+                       " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(last),))
+            writes.add("DELETE FROM inbox WHERE id <= ?", (last,))
+            await self.store.apply(writes)
+            self._depth -= count
+            self.metrics.inbox_depth.set(self._depth)
+            done = time.monotonic()
+            for item in batch:
+                if item.kind == "alerts":
+                    self.metrics.pipeline_latency.observe(done - item.accepted_mono)
+            await asyncio.sleep(0)
+
+    async def _timers(self) -> None:
+        while not self._stopping:
+            due = self.pipeline.next_deadline()
+            now = self.clock.now()
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
+            await asyncio.sleep(wait)
+            now = self.clock.now()
+            due = self.pipeline.next_deadline()
+            if due is not None and due <= now:
+                self.pipeline.tick(now)
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Commit what the pipeline changed (API commands, timers)."""
+        writes = Writes()
+        self.pipeline.drain_writes(writes)
+        await self.store.apply(writes)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self, listen: str | None = None) -> None:
+        from daemon.api import make_app
+        from daemon.config import split_listen
+
+        load_state(self.components, self.store, self.clock.now())
+        self._recover_inbox()
+        self.metrics.inbox_depth.set(self._depth)
+        host, port = split_listen(listen or self.config.listen)
+        app = make_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        self._tasks = [asyncio.create_task(self._worker(), name="pipeline-worker"),
+                       asyncio.create_task(self._timers(), name="timers")]
+        for part in self.components.parts.values():
+            starter = getattr(part, "start", None)
+            if starter is not None:
+                await starter()
+        self._ready = True
+        log.info("incidentd started", listen=f"{self.bound[0]}:{self.bound[1]}",
+                 data_dir=self.config.data_dir, stages=self.pipeline.order)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.store.ping()
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configured files; a bad file keeps what is running."""
+        results: dict[str, Any] = {}
+        ok = True
+        for name, part in self.components.parts.items():
+            fn = getattr(part, "reload", None)
+            if fn is None:
+                continue
+            try:
+                errors = fn()
+            except Exception as exc:  # a reload must never take the daemon down
+                errors = [str(exc)]
+            results[name] = {"ok": not errors, "errors": errors or []}
+            ok = ok and not errors
+        self.metrics.config_reload_ok.set(1 if ok else 0)
+        if ok:
+            log.info("configuration reloaded")
+        else:
+            log.error("configuration reload failed; the running configuration stays", results=results)
+        return {"ok": ok, "components": results}
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for part in self.components.parts.values():
+            stopper = getattr(part, "stop", None)
+            if stopper is not None:
+                await stopper()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._runner is not None:
+            await self._runner.cleanup()
+        try:
+            await self.flush()
+        except Exception:
+            pass
+        self.store.close()
+        log.info("incidentd stopped")
+
+
+async def serve(config: Config, listen: str | None = None) -> None:
+    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
+    daemon = Daemon(config)
+    await daemon.start(listen)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    worker = daemon._tasks[0]
+    done, _ = await asyncio.wait(
+        [asyncio.ensure_future(stop.wait()), worker], return_when=asyncio.FIRST_COMPLETED
+    )
+    if worker in done and worker.exception() is not None:
+        log.error("pipeline worker stopped", error=str(worker.exception()))
+    await daemon.stop()

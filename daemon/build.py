@@ -1,0 +1,53 @@
+"""Assembles the pipeline: the one place where the order of the stages is set.
+
+    cmdb (alert -> CI) -> rules -> silences/maintenance/inhibition
+      -> incidents (correlation decides the grouping) -> problems -> notifications
+
+`run` and `replay` both call `build_pipeline`, so they process alerts with
+the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlation.grouping import LabelGrouper
+from daemon.clock import Clock
+from daemon.config import Config
+from daemon.incidents import IncidentManager
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.store import Store
+
+
+@dataclass
+class Components:
+    """What the daemon's API and reload need to reach besides the pipeline."""
+
+    pipeline: Pipeline
+    incidents: IncidentManager
+    parts: dict[str, Any] = field(default_factory=dict)
+
+
+def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store) -> Components:
+    correlator = LabelGrouper(config.incidents.group_by, config.incidents.group_window)
+    incidents = IncidentManager(config.incidents, correlator, metrics)
+    stages: list[Any] = []
+    listeners: list[Any] = []
+    pipeline = Pipeline(stages, incidents, listeners, metrics=metrics)
+    return Components(pipeline=pipeline, incidents=incidents)
+
+
+def load_state(components: Components, store: Store, now: float) -> None:
+    """Restore the incidents that can still change from the store."""
+    import json
+
+    reopen = components.incidents.settings.reopen_window
+    rows = store.query(
+        "SELECT doc FROM incidents WHERE state IN ('open', 'acknowledged')"
+        " OR (state = 'resolved' AND resolved_at >= ?) ORDER BY seq",
+        (now - reopen,),
+    )
+    seq = int(store.get_meta("next_incident_seq", "1") or 1)
+    components.incidents.load((json.loads(r[0]) for r in rows), seq, now)

@@ -1,0 +1,155 @@
+"""The `incidentd` command (CONTRACT.md section 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from daemon.config import Config, ConfigError, load_config
+
+# Other packages add subcommands here: name -> (configure parser, run) .
+Subcommand = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+_SUBCOMMANDS: dict[str, tuple[str, Subcommand]] = {}
+
+
+def register_subcommand(name: str, help_text: str, configure: Callable[[argparse.ArgumentParser], None],
+                        run: Callable[[argparse.Namespace], int]) -> None:
+    _SUBCOMMANDS[name] = (help_text, (configure, run))
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"incidentd: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.app import serve
+    from daemon.config import split_listen
+    from daemon.logs import configure_logging
+
+    config = _load(args.config)
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    if args.listen:
+        try:
+            split_listen(args.listen)
+        except ValueError as exc:
+            return fail(str(exc))
+        config.listen = args.listen
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        return fail(f"cannot start: {exc}")
+    return 0
+
+
+def check_config_errors(config_path: str) -> list[str]:
+    """Every problem in the config and the files it names, as `file:line: message`."""
+    from daemon import checks
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return exc.errors
+    return checks.check_all(config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    errors = check_config_errors(args.config)
+    if errors:
+        for e in errors:
+            print(e)
+        return 1
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from daemon import checks
+    from daemon.logs import quiet_logging
+    from daemon.replay import ReplayError, run_replay
+
+    quiet_logging()
+    config = _load(args.config)
+    errors = checks.check_all(config)
+    if errors:
+        return fail(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    try:
+        run_replay(config, args.input, args.output)
+    except ReplayError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"{args.output}: cannot write: {exc.strerror or exc}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from daemon.logs import quiet_logging
+
+    quiet_logging()
+    try:
+        from detectors.nabcsv import detect_from_config
+    except ImportError:
+        return fail("the detector is not available in this build")
+    config = _load(args.config)
+    try:
+        detect_from_config(config, args.input, args.output)
+    except (OSError, ValueError) as exc:
+        return fail(str(exc))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="incidentd", description="Monitoring-driven incident and problem management")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", help="config file (default: built-in defaults)")
+    run.add_argument("--listen", help="HOST:PORT to listen on (overrides the config)")
+    run.add_argument("--data-dir", help="where the store lives (overrides the config)")
+    run.set_defaults(func=cmd_run)
+
+    chk = sub.add_parser("check-config", help="validate the config and every file it names")
+    chk.add_argument("--config", required=True)
+    chk.set_defaults(func=cmd_check_config)
+
+    rep = sub.add_parser("replay", help="run an events file through the pipeline on a virtual clock")
+    rep.add_argument("--config")
+    rep.add_argument("--input", required=True)
+    rep.add_argument("--output", required=True)
+    rep.set_defaults(func=cmd_replay)
+
+    det = sub.add_parser("detect", help="stream one time series (CSV) through the online detector")
+    det.add_argument("--config")
+    det.add_argument("--input", required=True)
+    det.add_argument("--output", required=True)
+    det.set_defaults(func=cmd_detect)
+
+    for name, (help_text, (configure, run_fn)) in _SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        configure(sp)
+        sp.set_defaults(func=run_fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from daemon import plugins  # noqa: F401 - registers the packages' commands, routes, sections
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        return fail(exc.errors[0] + (f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,617 @@
+"""Incidents: deduplication, lifecycle, flapping, timeline.
+
+An alert is identified by its fingerprint. While the incident holding it is
+open (or was resolved less than the reopen window ago), the same label set
+firing again updates that alert instead of opening anything. The lifecycle is
+open -> acknowledged -> resolved; an incident resolves by itself once all its
+alerts are resolved, and reopens if one fires again within the reopen window.
+An alert that keeps changing state is marked flapping, and its incident waits
+for it to settle before resolving, instead of opening and closing over and over.
+
+Which incident a new alert joins is the `Correlator`'s decision; this module
+only keeps the books. All state is in memory for the incidents that can still
+change; `drain_writes` hands what changed to the store.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import structlog
+
+from daemon.config import IncidentSettings
+from daemon.model import severity_rank
+from daemon.pipeline import AlertEvent, Correlator, IncidentChange
+from daemon.store import Writes, dumps
+
+log = structlog.get_logger("incidentd.incidents")
+
+OPEN, ACKNOWLEDGED, RESOLVED, MERGED = "open", "acknowledged", "resolved", "merged"
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+_SEVERITY_PRIORITY = {4: "P2", 3: "P3", 2: "P3", 1: "P4", 0: "P5"}
+
+
+def more_urgent(a: str | None, b: str | None) -> str | None:
+    """The more urgent of two priorities (P1 beats P2); None loses."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a < b else b
+
+
+@dataclass(slots=True)
+class Member:
+    """An alert as part of an incident."""
+
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: str
+    starts_at: float | None
+    ends_at: float | None
+    first_at: float  # when incidentd first saw it in this incident
+    last_at: float  # when incidentd last heard of it
+    source: str = "api"
+    ci: str | None = None
+    reason: str = ""
+    silenced_by: str | None = None
+    inhibited_by: str | None = None
+    expected: str | None = None
+    flapping: bool = False
+    transitions: list[float] = field(default_factory=list)
+
+    @property
+    def suppressed(self) -> bool:
+        return bool(self.silenced_by or self.inhibited_by or self.expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Member:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class Incident:
+    id: str
+    seq: int
+    state: str
+    opened_at: float
+    updated_at: float
+    group_key: str = ""
+    title: str = ""
+    severity: str = "none"
+    priority: str = "P5"
+    rule_priority: str | None = None
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+    last_alert_at: float = 0.0
+    alerts: dict[str, Member] = field(default_factory=dict)
+    root_cause: str | None = None
+    root_cause_candidates: list[dict[str, Any]] = field(default_factory=list)
+    impacted: list[str] = field(default_factory=list)
+    explanation: str = ""
+    problem_id: str | None = None
+    flapping: bool = False
+    paging: bool = True  # False while every alert in it is silenced, inhibited or expected
+    team: str | None = None
+    receiver: str | None = None
+    merged_into: str | None = None
+    resolve_due: float | None = None  # flapping incidents resolve once settled
+    extra: dict[str, Any] = field(default_factory=dict)  # other packages' fields
+
+    @property
+    def cis(self) -> set[str]:
+        return {m.ci for m in self.alerts.values() if m.ci}
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (OPEN, ACKNOWLEDGED)
+
+    def firing(self) -> list[Member]:
+        return [m for m in self.alerts.values() if m.status == "firing"]
+
+    def to_doc(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__slots__ if k != "alerts"}
+        d["alerts"] = [m.to_dict() for m in self.alerts.values()]
+        return d
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Incident:
+        doc = dict(doc)
+        members = [Member.from_dict(m) for m in doc.pop("alerts", [])]
+        known = {k: v for k, v in doc.items() if k in cls.__slots__}
+        inc = cls(**known)
+        inc.alerts = {m.fingerprint: m for m in members}
+        return inc
+
+
+@dataclass(slots=True)
+class TimelineEntry:
+    incident_id: str
+    at: float
+    kind: str
+    actor: str
+    text: str
+    data: dict[str, Any] | None = None
+
+
+class IncidentError(Exception):
+    """An operation on an incident that cannot be done (unknown id, wrong state)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IncidentManager:
+    """Keeps the incidents that can still change, applies alert events and commands."""
+
+    def __init__(self, settings: IncidentSettings, correlator: Correlator, metrics: Any = None) -> None:
+        self.settings = settings
+        self.correlator = correlator
+        self.metrics = metrics
+        self.incidents: dict[str, Incident] = {}  # open, and resolved within the reopen window
+        self.by_fingerprint: dict[str, str] = {}  # fingerprint -> incident id (active incidents)
+        self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
+        self._timer_seq = 0
+        self._next_seq = 1
+        self._dirty: set[str] = set()
+        self._timeline: list[TimelineEntry] = []
+        self._changes: list[IncidentChange] = []
+        self._to_analyze: set[str] = set()
+        self._pending_docs: dict[str, Incident] = {}  # merged away: written once more, then gone
+
+    # -- loading ----------------------------------------------------------------
+
+    def load(self, docs: Iterable[dict[str, Any]], next_seq: int, now: float) -> None:
+        """Restore state from the store after a restart."""
+        self._next_seq = max(self._next_seq, next_seq)
+        for doc in docs:
+            inc = Incident.from_doc(doc)
+            self._next_seq = max(self._next_seq, inc.seq + 1)
+            self.incidents[inc.id] = inc
+            for fp in inc.alerts:
+                self.by_fingerprint[fp] = inc.id
+            self._schedule_incident_timers(inc)
+        if self.metrics:
+            self.metrics.set_open(self.open_incidents())
+
+    # -- queries ------------------------------------------------------------------
+
+    def get(self, incident_id: str) -> Incident | None:
+        return self.incidents.get(incident_id)
+
+    def open_incidents(self) -> list[Incident]:
+        return [i for i in self.incidents.values() if i.is_open]
+
+    def incident_for(self, fingerprint: str) -> Incident | None:
+        iid = self.by_fingerprint.get(fingerprint)
+        return self.incidents.get(iid) if iid else None
+
+    # -- alerts -------------------------------------------------------------------
+
+    def absorb_repost(self, event: AlertEvent, now: float) -> bool:
+        """Fast path for the common case: an alert that is already firing in an
+        active incident is posted again. Updates it; True if nothing else to do."""
+        alert = event.alert
+        if alert.status != "firing":
+            return False
+        iid = self.by_fingerprint.get(alert.fingerprint)
+        if iid is None:
+            return False
+        inc = self.incidents[iid]
+        m = inc.alerts[alert.fingerprint]
+        if m.status != "firing":
+            return False
+        m.last_at = now
+        m.annotations = alert.annotations
+        if alert.ends_at != m.ends_at:
+            m.ends_at = alert.ends_at
+            if alert.ends_at is not None:
+                self._schedule(alert.ends_at, "expire", alert.fingerprint)
+        self._dirty.add(iid)
+        return True
+
+    def apply(self, events: list[AlertEvent], now: float) -> list[IncidentChange]:
+        """Apply alert events (in order); returns the incident changes they caused."""
+        for event in events:
+            self._apply_one(event, now)
+        self._analyze_pending(now)
+        return self.drain_changes()
+
+    def _apply_one(self, event: AlertEvent, now: float) -> None:
+        alert = event.alert
+        fp = alert.fingerprint
+        inc = self.incident_for(fp)
+        if inc is not None:
+            m = inc.alerts[fp]
+            self._update_member_flags(m, event)
+            if alert.status == "firing":
+                if m.status == "firing":
+                    m.last_at = now
+                    m.ends_at = alert.ends_at
+                    m.annotations = alert.annotations
+                    self._dirty.add(inc.id)
+                    return
+                if inc.is_open:
+                    self._member_fires(inc, m, alert, now)
+                    return
+                if inc.resolved_at is not None and now - inc.resolved_at <= self.settings.reopen_window \
+                        and inc.state == RESOLVED:
+                    self._member_fires(inc, m, alert, now)
+                    self._reopen(inc, now, f"alert {alert.name or fp} fired again")
+                    return
+                # too late to reopen: this is a new occurrence, placed afresh
+                self._detach(fp)
+            else:
+                if m.status == "firing":
+                    self._member_resolves(inc, m, alert.ends_at or now, now)
+                else:
+                    m.last_at = now
+                    m.ends_at = alert.ends_at
+                    self._dirty.add(inc.id)
+                return
+        self._place_new(event, now)
+
+    def _update_member_flags(self, m: Member, event: AlertEvent) -> None:
+        m.silenced_by = event.silenced_by
+        m.inhibited_by = event.inhibited_by
+        m.expected = event.expected
+
+    def _place_new(self, event: AlertEvent, now: float) -> None:
+        alert = event.alert
+        placement = self.correlator.place(event, self, now)
+        targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents]
+        targets = [t for t in targets if t.is_open]
+        if not targets and event.silenced_by:
+            # silenced and related to nothing open: recorded (metrics, log), no incident
+            if self.metrics:
+                self.metrics.alert_suppressed("silenced")
+            log.info("alert silenced", fingerprint=alert.fingerprint, silence=event.silenced_by)
+            return
+        member = Member(
+            fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
+            status=alert.status, starts_at=alert.starts_at, ends_at=alert.ends_at,
+            first_at=now, last_at=now, source=alert.source, ci=event.ci, reason=placement.reason,
+            silenced_by=event.silenced_by, inhibited_by=event.inhibited_by, expected=event.expected,
+        )
+        if targets:
+            inc = targets[0]
+            for other in targets[1:]:
+                self._merge(other, inc, now, placement.reason)
+        else:
+            inc = self._open(event, placement.group_key, now)
+        self._attach(inc, member, event, now)
+        if alert.status != "firing":
+            self._member_resolves(inc, member, alert.ends_at or now, now, attaching=True)
+
+    def _open(self, event: AlertEvent, group_key: str, now: float) -> Incident:
+        seq = self._next_seq
+        self._next_seq += 1
+        alert = event.alert
+        title = alert.annotations.get("summary") or alert.name or "alert"
+        inc = Incident(id=f"INC-{seq:06d}", seq=seq, state=OPEN, opened_at=now, updated_at=now,
+                       group_key=group_key, title=title[:200], last_alert_at=now,
+                       team=event.team, receiver=event.receiver)
+        self.incidents[inc.id] = inc
+        self._timeline_add(inc, now, "opened", "incidentd", f"incident opened by {alert.name or alert.fingerprint}")
+        self._emit("opened", inc, now)
+        if self.metrics:
+            self.metrics.incident_opened()
+        log.info("incident opened", incident_id=inc.id, alertname=alert.name, ci=event.ci)
+        return inc
+
+    def _attach(self, inc: Incident, m: Member, event: AlertEvent, now: float) -> None:
+        inc.alerts[m.fingerprint] = m
+        self.by_fingerprint[m.fingerprint] = inc.id
+        inc.last_alert_at = now
+        inc.updated_at = now
+        if m.ends_at is not None and m.status == "firing":
+            self._schedule(m.ends_at, "expire", m.fingerprint)
+        flags = [f for f, on in (("silenced", m.silenced_by), ("inhibited", m.inhibited_by),
+                                 ("expected", m.expected)) if on]
+        text = f"alert {m.labels.get('alertname', m.fingerprint)} attached"
+        if m.reason:
+            text += f": {m.reason}"
+        if flags:
+            text += f" [{', '.join(flags)}]"
+        self._timeline_add(inc, now, "alert_attached", "incidentd", text,
+                           {"fingerprint": m.fingerprint, "labels": m.labels, "ci": m.ci,
+                            "silenced_by": m.silenced_by, "inhibited_by": m.inhibited_by,
+                            "expected": m.expected, "notes": list(event.notes)})
+        if event.team and not inc.team:
+            inc.team = event.team
+        if event.receiver and not inc.receiver:
+            inc.receiver = event.receiver
+        if event.priority:
+            inc.rule_priority = more_urgent(inc.rule_priority, event.priority)
+        if len(inc.alerts) > 1:
+            self._emit("alert_added", inc, now, {"fingerprint": m.fingerprint})
+        self._refresh(inc, now)
+        self._to_analyze.add(inc.id)
+
+    def _member_fires(self, inc: Incident, m: Member, alert: Any, now: float) -> None:
+        m.status = "firing"
+        m.starts_at = alert.starts_at
+        m.ends_at = alert.ends_at
+        m.annotations = alert.annotations
+        m.last_at = now
+        self._transition(inc, m, now)
+        inc.last_alert_at = now
+        inc.resolve_due = None
+        if m.ends_at is not None:
+            self._schedule(m.ends_at, "expire", m.fingerprint)
+        self._timeline_add(inc, now, "alert_firing", "incidentd",
+                           f"alert {m.labels.get('alertname', m.fingerprint)} firing again",
+                           {"fingerprint": m.fingerprint})
+        self._refresh(inc, now)
+
+    def _member_resolves(self, inc: Incident, m: Member, ends_at: float, now: float,
+                         attaching: bool = False) -> None:
+        m.status = "resolved"
+        m.ends_at = ends_at
+        m.last_at = now
+        if not attaching:
+            self._transition(inc, m, now)
+            self._timeline_add(inc, now, "alert_resolved", "incidentd",
+                               f"alert {m.labels.get('alertname', m.fingerprint)} resolved",
+                               {"fingerprint": m.fingerprint})
+            self._emit("alert_resolved", inc, now, {"fingerprint": m.fingerprint})
+        self._dirty.add(inc.id)
+        if inc.is_open and not inc.firing():
+            if inc.flapping:
+                inc.resolve_due = now + self.settings.flap_window
+                self._schedule(inc.resolve_due, "settle", inc.id)
+            else:
+                self._resolve(inc, now, "incidentd", "all alerts resolved")
+        else:
+            self._refresh(inc, now)
+
+    def _transition(self, inc: Incident, m: Member, now: float) -> None:
+        window = self.settings.flap_window
+        m.transitions = [t for t in m.transitions if now - t <= window] + [now]
+        flapping = len(m.transitions) >= self.settings.flap_threshold
+        if flapping and not m.flapping:
+            self._timeline_add(inc, now, "flapping", "incidentd",
+                               f"alert {m.labels.get('alertname', m.fingerprint)} is flapping "
+                               f"({len(m.transitions)} changes in {int(window)}s)",
+                               {"fingerprint": m.fingerprint})
+            log.info("alert flapping", incident_id=inc.id, fingerprint=m.fingerprint)
+        m.flapping = flapping
+        inc.flapping = any(x.flapping for x in inc.alerts.values())
+
+    def _detach(self, fp: str) -> None:
+        self.by_fingerprint.pop(fp, None)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _resolve(self, inc: Incident, now: float, actor: str, why: str) -> None:
+        inc.state = RESOLVED
+        inc.resolved_at = now
+        inc.resolved_by = actor
+        inc.updated_at = now
+        inc.resolve_due = None
+        self._timeline_add(inc, now, "resolved", actor, f"incident resolved: {why}")
+        self._emit("resolved", inc, now, actor=actor)
+        self._schedule(now + self.settings.reopen_window, "evict", inc.id)
+        if self.metrics:
+            self.metrics.incident_resolved(inc)
+        log.info("incident resolved", incident_id=inc.id, actor=actor, reason=why)
+
+    def _reopen(self, inc: Incident, now: float, why: str) -> None:
+        inc.state = OPEN
+        inc.resolved_at = None
+        inc.resolved_by = None
+        inc.acknowledged_at = None
+        inc.acknowledged_by = None
+        inc.updated_at = now
+        self._timeline_add(inc, now, "reopened", "incidentd", f"incident reopened: {why}")
+        self._emit("reopened", inc, now)
+        if self.metrics:
+            self.metrics.incident_reopened()
+        log.info("incident reopened", incident_id=inc.id, reason=why)
+        self._refresh(inc, now)
+
+    def _merge(self, src: Incident, dst: Incident, now: float, reason: str) -> None:
+        for fp, m in src.alerts.items():
+            dst.alerts[fp] = m
+            self.by_fingerprint[fp] = dst.id
+        dst.opened_at = min(dst.opened_at, src.opened_at)
+        dst.rule_priority = more_urgent(dst.rule_priority, src.rule_priority)
+        src.alerts = {}
+        src.state = MERGED
+        src.merged_into = dst.id
+        src.updated_at = now
+        self._timeline_add(src, now, "merged", "incidentd", f"merged into {dst.id}: {reason}")
+        self._timeline_add(dst, now, "merged", "incidentd", f"{src.id} merged in: {reason}",
+                           {"merged": src.id})
+        self._emit("merged", dst, now, {"merged": src.id})
+        self.incidents.pop(src.id, None)
+        self._dirty.add(src.id)
+        self._pending_docs[src.id] = src
+        self._to_analyze.add(dst.id)
+        log.info("incidents merged", incident_id=dst.id, merged=src.id, reason=reason)
+
+    def _refresh(self, inc: Incident, now: float) -> None:
+        """Recompute what derives from the alerts: severity, paging, priority."""
+        members = list(inc.alerts.values())
+        live = [m for m in members if not m.suppressed] or members
+        sev_member = max(live, key=lambda m: severity_rank(m.labels.get("severity")), default=None)
+        old_sev, old_pri = inc.severity, inc.priority
+        inc.severity = (sev_member.labels.get("severity") or "none") if sev_member else "none"
+        inc.paging = any(not m.suppressed for m in members)
+        base = _SEVERITY_PRIORITY[min(severity_rank(inc.severity), 4)]
+        priority = more_urgent(base, inc.extra.get("impact_priority"))
+        if inc.rule_priority:
+            priority = inc.rule_priority
+        inc.priority = priority or "P5"
+        inc.updated_at = now
+        self._dirty.add(inc.id)
+        if inc.is_open and severity_rank(inc.severity) > severity_rank(old_sev) and len(members) > 1:
+            self._emit("severity_raised", inc, now, {"from": old_sev, "to": inc.severity})
+        if inc.is_open and inc.priority < old_pri and len(members) > 1:
+            self._emit("priority_raised", inc, now, {"from": old_pri, "to": inc.priority})
+
+    def _analyze_pending(self, now: float) -> None:
+        for iid in sorted(self._to_analyze):
+            inc = self.incidents.get(iid)
+            if inc is None:
+                continue
+            a = self.correlator.analyze(inc, now)
+            changed = a.root_cause != inc.root_cause
+            inc.root_cause = a.root_cause
+            inc.root_cause_candidates = a.candidates
+            inc.impacted = a.impacted
+            inc.explanation = a.explanation
+            if a.priority:
+                inc.extra["impact_priority"] = a.priority
+            if changed and a.root_cause is not None:
+                self._timeline_add(inc, now, "root_cause", "incidentd",
+                                   f"root cause: {a.root_cause}" + (f" ({a.explanation})" if a.explanation else ""))
+                if len(inc.alerts) > 1:
+                    self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
+            self._refresh(inc, now)
+        self._to_analyze.clear()
+
+    # -- commands from people -------------------------------------------------------
+
+    def _require(self, incident_id: str) -> Incident:
+        inc = self.incidents.get(incident_id)
+        if inc is None:
+            raise IncidentError(404, f"incident {incident_id} is not open")
+        return inc
+
+    def acknowledge(self, incident_id: str, actor: str, now: float) -> Incident:
+        inc = self._require(incident_id)
+        if inc.state != OPEN:
+            raise IncidentError(409, f"incident {incident_id} is {inc.state}, not open")
+        inc.state = ACKNOWLEDGED
+        inc.acknowledged_at = now
+        inc.acknowledged_by = actor
+        inc.updated_at = now
+        self._dirty.add(inc.id)
+        self._timeline_add(inc, now, "acknowledged", actor, f"acknowledged by {actor}")
+        self._emit("acknowledged", inc, now, actor=actor)
+        if self.metrics:
+            self.metrics.incident_acknowledged(inc)
+        log.info("incident acknowledged", incident_id=inc.id, actor=actor)
+        return inc
+
+    def resolve(self, incident_id: str, actor: str, now: float, note: str = "") -> Incident:
+        inc = self._require(incident_id)
+        if not inc.is_open:
+            raise IncidentError(409, f"incident {incident_id} is already {inc.state}")
+        self._resolve(inc, now, actor, note or f"resolved by {actor}")
+        return inc
+
+    def add_note(self, incident_id: str, text: str, author: str, now: float) -> TimelineEntry:
+        inc = self._require(incident_id)
+        inc.updated_at = now
+        self._dirty.add(inc.id)
+        entry = self._timeline_add(inc, now, "note", author, text)
+        self._emit("note", inc, now, {"text": text}, actor=author)
+        return entry
+
+    # -- timers ---------------------------------------------------------------------
+
+    def _schedule(self, due: float, kind: str, key: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (due, self._timer_seq, kind, key))
+
+    def _schedule_incident_timers(self, inc: Incident) -> None:
+        if inc.state == RESOLVED and inc.resolved_at is not None:
+            self._schedule(inc.resolved_at + self.settings.reopen_window, "evict", inc.id)
+        if inc.resolve_due is not None:
+            self._schedule(inc.resolve_due, "settle", inc.id)
+        for m in inc.alerts.values():
+            if m.status == "firing" and m.ends_at is not None:
+                self._schedule(m.ends_at, "expire", m.fingerprint)
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def tick(self, now: float) -> list[IncidentChange]:
+        """Fire every timer due at or before `now`."""
+        while self._timers and self._timers[0][0] <= now:
+            due, _, kind, key = heapq.heappop(self._timers)
+            if kind == "expire":
+                inc = self.incident_for(key)
+                m = inc.alerts.get(key) if inc else None
+                if inc and m and m.status == "firing" and m.ends_at is not None and m.ends_at <= now:
+                    self._member_resolves(inc, m, m.ends_at, now)
+            elif kind == "settle":
+                inc = self.incidents.get(key)
+                if inc and inc.is_open and inc.resolve_due is not None and inc.resolve_due <= now \
+                        and not inc.firing():
+                    self._resolve(inc, now, "incidentd", "flapping alerts settled")
+            elif kind == "evict":
+                inc = self.incidents.get(key)
+                if inc and inc.state == RESOLVED and inc.resolved_at is not None \
+                        and now - inc.resolved_at >= self.settings.reopen_window:
+                    self._evict(inc)
+        self._analyze_pending(now)
+        return self.drain_changes()
+
+    def _evict(self, inc: Incident) -> None:
+        self.incidents.pop(inc.id, None)
+        if inc.id in self._dirty:
+            self._pending_docs[inc.id] = inc
+        for fp in inc.alerts:
+            if self.by_fingerprint.get(fp) == inc.id:
+                del self.by_fingerprint[fp]
+
+    # -- output -----------------------------------------------------------------------
+
+    def _timeline_add(self, inc: Incident, at: float, kind: str, actor: str, text: str,
+                      data: dict[str, Any] | None = None) -> TimelineEntry:
+        entry = TimelineEntry(inc.id, at, kind, actor, text, data)
+        self._timeline.append(entry)
+        self._dirty.add(inc.id)
+        return entry
+
+    def _emit(self, kind: str, inc: Incident, at: float, detail: dict[str, Any] | None = None,
+              actor: str = "incidentd") -> None:
+        self._changes.append(IncidentChange(kind, inc, at, actor, detail or {}))
+
+    def drain_changes(self) -> list[IncidentChange]:
+        changes, self._changes = self._changes, []
+        if changes and self.metrics:
+            self.metrics.set_open(self.open_incidents())
+        return changes
+
+    def drain_writes(self, writes: Writes) -> None:
+        """Add the rows for everything that changed since the last call."""
+        pending = self._pending_docs
+        rows = []
+        for iid in sorted(self._dirty):
+            inc = self.incidents.get(iid) or pending.get(iid)
+            if inc is None:
+                continue
+            rows.append((inc.id, inc.seq, inc.state, inc.opened_at, inc.resolved_at, inc.updated_at,
+                         inc.severity, inc.priority, dumps(inc.to_doc())))
+        writes.extend(
+            "INSERT INTO incidents (id, seq, state, opened_at, resolved_at, updated_at, severity, priority, doc)"
+            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET state=excluded.state,"
+            " opened_at=excluded.opened_at, resolved_at=excluded.resolved_at,"
+            " updated_at=excluded.updated_at, severity=excluded.severity,"
+            " priority=excluded.priority, doc=excluded.doc",
+            rows,
+        )
+        writes.extend(
+            "INSERT INTO timeline (incident_id, at, kind, actor, text, data) VALUES (?,?,?,?,?,?)",
+            ((e.incident_id, e.at, e.kind, e.actor, e.text, dumps(e.data) if e.data is not None else None)
+             for e in self._timeline),
+        )
+        writes.add("INSERT INTO meta (key, value) VALUES ('next_incident_seq', ?)"
+                   " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(self._next_seq),))
+        self._dirty.clear()
+        self._timeline.clear()
+        self._pending_docs = {}

@@ -1,0 +1,171 @@
+"""Validation of what clients post: Alertmanager webhooks, API v2 alert lists, samples.
+
+Everything a client sends is checked before anything is stored; the first
+problem is reported with its place (`alerts[3].labels.severity: expected a
+string`), so the sender can fix it. Nothing here touches the store.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+from daemon.model import Alert
+from daemon.timefmt import TimestampError, parse_rfc3339
+
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TS_CACHE: dict[str, float | None] = {}
+
+
+class PayloadError(ValueError):
+    """A client error: `where` names the offending part of the payload."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+        self.message = message
+
+
+def parse_time(value: Any, where: str) -> float | None:
+    """RFC 3339 to epoch seconds (None for Go's zero time); cached, since
+    `startsAt` repeats on every re-send of an alert."""
+    if not isinstance(value, str):
+        raise PayloadError(where, f"expected an RFC 3339 timestamp string, got {_kind(value)}")
+    try:
+        return _TS_CACHE[value]
+    except KeyError:
+        pass
+    ts: float | None
+    try:
+        if len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
+            dt = datetime.fromisoformat(value)
+            ts = None if dt.year <= 1 else dt.timestamp()
+        else:
+            ts = parse_rfc3339(value)
+    except (ValueError, TimestampError):
+        try:
+            ts = parse_rfc3339(value)
+        except TimestampError as exc:
+            raise PayloadError(where, str(exc)) from None
+    if ts is not None and not math.isfinite(ts):
+        raise PayloadError(where, f"timestamp out of range: {value[:64]!r}")
+    if len(_TS_CACHE) > 100_000:
+        _TS_CACHE.clear()
+    _TS_CACHE[value] = ts
+    return ts
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(where, f"expected an object of strings, got {_kind(value)}")
+    if required and not value:
+        raise PayloadError(where, "at least one label is required")
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise PayloadError(f"{where}.{k}", f"expected a string, got {_kind(v)}")
+        if required and not _LABEL_NAME.match(k):
+            raise PayloadError(f"{where}.{k}", "invalid label name (must match [A-Za-z_][A-Za-z0-9_]*)")
+    return value
+
+
+def parse_alert(obj: Any, where: str, *, now: float, source: str, status_field: bool,
+                resolve_timeout: float) -> Alert:
+    """One alert. `status_field`: webhook alerts carry `status`; API v2 alerts derive
+    it from `endsAt` (in the past means resolved), as Alertmanager does."""
+    if not isinstance(obj, dict):
+        raise PayloadError(where, f"expected an alert object, got {_kind(obj)}")
+    labels = _string_map(obj.get("labels"), f"{where}.labels", required=True)
+    annotations = _string_map(obj.get("annotations"), f"{where}.annotations", required=False)
+    starts_at = parse_time(obj["startsAt"], f"{where}.startsAt") if obj.get("startsAt") not in (None, "") else None
+    ends_at = parse_time(obj["endsAt"], f"{where}.endsAt") if obj.get("endsAt") not in (None, "") else None
+    if starts_at is not None and ends_at is not None and ends_at < starts_at:
+        raise PayloadError(f"{where}.endsAt", "endsAt is before startsAt")
+    gen = obj.get("generatorURL", "")
+    if gen is None:
+        gen = ""
+    if not isinstance(gen, str):
+        raise PayloadError(f"{where}.generatorURL", f"expected a string, got {_kind(gen)}")
+    if status_field:
+        status = obj.get("status", "firing")
+        if status not in ("firing", "resolved"):
+            raise PayloadError(f"{where}.status", f"expected 'firing' or 'resolved', got {status!r}"[:200])
+        if status == "resolved" and ends_at is None:
+            ends_at = now
+    else:
+        if ends_at is not None and ends_at <= now:
+            status = "resolved"
+        else:
+            status = "firing"
+            if ends_at is None:
+                ends_at = now + resolve_timeout
+    if starts_at is None:
+        starts_at = now
+    return Alert(labels=labels, annotations=annotations, starts_at=starts_at, ends_at=ends_at,
+                 status=status, generator_url=gen, source=source, received_at=now)
+
+
+def parse_webhook(body: Any, *, now: float, resolve_timeout: float) -> list[Alert]:
+    """Alertmanager's webhook payload (version 4)."""
+    if not isinstance(body, dict):
+        raise PayloadError("", f"expected an Alertmanager webhook object, got {_kind(body)}")
+    version = body.get("version", "4")
+    if version != "4":
+        raise PayloadError("version", f"unsupported webhook version {version!r}; incidentd reads version \"4\""[:200])
+    alerts = body.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts", f"expected a list of alerts, got {_kind(alerts)}")
+    return [
+        parse_alert(a, f"alerts[{i}]", now=now, source="alertmanager", status_field=True,
+                    resolve_timeout=resolve_timeout)
+        for i, a in enumerate(alerts)
+    ]
+
+
+def parse_alert_list(body: Any, *, now: float, resolve_timeout: float, source: str = "api") -> list[Alert]:
+    """A JSON list of alerts in Alertmanager API v2 form (`POST /api/v2/alerts`)."""
+    if not isinstance(body, list):
+        raise PayloadError("", f"expected a JSON list of alerts, got {_kind(body)}")
+    return [
+        parse_alert(a, f"[{i}]", now=now, source=source, status_field=False,
+                    resolve_timeout=resolve_timeout)
+        for i, a in enumerate(body)
+    ]
+
+
+def parse_samples(body: Any) -> list[tuple[dict[str, str], float, float]]:
+    """`[{"labels": {"__name__": ...}, "value": float, "at": RFC3339}]` to (labels, at, value)."""
+    if not isinstance(body, list):
+        raise PayloadError("", f"expected a JSON list of samples, got {_kind(body)}")
+    out = []
+    for i, s in enumerate(body):
+        where = f"[{i}]"
+        if not isinstance(s, dict):
+            raise PayloadError(where, f"expected a sample object, got {_kind(s)}")
+        labels = _string_map(s.get("labels"), f"{where}.labels", required=True)
+        if "__name__" not in labels:
+            raise PayloadError(f"{where}.labels", "the __name__ label is required")
+        value = s.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PayloadError(f"{where}.value", f"expected a number, got {_kind(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise PayloadError(f"{where}.value", "number out of range") from None
+        if not math.isfinite(value):
+            raise PayloadError(f"{where}.value", "expected a finite number")
+        at = parse_time(s.get("at"), f"{where}.at")
+        if at is None:
+            raise PayloadError(f"{where}.at", "the zero time is not a sample time")
+        out.append((labels, at, float(value)))
+    return out

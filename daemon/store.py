@@ -1,0 +1,273 @@
+"""The SQLite store: the durable inbox, incidents, their timelines, and whatever
+other packages keep (each registers its own tables).
+
+One writer thread owns the write connection and commits everything that is
+queued at once (group commit), so a burst of concurrent requests costs one
+commit, not one per request. WAL with `synchronous=NORMAL` survives a process
+crash; `fsync=True` (`synchronous=FULL`) also survives power loss. Readers use
+their own connection and never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_CORE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    resolved_at REAL,
+    updated_at REAL NOT NULL,
+    severity TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_by_state_seq ON incidents (state, seq);
+CREATE INDEX IF NOT EXISTS incidents_by_opened_at ON incidents (opened_at);
+CREATE TABLE IF NOT EXISTS timeline (
+    id INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    text TEXT NOT NULL,
+    data TEXT
+);
+CREATE INDEX IF NOT EXISTS timeline_by_incident ON timeline (incident_id, id);
+"""
+
+# Other packages add their tables here before the store opens (see `register_schema`).
+_EXTRA_SCHEMAS: dict[str, str] = {}
+
+
+def register_schema(name: str, ddl: str) -> None:
+    """Add `CREATE TABLE IF NOT EXISTS ...` statements run when a store opens."""
+    _EXTRA_SCHEMAS[name] = ddl
+
+
+@dataclass(slots=True)
+class Writes:
+    """Statements to run in one transaction: `(sql, [params, ...])` pairs, in order."""
+
+    ops: list[tuple[str, list[tuple[Any, ...]]]] = field(default_factory=list)
+
+    def add(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        if self.ops and self.ops[-1][0] == sql:
+            self.ops[-1][1].append(params)
+        else:
+            self.ops.append((sql, [params]))
+
+    def extend(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        rows = list(rows)
+        if rows:
+            self.ops.append((sql, rows))
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        for sql, rows in self.ops:
+            if len(rows) == 1:
+                conn.execute(sql, rows[0])
+            else:
+                conn.executemany(sql, rows)
+
+
+class StoreClosed(RuntimeError):
+    pass
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future | None
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _connect(path: str, fsync: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Store:
+    """SQLite in WAL mode with a group-committing writer thread.
+
+    `threaded=False` runs writes inline (replay and unit tests: one thread,
+    deterministic).
+    """
+
+    def __init__(self, path: str, *, fsync: bool = False, threaded: bool = True) -> None:
+        self.path = path
+        self.fsync = fsync
+        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        self._wconn = _connect(path, fsync)
+        self._migrate(self._wconn)
+        self._rconn = _connect(path, fsync)
+        self._threaded = threaded
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.commits = 0
+        if threaded:
+            self._thread = threading.Thread(target=self._writer, name="incidentd-store", daemon=True)
+            self._thread.start()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_CORE_SCHEMA)
+        for ddl in _EXTRA_SCHEMAS.values():
+            conn.executescript(ddl)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: store schema version {row[0]} is newer than this incidentd ({SCHEMA_VERSION})"
+            )
+
+    # -- writing --------------------------------------------------------------
+
+    def _writer(self) -> None:
+        conn = self._wconn
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(nxt)
+            self._run_jobs(conn, jobs)
+            for j in jobs:
+                if j.loop is not None and j.future is not None:
+                    j.loop.call_soon_threadsafe(_settle, j)
+
+    def _run_jobs(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, j in enumerate(jobs):
+                conn.execute(f"SAVEPOINT j{i}")
+                try:
+                    j.result = j.fn(conn)
+                    conn.execute(f"RELEASE j{i}")
+                except Exception as exc:  # one bad job must not undo the others
+                    conn.execute(f"ROLLBACK TO j{i}")
+                    conn.execute(f"RELEASE j{i}")
+                    j.error = exc
+            conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as exc:  # the commit itself failed: every job fails
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for j in jobs:
+                j.error = j.error or exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn(conn)` in a transaction; returns once it is committed."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        if not self._threaded:
+            return self.write_sync(fn)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(_Job(fn, loop, fut))
+        return await fut
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn(conn)` in a transaction on the calling thread (not while threaded)."""
+        if self._closed:
+            raise StoreClosed("store is closed")
+        if self._threaded:
+            raise RuntimeError("write_sync on a threaded store; use `await write`")
+        job = _Job(fn, None, None)
+        self._run_jobs(self._wconn, [job])
+        if job.error:
+            raise job.error
+        return job.result
+
+    async def apply(self, writes: Writes) -> None:
+        if writes:
+            await self.write(writes.apply)
+
+    def apply_sync(self, writes: Writes) -> None:
+        if writes:
+            self.write_sync(writes.apply)
+
+    # -- reading --------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._rconn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return self._rconn.execute(sql, params).fetchone()
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.query_one("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0] if row else default
+
+    def ping(self) -> bool:
+        try:
+            self._rconn.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self._rconn.close()
+        self._wconn.close()
+
+
+def _settle(job: _Job) -> None:
+    fut = job.future
+    if fut is None or fut.done():
+        return
+    if job.error is not None:
+        fut.set_exception(job.error)
+    else:
+        fut.set_result(job.result)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=False)
