@@ -19,6 +19,7 @@ from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.store import Store
+from rules.daemon import RulesPart, cmdb_callables
 
 
 @dataclass
@@ -34,9 +35,15 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     correlator = LabelGrouper(config.incidents.group_by, config.incidents.group_window)
     incidents = IncidentManager(config.incidents, correlator, metrics)
     stages: list[Any] = []
-    listeners: list[Any] = []
-    pipeline = Pipeline(stages, incidents, listeners, metrics=metrics)
-    return Components(pipeline=pipeline, incidents=incidents)
+    parts: dict[str, Any] = {}
+    # rules, then silences, maintenance and inhibition (after the CMDB stage, if any)
+    ci_attrs, depends_on = cmdb_callables(parts.get("cmdb"))
+    parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
+    rules_part.incidents = incidents
+    stages.extend(rules_part.stages)
+    listeners: list[Any] = [rules_part.listener]
+    pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
+    return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
 
 def load_state(components: Components, store: Store, now: float) -> None:

@@ -192,6 +192,14 @@ class IncidentManager:
     def open_incidents(self) -> list[Incident]:
         return [i for i in self.incidents.values() if i.is_open]
 
+    def set_extra(self, incident_id: str, key: str, value: Any) -> None:
+        """Let another package attach a field to an incident (shown in the API and
+        the replay result) and have it persisted."""
+        inc = self.incidents.get(incident_id)
+        if inc is not None:
+            inc.extra[key] = value
+            self._dirty.add(incident_id)
+
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)
         return self.incidents.get(iid) if iid else None
@@ -272,9 +280,8 @@ class IncidentManager:
         targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents]
         targets = [t for t in targets if t.is_open]
         if not targets and event.silenced_by:
-            # silenced and related to nothing open: recorded (metrics, log), no incident
-            if self.metrics:
-                self.metrics.alert_suppressed("silenced")
+            # silenced and related to nothing open: recorded (the silence stage
+            # counts it in the metrics; the log here), no incident
             log.info("alert silenced", fingerprint=alert.fingerprint, silence=event.silenced_by)
             return
         member = Member(

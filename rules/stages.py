@@ -62,6 +62,13 @@ class RulesStage:
                 ev.receiver = res.receiver
             if res.runbook is not None:
                 ev.runbook = res.runbook
+                if ev.alert.annotations.get("runbook_url") != res.runbook:
+                    # Prometheus' convention: notifications and the timeline show it
+                    ev.alert = dataclasses.replace(
+                        ev.alert,
+                        annotations={**ev.alert.annotations, "runbook_url": res.runbook},
+                        fingerprint=ev.alert.fingerprint,
+                    )
             if res.correlation_window is not None:
                 ev.correlation_window = res.correlation_window
             if res.group_by is not None:
