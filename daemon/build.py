@@ -14,7 +14,7 @@ from typing import Any
 
 from correlation.grouping import LabelGrouper
 from daemon.clock import Clock
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -32,11 +32,22 @@ class Components:
 
 
 def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store) -> Components:
-    correlator = LabelGrouper(config.incidents.group_by, config.incidents.group_window)
-    incidents = IncidentManager(config.incidents, correlator, metrics)
     stages: list[Any] = []
     parts: dict[str, Any] = {}
-    # rules, then silences, maintenance and inhibition (after the CMDB stage, if any)
+    # The correlator: topology-aware over the CMDB when one is configured (label
+    # grouping stays the fallback for alerts outside it), label grouping alone otherwise.
+    correlator: Any = LabelGrouper(config.incidents.group_by, config.incidents.group_window)
+    if config.cmdb:
+        from correlation.setup import CorrelationSetupError, build_correlation
+
+        try:
+            cmdb_stage, correlator, parts["cmdb"] = build_correlation(
+                config, correlator, metrics.registry, clock)
+        except CorrelationSetupError as exc:
+            raise ConfigError(exc.errors) from exc
+        stages.append(cmdb_stage)
+    incidents = IncidentManager(config.incidents, correlator, metrics)
+    # rules, then silences, maintenance and inhibition
     ci_attrs, depends_on = cmdb_callables(parts.get("cmdb"))
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents

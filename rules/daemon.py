@@ -137,10 +137,12 @@ def cmdb_callables(part: Any) -> tuple[CiAttrs | None, DependsOn | None]:
             return None
         if isinstance(item, Mapping):
             return item
-        fields = getattr(item, "__dataclass_fields__", None)
-        if fields is not None:
-            return {k: getattr(item, k) for k in fields}
-        return dict(getattr(item, "__dict__", {}))
+        fields = getattr(item, "__dataclass_fields__", None) or getattr(item, "__dict__", {})
+        out = {k: getattr(item, k) for k in fields if k not in ("match", "attrs", "source")}
+        extra = getattr(item, "attrs", None)
+        if isinstance(extra, Mapping):  # free-form CI attributes: ci.<name> too
+            out.update({k: v for k, v in extra.items() if k not in out})
+        return out
 
     def depends(a: str, b: str) -> bool:
         return b in holder.cmdb.dependencies(a)

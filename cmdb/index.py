@@ -1,0 +1,91 @@
+"""Maps an alert's labels to its CI without scanning every CI.
+
+Each match block is filed under one of its equality matchers, the one whose
+(label, value) pair is rarest among all blocks, so a lookup reads one short
+candidate list per alert label and checks the other matchers (regexes,
+negations) only on those candidates. Blocks without a usable equality matcher
+(only regexes or negations) are few in practice and are checked on every
+lookup. Results are cached by label set: alerts are re-sent many times.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from cmdb.model import MatchBlock
+
+_NO_CI = ""
+
+
+def _sort_key(block: MatchBlock) -> tuple[int, int, int]:
+    n, eq = block.specificity
+    return (-n, -eq, block.order)
+
+
+class MatcherIndex:
+    """Most specific match wins: most matchers, then most equality matchers, then file order."""
+
+    def __init__(self, blocks: Iterable[MatchBlock], cache_size: int = 65_536) -> None:
+        blocks = list(blocks)
+        freq: Counter[tuple[str, str]] = Counter()
+        for block in blocks:
+            for m in block.matchers:
+                if m.is_equality and m.value:
+                    freq[(m.name, m.value)] += 1
+        self._by_pair: dict[tuple[str, str], list[MatchBlock]] = {}
+        self._scan: list[MatchBlock] = []
+        for block in blocks:
+            keys = [(m.name, m.value) for m in block.matchers if m.is_equality and m.value]
+            if keys:
+                key = min(keys, key=lambda k: (freq[k], k))
+                self._by_pair.setdefault(key, []).append(block)
+            else:
+                self._scan.append(block)
+        # Candidates are tried best first, so the first full match is the answer
+        # within one list; lists are merged by comparing their winners.
+        for lst in self._by_pair.values():
+            lst.sort(key=_sort_key)
+        self._scan.sort(key=_sort_key)
+        self._cache: dict[frozenset[tuple[str, str]], str] = {}
+        self._cache_size = cache_size
+
+    @property
+    def size(self) -> int:
+        return sum(len(v) for v in self._by_pair.values()) + len(self._scan)
+
+    def lookup(self, labels: Mapping[str, str]) -> str | None:
+        """The CI whose most specific match block the labels satisfy, or None."""
+        key = frozenset(labels.items())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit or None
+        ci = self._lookup(labels)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[key] = ci or _NO_CI
+        return ci
+
+    def lookup_uncached(self, labels: Mapping[str, str]) -> str | None:
+        return self._lookup(labels)
+
+    def _lookup(self, labels: Mapping[str, str]) -> str | None:
+        best: MatchBlock | None = None
+        by_pair = self._by_pair
+        for pair in labels.items():
+            cands = by_pair.get(pair)
+            if cands is None:
+                continue
+            for block in cands:
+                if best is not None and _sort_key(block) >= _sort_key(best):
+                    break
+                if all(m.matches(labels) for m in block.matchers):
+                    best = block
+                    break
+        for block in self._scan:
+            if best is not None and _sort_key(block) >= _sort_key(best):
+                break
+            if all(m.matches(labels) for m in block.matchers):
+                best = block
+                break
+        return best.ci if best is not None else None

@@ -1,0 +1,263 @@
+"""Loading and validating CMDB files (CONTRACT.md section 6 and beyond).
+
+```yaml
+cis:
+  - id: checkout
+    type: service                 # service, host, database, queue, network, ...
+    criticality: high             # low | medium | high | critical
+    owner: team-shop
+    tier: 1
+    business_service: false       # true for what customers buy (default: type business_service)
+    match: {service: checkout}    # one block: a {label: value} mapping, a selector
+                                  # string '{service=~"checkout|co"}' or a list of matcher strings
+    matches:                      # or several blocks: any one of them maps an alert here
+      - {job: checkout}
+      - ['service="checkout"', 'env!="dev"']
+    depends_on: [payments, orders-db]
+    runs_on: [host-1]
+    connects_to: [edge-net]
+    attrs: {cost_center: "42"}    # anything else the CMDB holds
+relations:                        # relations may also be listed apart (CMDB exports)
+  - {from: checkout, to: payments, type: depends_on}
+```
+
+Several files merge into one CMDB; a CI id must be unique across them and
+relations may point into another file. Every problem is reported as
+`file:line: message`, all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from cmdb.graph import Cmdb
+from cmdb.model import CI, CRITICALITIES, RELATIONS, MatchBlock
+from daemon.yamlsrc import SourceError, line_of, load_yaml
+from rules.matchers import Matcher, MatcherError, parse_matchers
+
+_CI_KEYS = {
+    "id", "type", "criticality", "owner", "tier", "business_service", "description",
+    "match", "matches", "attrs", *RELATIONS,
+}
+_TOP_KEYS = {"cis", "relations"}
+
+
+class CmdbError(Exception):
+    """A CMDB that cannot be loaded; `errors` holds every `file:line: message`."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        self.errors = errors
+        first = str(errors[0]) if errors else "invalid CMDB"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first + more)
+
+
+def load_cmdb(paths: Iterable[str]) -> Cmdb:
+    """Load and merge CMDB files; raises CmdbError listing every problem."""
+    cmdb, errors = _load(list(paths))
+    if errors:
+        raise CmdbError(errors)
+    return cmdb
+
+
+def validate_cmdb(paths: Iterable[str]) -> list[str]:
+    """Every problem in the files as `file:line: message` (empty when valid)."""
+    return [str(e) for e in _load(list(paths))[1]]
+
+
+def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
+    """Build a CMDB from already parsed documents `(name, data)` (tests, generators)."""
+    b = _Builder()
+    for name, data in docs:
+        b.add_document(name, data)
+    cmdb = b.finish()
+    if b.errors:
+        raise CmdbError(b.errors)
+    return cmdb
+
+
+def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
+    b = _Builder()
+    for path in paths:
+        try:
+            data = load_yaml(path)
+        except SourceError as exc:
+            b.errors.append(exc)
+            continue
+        b.add_document(path, data)
+    return b.finish(), b.errors
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.errors: list[SourceError] = []
+        self.cis: dict[str, CI] = {}
+        self.edges: list[tuple[str, str, str, str, int]] = []  # a, b, relation, path, line
+        self.order = 0
+        self.sources: list[str] = []
+
+    def err(self, path: str, line: int, msg: str) -> None:
+        self.errors.append(SourceError(path, line, msg))
+
+    def add_document(self, path: str, data: Any) -> None:
+        self.sources.append(path)
+        if data is None:
+            return
+        if not isinstance(data, Mapping):
+            self.err(path, line_of(data), "a CMDB file must be a mapping with a `cis` list")
+            return
+        for key in data:
+            if key not in _TOP_KEYS:
+                self.err(path, line_of(data, key), f"unknown key {key!r} (expected cis, relations)")
+        cis = data.get("cis", [])
+        if not isinstance(cis, list):
+            self.err(path, line_of(data, "cis"), "`cis` must be a list of CIs")
+        else:
+            for i, item in enumerate(cis):
+                self.add_ci(path, item, line_of(cis, i))
+        rels = data.get("relations", [])
+        if not isinstance(rels, list):
+            self.err(path, line_of(data, "relations"), "`relations` must be a list")
+        else:
+            for i, item in enumerate(rels):
+                self.add_relation(path, item, line_of(rels, i))
+
+    def add_ci(self, path: str, item: Any, line: int) -> None:
+        if not isinstance(item, Mapping):
+            self.err(path, line, "a CI must be a mapping with at least an `id`")
+            return
+        for key in item:
+            if key not in _CI_KEYS:
+                self.err(path, line_of(item, key), f"unknown CI key {key!r}")
+        cid = item.get("id")
+        if not isinstance(cid, str) or not cid:
+            self.err(path, line_of(item, "id") if "id" in item else line, "a CI needs a non-empty string `id`")
+            return
+        if cid in self.cis:
+            self.err(path, line_of(item, "id"), f"duplicate CI id {cid!r} (first defined at {self.cis[cid].source})")
+            return
+        ci = CI(id=cid, source=f"{path}:{line}")
+
+        def text(key: str) -> str | None:
+            value = item.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                self.err(path, line_of(item, key), f"CI {cid!r}: `{key}` must be a string")
+                return None
+            return str(value)
+
+        ci.type = text("type") or "service"
+        ci.owner = text("owner")
+        ci.description = text("description") or ""
+        crit = text("criticality")
+        if crit is not None:
+            if crit.lower() not in CRITICALITIES:
+                self.err(path, line_of(item, "criticality"),
+                         f"CI {cid!r}: criticality must be one of {', '.join(CRITICALITIES)}, got {crit!r}")
+            else:
+                ci.criticality = crit.lower()
+        if "tier" in item and item["tier"] is not None:
+            tier = item["tier"]
+            if isinstance(tier, bool) or not isinstance(tier, int):
+                self.err(path, line_of(item, "tier"), f"CI {cid!r}: `tier` must be an integer")
+            else:
+                ci.tier = tier
+        bs = item.get("business_service")
+        if bs is None:
+            ci.business_service = ci.type == "business_service"
+        elif isinstance(bs, bool):
+            ci.business_service = bs
+        else:
+            self.err(path, line_of(item, "business_service"), f"CI {cid!r}: `business_service` must be true or false")
+        attrs = item.get("attrs", {})
+        if isinstance(attrs, Mapping):
+            ci.attrs = dict(attrs)
+        else:
+            self.err(path, line_of(item, "attrs"), f"CI {cid!r}: `attrs` must be a mapping")
+
+        for key in ("match", "matches"):
+            if key in item:
+                for block in self._blocks(path, item, key, cid):
+                    ci.match.append(MatchBlock(cid, tuple(block), self.order))
+                    self.order += 1
+        for rel in RELATIONS:
+            if rel not in item or item[rel] is None:
+                continue
+            targets = item[rel]
+            if isinstance(targets, str):
+                targets = [targets]
+            if not isinstance(targets, list):
+                self.err(path, line_of(item, rel), f"CI {cid!r}: `{rel}` must be a list of CI ids")
+                continue
+            for j, target in enumerate(targets):
+                tline = line_of(targets, j) if hasattr(targets, "item_lines") else line_of(item, rel)
+                if not isinstance(target, str) or not target:
+                    self.err(path, tline, f"CI {cid!r}: `{rel}` entries must be CI ids")
+                    continue
+                self.edges.append((cid, target, rel, path, tline))
+        self.cis[cid] = ci
+
+    def _blocks(self, path: str, item: Mapping, key: str, cid: str) -> list[list[Matcher]]:
+        spec = item[key]
+        line = line_of(item, key)
+        # `match` is one block unless it is a list of blocks; `matches` is always a list of blocks.
+        if key == "match" and not (isinstance(spec, list) and spec and all(isinstance(s, Mapping | list) for s in spec)):
+            raw = [(spec, line)]
+        elif isinstance(spec, list):
+            raw = [(s, line_of(spec, i)) for i, s in enumerate(spec)]
+        else:
+            self.err(path, line, f"CI {cid!r}: `{key}` must be a list of match blocks")
+            return []
+        out = []
+        for block, bline in raw:
+            try:
+                matchers = parse_matchers(block)
+            except MatcherError as exc:
+                self.err(path, bline, f"CI {cid!r}: bad matcher: {exc}")
+                continue
+            if not matchers:
+                self.err(path, bline, f"CI {cid!r}: an empty match block would match every alert")
+                continue
+            if not any(m.matches_value("") is False for m in matchers):
+                self.err(path, bline, f"CI {cid!r}: match block {block!r} also matches alerts without any of its labels")
+                continue
+            out.append(matchers)
+        return out
+
+    def add_relation(self, path: str, item: Any, line: int) -> None:
+        if not isinstance(item, Mapping):
+            self.err(path, line, "a relation must be a mapping {from, to, type}")
+            return
+        src, dst, rel = item.get("from"), item.get("to"), item.get("type", "depends_on")
+        for key in item:
+            if key not in ("from", "to", "type"):
+                self.err(path, line_of(item, key), f"unknown relation key {key!r}")
+        if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
+            self.err(path, line, "a relation needs string `from` and `to` CI ids")
+            return
+        if rel not in RELATIONS:
+            self.err(path, line_of(item, "type"), f"unknown relation type {rel!r} (use {', '.join(RELATIONS)})")
+            return
+        self.edges.append((src, dst, rel, path, line))
+
+    def finish(self) -> Cmdb:
+        g = nx.DiGraph()
+        for cid, ci in self.cis.items():
+            g.add_node(cid, type=ci.type)
+        for a, b, rel, path, line in self.edges:
+            if a not in self.cis:
+                self.err(path, line, f"relation from unknown CI {a!r}")
+                continue
+            if b not in self.cis:
+                self.err(path, line, f"CI {a!r}: `{rel}` refers to unknown CI {b!r}")
+                continue
+            if a == b:
+                self.err(path, line, f"CI {a!r} cannot depend on itself")
+                continue
+            if not g.has_edge(a, b):
+                g.add_edge(a, b, relation=rel)
+        return Cmdb(self.cis, g, self.sources)

@@ -1,0 +1,85 @@
+"""The CMDB inside the daemon: reload hook, `GET /api/v1/cmdb/...`, `check-config`.
+
+`CmdbPart` is what `daemon/build.py` registers as the `cmdb` component: the
+daemon calls its `reload()` on SIGHUP and `POST /-/reload` and its
+`add_routes()` when it builds the HTTP app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from cmdb.holder import CmdbHolder
+from cmdb.loader import validate_cmdb
+
+if TYPE_CHECKING:
+    from daemon.app import Daemon
+    from daemon.config import Config
+
+
+class CmdbPart:
+    """The live CMDB as a daemon component."""
+
+    def __init__(self, holder: CmdbHolder) -> None:
+        self.holder = holder
+
+    def reload(self) -> list[str]:
+        """Load the files again; [] when the new CMDB is live, else its errors (the old one stays)."""
+        if self.holder.reload():
+            return []
+        return list(self.holder.last_errors) or [self.holder.last_error or "CMDB reload failed"]
+
+    def add_routes(self, app: web.Application, daemon: Daemon) -> None:
+        holder = self.holder
+
+        async def get_status(request: web.Request) -> web.Response:
+            return web.json_response(holder.status())
+
+        async def get_ci(request: web.Request) -> web.Response:
+            ci = request.match_info["id"]
+            cmdb = holder.cmdb
+            if ci not in cmdb:
+                return web.json_response({"error": "no such CI", "detail": ci}, status=404)
+            try:
+                hops = int(request.query.get("hops", "1"))
+            except ValueError:
+                return web.json_response({"error": "invalid hops", "detail": "hops must be an integer"}, status=400)
+            if hops < 1 or hops > 20:
+                return web.json_response({"error": "invalid hops", "detail": "hops must be 1..20"}, status=400)
+            view: dict[str, Any] = cmdb.to_dict(ci, hops)
+            view["open_incidents"] = [
+                {
+                    "id": inc.id,
+                    "state": inc.state,
+                    "priority": inc.priority,
+                    "title": inc.title,
+                    "root_cause": inc.root_cause,
+                    "role": "root_cause" if inc.root_cause == ci
+                    else "alerting" if ci in inc.cis else "impacted",
+                }
+                for inc in daemon.incidents.open_incidents()
+                if ci in inc.cis or inc.root_cause == ci or ci in inc.impacted
+            ]
+            return web.json_response(view)
+
+        app.router.add_get("/api/v1/cmdb", get_status)
+        app.router.add_get("/api/v1/cmdb/cis/{id}", get_ci)
+
+
+def check_cmdb(config: Config) -> list[str]:
+    """`check-config`: the CMDB files and the `correlation:` section."""
+    import os
+
+    from correlation.engine import CorrelationConfig
+    from daemon.yamlsrc import line_of
+
+    errors = validate_cmdb([p for p in config.cmdb if os.path.isfile(p)]) if config.cmdb else []
+    raw = config.raw if isinstance(config.raw, dict) else {}
+    if "correlation" in raw:
+        try:
+            CorrelationConfig.from_mapping(raw["correlation"])
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{config.path}:{line_of(raw, 'correlation')}: correlation: {exc}")
+    return errors

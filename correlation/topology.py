@@ -1,0 +1,108 @@
+"""Graph relations that correlation needs, cached per CMDB generation.
+
+A fault in a CI shows up in the CIs that depend on it, hop by hop. So two
+alerts can share a fault when their CIs share a *common cause*: a CI that
+both depend on (either one may be that CI itself). The shortest such link is
+a "valley" path: down from one CI to the common cause, up to the other.
+Sharing a *dependent* (two services behind the same gateway) is no evidence
+at all: a gateway sees every fault below it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cmdb.graph import Cmdb
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How CI `a` relates to CI `b`: both depend on `via` (hops down from each)."""
+
+    a: str
+    b: str
+    via: str
+    down_a: int
+    down_b: int
+
+    @property
+    def hops(self) -> int:
+        return self.down_a + self.down_b
+
+
+class Topology:
+    """Cached downward closures (`below`) of the CMDB graph."""
+
+    def __init__(self, cmdb: Cmdb, depth: int = 8) -> None:
+        self.cmdb = cmdb
+        self.depth = depth
+        self._below: dict[str, dict[str, int]] = {}
+        self._dependents: dict[str, dict[str, int]] = {}
+
+    def below(self, ci: str) -> dict[str, int]:
+        """`ci` itself (0) and everything it depends on within `depth` hops."""
+        got = self._below.get(ci)
+        if got is None:
+            got = self.cmdb.dependencies(ci, self.depth)
+            got[ci] = 0
+            if len(self._below) > 200_000:
+                self._below.clear()
+            self._below[ci] = got
+        return got
+
+    def above(self, ci: str) -> dict[str, int]:
+        """Everything that depends on `ci` within `depth` hops (not `ci` itself)."""
+        got = self._dependents.get(ci)
+        if got is None:
+            got = self.cmdb.dependents(ci, self.depth)
+            if len(self._dependents) > 200_000:
+                self._dependents.clear()
+            self._dependents[ci] = got
+        return got
+
+    def link(self, a: str, b: str, max_hops: int | None = None) -> Link | None:
+        """The shortest common-cause link between two CIs, or None."""
+        ba, bb = self.below(a), self.below(b)
+        if len(ba) > len(bb):
+            small, large, swap = bb, ba, True
+        else:
+            small, large, swap = ba, bb, False
+        best: Link | None = None
+        for via, d1 in small.items():
+            d2 = large.get(via)
+            if d2 is None:
+                continue
+            da, db = (d2, d1) if swap else (d1, d2)
+            if best is None or da + db < best.hops or (da + db == best.hops and via < best.via):
+                best = Link(a, b, via, da, db)
+        if best is not None and max_hops is not None and best.hops > max_hops:
+            return None
+        return best
+
+    def chain(self, top: str, bottom: str) -> list[str]:
+        """CIs on a shortest dependency chain from `top` down to `bottom` (both included)."""
+        if top == bottom:
+            return [top]
+        g = self.cmdb.graph
+        below_top = self.below(top)
+        if bottom not in below_top:
+            return [top, bottom]
+        # walk down from top, always to a neighbour one hop closer to bottom
+        dist_to_bottom = self.above(bottom)
+        path = [top]
+        node = top
+        while node != bottom:
+            nxt = None
+            for s in g.successors(node):
+                if s == bottom:
+                    nxt = s
+                    break
+                d = dist_to_bottom.get(s)
+                if d is not None and d < dist_to_bottom.get(node, 1 << 30):
+                    if nxt is None or d < dist_to_bottom[nxt] or (d == dist_to_bottom[nxt] and s < nxt):
+                        nxt = s
+            if nxt is None:
+                break
+            path.append(nxt)
+            node = nxt
+        return path

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cmdb import CmdbError, CmdbHolder, load_cmdb, validate_cmdb
+
+
+def write(tmp_path, name: str, text: str) -> str:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return str(p)
+
+
+SHOP = """
+cis:
+  - id: shop
+    type: business_service
+    criticality: critical
+    match: {slo: shop}
+    depends_on: [checkout]
+  - id: checkout
+    criticality: high
+    owner: team-shop
+    tier: 1
+    match: {service: checkout}
+    depends_on: [payments, orders-db]
+    runs_on: host-1
+  - id: payments
+    matches:
+      - {service: payments}
+      - ['job=~"pay(ments)?-exporter"', 'env!="dev"']
+    depends_on: [orders-db]
+  - id: orders-db
+    type: database
+    match: {service: orders-db}
+    runs_on: [host-1]
+  - id: host-1
+    type: host
+    match: {node: host-1}
+    attrs: {rack: r12}
+"""
+
+
+def test_loads_graph_with_relations_and_attributes(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", SHOP)])
+    assert len(cmdb) == 5
+    assert cmdb.relation("checkout", "host-1") == "runs_on"
+    assert cmdb.cis["shop"].business_service
+    assert cmdb.cis["checkout"].tier == 1 and cmdb.cis["host-1"].attrs == {"rack": "r12"}
+    assert cmdb.dependencies("shop") == {"checkout": 1, "payments": 2, "orders-db": 2, "host-1": 2}
+    assert cmdb.dependents("orders-db", hops=1) == {"checkout": 1, "payments": 1}
+
+
+def test_most_specific_match_wins_and_regex_blocks(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", SHOP + """
+  - id: checkout-canary
+    match: {service: checkout, track: canary}
+""")])
+    assert cmdb.ci_for({"service": "checkout", "alertname": "X"}) == "checkout"
+    assert cmdb.ci_for({"service": "checkout", "track": "canary"}) == "checkout-canary"
+    assert cmdb.ci_for({"job": "pay-exporter", "env": "prod"}) == "payments"
+    assert cmdb.ci_for({"job": "pay-exporter", "env": "dev"}) is None
+    assert cmdb.ci_for({"service": "unknown"}) is None
+
+
+def test_errors_carry_file_and_line(tmp_path):
+    path = write(tmp_path, "bad.yaml", """
+    cis:
+      - id: a
+        depends_on: [nope]
+      - id: a
+      - id: b
+        match: ['x=~"("']
+      - id: c
+        criticality: urgent
+    """)
+    errors = validate_cmdb([path])
+    text = "\n".join(errors)
+    assert f"{path}:4: CI 'a': `depends_on` refers to unknown CI 'nope'" in text
+    assert f"{path}:5: duplicate CI id 'a'" in text
+    assert f"{path}:7: CI 'b': bad matcher" in text
+    assert f"{path}:9: CI 'c': criticality must be one of" in text
+    with pytest.raises(CmdbError):
+        load_cmdb([path])
+
+
+def test_several_files_merge_and_refer_to_each_other(tmp_path):
+    a = write(tmp_path, "a.yaml", "cis:\n  - id: app\n    depends_on: [db]\n")
+    b = write(tmp_path, "b.yaml", "cis:\n  - id: db\nrelations:\n  - {from: app, to: db, type: connects_to}\n")
+    cmdb = load_cmdb([a, b])
+    assert cmdb.depends_on("app") == ["db"]
+    dup = write(tmp_path, "c.yaml", "cis:\n  - id: db\n")
+    assert any("duplicate CI id 'db'" in e for e in validate_cmdb([a, b, dup]))
+
+
+def test_cycles_are_legal_and_queries_terminate(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", """
+    cis:
+      - {id: a, depends_on: [b]}
+      - {id: b, depends_on: [c]}
+      - {id: c, depends_on: [a]}
+    """)])
+    assert cmdb.dependencies("a") == {"b": 1, "c": 2}
+    assert cmdb.dependents("a") == {"c": 1, "b": 2}
+    assert [s.dst for s in cmdb.path("a", "c", 3)] == ["c"]
+
+
+def test_bounded_undirected_path(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", SHOP)])
+    steps = cmdb.path("shop", "host-1", 2)
+    assert [s.dst for s in steps] == ["checkout", "host-1"]
+    assert cmdb.path("payments", "host-1", 1) is None
+    assert len(cmdb.path("payments", "host-1", 2)) == 2  # via orders-db or checkout
+
+
+def test_reload_keeps_old_cmdb_when_new_one_is_bad(tmp_path):
+    path = write(tmp_path, "c.yaml", SHOP)
+    holder = CmdbHolder([path])
+    holder.load()
+    old = holder.cmdb
+    (tmp_path / "c.yaml").write_text("cis:\n  - id: x\n    depends_on: [missing]\n")
+    assert holder.reload() is False
+    assert holder.cmdb is old and not holder.last_reload_ok
+    assert "refers to unknown CI 'missing'" in holder.last_error
+    (tmp_path / "c.yaml").write_text("cis:\n  - id: x\n")
+    assert holder.reload() is True
+    assert list(holder.cmdb.cis) == ["x"] and holder.last_reload_ok

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from helpers import Manager, cmdb_of
+
+from correlation.engine import TopologyCorrelator
+
+SHOP = cmdb_of(
+    {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["web"]},
+    {"id": "web", "criticality": "high", "depends_on": ["cart", "orders", "search", "reco"]},
+    {"id": "reco", "depends_on": ["index", "host-a"]},
+    {"id": "cart", "depends_on": ["db", "host-a"]},
+    {"id": "orders", "depends_on": ["db", "host-a"]},
+    {"id": "search", "depends_on": ["index", "host-b"]},
+    {"id": "db", "type": "database", "depends_on": ["host-c"]},
+    {"id": "index", "type": "database", "depends_on": ["host-c"]},
+    {"id": "host-a", "type": "host", "depends_on": ["net"]},
+    {"id": "host-b", "type": "host", "depends_on": ["net-2"]},
+    {"id": "net-2", "type": "network"},
+    {"id": "host-c", "type": "host", "depends_on": ["net"]},
+    {"id": "net", "type": "network"},
+)
+
+
+def run(*alerts):
+    mgr = Manager(TopologyCorrelator(SHOP))
+    for name, ci, at in alerts:
+        mgr.fire(name, ci, at)
+    return mgr
+
+
+def test_database_under_three_services_is_root_cause():
+    mgr = run(("HighErrorRate", "cart", 0), ("HighErrorRate", "orders", 30),
+              ("MongodbDown", "db", 60), ("HighErrorRate", "web", 90), ("ErrorBudgetBurn", "shop", 120))
+    [inc] = mgr.open_incidents()
+    a = mgr.corr.analyze(inc, 130)
+    assert a.root_cause == "db"
+    assert a.impacted == ["shop", "web", "cart", "orders"]  # business services first
+    assert a.priority == "P1"
+    assert "all 5 alerting CIs depend on it" in a.explanation
+
+
+def test_two_unrelated_faults_at_once_stay_apart():
+    mgr = run(("MongodbDown", "db", 0), ("NodeDown", "host-b", 20),
+              ("HighErrorRate", "cart", 60), ("HighErrorRate", "search", 70))
+    assert mgr.groups() == [{"HighErrorRate@cart", "MongodbDown@db"}, {"HighErrorRate@search", "NodeDown@host-b"}]
+    roots = sorted(mgr.corr.analyze(i, 100).root_cause for i in mgr.open_incidents())
+    assert roots == ["db", "host-b"]
+
+
+def test_shared_host_without_alert_is_root_cause():
+    mgr = run(("HighErrorRate", "cart", 0), ("HighLatencyP99", "reco", 40))
+    [inc] = mgr.open_incidents()
+    a = mgr.corr.analyze(inc, 60)
+    assert a.root_cause == "host-a"
+    assert "raised no alert of its own" in a.candidates[0]["why"]
+
+
+def test_alerts_outside_the_window_open_a_new_incident():
+    mgr = run(("MongodbDown", "db", 0), ("HighErrorRate", "cart", 5000))
+    assert len(mgr.open_incidents()) == 2
+
+
+def test_alert_outside_cmdb_groups_by_labels():
+    mgr = Manager(TopologyCorrelator(SHOP))
+    mgr.fire("KubeJobFailed", None, 0, cluster="c1", namespace="ops", job_name="a")
+    mgr.fire("KubeJobFailed", None, 60, cluster="c1", namespace="ops", job_name="b")
+    mgr.fire("KubeJobFailed", None, 60, cluster="c2", namespace="ops", job_name="a")
+    assert [len(i.alerts) for i in mgr.open_incidents()] == [2, 1]
+    assert "no CMDB CI matches its labels" in mgr.reasons[1]
+
+
+def test_late_root_alert_joins_and_becomes_root_cause():
+    mgr = run(("HighErrorRate", "cart", 0), ("HighErrorRate", "orders", 10), ("NodeDown", "db", 40))
+    [inc] = mgr.open_incidents()
+    assert mgr.corr.analyze(inc, 50).root_cause == "db"
+
+
+def test_cycle_in_dependencies():
+    cmdb = cmdb_of({"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a", "c"]}, {"id": "c"})
+    mgr = Manager(TopologyCorrelator(cmdb))
+    mgr.fire("HighErrorRate", "a", 0)
+    mgr.fire("HighErrorRate", "b", 10)
+    mgr.fire("InstanceDown", "c", 20)
+    [inc] = mgr.open_incidents()
+    assert mgr.corr.analyze(inc, 30).root_cause == "c"
+
+
+def test_reason_names_the_path():
+    mgr = run(("MongodbDown", "db", 0), ("HighErrorRate", "web", 30))
+    assert mgr.reasons[1].startswith("web depends on db (2 hops)")
