@@ -63,7 +63,9 @@ def add_routes(app: web.Application, daemon: Any, part: RulesPart) -> None:
         if s is None:
             return error(404, f"no such silence: {sid}")
         if s.source != "api":
-            return error(409, f"silence {sid} comes from {s.source}", "edit the rule file and reload")
+            return error(
+                409, f"silence {sid} comes from {s.source}", "edit the rule file and reload"
+            )
         part.silences.expire(sid, daemon.clock.now())
         await daemon.flush()
         return web.json_response(s.to_dict(daemon.clock.now()))

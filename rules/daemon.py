@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from daemon.config import Config, ConfigError
 from daemon.store import Store, Writes, register_schema
@@ -162,7 +162,9 @@ class _Counted:
         before = [getattr(e, self._flag) for e in events]
         out = self.stage.process(events, now)
         if self._count is not None:
-            n = sum(1 for e, b in zip(events, before, strict=True) if getattr(e, self._flag) and not b)
+            n = sum(
+                1 for e, b in zip(events, before, strict=True) if getattr(e, self._flag) and not b
+            )
             if n:
                 self._count.inc(n)
         return out
@@ -202,10 +204,18 @@ class RulesPart:
         if store is not None:
             self._load(store)
         self._apply_file_entries(ruleset)
-        self.rules_stage = RulesStage(ruleset, ci_attrs)
+        self.rules_stage = RulesStage(ruleset, ci_attrs, on_drop=lambda: self.dropped.inc())
         self.inhibit_stage = InhibitStage(
             ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout
         )
+        registry = getattr(metrics, "registry", None)
+        self.rules_loaded = Gauge(
+            "incidentd_rules_loaded", "Rules loaded from the rule files, by kind (rule, inhibit_rule, silence, change).",
+            ["kind"], registry=registry)  # fmt: skip
+        self.dropped = Counter(
+            "incidentd_alerts_dropped_total", "Alerts dropped by a rule.", registry=registry
+        )
+        self._count_loaded(ruleset)
         suppressed = getattr(metrics, "suppressed", None)
         self.stages: list[Any] = [
             self.rules_stage,
@@ -236,9 +246,15 @@ class RulesPart:
         self.rules_stage.ruleset = ruleset
         self.inhibit_stage.set_rules(ruleset.inhibit_rules)
         self._apply_file_entries(ruleset)
+        self._count_loaded(ruleset)
         log.info("rules reloaded", rules=len(ruleset), inhibit_rules=len(ruleset.inhibit_rules),
                  files=len(ruleset.files))  # fmt: skip
         return []
+
+    def _count_loaded(self, ruleset: RuleSet) -> None:
+        for kind, n in (("rule", len(ruleset.rules)), ("inhibit_rule", len(ruleset.inhibit_rules)),
+                        ("silence", len(ruleset.silences)), ("change", len(ruleset.changes))):  # fmt: skip
+            self.rules_loaded.labels(kind).set(n)
 
     def _apply_file_entries(self, ruleset: RuleSet) -> None:
         """Silences and changes written in rule files, replacing the previous ones."""
@@ -286,9 +302,13 @@ class RulesPart:
         self._writes.clear()
 
     def _load(self, store: Store) -> None:
-        silences = [Silence.from_dict(json.loads(doc)) for (doc,) in store.query("SELECT doc FROM silences")]
+        silences = [
+            Silence.from_dict(json.loads(doc)) for (doc,) in store.query("SELECT doc FROM silences")
+        ]
         self.silences.load(silences)
-        changes = [Change.from_dict(json.loads(doc)) for (doc,) in store.query("SELECT doc FROM changes")]
+        changes = [
+            Change.from_dict(json.loads(doc)) for (doc,) in store.query("SELECT doc FROM changes")
+        ]
         self.changes.load(changes)
 
     def add_routes(self, app: Any, daemon: Any) -> None:
@@ -331,9 +351,13 @@ class SuspectedChangeListener:
         found = None
         for ci in cis:
             c = store.suspected_change_for(ci, inc.opened_at)
-            if c is not None and (found is None or (c.ends_at or float("inf")) > (found.ends_at or float("inf"))):
+            if c is not None and (
+                found is None or (c.ends_at or float("inf")) > (found.ends_at or float("inf"))
+            ):
                 found = c
-        value = None if found is None else {"id": found.id, "summary": found.summary, "ci": found.ci}
+        value = (
+            None if found is None else {"id": found.id, "summary": found.summary, "ci": found.ci}
+        )
         changed = "suspected_change" not in inc.extra or inc.extra["suspected_change"] != value
         if changed and incidents is not None:
             incidents.set_extra(inc.id, "suspected_change", value)

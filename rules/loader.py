@@ -340,14 +340,19 @@ def _parse_matrix(node: Any, key_line: int, err: _Errors) -> PriorityMatrix | No
         str(k): dict(v) if isinstance(v, Mapping) else v for k, v in node.items() if k != "defaults"
     }
     defaults = node.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        err.add(key_line, "priority_matrix.defaults: expected {impact: ..., urgency: ...}")
+        defaults = {}
+    # Without defaults, a rule that sets only impact (or urgency) gets the middle level.
+    impacts = list(rows)
+    first_row = next((r for r in rows.values() if isinstance(r, Mapping)), {})
+    urgencies = list(first_row)
     matrix = PriorityMatrix(
         rows,
-        default_impact=str(defaults.get("impact", "medium"))
-        if isinstance(defaults, Mapping)
-        else "medium",
-        default_urgency=str(defaults.get("urgency", "medium"))
-        if isinstance(defaults, Mapping)
-        else "medium",
+        default_impact=str(defaults.get("impact", impacts[len(impacts) // 2] if impacts else "")),
+        default_urgency=str(
+            defaults.get("urgency", urgencies[len(urgencies) // 2] if urgencies else "")
+        ),
     )
     problems = matrix.validate()
     for p in problems:
@@ -378,6 +383,7 @@ def _parse_file(path: str, matrix: PriorityMatrix | None) -> tuple[dict[str, Any
     }
     if "priority_matrix" in doc:
         out["matrix"] = _parse_matrix(doc["priority_matrix"], doc.line_of("priority_matrix"), err)
+        out["matrix_line"] = doc.line_of("priority_matrix")
     effective = out["matrix"] or matrix or PriorityMatrix()
     for key in ("rules", "inhibit_rules", "silences", "changes"):
         if key in doc and not isinstance(doc[key], list | type(None)):
@@ -481,18 +487,23 @@ def _load(
     parsed: list[tuple[str, dict[str, Any]]] = []
     matrix: PriorityMatrix | None = None
     matrix_file = ""
-    # The matrix may be defined once, in any file; read it first so that every
-    # file's impact/urgency values are checked against it.
-    for path in paths:
-        out, errs = _parse_file(path, None)
-        if out.get("matrix") is not None:
-            if matrix is not None:
-                errs.append(f"{path}:1: priority_matrix: already defined in {matrix_file}")
-            matrix, matrix_file = out["matrix"], path
-    for path in paths:
-        out, errs = _parse_file(path, matrix)
-        if out.get("matrix") is not None and matrix_file != path:
-            errs.append(f"{path}:1: priority_matrix: already defined in {matrix_file}")
+    # The matrix may be defined once, in any file. Files are parsed against the
+    # default matrix, and again against a custom one when a file defines it, so
+    # that every file's impact/urgency values are checked against the matrix in force.
+    first = [_parse_file(path, None) for path in paths]
+    defined = [
+        (path, out["matrix"])
+        for path, (out, _) in zip(paths, first, strict=True)
+        if out.get("matrix")
+    ]
+    if defined:
+        matrix_file, matrix = defined[0]
+        first = [_parse_file(path, matrix) for path in paths]
+    for path, (out, errs) in zip(paths, first, strict=True):
+        if out.get("matrix") is not None and path != matrix_file:
+            errs.append(
+                f"{path}:{out['matrix_line']}: priority_matrix: already defined in {matrix_file}"
+            )
         for rule in out.get("rules", []):
             line = rule.origin.rsplit(":", 1)[1]
             if (

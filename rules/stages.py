@@ -30,10 +30,15 @@ class RulesStage:
 
     name = "rules"
 
-    def __init__(self, ruleset: RuleSet, ci_attrs: CiAttrs | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        ci_attrs: CiAttrs | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
         self.ruleset = ruleset
         self.ci_attrs = ci_attrs
-        self.dropped_total = 0
+        self.on_drop = on_drop
 
     def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
         ruleset = self.ruleset
@@ -52,7 +57,8 @@ class RulesStage:
                 )
             if res.dropped:
                 ev.dropped = True
-                self.dropped_total += 1
+                if self.on_drop is not None:
+                    self.on_drop()
                 continue
             if res.priority is not None:
                 ev.priority = res.priority

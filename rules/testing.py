@@ -145,7 +145,11 @@ class _CiMap:
         best, best_n = None, 0
         for ci, item in self.cis.items():
             match = item.get("match") or {}
-            if match and all(labels.get(k) == str(v) for k, v in match.items()) and len(match) > best_n:
+            if (
+                match
+                and all(labels.get(k) == str(v) for k, v in match.items())
+                and len(match) > best_n
+            ):
                 best, best_n = ci, len(match)
         return best
 
@@ -294,7 +298,9 @@ def _run_test(doc: LineDict, test: LineDict, path: str, start: float, workdir: s
                                       ev.silenced_by, ev.inhibited_by, ev.expected))  # fmt: skip
             elif passes:  # re-posted while firing: the daemon keeps what it decided
                 prev = passes[-1]
-                passes.append(Outcome(at, **{k: getattr(prev, k) for k in Outcome.__slots__ if k != "at"}))
+                passes.append(
+                    Outcome(at, **{k: getattr(prev, k) for k in Outcome.__slots__ if k != "at"})
+                )
         incidents = components.incidents
         for _, _, fp in run.inputs:
             inc = incidents.incident_for(fp)
@@ -382,16 +388,22 @@ def _check_incidents(test: LineDict, run: _Run, path: str) -> list[str]:
         ids = {run.incident_of.get(fp) for fp in fps}
         names = [_fmt_labels(s) for s in selectors]
         if None in ids:
-            missing = [n for n, fp in zip(names, fps, strict=True) if run.incident_of.get(fp) is None]
+            missing = [
+                n for n, fp in zip(names, fps, strict=True) if run.incident_of.get(fp) is None
+            ]
             out.append(f"    incidents[{i}]: {', '.join(missing)} opened no incident")
         elif len(ids) > 1:
-            got = ", ".join(f"{n} in {run.incident_of[fp]}" for n, fp in zip(names, fps, strict=True))
+            got = ", ".join(
+                f"{n} in {run.incident_of[fp]}" for n, fp in zip(names, fps, strict=True)
+            )
             out.append(f"    incidents[{i}]: expected one incident, got {got}")
         elif isinstance(entry, Mapping):
             inc = run.incidents[next(iter(ids))]  # type: ignore[index]
             for key in ("priority", "suspected_change", "root_cause"):
                 if key in entry and entry[key] != inc[key]:
-                    out.append(f"    incidents[{i}]: {key}: expected {entry[key]!r}, got {inc[key]!r}")
+                    out.append(
+                        f"    incidents[{i}]: {key}: expected {entry[key]!r}, got {inc[key]!r}"
+                    )
         groups.append((i, names, ids))
     for a in range(len(groups)):
         for b in range(a + 1, len(groups)):
@@ -470,7 +482,10 @@ def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
                 print("\n".join(problems), file=out)
             else:
                 passed += 1
-    print(f"{passed} passed, {failed} failed" + (", errors in test files" if file_errors else ""), file=out)
+    print(
+        f"{passed} passed, {failed} failed" + (", errors in test files" if file_errors else ""),
+        file=out,
+    )
     return 1 if failed or file_errors else 0
 
 

@@ -127,3 +127,12 @@ def test_empty_file_is_an_empty_rule_set(tmp_path):
     path = tmp_path / "rules.yaml"
     path.write_text("")
     assert len(load_rules([str(path)])) == 0
+
+
+def test_priority_matrix_may_be_defined_once(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    matrix = "priority_matrix:\n  big: {now: P1}\n"
+    a.write_text(matrix + "rules:\n  - {match: [], impact: big}\n")
+    b.write_text("rules: []\n" + matrix)
+    assert validate_rules([str(a)]) == []
+    assert validate_rules([str(a), str(b)]) == [f"{b}:2: priority_matrix: already defined in {a}"]

@@ -38,7 +38,9 @@ def test_the_example_rules_pass_their_tests():
 
 
 def test_passing_test_exits_zero(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - name: checkout pages the shop
             alerts:
@@ -48,12 +50,15 @@ def test_passing_test_exits_zero(tmp_path):
                 labels: {alertname: Errors, service: checkout, team: shop}
                 priority: P1
                 receiver: shop-pager
-        """)
+        """,
+    )
     assert (code, out.strip()) == (0, "1 passed, 0 failed")
 
 
 def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - name: checkout pages the shop
             alerts:
@@ -62,7 +67,8 @@ def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
               - alert: {service: checkout}
                 labels: {alertname: Errors, service: checkout, team: payments}
                 priority: P2
-        """)
+        """,
+    )
     assert code == 1
     assert f"FAILED {tmp_path}/rules_test.yaml:4: checkout pages the shop" in out
     assert '      - team="payments"   (expected)\n      + team="shop"   (got)' in out
@@ -71,7 +77,9 @@ def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
 
 
 def test_inhibition_and_grouping_are_tested_together(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - alerts:
               - {at: 0m, labels: {alertname: NodeDown, node: n1}}
@@ -83,24 +91,30 @@ def test_inhibition_and_grouping_are_tested_together(tmp_path):
             incidents:   # default grouping: by alertname (node is not a grouping label)
               - [{alertname: NodeDown}]
               - [{alertname: DiskSlow, node: n1}, {alertname: DiskSlow, node: n2}]
-        """)
+        """,
+    )
     assert code == 0, out
 
 
 def test_wrong_grouping_expectation_is_reported(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - alerts:
               - {at: 0m, labels: {alertname: A, service: x}}
               - {at: 0m, labels: {alertname: B, service: y}}
             incidents:
               - [{alertname: A}, {alertname: B}]
-        """)
+        """,
+    )
     assert code == 1 and "incidents[0]: expected one incident, got" in out
 
 
 def test_silence_expiry_on_the_test_clock(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - silences: [{matchers: ['service="checkout"'], start: 0m, end: 10m}]
             alerts:
@@ -109,14 +123,18 @@ def test_silence_expiry_on_the_test_clock(tmp_path):
             expect:
               - {alert: {service: checkout}, at: 5m, silenced: true}
               - {alert: {service: checkout}, at: 15m, silenced: false}
-        """)
+        """,
+    )
     assert code == 0, out
 
 
 def test_inline_cis_give_ci_attributes(tmp_path):
-    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: ['ci.owner=\"team-data\"'], team: data}\n")
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {match: ['ci.owner=\"team-data\"'], team: data}\n"
+    )
     path = tmp_path / "t.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         rule_files: [rules.yaml]
         cis: {orders-db: {owner: team-data, match: {service: orders-db}}}
         tests:
@@ -128,33 +146,46 @@ def test_inline_cis_give_ci_attributes(tmp_path):
               - {alert: {service: orders-db}, team: data}
               - {alert: {service: other}, team: data}
               - {alert: {service: web}, team: null}
-        """))
+        """)
+    )
     out = io.StringIO()
     assert run_rule_tests([str(path)], out) == 0, out.getvalue()
 
 
 def test_errors_in_the_test_file_point_at_the_line(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - alerts:
               - {at: 0m, labels: {alertname: A}}
             expect:
               - {alert: {alertname: Z}, priority: P1}
               - {alert: {alertname: A}, prioity: P1}
-        """)
+        """,
+    )
     assert code == 1
-    assert f"{tmp_path}/rules_test.yaml:8: unknown field 'prioity' in expect; did you mean 'priority'?" in out
+    assert (
+        f"{tmp_path}/rules_test.yaml:8: unknown field 'prioity' in expect; did you mean 'priority'?"
+        in out
+    )
 
 
 def test_selector_matching_no_alert_is_an_error(tmp_path):
-    code, out = run(tmp_path, """
+    code, out = run(
+        tmp_path,
+        """
         tests:
           - alerts:
               - {at: 0m, labels: {alertname: A}}
             expect:
               - {alert: {alertname: Z}, priority: P1}
-        """)
-    assert code == 1 and f'{tmp_path}/rules_test.yaml:7: no input alert with labels {{alertname="Z"}}' in out
+        """,
+    )
+    assert (
+        code == 1
+        and f'{tmp_path}/rules_test.yaml:7: no input alert with labels {{alertname="Z"}}' in out
+    )
 
 
 def test_broken_rule_file_is_reported_with_its_line(tmp_path):

@@ -75,19 +75,30 @@ def alert(**labels) -> dict:
 
 async def test_silence_api_create_list_expire(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
-    status, body = await c.call("POST", "/api/v1/silences", {
-        "matchers": [{"name": "service", "value": "orders", "isRegex": False, "isEqual": True}],
-        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T01:00:00Z",
-        "createdBy": "jane", "comment": "load test"})
+    status, body = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {
+            "matchers": [{"name": "service", "value": "orders", "isRegex": False, "isEqual": True}],
+            "startsAt": "2026-01-01T00:00:00Z",
+            "endsAt": "2026-01-01T01:00:00Z",
+            "createdBy": "jane",
+            "comment": "load test",
+        },
+    )
     assert status == 200
     sid = body["silenceID"]
     status, listed = await c.call("GET", "/api/v1/silences")
-    assert [(s["id"], s["status"]["state"], s["createdBy"]) for s in listed] == [(sid, "active", "jane")]
+    assert [(s["id"], s["status"]["state"], s["createdBy"]) for s in listed] == [
+        (sid, "active", "jane")
+    ]
 
     await c.call("POST", "/api/v1/alerts", [alert(alertname="Errors", service="orders")])
     await c.call("POST", "/api/v1/alerts", [alert(alertname="Errors", service="search")])
     incidents = await c.incidents(1)
-    assert [i["alerts"][0]["labels"]["service"] for i in incidents] == ["search"]  # silenced: no incident
+    assert [i["alerts"][0]["labels"]["service"] for i in incidents] == [
+        "search"
+    ]  # silenced: no incident
     _, metrics = await c.call("GET", "/metrics")
     assert 'incidentd_alerts_suppressed_total{reason="silenced"} 1.0' in metrics
 
@@ -97,8 +108,14 @@ async def test_silence_api_create_list_expire(tmp_path, daemon_for):
 
 async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
-    status, body = await c.call("POST", "/api/v1/silences", {"matchers": ['env="x"'], "endsAt": "yesterday"})
-    assert status == 400 and body["error"] == "invalid silence" and body["detail"].startswith("endsAt:")
+    status, body = await c.call(
+        "POST", "/api/v1/silences", {"matchers": ['env="x"'], "endsAt": "yesterday"}
+    )
+    assert (
+        status == 400
+        and body["error"] == "invalid silence"
+        and body["detail"].startswith("endsAt:")
+    )
     status, body = await c.call("DELETE", "/api/v1/silences/nope")
     assert status == 404
 
@@ -106,7 +123,11 @@ async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
 async def test_silences_survive_a_restart(tmp_path, daemon_for):
     config = write_config(tmp_path, "rules: []\n")
     c = await daemon_for(config)
-    _, body = await c.call("POST", "/api/v1/silences", {"matchers": ['env="staging"'], "endsAt": "2026-01-02T00:00:00Z"})
+    _, body = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {"matchers": ['env="staging"'], "endsAt": "2026-01-02T00:00:00Z"},
+    )
     await c.daemon.stop()
     await c.session.close()
     c2 = await daemon_for(config)
@@ -119,8 +140,17 @@ async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
     cmdb = tmp_path / "cmdb.yaml"
     cmdb.write_text("cis:\n  - {id: orders-db, type: database, match: {service: orders-db}}\n")
     c = await daemon_for(write_config(tmp_path, rules, "cmdb: [cmdb.yaml]\n"))
-    status, body = await c.call("POST", "/api/v1/changes", {
-        "id": "CHG-7", "ci": "orders-db", "summary": "upgrade", "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z"})
+    status, body = await c.call(
+        "POST",
+        "/api/v1/changes",
+        {
+            "id": "CHG-7",
+            "ci": "orders-db",
+            "summary": "upgrade",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T01:00:00Z",
+        },
+    )
     assert status == 200, body
     await c.until(lambda b: len(b) == 1, "/api/v1/changes")
     await c.call("POST", "/api/v1/alerts", [alert(alertname="PostgresDown", service="orders-db")])
@@ -156,21 +186,49 @@ async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, da
 def test_replay_change_events_expected_alerts_and_suspected_change(tmp_path):
     cmdb = tmp_path / "cmdb.yaml"
     cmdb.write_text("cis:\n  - {id: orders-db, type: database, match: {service: orders-db}}\n")
-    config_path = write_config(tmp_path, "rules: []\n", "cmdb: [cmdb.yaml]\nchanges: {suspect_window: 1h}\n")
+    config_path = write_config(
+        tmp_path, "rules: []\n", "cmdb: [cmdb.yaml]\nchanges: {suspect_window: 1h}\n"
+    )
     events = [
-        {"kind": "change", "at": "2026-01-01T00:00:00Z", "ci": "orders-db", "id": "CHG-1",
-         "summary": "index rebuild", "end": "2026-01-01T00:20:00Z"},
-        {"kind": "alert", "at": "2026-01-01T00:10:00Z", "alert": {
-            "labels": {"alertname": "SlowQueries", "service": "orders-db"}, "status": "firing"}},
-        {"kind": "alert", "at": "2026-01-01T00:50:00Z", "alert": {
-            "labels": {"alertname": "PostgresDown", "service": "orders-db"}, "status": "firing"}},
+        {
+            "kind": "change",
+            "at": "2026-01-01T00:00:00Z",
+            "ci": "orders-db",
+            "id": "CHG-1",
+            "summary": "index rebuild",
+            "end": "2026-01-01T00:20:00Z",
+        },
+        {
+            "kind": "alert",
+            "at": "2026-01-01T00:10:00Z",
+            "alert": {
+                "labels": {"alertname": "SlowQueries", "service": "orders-db"},
+                "status": "firing",
+            },
+        },
+        {
+            "kind": "alert",
+            "at": "2026-01-01T00:50:00Z",
+            "alert": {
+                "labels": {"alertname": "PostgresDown", "service": "orders-db"},
+                "status": "firing",
+            },
+        },
     ]
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    result = run_replay(load_config(config_path), str(tmp_path / "events.jsonl"), str(tmp_path / "out.json"))
-    by_alert = {a["labels"]["alertname"]: (inc, a) for inc in result["incidents"] for a in inc["alerts"]}
+    result = run_replay(
+        load_config(config_path), str(tmp_path / "events.jsonl"), str(tmp_path / "out.json")
+    )
+    by_alert = {
+        a["labels"]["alertname"]: (inc, a) for inc in result["incidents"] for a in inc["alerts"]
+    }
     slow_inc, _ = by_alert["SlowQueries"]
     down_inc, _ = by_alert["PostgresDown"]
-    assert down_inc["suspected_change"] == {"id": "CHG-1", "summary": "index rebuild", "ci": "orders-db"}
+    assert down_inc["suspected_change"] == {
+        "id": "CHG-1",
+        "summary": "index rebuild",
+        "ci": "orders-db",
+    }
     assert slow_inc["paging"] is False  # its only alert came in during the change
 
 
