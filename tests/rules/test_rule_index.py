@@ -3,9 +3,10 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rules.index import regex_keys
 from rules.matchers import parse_matcher
 from rules.rule import Rule
-from rules.ruleset import RuleSet, regex_keys
+from rules.ruleset import RuleSet
 
 VALUES = ["", "a", "ab", "abc", "b", "db-1", "db-2", "web", "x.y"]
 REGEXES = [
