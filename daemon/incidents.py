@@ -217,7 +217,9 @@ class IncidentManager:
             return False
         inc = self.incidents[iid]
         m = inc.alerts[alert.fingerprint]
-        if m.status != "firing":
+        if m.status != "firing" or m.suppressed:
+            # a suppressed alert goes through the stages again: its silence,
+            # change or inhibiting alert may have ended
             return False
         m.last_at = now
         m.annotations = alert.annotations
@@ -241,6 +243,7 @@ class IncidentManager:
         inc = self.incident_for(fp)
         if inc is not None:
             m = inc.alerts[fp]
+            was_suppressed = m.suppressed
             self._update_member_flags(m, event)
             if alert.status == "firing":
                 if m.status == "firing":
@@ -248,6 +251,10 @@ class IncidentManager:
                     m.ends_at = alert.ends_at
                     m.annotations = alert.annotations
                     self._dirty.add(inc.id)
+                    if was_suppressed and not m.suppressed and inc.is_open:
+                        self._timeline_add(inc, now, "alert_unsuppressed", "incidentd",
+                                           f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
+                        self._refresh(inc, now)
                     return
                 if inc.is_open:
                     self._member_fires(inc, m, alert, now)

@@ -35,7 +35,7 @@ tests:
         expected: CHG-1                         # or true / false
     incidents:                                  # each entry: alerts that share one incident
       - [{alertname: DatabaseDown}, {alertname: HighLatency}]
-      - {alerts: [{alertname: DiskFull}], priority: P3, suspected_change: CHG-1}
+      - {alerts: [{alertname: DiskFull}], priority: P3, paging: true, suspected_change: CHG-1}
 ```
 
 On failure it prints what differs, alert by alert, and exits 1.
@@ -306,9 +306,12 @@ def _run_test(doc: LineDict, test: LineDict, path: str, start: float, workdir: s
             inc = incidents.incident_for(fp)
             run.incident_of[fp] = inc.id if inc is not None else None
             if inc is not None:
-                run.incidents[inc.id] = {"priority": inc.priority,
-                                         "suspected_change": (inc.extra.get("suspected_change") or {}).get("id"),
-                                         "root_cause": inc.root_cause}  # fmt: skip
+                run.incidents[inc.id] = {
+                    "priority": inc.priority,
+                    "paging": inc.paging,
+                    "suspected_change": (inc.extra.get("suspected_change") or {}).get("id"),
+                    "root_cause": inc.root_cause,
+                }  # fmt: skip
         return run
     finally:
         store.close()
@@ -399,7 +402,7 @@ def _check_incidents(test: LineDict, run: _Run, path: str) -> list[str]:
             out.append(f"    incidents[{i}]: expected one incident, got {got}")
         elif isinstance(entry, Mapping):
             inc = run.incidents[next(iter(ids))]  # type: ignore[index]
-            for key in ("priority", "suspected_change", "root_cause"):
+            for key in ("priority", "paging", "suspected_change", "root_cause"):
                 if key in entry and entry[key] != inc[key]:
                     out.append(
                         f"    incidents[{i}]: {key}: expected {entry[key]!r}, got {inc[key]!r}"

@@ -195,3 +195,24 @@ def test_broken_rule_file_is_reported_with_its_line(tmp_path):
     out = io.StringIO()
     assert run_rule_tests([str(path)], out) == 1
     assert f"{tmp_path}/rules.yaml:2: match[0]: invalid regex" in out.getvalue()
+
+
+def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
+    (tmp_path / "rules.yaml").write_text("rules: []\n")
+    path = tmp_path / "t.yaml"
+    path.write_text(textwrap.dedent("""
+        rule_files: [rules.yaml]
+        cis: {db: {match: {service: db}}}
+        tests:
+          - changes: [{id: CHG-1, ci: db, start: 0m, end: 10m}]
+            alerts:
+              - {at: 5m, labels: {alertname: Down, service: db}}
+              - {at: 15m, labels: {alertname: Down, service: db}}
+            expect:
+              - {alert: {alertname: Down}, at: 5m, expected: CHG-1}
+              - {alert: {alertname: Down}, at: 15m, expected: false}
+            incidents:
+              - {alerts: [{alertname: Down}], paging: true}
+        """))
+    out = io.StringIO()
+    assert run_rule_tests([str(path)], out) == 0, out.getvalue()
