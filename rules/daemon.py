@@ -216,10 +216,11 @@ class RulesPart:
             "incidentd_alerts_dropped_total", "Alerts dropped by a rule.", registry=registry
         )
         self._count_loaded(ruleset)
+        self.silence_stage = SilenceStage(self.silences, ci_attrs)
         suppressed = getattr(metrics, "suppressed", None)
         self.stages: list[Any] = [
             self.rules_stage,
-            _Counted(SilenceStage(self.silences, ci_attrs), suppressed, "silenced", "silenced_by"),
+            _Counted(self.silence_stage, suppressed, "silenced", "silenced_by"),
             _Counted(MaintenanceStage(self.changes), suppressed, "expected", "expected"),
             _Counted(self.inhibit_stage, suppressed, "inhibited", "inhibited_by"),
         ]
@@ -228,7 +229,7 @@ class RulesPart:
     def set_cmdb(self, ci_attrs: CiAttrs | None, depends_on: DependsOn | None) -> None:
         """Give the stages the CMDB's callables (when it is built after this part)."""
         self.rules_stage.ci_attrs = ci_attrs
-        self.stages[1].stage.ci_attrs = ci_attrs
+        self.silence_stage.ci_attrs = ci_attrs
         self.inhibit_stage.ci_attrs = ci_attrs
         self.inhibit_stage.depends_on = depends_on
         self.changes.depends_on = depends_on
