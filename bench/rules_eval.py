@@ -125,7 +125,9 @@ def main() -> None:
         f"alerts: {len(alerts)} distinct label sets, {matched / len(alerts):.2f} rules matched per alert"
     )
     print(f"indexed evaluation: {indexed:.1f} us per alert")
-    print(f"naive evaluation (every rule in turn): {naive:.1f} us per alert (same matches on {len(sample)} alerts)")
+    print(
+        f"naive evaluation (every rule in turn): {naive:.1f} us per alert (same matches on {len(sample)} alerts)"
+    )
 
 
 if __name__ == "__main__":

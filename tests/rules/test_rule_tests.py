@@ -200,7 +200,8 @@ def test_broken_rule_file_is_reported_with_its_line(tmp_path):
 def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
     (tmp_path / "rules.yaml").write_text("rules: []\n")
     path = tmp_path / "t.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         rule_files: [rules.yaml]
         cis: {db: {match: {service: db}}}
         tests:
@@ -213,6 +214,7 @@ def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
               - {alert: {alertname: Down}, at: 15m, expected: false}
             incidents:
               - {alerts: [{alertname: Down}], paging: true}
-        """))
+        """)
+    )
     out = io.StringIO()
     assert run_rule_tests([str(path)], out) == 0, out.getvalue()
