@@ -19,6 +19,7 @@ from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.store import Store
+from rules.daemon import RulesPart, cmdb_callables
 
 
 @dataclass
@@ -46,8 +47,13 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
             raise ConfigError(exc.errors) from exc
         stages.append(cmdb_stage)
     incidents = IncidentManager(config.incidents, correlator, metrics)
-    listeners: list[Any] = []
-    pipeline = Pipeline(stages, incidents, listeners, metrics=metrics)
+    # rules, then silences, maintenance and inhibition
+    ci_attrs, depends_on = cmdb_callables(parts.get("cmdb"))
+    parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
+    rules_part.incidents = incidents
+    stages.extend(rules_part.stages)
+    listeners: list[Any] = [rules_part.listener]
+    pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
 

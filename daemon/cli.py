@@ -152,4 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported `daemon.cli`, not this `__main__` copy: the packages
+    # register their subcommands on the former.
+    from daemon.cli import main as _main
+
+    sys.exit(_main())

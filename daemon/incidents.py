@@ -193,6 +193,14 @@ class IncidentManager:
     def open_incidents(self) -> list[Incident]:
         return [i for i in self.incidents.values() if i.is_open]
 
+    def set_extra(self, incident_id: str, key: str, value: Any) -> None:
+        """Let another package attach a field to an incident (shown in the API and
+        the replay result) and have it persisted."""
+        inc = self.incidents.get(incident_id)
+        if inc is not None:
+            inc.extra[key] = value
+            self._dirty.add(incident_id)
+
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)
         return self.incidents.get(iid) if iid else None
@@ -210,7 +218,9 @@ class IncidentManager:
             return False
         inc = self.incidents[iid]
         m = inc.alerts[alert.fingerprint]
-        if m.status != "firing":
+        if m.status != "firing" or m.suppressed:
+            # a suppressed alert goes through the stages again: its silence,
+            # change or inhibiting alert may have ended
             return False
         m.last_at = now
         m.annotations = alert.annotations
@@ -234,6 +244,7 @@ class IncidentManager:
         inc = self.incident_for(fp)
         if inc is not None:
             m = inc.alerts[fp]
+            was_suppressed = m.suppressed
             self._update_member_flags(m, event)
             if alert.status == "firing":
                 if m.status == "firing":
@@ -241,6 +252,10 @@ class IncidentManager:
                     m.ends_at = alert.ends_at
                     m.annotations = alert.annotations
                     self._dirty.add(inc.id)
+                    if was_suppressed and not m.suppressed and inc.is_open:
+                        self._timeline_add(inc, now, "alert_unsuppressed", "incidentd",
+                                           f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
+                        self._refresh(inc, now)
                     return
                 if inc.is_open:
                     self._member_fires(inc, m, alert, now)
@@ -273,9 +288,8 @@ class IncidentManager:
         targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents]
         targets = [t for t in targets if t.is_open]
         if not targets and event.silenced_by:
-            # silenced and related to nothing open: recorded (metrics, log), no incident
-            if self.metrics:
-                self.metrics.alert_suppressed("silenced")
+            # silenced and related to nothing open: recorded (the silence stage
+            # counts it in the metrics; the log here), no incident
             log.info("alert silenced", fingerprint=alert.fingerprint, silence=event.silenced_by)
             return
         member = Member(

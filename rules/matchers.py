@@ -5,6 +5,7 @@
 - A missing label matches as the empty string, so `team=""` selects alerts
   without a `team` label and `team!=""` those that have one.
 - Regexes are fully anchored: `=~"web"` does not match `webserver`.
+- Names may contain dots so that rules can match CMDB attributes (`ci.owner`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 OPS = ("=~", "!~", "!=", "=")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
-_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$', re.S)
+_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.S)
 
 
 class MatcherError(ValueError):
@@ -38,7 +39,9 @@ class Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"(?:{value})", re.S)
+                # Alertmanager compiles `^(?:value)$` without flags: `.` does not
+                # match a newline, as in Go's RE2.
+                regex = re.compile(f"(?:{_scope_leading_flags(value)})")
             except re.error as exc:
                 raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc}") from exc
         return cls(name, op, value, regex)
@@ -62,6 +65,18 @@ class Matcher:
     def __str__(self) -> str:
         escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'{self.name}{self.op}"{escaped}"'
+
+
+_LEADING_FLAGS = re.compile(r"^\(\?([ims]+)\)")
+
+
+def _scope_leading_flags(value: str) -> str:
+    """Go accepts `(?i)` anywhere and scopes it to the enclosing group; Python 3.11
+    only at the very start. `(?i)rest` inside the anchoring group is `(?i:rest)`."""
+    m = _LEADING_FLAGS.match(value)
+    if not m:
+        return value
+    return f"(?{m.group(1)}:{value[m.end() :]})"
 
 
 def _unquote(raw: str) -> str:
@@ -89,10 +104,10 @@ def _unquote(raw: str) -> str:
 def parse_matcher(text: str) -> Matcher:
     """Parse one matcher such as `severity=~"critical|page"`."""
     if not isinstance(text, str):
-        raise MatcherError(f"a matcher must be a string like name=\"value\", got {text!r}")
+        raise MatcherError(f'a matcher must be a string like name="value", got {text!r}')
     m = _MATCHER.match(text)
     if not m:
-        raise MatcherError(f"cannot parse matcher {text!r} (expected name=\"value\", !=, =~ or !~)")
+        raise MatcherError(f'cannot parse matcher {text!r} (expected name="value", !=, =~ or !~)')
     name, op, raw = m.groups()
     return Matcher.create(name, op, _unquote(raw))
 
@@ -139,7 +154,9 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
         out = []
         for name, value in spec.items():
             if not isinstance(name, str) or not isinstance(value, str | int | float | bool):
-                raise MatcherError(f"match entries must be label: value strings, got {name!r}: {value!r}")
+                raise MatcherError(
+                    f"match entries must be label: value strings, got {name!r}: {value!r}"
+                )
             out.append(Matcher.create(name, "=", str(value)))
         return out
     if isinstance(spec, str):
@@ -147,9 +164,13 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
     if isinstance(spec, Iterable):
         out = []
         for item in spec:
-            out.extend(parse_matchers(item) if isinstance(item, str) and "," in item else [parse_matcher(item)])
+            out.extend(
+                parse_matchers(item)
+                if isinstance(item, str) and "," in item
+                else [parse_matcher(item)]
+            )
         return out
-    raise MatcherError(f"expected matchers (a list of name=\"value\" strings), got {spec!r}")
+    raise MatcherError(f'expected matchers (a list of name="value" strings), got {spec!r}')
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:

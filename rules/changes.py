@@ -1,0 +1,156 @@
+"""Changes and maintenance windows: work planned on a CI for a time range.
+
+An alert from a CI under an active change (and, when `cover_dependents` is on,
+from a CI that depends on it) is *expected*: recorded, but it never pages.
+After the fact, a change that ended shortly before an incident opened on its
+CI (or was still running then) is the incident's *suspected change*.
+
+The CMDB stays behind one callable, `depends_on(a, b) -> bool` ("a needs b",
+transitively), because the graph belongs to the cmdb package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.timefmt import TimestampError, format_rfc3339, parse_rfc3339
+
+DependsOn = Callable[[str, str], bool]
+
+
+class ChangeError(ValueError):
+    """A change record that cannot be accepted; the message names the field."""
+
+
+@dataclass(slots=True)
+class Change:
+    id: str
+    ci: str
+    starts_at: float
+    ends_at: float | None  # None: open-ended until updated
+    summary: str = ""
+    source: str = "api"
+
+    def is_active(self, now: float) -> bool:
+        return self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ci": self.ci,
+            "summary": self.summary,
+            "start": format_rfc3339(self.starts_at),
+            "end": format_rfc3339(self.ends_at),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], now: float = 0.0) -> Change:
+        """From the API/YAML form `{id, ci, summary, start, end}` or a replay
+        `change` event (`at` is the start when `start` is absent)."""
+        if not isinstance(data, Mapping):
+            raise ChangeError("a change must be an object")
+        cid, ci = data.get("id"), data.get("ci")
+        if not isinstance(cid, str) or not cid:
+            raise ChangeError("id: required string")
+        if not isinstance(ci, str) or not ci:
+            raise ChangeError("ci: required string")
+        summary = data.get("summary") or ""
+        if not isinstance(summary, str):
+            raise ChangeError("summary: expected a string")
+        start_raw = data.get("start", data.get("at"))
+        starts = _time(start_raw, "start") if start_raw not in (None, "") else now
+        end_raw = data.get("end")
+        ends = _time(end_raw, "end") if end_raw not in (None, "") else None
+        if ends is not None and ends < starts:
+            raise ChangeError("end: must not be before start")
+        return cls(cid, ci, starts, ends, summary, str(data.get("source") or "api"))
+
+
+def _time(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ChangeError(f"{name}: expected an RFC 3339 time")
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):  # datetime from YAML
+        if getattr(value, "tzinfo", None) is None:
+            from datetime import UTC
+
+            value = value.replace(tzinfo=UTC)
+        return float(value.timestamp())
+    try:
+        ts = parse_rfc3339(value)
+    except TimestampError as exc:
+        raise ChangeError(f"{name}: {exc}") from exc
+    if ts is None:
+        raise ChangeError(f"{name}: expected a real time")
+    return ts
+
+
+@dataclass
+class ChangeStore:
+    """Change records in memory, by id (a record sent again replaces the old one)."""
+
+    cover_dependents: bool = False
+    suspect_window: float = 7200.0  # seconds before an incident opens
+    depends_on: DependsOn | None = None
+    on_change: Callable[[Change], None] | None = None
+    _changes: dict[str, Change] = field(default_factory=dict)
+
+    def add(self, change: Change) -> Change:
+        self._changes[change.id] = change
+        if self.on_change:
+            self.on_change(change)
+        return change
+
+    def load(self, changes: Iterable[Change]) -> None:
+        """Restore persisted changes (no `on_change` calls)."""
+        for c in changes:
+            self._changes[c.id] = c
+
+    def replace_source(self, source: str, changes: Iterable[Change]) -> None:
+        for cid in [cid for cid, c in self._changes.items() if c.source == source]:
+            del self._changes[cid]
+        for c in changes:
+            c.source = source
+            self._changes[c.id] = c
+
+    def get(self, change_id: str) -> Change | None:
+        return self._changes.get(change_id)
+
+    def list(self) -> list[Change]:
+        return sorted(self._changes.values(), key=lambda c: (c.starts_at, c.id))
+
+    def active_for(self, ci: str | None, now: float) -> Change | None:
+        """The active change covering `ci` at `now`: one on the CI itself first,
+        then (with `cover_dependents`) one on a CI that `ci` depends on."""
+        if ci is None:
+            return None
+        active = [c for c in self._changes.values() if c.is_active(now)]
+        for c in active:
+            if c.ci == ci:
+                return c
+        if self.cover_dependents and self.depends_on is not None:
+            for c in sorted(active, key=lambda c: (c.starts_at, c.id)):
+                if self.depends_on(ci, c.ci):
+                    return c
+        return None
+
+    def suspected_change_for(self, ci: str | None, opened_at: float) -> Change | None:
+        """The change on `ci` that ended within `suspect_window` before `opened_at`,
+        or was running then; the latest-ending one when several qualify."""
+        if ci is None:
+            return None
+        best: Change | None = None
+        for c in self._changes.values():
+            if c.ci != ci or c.starts_at > opened_at:
+                continue
+            end = c.ends_at if c.ends_at is not None else float("inf")
+            if end < opened_at - self.suspect_window:
+                continue
+            best_end = float("inf") if best is None or best.ends_at is None else best.ends_at
+            if best is None or end > best_end or (end == best_end and c.starts_at > best.starts_at):
+                best = c
+        return best

@@ -1,0 +1,156 @@
+"""Inhibition: a firing source alert mutes target alerts, as in Alertmanager, and more.
+
+Alertmanager's semantics hold: a target alert (matching `target_matchers`) is
+inhibited while a firing alert matches `source_matchers` and has the same
+values (missing = empty) for every label in `equal`; an alert matching both
+sides is not inhibited by alerts that also match both sides. Beyond that:
+
+- `sources:` lists several matcher sets, and each must be matched by a firing
+  alert at once (e.g. both uplinks of a site down);
+- `ci_relation: depends_on` also requires the target's CI to depend on the
+  source's CI in the CMDB (symptoms downstream of a failing component), and
+  `ci_relation: same` requires the same CI.
+
+An inhibited alert keeps its place in its incident's timeline, marked, and
+does not page. Sources are the alerts this stage has seen firing, with their
+labels after rules; one without `endsAt` counts as firing for
+`resolve_timeout` after it was last seen, as in Alertmanager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rules.matchers import Matcher
+
+if TYPE_CHECKING:
+    from daemon.pipeline import AlertEvent
+
+DependsOn = Callable[[str, str], bool]
+CiAttrs = Callable[[str], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    name: str
+    sources: tuple[tuple[Matcher, ...], ...]  # each set needs a firing alert
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ()
+    ci_relation: str | None = None  # None | "depends_on" | "same"
+
+
+@dataclass(slots=True)
+class _Source:
+    fingerprint: str
+    labels: dict[str, str]
+    view: Any  # AlertView: labels + ci.ATTR
+    ci: str | None
+    until: float
+
+
+def _all(matchers: tuple[Matcher, ...], view: Mapping[str, str]) -> bool:
+    return all(m.matches(view) for m in matchers)
+
+
+class InhibitStage:
+    """Marks target alerts that a firing source alert (or set of them) inhibits."""
+
+    name = "inhibit"
+
+    def __init__(
+        self,
+        rules: list[InhibitRule] | None = None,
+        ci_attrs: CiAttrs | None = None,
+        depends_on: DependsOn | None = None,
+        resolve_timeout: float = 300.0,
+    ) -> None:
+        self.rules = list(rules or [])
+        self.ci_attrs = ci_attrs
+        self.depends_on = depends_on
+        self.resolve_timeout = resolve_timeout
+        self._firing: dict[str, _Source] = {}
+
+    def set_rules(self, rules: list[InhibitRule]) -> None:
+        self.rules = list(rules)
+
+    def _view(self, ev: AlertEvent) -> Any:
+        from rules.ruleset import AlertView, CiView
+
+        return AlertView(ev.alert.labels, CiView(ev.ci, self.ci_attrs))
+
+    def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
+        # Sources first, so that a storm arriving in one batch inhibits itself.
+        for ev in events:
+            if ev.dropped:
+                continue
+            alert = ev.alert
+            if alert.is_firing(now):
+                until = alert.ends_at if alert.ends_at is not None else now + self.resolve_timeout
+                self._firing[ev.fingerprint] = _Source(
+                    ev.fingerprint, alert.labels, self._view(ev), ev.ci, until
+                )
+            else:
+                self._firing.pop(ev.fingerprint, None)
+        for fp in [fp for fp, s in self._firing.items() if s.until <= now]:
+            del self._firing[fp]
+        if not self.rules:
+            return events
+        for ev in events:
+            if ev.dropped or not ev.alert.is_firing(now):
+                continue
+            by = self.inhibited_by(ev)
+            if by:
+                ev.inhibited_by = by
+                ev.notes.append(f"inhibited by {by}")
+        return events
+
+    def inhibited_by(self, ev: AlertEvent) -> str | None:
+        """Why `ev` is inhibited ("rule: Source[fp], ..."), or None."""
+        view = self._view(ev)
+        for rule in self.rules:
+            if not _all(rule.target, view):
+                continue
+            found = self._sources_for(rule, ev, view)
+            if found:
+                names = ", ".join(
+                    f"{s.labels.get('alertname', '')}[{s.fingerprint}]" for s in found
+                )
+                return f"{rule.name}: {names}"
+        return None
+
+    def _sources_for(self, rule: InhibitRule, ev: AlertEvent, view: Any) -> list[_Source] | None:
+        target_labels = ev.alert.labels
+        found: list[_Source] = []
+        for matchers in rule.sources:
+            # Alertmanager: an alert on both sides is not inhibited by alerts on both sides.
+            two_sided = _all(matchers, view)
+            hit = None
+            for s in self._firing.values():
+                if s.fingerprint == ev.fingerprint or not _all(matchers, s.view):
+                    continue
+                if two_sided and _all(rule.target, s.view):
+                    continue
+                if any(s.labels.get(n, "") != target_labels.get(n, "") for n in rule.equal):
+                    continue
+                if not self._related(rule, ev.ci, s.ci):
+                    continue
+                hit = s
+                break
+            if hit is None:
+                return None
+            found.append(hit)
+        return found
+
+    def _related(self, rule: InhibitRule, target_ci: str | None, source_ci: str | None) -> bool:
+        if rule.ci_relation is None:
+            return True
+        if target_ci is None or source_ci is None:
+            return False
+        if rule.ci_relation == "same":
+            return target_ci == source_ci
+        return self.depends_on is not None and self.depends_on(target_ci, source_ci)
+
+    def firing_sources(self) -> int:
+        return len(self._firing)

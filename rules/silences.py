@@ -1,0 +1,238 @@
+"""Silences, as in Alertmanager: matchers, a time range, an author and a comment.
+
+A silence is pending before `starts_at`, active until `ends_at`, expired
+after; expiring one (the API's DELETE) sets `ends_at` to now. A silenced alert
+is still recorded (its incident's timeline and the metrics show it) but it
+does not open or escalate an incident. Silences live in memory in a
+`SilenceStore`; `to_dict`/`from_dict` and the store's `on_change` hook let the
+daemon persist them. Times are epoch seconds from the pipeline's clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.timefmt import TimestampError, format_rfc3339, parse_rfc3339
+from rules.matchers import Matcher, MatcherError, parse_matchers
+
+PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
+
+
+class SilenceError(ValueError):
+    """A silence that cannot be created; the message says which field is wrong."""
+
+
+@dataclass(slots=True)
+class Silence:
+    id: str
+    matchers: list[Matcher]
+    starts_at: float
+    ends_at: float
+    created_by: str = ""
+    comment: str = ""
+    updated_at: float = 0.0
+    source: str = "api"  # "api", or the rule file it came from
+
+    def state(self, now: float) -> str:
+        if now < self.starts_at:
+            return PENDING
+        if now < self.ends_at:
+            return ACTIVE
+        return EXPIRED
+
+    def is_active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """Alertmanager API v2 form (plus `source`); `status` only when `now` is given."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "matchers": [
+                {
+                    "name": m.name,
+                    "value": m.value,
+                    "isRegex": m.op in ("=~", "!~"),
+                    "isEqual": m.op in ("=", "=~"),
+                }
+                for m in self.matchers
+            ],
+            "startsAt": format_rfc3339(self.starts_at, millis=True),
+            "endsAt": format_rfc3339(self.ends_at, millis=True),
+            "createdBy": self.created_by,
+            "comment": self.comment,
+            "updatedAt": format_rfc3339(self.updated_at, millis=True),
+            "source": self.source,
+        }
+        if now is not None:
+            out["status"] = {"state": self.state(now)}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], now: float = 0.0) -> Silence:
+        """Build a silence from the Alertmanager API v2 form or the YAML form.
+
+        `matchers` may be a list of `{name, value, isRegex, isEqual}` objects or
+        of matcher strings (`severity=~"warn.*"`); times may be RFC 3339
+        strings or epoch seconds; `startsAt` defaults to `now`.
+        """
+        if not isinstance(data, Mapping):
+            raise SilenceError("a silence must be an object")
+        matchers = _parse_silence_matchers(data.get("matchers"))
+        starts = _time(_first(data, "startsAt", "starts_at"), "startsAt", default=now)
+        ends = _time(_first(data, "endsAt", "ends_at"), "endsAt", default=None)
+        if ends is None:
+            raise SilenceError("endsAt: required")
+        if ends <= starts:
+            raise SilenceError("endsAt: must be after startsAt")
+        created_by = _first(data, "createdBy", "created_by") or ""
+        comment = data.get("comment") or ""
+        if not isinstance(created_by, str) or not isinstance(comment, str):
+            raise SilenceError("createdBy and comment must be strings")
+        sid = data.get("id") or ""
+        if not isinstance(sid, str):
+            raise SilenceError("id: expected a string")
+        updated = data.get("updatedAt")
+        return cls(
+            id=sid or str(uuid.uuid4()),
+            matchers=matchers,
+            starts_at=starts,
+            ends_at=ends,
+            created_by=created_by,
+            comment=comment,
+            updated_at=_time(updated, "updatedAt", default=now) if updated else now,
+            source=str(data.get("source") or "api"),
+        )
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if data.get(k) is not None:
+            return data[k]
+    return None
+
+
+def _time(value: Any, field_name: str, default: float | None) -> float | None:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise SilenceError(f"{field_name}: expected an RFC 3339 time")
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):  # a datetime from YAML
+        if getattr(value, "tzinfo", None) is None:
+            from datetime import UTC
+
+            value = value.replace(tzinfo=UTC)
+        return float(value.timestamp())
+    try:
+        ts = parse_rfc3339(value)
+    except TimestampError as exc:
+        raise SilenceError(f"{field_name}: {exc}") from exc
+    if ts is None:
+        raise SilenceError(f"{field_name}: expected a real time, not Go's zero time")
+    return ts
+
+
+def _parse_silence_matchers(raw: Any) -> list[Matcher]:
+    if not raw:
+        raise SilenceError("matchers: at least one matcher is required")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise SilenceError("matchers: expected a list")
+    out: list[Matcher] = []
+    for i, item in enumerate(raw):
+        try:
+            if isinstance(item, Mapping):
+                name, value = item.get("name"), item.get("value")
+                if not isinstance(name, str) or not isinstance(value, str):
+                    raise MatcherError("name and value must be strings")
+                is_regex = bool(item.get("isRegex", False))
+                is_equal = item.get("isEqual", True) is not False
+                op = {
+                    (False, True): "=",
+                    (False, False): "!=",
+                    (True, True): "=~",
+                    (True, False): "!~",
+                }[(is_regex, is_equal)]
+                out.append(Matcher.create(name, op, value))
+            else:
+                out.extend(parse_matchers([item]))
+        except MatcherError as exc:
+            raise SilenceError(f"matchers[{i}]: {exc}") from exc
+    # Alertmanager refuses silences that would match every alert.
+    if all(m.matches({}) for m in out):
+        raise SilenceError("matchers: at least one matcher must not match the empty string")
+    return out
+
+
+@dataclass
+class SilenceStore:
+    """The silences in force, kept in memory; `on_change(silence)` is called on
+    every add or expiry so the daemon can persist them."""
+
+    on_change: Callable[[Silence], None] | None = None
+    _silences: dict[str, Silence] = field(default_factory=dict)
+
+    def add(self, silence: Silence, now: float) -> Silence:
+        """Add or update a silence. Updating an active silence's matchers, as in
+        Alertmanager, expires it and creates a new one."""
+        old = self._silences.get(silence.id)
+        if old is not None and old.is_active(now) and old.matchers != silence.matchers:
+            self.expire(old.id, now)
+            silence.id = str(uuid.uuid4())
+        silence.updated_at = now
+        self._silences[silence.id] = silence
+        if self.on_change:
+            self.on_change(silence)
+        return silence
+
+    def get(self, silence_id: str) -> Silence | None:
+        return self._silences.get(silence_id)
+
+    def expire(self, silence_id: str, now: float) -> Silence | None:
+        """End a silence now (a pending one ends at its start). None when unknown."""
+        s = self._silences.get(silence_id)
+        if s is None:
+            return None
+        if s.state(now) != EXPIRED:
+            s.ends_at = max(s.starts_at, now)
+            s.updated_at = now
+            if self.on_change:
+                self.on_change(s)
+        return s
+
+    def list(self, now: float | None = None, state: str | None = None) -> list[Silence]:
+        out = sorted(self._silences.values(), key=lambda s: (s.starts_at, s.id))
+        if state is not None and now is not None:
+            out = [s for s in out if s.state(now) == state]
+        return out
+
+    def replace_source(self, source: str, silences: Iterable[Silence]) -> None:
+        """Swap the silences that came from one source (a rule file) for a new set."""
+        for sid in [sid for sid, s in self._silences.items() if s.source == source]:
+            del self._silences[sid]
+        for s in silences:
+            s.source = source
+            self._silences[s.id] = s
+
+    def load(self, silences: Iterable[Silence]) -> None:
+        """Restore persisted silences (no `on_change` calls)."""
+        for s in silences:
+            self._silences[s.id] = s
+
+    def silenced_by(self, labels: Mapping[str, str], now: float) -> str | None:
+        """The id of an active silence matching these labels, or None."""
+        for s in self._silences.values():
+            if s.is_active(now) and s.matches(labels):
+                return s.id
+        return None
+
+    def __len__(self) -> int:
+        return len(self._silences)

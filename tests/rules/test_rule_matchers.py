@@ -1,0 +1,62 @@
+"""Matchers behave as Alertmanager's (pkg/labels)."""
+
+import pytest
+
+from rules.matchers import MatcherError, parse_matcher, parse_matchers
+
+
+def test_regex_is_anchored_at_both_ends():
+    m = parse_matcher('job=~"web"')
+    assert m.matches({"job": "web"})
+    assert not m.matches({"job": "webserver"})
+    assert not m.matches({"job": "myweb"})
+
+
+def test_alternation_is_anchored_as_a_whole():
+    m = parse_matcher('job=~"a|b"')
+    assert m.matches({"job": "a"}) and m.matches({"job": "b"})
+    assert not m.matches({"job": "ab"})
+
+
+def test_empty_value_selects_alerts_without_the_label():
+    assert parse_matcher('team=""').matches({})
+    assert not parse_matcher('team=""').matches({"team": "x"})
+    assert parse_matcher('team!=""').matches({"team": "x"})
+    assert not parse_matcher('team!=""').matches({})
+
+
+def test_missing_label_is_the_empty_string_for_regexes():
+    assert parse_matcher('team=~".*"').matches({})
+    assert not parse_matcher('team=~".+"').matches({})
+    assert parse_matcher('team!~".+"').matches({})
+
+
+def test_negative_matchers():
+    assert parse_matcher('env!="prod"').matches({"env": "dev"})
+    assert not parse_matcher('env!~"prod|staging"').matches({"env": "staging"})
+
+
+def test_quoted_values_unescape_quotes_backslashes_and_newlines():
+    assert parse_matcher(r'msg="say \"hi\""').value == 'say "hi"'
+    assert parse_matcher(r'path="C:\\temp"').value == "C:\\temp"
+    assert parse_matcher(r'x="a\nb"').value == "a\nb"
+
+
+def test_dot_does_not_match_newline_as_in_go():
+    assert not parse_matcher('msg=~"a.b"').matches({"msg": "a\nb"})
+
+
+def test_leading_case_insensitive_flag_is_accepted():
+    m = parse_matcher('alertname=~"(?i)diskfull|nodedown"')
+    assert m.matches({"alertname": "DiskFull"}) and m.matches({"alertname": "NODEDOWN"})
+
+
+def test_selector_with_commas_inside_quotes():
+    ms = parse_matchers('{instance=~"a,b|c", job="x"}')
+    assert [(m.name, m.op, m.value) for m in ms] == [("instance", "=~", "a,b|c"), ("job", "=", "x")]
+
+
+@pytest.mark.parametrize("text", ['job=~"("', '9job="x"', 'job=="x"', 'job="x'])
+def test_invalid_matchers_are_rejected(text):
+    with pytest.raises(MatcherError):
+        parse_matcher(text)

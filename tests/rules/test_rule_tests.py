@@ -1,0 +1,220 @@
+"""`incidentd test-rules`: passing and failing rule tests, and readable diffs."""
+
+import io
+import os
+import textwrap
+
+from rules.testing import run_rule_tests
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+RULES = """
+rules:
+  - name: shop
+    match: ['service="checkout"']
+    set_labels: {team: shop}
+    impact: high
+    urgency: high
+    receiver: shop-pager
+inhibit_rules:
+  - source_matchers: ['alertname="NodeDown"']
+    target_matchers: ['alertname!="NodeDown"']
+    equal: [node]
+"""
+
+
+def run(tmp_path, tests: str) -> tuple[int, str]:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    path = tmp_path / "rules_test.yaml"
+    path.write_text("rule_files: [rules.yaml]\n" + textwrap.dedent(tests))
+    out = io.StringIO()
+    code = run_rule_tests([str(path)], out)
+    return code, out.getvalue()
+
+
+def test_the_example_rules_pass_their_tests():
+    out = io.StringIO()
+    assert run_rule_tests([os.path.join(EXAMPLES, "rules_test.yaml")], out) == 0, out.getvalue()
+
+
+def test_passing_test_exits_zero(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - name: checkout pages the shop
+            alerts:
+              - {at: 0m, labels: {alertname: Errors, service: checkout}}
+            expect:
+              - alert: {service: checkout}
+                labels: {alertname: Errors, service: checkout, team: shop}
+                priority: P1
+                receiver: shop-pager
+        """,
+    )
+    assert (code, out.strip()) == (0, "1 passed, 0 failed")
+
+
+def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - name: checkout pages the shop
+            alerts:
+              - {at: 0m, labels: {alertname: Errors, service: checkout}}
+            expect:
+              - alert: {service: checkout}
+                labels: {alertname: Errors, service: checkout, team: payments}
+                priority: P2
+        """,
+    )
+    assert code == 1
+    assert f"FAILED {tmp_path}/rules_test.yaml:4: checkout pages the shop" in out
+    assert '      - team="payments"   (expected)\n      + team="shop"   (got)' in out
+    assert "    priority: expected 'P2', got 'P1'" in out
+    assert out.strip().endswith("0 passed, 1 failed")
+
+
+def test_inhibition_and_grouping_are_tested_together(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - alerts:
+              - {at: 0m, labels: {alertname: NodeDown, node: n1}}
+              - {at: 1m, labels: {alertname: DiskSlow, node: n1}}
+              - {at: 1m, labels: {alertname: DiskSlow, node: n2}}
+            expect:
+              - {alert: {alertname: DiskSlow, node: n1}, inhibited: true}
+              - {alert: {alertname: DiskSlow, node: n2}, inhibited: false}
+            incidents:   # default grouping: by alertname (node is not a grouping label)
+              - [{alertname: NodeDown}]
+              - [{alertname: DiskSlow, node: n1}, {alertname: DiskSlow, node: n2}]
+        """,
+    )
+    assert code == 0, out
+
+
+def test_wrong_grouping_expectation_is_reported(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - alerts:
+              - {at: 0m, labels: {alertname: A, service: x}}
+              - {at: 0m, labels: {alertname: B, service: y}}
+            incidents:
+              - [{alertname: A}, {alertname: B}]
+        """,
+    )
+    assert code == 1 and "incidents[0]: expected one incident, got" in out
+
+
+def test_silence_expiry_on_the_test_clock(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - silences: [{matchers: ['service="checkout"'], start: 0m, end: 10m}]
+            alerts:
+              - {at: 5m, labels: {alertname: Errors, service: checkout}}
+              - {at: 15m, labels: {alertname: Errors, service: checkout}}
+            expect:
+              - {alert: {service: checkout}, at: 5m, silenced: true}
+              - {alert: {service: checkout}, at: 15m, silenced: false}
+        """,
+    )
+    assert code == 0, out
+
+
+def test_inline_cis_give_ci_attributes(tmp_path):
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {match: ['ci.owner=\"team-data\"'], team: data}\n"
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        rule_files: [rules.yaml]
+        cis: {orders-db: {owner: team-data, match: {service: orders-db}}}
+        tests:
+          - alerts:
+              - {labels: {alertname: Down, service: orders-db}}
+              - {labels: {alertname: Down, service: other}, ci: orders-db}
+              - {labels: {alertname: Down, service: web}}
+            expect:
+              - {alert: {service: orders-db}, team: data}
+              - {alert: {service: other}, team: data}
+              - {alert: {service: web}, team: null}
+        """)
+    )
+    out = io.StringIO()
+    assert run_rule_tests([str(path)], out) == 0, out.getvalue()
+
+
+def test_errors_in_the_test_file_point_at_the_line(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - alerts:
+              - {at: 0m, labels: {alertname: A}}
+            expect:
+              - {alert: {alertname: Z}, priority: P1}
+              - {alert: {alertname: A}, prioity: P1}
+        """,
+    )
+    assert code == 1
+    assert (
+        f"{tmp_path}/rules_test.yaml:8: unknown field 'prioity' in expect; did you mean 'priority'?"
+        in out
+    )
+
+
+def test_selector_matching_no_alert_is_an_error(tmp_path):
+    code, out = run(
+        tmp_path,
+        """
+        tests:
+          - alerts:
+              - {at: 0m, labels: {alertname: A}}
+            expect:
+              - {alert: {alertname: Z}, priority: P1}
+        """,
+    )
+    assert (
+        code == 1
+        and f'{tmp_path}/rules_test.yaml:7: no input alert with labels {{alertname="Z"}}' in out
+    )
+
+
+def test_broken_rule_file_is_reported_with_its_line(tmp_path):
+    (tmp_path / "rules.yaml").write_text("rules:\n  - match: ['a=~\"(\"']\n")
+    path = tmp_path / "t.yaml"
+    path.write_text("rule_files: [rules.yaml]\ntests:\n  - alerts: [{labels: {a: b}}]\n")
+    out = io.StringIO()
+    assert run_rule_tests([str(path)], out) == 1
+    assert f"{tmp_path}/rules.yaml:2: match[0]: invalid regex" in out.getvalue()
+
+
+def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
+    (tmp_path / "rules.yaml").write_text("rules: []\n")
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        rule_files: [rules.yaml]
+        cis: {db: {match: {service: db}}}
+        tests:
+          - changes: [{id: CHG-1, ci: db, start: 0m, end: 10m}]
+            alerts:
+              - {at: 5m, labels: {alertname: Down, service: db}}
+              - {at: 15m, labels: {alertname: Down, service: db}}
+            expect:
+              - {alert: {alertname: Down}, at: 5m, expected: CHG-1}
+              - {alert: {alertname: Down}, at: 15m, expected: false}
+            incidents:
+              - {alerts: [{alertname: Down}], paging: true}
+        """)
+    )
+    out = io.StringIO()
+    assert run_rule_tests([str(path)], out) == 0, out.getvalue()

@@ -1,0 +1,255 @@
+"""The rules package in the daemon: silences and changes API over real HTTP,
+persistence, reload, replay `change` events and `suspected_change`, check-config."""
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from daemon.app import Daemon
+from daemon.cli import check_config_errors
+from daemon.clock import VirtualClock
+from daemon.config import load_config
+from daemon.replay import run_replay
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def write_config(tmp_path, rules: str, extra: str = "") -> str:
+    (tmp_path / "rules.yaml").write_text(rules)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: data\nrules: [rules.yaml]\n{extra}")
+    return str(path)
+
+
+class Client:
+    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession) -> None:
+        host, port = daemon.bound
+        self.base = f"http://{host}:{port}"
+        self.session = session
+        self.daemon = daemon
+
+    async def call(self, method: str, path: str, body=None) -> tuple[int, object]:
+        async with self.session.request(method, self.base + path, json=body) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except json.JSONDecodeError:
+                return resp.status, text
+
+    async def until(self, predicate, path: str):
+        """GET `path` until `predicate(body)` holds (the worker runs alongside)."""
+        for _ in range(500):
+            _, body = await self.call("GET", path)
+            if predicate(body):
+                return body
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{path}: condition never held; last {body}")
+
+    async def incidents(self, n: int) -> list:
+        body = await self.until(lambda b: len(b["incidents"]) >= n, "/api/v1/incidents?state=all")
+        return body["incidents"]
+
+
+@pytest.fixture
+async def daemon_for(tmp_path):
+    started = []
+
+    async def start(config_path: str, clock=None) -> Client:
+        daemon = Daemon(load_config(config_path), clock=clock or VirtualClock(T0))
+        await daemon.start("127.0.0.1:0")
+        session = aiohttp.ClientSession()
+        started.append((daemon, session))
+        return Client(daemon, session)
+
+    yield start
+    for daemon, session in started:
+        await session.close()
+        await daemon.stop()
+
+
+def alert(**labels) -> dict:
+    return {"labels": labels, "annotations": {}, "startsAt": "2026-01-01T00:00:00Z"}
+
+
+async def test_silence_api_create_list_expire(tmp_path, daemon_for):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    status, body = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {
+            "matchers": [{"name": "service", "value": "orders", "isRegex": False, "isEqual": True}],
+            "startsAt": "2026-01-01T00:00:00Z",
+            "endsAt": "2026-01-01T01:00:00Z",
+            "createdBy": "jane",
+            "comment": "load test",
+        },
+    )
+    assert status == 200
+    sid = body["silenceID"]
+    status, listed = await c.call("GET", "/api/v1/silences")
+    assert [(s["id"], s["status"]["state"], s["createdBy"]) for s in listed] == [
+        (sid, "active", "jane")
+    ]
+
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="Errors", service="orders")])
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="Errors", service="search")])
+    incidents = await c.incidents(1)
+    assert [i["alerts"][0]["labels"]["service"] for i in incidents] == [
+        "search"
+    ]  # silenced: no incident
+    _, metrics = await c.call("GET", "/metrics")
+    assert 'incidentd_alerts_suppressed_total{reason="silenced"} 1.0' in metrics
+
+    status, expired = await c.call("DELETE", f"/api/v1/silences/{sid}")
+    assert status == 200 and expired["status"]["state"] == "expired"
+
+
+async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    status, body = await c.call(
+        "POST", "/api/v1/silences", {"matchers": ['env="x"'], "endsAt": "yesterday"}
+    )
+    assert (
+        status == 400
+        and body["error"] == "invalid silence"
+        and body["detail"].startswith("endsAt:")
+    )
+    status, body = await c.call("DELETE", "/api/v1/silences/nope")
+    assert status == 404
+
+
+async def test_silences_survive_a_restart(tmp_path, daemon_for):
+    config = write_config(tmp_path, "rules: []\n")
+    c = await daemon_for(config)
+    _, body = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {"matchers": ['env="staging"'], "endsAt": "2026-01-02T00:00:00Z"},
+    )
+    await c.daemon.stop()
+    await c.session.close()
+    c2 = await daemon_for(config)
+    _, listed = await c2.call("GET", "/api/v1/silences")
+    assert [s["id"] for s in listed] == [body["silenceID"]]
+
+
+async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
+    rules = "rules:\n  - {match: ['service=\"orders-db\"'], team: data}\n"
+    cmdb = tmp_path / "cmdb.yaml"
+    cmdb.write_text("cis:\n  - {id: orders-db, type: database, match: {service: orders-db}}\n")
+    c = await daemon_for(write_config(tmp_path, rules, "cmdb: [cmdb.yaml]\n"))
+    status, body = await c.call(
+        "POST",
+        "/api/v1/changes",
+        {
+            "id": "CHG-7",
+            "ci": "orders-db",
+            "summary": "upgrade",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T01:00:00Z",
+        },
+    )
+    assert status == 200, body
+    await c.until(lambda b: len(b) == 1, "/api/v1/changes")
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="PostgresDown", service="orders-db")])
+    [inc] = await c.incidents(1)
+    assert inc["alerts"][0]["expected"] == "CHG-7" and inc["paging"] is False
+    status, body = await c.call("POST", "/api/v1/changes", {"id": "CHG-8"})
+    assert status == 400 and body["detail"] == "ci: required string"
+
+
+async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, daemon_for):
+    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n")
+    c = await daemon_for(config)
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: ['a=~\"(\"'], team: broken}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and not body["ok"]
+    assert body["components"]["rules"]["errors"][0].startswith(f"{tmp_path}/rules.yaml:2: match[0]")
+    _, metrics = await c.call("GET", "/metrics")
+    assert "incidentd_config_last_reload_successful 0.0" in metrics
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="A")])
+    [inc] = await c.incidents(1)
+    assert inc["team"] == "first"
+
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: [], team: second}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 200 and body["ok"]
+    _, metrics = await c.call("GET", "/metrics")
+    assert "incidentd_config_last_reload_successful 1.0" in metrics
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="B")])
+    incs = await c.incidents(2)
+    assert [i["team"] for i in incs] == ["first", "second"]
+
+
+def test_replay_change_events_expected_alerts_and_suspected_change(tmp_path):
+    cmdb = tmp_path / "cmdb.yaml"
+    cmdb.write_text("cis:\n  - {id: orders-db, type: database, match: {service: orders-db}}\n")
+    config_path = write_config(
+        tmp_path, "rules: []\n", "cmdb: [cmdb.yaml]\nchanges: {suspect_window: 1h}\n"
+    )
+    events = [
+        {
+            "kind": "change",
+            "at": "2026-01-01T00:00:00Z",
+            "ci": "orders-db",
+            "id": "CHG-1",
+            "summary": "index rebuild",
+            "end": "2026-01-01T00:20:00Z",
+        },
+        {
+            "kind": "alert",
+            "at": "2026-01-01T00:10:00Z",
+            "alert": {
+                "labels": {"alertname": "SlowQueries", "service": "orders-db"},
+                "status": "firing",
+            },
+        },
+        {
+            "kind": "alert",
+            "at": "2026-01-01T00:50:00Z",
+            "alert": {
+                "labels": {"alertname": "PostgresDown", "service": "orders-db"},
+                "status": "firing",
+            },
+        },
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = run_replay(
+        load_config(config_path), str(tmp_path / "events.jsonl"), str(tmp_path / "out.json")
+    )
+    by_alert = {
+        a["labels"]["alertname"]: (inc, a) for inc in result["incidents"] for a in inc["alerts"]
+    }
+    slow_inc, _ = by_alert["SlowQueries"]
+    down_inc, _ = by_alert["PostgresDown"]
+    assert down_inc["suspected_change"] == {
+        "id": "CHG-1",
+        "summary": "index rebuild",
+        "ci": "orders-db",
+    }
+    assert slow_inc["paging"] is False  # its only alert came in during the change
+
+
+def test_check_config_reports_broken_rules_and_unknown_receivers(tmp_path):
+    config = write_config(
+        tmp_path,
+        "rules:\n  - {match: [], receiver: pagr}\n  - {match: ['x=~\"[\"']}\n",
+        "receivers: [{name: pager}]\nchanges: {suspect_window: soon}\n",
+    )
+    errors = check_config_errors(config)
+    assert errors == [
+        f"{config}:4: changes.suspect_window: not a duration (use e.g. 30s, 5m, 1h): 'soon'",
+        f"{tmp_path}/rules.yaml:3: match[0]: invalid regex in x=~'[': unterminated character set at position 3",
+        f"{tmp_path}/rules.yaml:2: rule 'rules[0]': unknown receiver 'pagr'",
+    ]
+
+
+def test_daemon_refuses_to_start_with_broken_rules(tmp_path):
+    from daemon.config import ConfigError
+
+    config = write_config(tmp_path, "rules:\n  - {match: ['x=~\"[\"']}\n")
+    with pytest.raises(ConfigError) as exc:
+        Daemon(load_config(config))
+    assert exc.value.errors[0].startswith(f"{tmp_path}/rules.yaml:2:")
