@@ -212,7 +212,8 @@ class TopologyCorrelator:
         merged[ci] = w_x.stronger(merged.get(ci))
         ll_merged = best_hyp.loglik + ln_fault
         for _g, other, weights, _s, _h in options[1:]:
-            s_other, _ = ex.fault_or_noise(weights)
+            apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
+            s_other, _ = ex.fault_or_noise(weights, apart)
             union = dict(merged)
             for x, w in weights.items():
                 union[x] = w.stronger(union.get(x))

@@ -48,6 +48,7 @@ class FaultModel:
     noise_critical: float = 0.01  # ... and less often for a critical one
     new_fault: float = 0.05  # prior odds of a second, unrelated fault starting meanwhile
     settle: float = 300.0  # seconds: a fault's symptoms follow each other within a few of these
+    coincidence: float = 600.0  # two unrelated faults starting closer than this are proportionally rarer
     delay_grace: float = 600.0  # a dependent alerting this long after what it depends on is still typical
     delay_scale: float = 600.0  # beyond the grace, each such span more halves... (e-folds) the likelihood
     own_cause: float = 0.9  # the root's own alerts, by kind
@@ -188,14 +189,19 @@ class Explainer:
                                  first_at.get(h.ci, math.inf), h.ci))
         return hyps[:limit]
 
-    def fault_or_noise(self, weights: Mapping[str, Evidence]) -> tuple[float, Hypothesis | None]:
+    def fault_or_noise(self, weights: Mapping[str, Evidence],
+                       apart: float | None = None) -> tuple[float, Hypothesis | None]:
         """log L of the likelier reading of these alerts: one fault (paying the prior odds
-        of a fault) or unrelated noise; the hypothesis is None when noise is likelier."""
+        of a fault, lower when it would start `apart` seconds from another) or unrelated
+        noise; the hypothesis is None when noise is likelier."""
         hyp = self.best(weights)
         noise = sum(self._ln(ev.noise) for ev in weights.values())
         if hyp is None:
             return noise, None
-        fault = hyp.loglik + math.log(self.model.new_fault)
+        odds = self.model.new_fault
+        if apart is not None:
+            odds *= min(1.0, (abs(apart) + 1.0) / self.model.coincidence)
+        fault = hyp.loglik + math.log(odds)
         return (fault, hyp) if fault >= noise else (noise, None)
 
     def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
