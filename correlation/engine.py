@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
-from correlation.kinds import CAUSE, DEFAULT_CAUSE, DEFAULT_SYMPTOM, SYMPTOM, AlertKinds
+from correlation.kinds import (
+    DEFAULT_CAUSE,
+    DEFAULT_RESOURCE,
+    DEFAULT_SYMPTOM,
+    KIND_NAMES,
+    AlertKinds,
+)
 from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
 from correlation.rank import impact_priority, impacted
 from correlation.topology import Topology
@@ -44,6 +50,7 @@ class CorrelationConfig:
     label_window: float = 900.0
     cause_alerts: list[str] = field(default_factory=list)
     symptom_alerts: list[str] = field(default_factory=list)
+    resource_alerts: list[str] = field(default_factory=list)
     candidates: int = 5
     model: dict[str, float] = field(default_factory=dict)  # FaultModel probabilities to override
 
@@ -56,7 +63,7 @@ class CorrelationConfig:
             return cfg
         unknown = set(data) - {
             "window", "max_span", "max_hops", "depth", "group_by", "label_window",
-            "cause_alerts", "symptom_alerts", "candidates", "model",
+            "cause_alerts", "symptom_alerts", "resource_alerts", "candidates", "model",
         }
         if unknown:
             raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
@@ -80,7 +87,7 @@ class CorrelationConfig:
                     "correlation.model must map probabilities to positive numbers; known: " + ", ".join(sorted(known))
                 )
             cfg.model = dict(value)
-        for key in ("group_by", "cause_alerts", "symptom_alerts"):
+        for key in ("group_by", "cause_alerts", "symptom_alerts", "resource_alerts"):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -121,6 +128,7 @@ class TopologyCorrelator:
         self.kinds = AlertKinds.build(
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
             tuple(self.config.symptom_alerts) + DEFAULT_SYMPTOM,
+            tuple(self.config.resource_alerts) + DEFAULT_RESOURCE,
         )
         self.model = FaultModel(**self.config.model)
         self._topo: Topology | None = None
@@ -301,7 +309,16 @@ class TopologyCorrelator:
             impacted=imp,
             explanation=explanation,
             priority=impact_priority(root.ci, imp, topo.cmdb),
+            detach=self._unexplained(incident, root, weights),
         )
+
+    def _unexplained(self, incident: Any, root: Any, weights: dict[str, Evidence]) -> list[str]:
+        """Weak alerts (not critical) that the root cause leaves unexplained while it explains
+        several CIs: noise that happened to arrive nearby."""
+        if len(root.explained) + (1 if root.alerted else 0) < 2 or not root.unexplained:
+            return []
+        weak = {ci for ci in root.unexplained if weights[ci].noise >= self.model.noise}
+        return [fp for fp, m in _members(incident) if _get(m, "ci") in weak]
 
     def _why(self, h: Any, weights: dict[str, Evidence]) -> str:
         parts = []
@@ -318,7 +335,7 @@ class TopologyCorrelator:
 
     @staticmethod
     def kinds_name(weight: float) -> str:
-        return "cause" if weight >= CAUSE else "symptom" if weight <= SYMPTOM else "state"
+        return KIND_NAMES.get(weight, "state")
 
 
 def correlator_from_config(

@@ -1,21 +1,24 @@
-"""What kind of alert is this: a likely cause, or a symptom?
+"""What kind of alert is this: a likely cause, a symptom, or a local resource condition?
 
 An instance that is down, a pod crash-looping or a full disk says that
 *this* CI is broken; high latency or an error rate says that something this
-CI needs may be broken. Root-cause ranking weighs a candidate's own alerts
-by this kind. The patterns are regexes on `alertname` (fully anchored) and
-can be extended in the `correlation:` config.
+CI needs may be broken (a fault spreads to its dependents as errors and
+latency); CPU throttling, a maxed-out autoscaler or a filling disk describe
+the CI's own resources and rarely travel along dependencies. Root-cause
+ranking and grouping weigh alerts by kind. The patterns are regexes on
+`alertname` (fully anchored) and can be extended in the `correlation:` config.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # weight of an alert as evidence that its own CI is the cause (0..1)
 CAUSE = 1.0
 STATE = 0.6
+RESOURCE = 0.4
 SYMPTOM = 0.2
 
 DEFAULT_CAUSE = (
@@ -26,29 +29,46 @@ DEFAULT_CAUSE = (
 )
 DEFAULT_SYMPTOM = (
     ".*ErrorRate.*", ".*Error.*Rate", ".*5xx.*", ".*Latency.*", ".*Slow.*",
-    "ErrorBudgetBurn.*", ".*SLO.*", ".*Timeout.*", ".*Throttl.*", ".*Saturat.*",
-    ".*HighUsage", ".*HighUtilization", ".*Apdex.*",
+    "ErrorBudgetBurn.*", ".*SLO.*", ".*Timeout.*", ".*Apdex.*",
 )
+DEFAULT_RESOURCE = (
+    ".*Throttl.*", ".*Saturat.*", ".*HighUsage", ".*HighUtilization", ".*(CPU|Memory)High.*",
+    ".*HpaMaxedOut", ".*Overcommit", ".*FillingUp", ".*ClockNotSynchronising",
+)
+
+
+KIND_NAMES = {CAUSE: "cause", STATE: "state", RESOURCE: "resource", SYMPTOM: "symptom"}
 
 
 @dataclass(frozen=True, slots=True)
 class AlertKinds:
     cause: tuple[re.Pattern[str], ...]
     symptom: tuple[re.Pattern[str], ...]
+    resource: tuple[re.Pattern[str], ...] = ()
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def build(cls, cause: Sequence[str] = DEFAULT_CAUSE, symptom: Sequence[str] = DEFAULT_SYMPTOM) -> AlertKinds:
-        return cls(tuple(re.compile(p) for p in cause), tuple(re.compile(p) for p in symptom))
+    def build(cls, cause: Sequence[str] = DEFAULT_CAUSE, symptom: Sequence[str] = DEFAULT_SYMPTOM,
+              resource: Sequence[str] = DEFAULT_RESOURCE) -> AlertKinds:
+        return cls(tuple(re.compile(p) for p in cause), tuple(re.compile(p) for p in symptom),
+                   tuple(re.compile(p) for p in resource))
 
     def weight(self, labels: Mapping[str, str]) -> float:
-        """How strongly an alert points at its own CI as the cause (CAUSE, STATE or SYMPTOM)."""
+        """How strongly an alert points at its own CI as the cause (CAUSE, STATE, RESOURCE or SYMPTOM)."""
         name = labels.get("alertname", "")
-        if any(p.fullmatch(name) for p in self.cause):
-            return CAUSE
-        if any(p.fullmatch(name) for p in self.symptom):
-            return SYMPTOM
-        return STATE
+        w = self._cache.get(name)
+        if w is None:
+            if any(p.fullmatch(name) for p in self.cause):
+                w = CAUSE
+            elif any(p.fullmatch(name) for p in self.symptom):
+                w = SYMPTOM
+            elif any(p.fullmatch(name) for p in self.resource):
+                w = RESOURCE
+            else:
+                w = STATE
+            if len(self._cache) < 10_000:
+                self._cache[name] = w
+        return w
 
     def kind(self, labels: Mapping[str, str]) -> str:
-        w = self.weight(labels)
-        return "cause" if w == CAUSE else "symptom" if w == SYMPTOM else "state"
+        return KIND_NAMES[self.weight(labels)]

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from correlation.kinds import CAUSE, SYMPTOM
+from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
 from correlation.topology import Topology
 
 
@@ -53,16 +53,20 @@ class FaultModel:
     delay_scale: float = 600.0  # beyond the grace, each such span more halves... (e-folds) the likelihood
     own_cause: float = 0.9  # the root's own alerts, by kind
     own_state: float = 0.7
+    own_resource: float = 0.6
     own_symptom: float = 0.5
-    dep_cause: float = 0.5  # a dependent's alerts, by kind (a symptom is what dependents show)
-    dep_state: float = 0.8
+    dep_cause: float = 0.5  # a dependent's alerts, by kind: errors and latency are what
+    dep_state: float = 0.8  # dependents show; their own resources rarely suffer
+    dep_resource: float = 0.2
     dep_symptom: float = 1.0
 
-    def own(self, weight: float) -> float:
-        return self.own_cause if weight >= CAUSE else self.own_symptom if weight <= SYMPTOM else self.own_state
+    def own(self, kind: float) -> float:
+        return {CAUSE: self.own_cause, STATE: self.own_state, RESOURCE: self.own_resource,
+                SYMPTOM: self.own_symptom}.get(kind, self.own_state)
 
-    def dep(self, weight: float) -> float:
-        return self.dep_cause if weight >= CAUSE else self.dep_symptom if weight <= SYMPTOM else self.dep_state
+    def dep(self, kind: float) -> float:
+        return {CAUSE: self.dep_cause, STATE: self.dep_state, RESOURCE: self.dep_resource,
+                SYMPTOM: self.dep_symptom}.get(kind, self.dep_state)
 
     def noise_for(self, severity: str | None) -> float:
         sev = (severity or "").lower()

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from daemon.config import IncidentSettings
-from daemon.model import severity_rank
+from daemon.model import Alert, severity_rank
 from daemon.pipeline import AlertEvent, Correlator, IncidentChange
 from daemon.store import Writes, dumps
 
@@ -282,10 +282,10 @@ class IncidentManager:
         m.inhibited_by = event.inhibited_by
         m.expected = event.expected
 
-    def _place_new(self, event: AlertEvent, now: float) -> None:
+    def _place_new(self, event: AlertEvent, now: float, exclude: str | None = None) -> None:
         alert = event.alert
         placement = self.correlator.place(event, self, now)
-        targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents]
+        targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != exclude]
         targets = [t for t in targets if t.is_open]
         if not targets and event.silenced_by:
             # silenced and related to nothing open: recorded (the silence stage
@@ -456,6 +456,26 @@ class IncidentManager:
         self._to_analyze.add(dst.id)
         log.info("incidents merged", incident_id=dst.id, merged=src.id, reason=reason)
 
+    def _detach_members(self, inc: Incident, fingerprints: list[str], root: str | None, now: float) -> bool:
+        """Let alerts go that the incident's root cause does not explain; each is placed
+        again as if it had just arrived (usually into an incident of its own)."""
+        moved = [inc.alerts.pop(fp) for fp in fingerprints if fp in inc.alerts and len(inc.alerts) > 1]
+        for m in moved:
+            self.by_fingerprint.pop(m.fingerprint, None)
+            name = m.labels.get("alertname", m.fingerprint)
+            self._timeline_add(inc, now, "alert_detached", "incidentd",
+                               f"alert {name} detached: a fault at {root} does not explain it",
+                               {"fingerprint": m.fingerprint})
+            alert = Alert(labels=m.labels, annotations=m.annotations, starts_at=m.starts_at,
+                          ends_at=m.ends_at, status=m.status, fingerprint=m.fingerprint,
+                          source=m.source, received_at=m.first_at)
+            event = AlertEvent(alert, ci=m.ci, silenced_by=m.silenced_by,
+                               inhibited_by=m.inhibited_by, expected=m.expected)
+            self._place_new(event, now, exclude=inc.id)
+        if moved:
+            self._refresh(inc, now)
+        return bool(moved)
+
     def _refresh(self, inc: Incident, now: float) -> None:
         """Recompute what derives from the alerts: severity, paging, priority."""
         members = list(inc.alerts.values())
@@ -482,6 +502,8 @@ class IncidentManager:
             if inc is None:
                 continue
             a = self.correlator.analyze(inc, now)
+            if a.detach and self._detach_members(inc, a.detach, a.root_cause, now):
+                a = self.correlator.analyze(inc, now)
             changed = a.root_cause != inc.root_cause
             inc.root_cause = a.root_cause
             inc.root_cause_candidates = a.candidates

@@ -101,6 +101,7 @@ class Analysis:
     impacted: list[str] = field(default_factory=list)
     explanation: str = ""
     priority: str | None = None  # priority the impact justifies (P1..P5), if any
+    detach: list[str] = field(default_factory=list)  # fingerprints the root cause does not explain
 
 
 class Correlator(Protocol):
