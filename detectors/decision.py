@@ -48,31 +48,39 @@ class DecisionParams:
 
 @dataclass(slots=True)
 class EpisodeTracker:
-    """Per-series episode state; `step` is called once per sample."""
+    """Per-series episode state; `step` is called once per sample.
+
+    Persistence is counted as evidence: the surprise ``-log10(p)`` of each
+    sample, capped at twice the open level, averaged over the last
+    ``persistence`` samples, must reach the open level. One sample alone can
+    therefore never open an episode, however extreme; a short burst that is
+    far out, or a longer one that is moderately out, does.
+    """
 
     params: DecisionParams
     active: bool = False
-    hits: int = 0
     calm: int = 0
     since_open: int = field(default=1 << 30)
+    recent: list[float] = field(default_factory=list)
 
     def step(self, probability: float, may_alert: bool) -> Transition | None:
-        p = 1.0 if math.isnan(probability) else probability
+        params = self.params
+        p = 1.0 if math.isnan(probability) else max(probability, 1e-300)
+        level = -math.log10(params.open_probability)
         self.since_open += 1
-        self.hits = self.hits + 1 if p < self.params.open_probability else 0
+        self.recent.append(min(-math.log10(p), 2.0 * level))
+        if len(self.recent) > params.persistence:
+            del self.recent[0]
         if not self.active:
-            if (
-                may_alert
-                and self.hits >= self.params.persistence
-                and self.since_open >= self.params.refractory
-            ):
+            evidence = sum(self.recent) / params.persistence
+            if may_alert and evidence >= level and self.since_open >= params.refractory:
                 self.active = True
                 self.calm = 0
                 self.since_open = 0
                 return "open"
             return None
-        self.calm = self.calm + 1 if p > self.params.close_probability else 0
-        if self.calm >= self.params.clear_after:
+        self.calm = self.calm + 1 if p > params.close_probability else 0
+        if self.calm >= params.clear_after:
             self.active = False
             self.calm = 0
             return "close"

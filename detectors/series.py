@@ -69,6 +69,11 @@ class SeriesDetector:
     def samples_seen(self) -> int:
         return self._n
 
+    @property
+    def active(self) -> bool:
+        """True while an anomaly episode is open."""
+        return self._tracker.active
+
     def _tail(self) -> np.ndarray:
         w = self.spec.window
         i = self._n % w
