@@ -7,11 +7,14 @@ features computed from the sliding window that ends at it:
 - ``level``: mean of the last ``LEVEL_SPAN`` values (a spike or a shift,
   smoothed so that one noisy point weighs a third);
 - ``step``: the first difference (how abruptly the series moves);
-- ``roughness``: mean absolute difference over the last ``ROUGH_SPAN``
-  values (a change of pattern or of noise, not only of size);
 - ``seasonal`` (only when the series has a daily or weekly cycle): the level
   minus the level one period earlier, so that the usual evening peak is not
   an anomaly but a missing one is.
+
+A rolling "roughness" feature (mean absolute difference over a dozen
+samples) was tried and dropped: it is so autocorrelated that its excursions
+on clean seasonal series looked like anomalies, and NAB scores improved
+without it.
 
 `feature_matrix` computes them for a whole window at once (for training) and
 `feature_row` for the newest sample; the latter calls the former on the tail
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 LEVEL_SPAN = 3
-ROUGH_SPAN = 12
 DAY_SECONDS = 86400.0
 # Autocorrelation at the candidate lag above which a cycle is used.
 SEASONAL_MIN_ACF = 0.5
@@ -35,7 +37,7 @@ SEASONAL_MIN_ACF = 0.5
 
 def lookback(period: int) -> int:
     """Number of past values (including the newest) one feature row needs."""
-    return max(ROUGH_SPAN + 1, period + LEVEL_SPAN if period else 0)
+    return max(LEVEL_SPAN, 2) if not period else period + LEVEL_SPAN
 
 
 def _trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
@@ -50,7 +52,7 @@ def _trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
 def feature_matrix(x: np.ndarray, period: int = 0) -> np.ndarray:
     """Feature rows for every index of ``x``; rows without enough history are NaN.
 
-    Columns: level, step, roughness and, when ``period`` > 0, seasonal.
+    Columns: level, step and, when ``period`` > 0, seasonal.
     """
     x = np.asarray(x, dtype=float)
     n = len(x)
@@ -58,10 +60,7 @@ def feature_matrix(x: np.ndarray, period: int = 0) -> np.ndarray:
     step = np.full(n, np.nan)
     if n > 1:
         step[1:] = np.diff(x)
-    rough = np.full(n, np.nan)
-    if n > 1:
-        rough[1:] = _trailing_mean(np.abs(np.diff(x)), ROUGH_SPAN)
-    cols = [level, step, rough]
+    cols = [level, step]
     if period:
         seasonal = np.full(n, np.nan)
         if n > period:

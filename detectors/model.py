@@ -10,6 +10,15 @@ is installed.
 
 Scoring one sample (`FittedModel.score`) only builds one feature row and asks
 the fitted detector for its score: the cheap part of the work.
+
+Calibration uses out-of-sample scores only. Window features are strongly
+autocorrelated, so in the training set an unusual stretch is its own
+neighbourhood and looks normal; a fresh stretch like it does not. Scores of
+training points would make every new excursion look rarer than it is. The
+calibrator is therefore fitted on the series' own history of online scores
+(each given by the model current at its time) once there are
+``MIN_HISTORY`` of them, and before that on a time split of the window (fit
+on the older part, score the newer part).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 MIN_TRAINING_ROWS = 50
+MIN_HISTORY = 200
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
 
@@ -62,13 +72,13 @@ class FittedModel:
     level_range: tuple[float, float]
     seasonal_range: tuple[float, float] | None
 
-    def score(self, tail: np.ndarray) -> float:
-        """Tail probability of the newest value of ``tail`` (NaN if not enough history)."""
+    def score(self, tail: np.ndarray) -> tuple[float, float]:
+        """Raw score and tail probability of the newest value of ``tail`` (NaN, NaN if too short)."""
         row = feature_row(tail, self.period)
         if not np.all(np.isfinite(row)):
-            return float("nan")
+            return float("nan"), float("nan")
         raw = float(self.detector.decision_function(self.scaler.transform(row)[None, :])[0])
-        return self.calibrator.tail_probability(raw)
+        return raw, self.calibrator.tail_probability(raw)
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""
@@ -83,8 +93,13 @@ def fit_model(
     step_seconds: float,
     model: str = "knn",
     params: Mapping[str, Any] | None = None,
+    score_history: np.ndarray | None = None,
 ) -> FittedModel | None:
-    """Fit on a chronological window of values; None if it is too short to learn from."""
+    """Fit on a chronological window of values; None if it is too short to learn from.
+
+    ``score_history`` holds the series' recent online raw scores, used for
+    calibration when there are at least ``MIN_HISTORY`` of them.
+    """
     x = np.asarray(values, dtype=float)
     period = detect_period(x, step_seconds, max_lag=len(x) // 2)
     rows = feature_matrix(x, period)
@@ -95,11 +110,17 @@ def fit_model(
     z = scaler.transform(rows)
     detector = make_detector(model, params)
     detector.fit(z)
-    calibrator = TailCalibrator.fit(np.asarray(detector.decision_scores_, dtype=float))
+    history = None if score_history is None else score_history[np.isfinite(score_history)]
+    if history is None or len(history) < MIN_HISTORY:
+        half = len(z) // 2
+        early = make_detector(model, params)
+        early.fit(z[:half])
+        history = early.decision_function(z[half:])
+    calibrator = TailCalibrator.fit(np.asarray(history, dtype=float))
     lo, hi = np.quantile(rows[:, 0], _RANGE_Q)
     seasonal_range = None
     if period:
-        s_lo, s_hi = np.quantile(rows[:, 3], _RANGE_Q)
+        s_lo, s_hi = np.quantile(rows[:, 2], _RANGE_Q)
         seasonal_range = (float(s_lo), float(s_hi))
     return FittedModel(
         period=period,

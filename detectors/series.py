@@ -48,7 +48,7 @@ class SeriesDetector:
 
     __slots__ = (
         "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
-        "_fitted_at", "_refit_pending", "_tracker",
+        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_n_scored",
     )
 
     def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
@@ -60,6 +60,9 @@ class SeriesDetector:
         self._n = 0
         self._last_ts = -math.inf
         self._steps = np.zeros(_STEP_HISTORY, dtype=np.float64)
+        # Online raw scores (out-of-sample), the calibration history.
+        self._scores = np.zeros(spec.window, dtype=np.float64)
+        self._n_scored = 0
         self._fitted: FittedModel | None = None
         self._fitted_at = 0
         self._refit_pending = False
@@ -92,11 +95,13 @@ class SeriesDetector:
         steps = self._steps[: min(self._n - 1, _STEP_HISTORY)]
         step_seconds = float(np.median(steps)) if len(steps) else 0.0
         model, params = self.spec.model, dict(self.spec.params)
+        k = min(self._n_scored, self.spec.window)
+        history = np.roll(self._scores, -(self._n_scored % self.spec.window))[-k:] if k else None
         self._refit_pending = True
         self._fitted_at = self._n
 
         def job() -> FittedModel | None:
-            return fit_model(values, step_seconds, model, params)
+            return fit_model(values, step_seconds, model, params, history)
 
         return job
 
@@ -130,7 +135,10 @@ class SeriesDetector:
             self._tracker.step(1.0, may_alert=False)
             return Decision(0.0, False)
         tail = self._tail()
-        p = fitted.score(tail)
+        raw, p = fitted.score(tail)
+        if not math.isnan(raw):
+            self._scores[self._n_scored % self.spec.window] = raw
+            self._n_scored += 1
         transition = self._tracker.step(p, may_alert=self._n > self.spec.warmup)
         low, high = fitted.expected_range(tail)
         score = 0.0 if math.isnan(p) else min(1.0, max(0.0, 1.0 - p))
