@@ -1,0 +1,169 @@
+"""`DetectorBank`: the detectors of every live series, as the daemon sees them.
+
+Samples arrive with their label set; the bank finds (once per series) the
+first configured detector whose matchers select it, keeps one
+`SeriesDetector` per series keyed by its sorted label set, and turns episode
+transitions into `AnomalyEvent`s that the pipeline turns into
+``MetricAnomaly`` alerts (firing on open, resolved on close).
+
+Cost. `observe` does the cheap per-sample work (one feature row, one model
+score). The refits are the heavy part. With ``refit="inline"`` they run in
+`observe` (simple, deterministic; fine for replay and tests). With
+``refit="deferred"`` `observe` never fits: the owner calls
+`pending_refits()`, which returns `RefitJob`s (plain callables over copies
+of the data), runs them off the event loop and hands each result back with
+`complete`::
+
+    for job in bank.pending_refits(limit=64):
+        fitted = await loop.run_in_executor(pool, job)
+        bank.complete(job, fitted)
+
+Until then the series keeps scoring with its previous model; a series that
+has no model yet scores 0 and cannot alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from detectors.matchers import matches_all
+from detectors.model import FittedModel
+from detectors.series import SeriesDetector
+from detectors.spec import DEFAULT_SPEC, DetectorSpec
+
+ALERTNAME = "MetricAnomaly"
+
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyEvent:
+    """An anomaly episode of one series opened or closed at ``at`` (epoch seconds)."""
+
+    transition: Literal["open", "close"]
+    detector: str
+    labels: Mapping[str, str]
+    at: float
+    value: float
+    score: float
+    expected_low: float | None
+    expected_high: float | None
+
+    def alert_labels(self) -> dict[str, str]:
+        """``alertname=MetricAnomaly`` plus the series labels.
+
+        ``__name__`` becomes ``metric``: labels starting with ``__`` are
+        reserved in Prometheus and Alertmanager and would be dropped.
+        """
+        labels = {("metric" if k == "__name__" else k): v for k, v in self.labels.items()}
+        labels["alertname"] = ALERTNAME
+        labels.setdefault("detector", self.detector)
+        return labels
+
+    def alert_annotations(self) -> dict[str, str]:
+        notes = {"score": f"{self.score:.4f}", "value": f"{self.value:g}"}
+        if self.expected_low is not None and self.expected_high is not None:
+            notes["expected_low"] = f"{self.expected_low:g}"
+            notes["expected_high"] = f"{self.expected_high:g}"
+            notes["summary"] = (
+                f"{self.labels.get('__name__', 'series')} = {self.value:g}, expected "
+                f"{self.expected_low:g} .. {self.expected_high:g} (anomaly score {self.score:.3f})"
+            )
+        return notes
+
+
+@dataclass(frozen=True, slots=True)
+class RefitJob:
+    """A refit of one series, runnable anywhere: ``fitted = job()``."""
+
+    key: SeriesKey
+    detector: SeriesDetector = field(repr=False)
+    run: object = field(repr=False)
+
+    def __call__(self) -> FittedModel | None:
+        return self.run()  # type: ignore[operator]
+
+
+@dataclass(slots=True)
+class _Entry:
+    spec: DetectorSpec
+    detector: SeriesDetector | None
+    last_seen: float
+
+
+class DetectorBank:
+    """Per-series detector state for many series."""
+
+    def __init__(
+        self,
+        specs: Sequence[DetectorSpec] = (),
+        refit: Literal["inline", "deferred"] = "inline",
+    ) -> None:
+        if refit not in ("inline", "deferred"):
+            raise ValueError(f"refit: expected 'inline' or 'deferred', got {refit!r}")
+        self.specs: tuple[DetectorSpec, ...] = tuple(specs) or (DEFAULT_SPEC,)
+        self.inline = refit == "inline"
+        self._series: dict[SeriesKey, _Entry] = {}
+
+    def _spec_for(self, labels: Mapping[str, str]) -> DetectorSpec | None:
+        for spec in self.specs:
+            if matches_all(spec.match, labels):
+                return spec
+        return None
+
+    def observe(self, labels: Mapping[str, str], ts: float, value: float) -> AnomalyEvent | None:
+        """Feed one sample; an event when the series' anomaly episode opens or closes."""
+        key: SeriesKey = tuple(sorted(labels.items()))
+        entry = self._series.get(key)
+        if entry is None:
+            spec = self._spec_for(labels)
+            # Series no detector selects are remembered too (detector None),
+            # so that matching runs once per series, not once per sample.
+            detector = SeriesDetector(spec, inline_refit=self.inline) if spec else None
+            entry = _Entry(spec or DEFAULT_SPEC, detector, ts)
+            self._series[key] = entry
+        entry.last_seen = max(entry.last_seen, ts)
+        if entry.detector is None:
+            return None
+        d = entry.detector.update(ts, value)
+        if d.transition is None:
+            return None
+        return AnomalyEvent(d.transition, entry.spec.name, dict(labels), ts, value, d.score,
+                            d.expected_low, d.expected_high)
+
+    def pending_refits(self, limit: int | None = None) -> list[RefitJob]:
+        """Refits the schedule asks for (deferred mode), marked as under way."""
+        jobs: list[RefitJob] = []
+        for key, entry in self._series.items():
+            if limit is not None and len(jobs) >= limit:
+                break
+            det = entry.detector
+            if det is not None and det.refit_due():
+                jobs.append(RefitJob(key, det, det.refit_job()))
+        return jobs
+
+    def complete(self, job: RefitJob, fitted: FittedModel | None) -> None:
+        """Install the result of ``job`` (ignored if the series expired meanwhile)."""
+        entry = self._series.get(job.key)
+        if entry is not None and entry.detector is job.detector:
+            job.detector.install(fitted)
+
+    def expire(self, now: float) -> list[AnomalyEvent]:
+        """Drop series not seen for their detector's ``stale_after``.
+
+        An open episode of a dropped series is closed: the returned events
+        resolve its alert, so that a vanished series does not page forever.
+        """
+        closed: list[AnomalyEvent] = []
+        for key in [k for k, e in self._series.items() if now - e.last_seen > e.spec.stale_after]:
+            entry = self._series.pop(key)
+            if entry.detector is not None and entry.detector.active:
+                closed.append(AnomalyEvent("close", entry.spec.name, dict(key), now,
+                                           float("nan"), 0.0, None, None))
+        return closed
+
+    def series_count(self) -> int:
+        """Number of series with detector state."""
+        return sum(1 for e in self._series.values() if e.detector is not None)

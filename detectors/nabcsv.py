@@ -1,0 +1,94 @@
+"""``incidentd detect``: stream one NAB-layout CSV through the online detector.
+
+Input ``timestamp,value``; output ``timestamp,value,anomaly_score,is_anomaly``
+with one row per input row, in order, timestamps and values copied verbatim
+(CONTRACT.md section 5). ``is_anomaly`` is 1 on the rows where the detector
+raises its alert (an episode opens), i.e. exactly when the daemon would
+send an alert; the rows of an episode that is already open are 0, so one
+degradation is one detection. The refit runs inline: row t depends only on
+rows up to t, and a prefix of the input gives a prefix of the output.
+
+``python -m detectors.nabcsv --config C --input I --output O`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from detectors.series import SeriesDetector
+from detectors.spec import DEFAULT_SPEC, DetectorSpec, parse_detectors
+
+
+def _epoch(text: str) -> float:
+    text = text.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(f"unrecognised timestamp {text!r} (expected YYYY-MM-DD HH:MM:SS)")
+
+
+def load_spec(config_path: str | Path | None) -> DetectorSpec:
+    """The first detector of the config file, or the built-in default."""
+    if config_path is None:
+        return DEFAULT_SPEC
+    with open(config_path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{config_path}: expected a mapping at the top level")
+    specs = parse_detectors(doc.get("detectors"), str(config_path))
+    return specs[0] if specs else DEFAULT_SPEC
+
+
+def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: str | Path) -> None:
+    """Run the detector over ``input_path`` and write the scores to ``output_path``."""
+    detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
+    with open(input_path, newline="", encoding="utf-8") as src:
+        reader = csv.reader(src)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+            raise ValueError(f"{input_path}: expected header timestamp,value")
+        rows = []
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{input_path}:{lineno}: expected timestamp,value")
+            ts_text, value_text = row[0], row[1]
+            try:
+                value = float(value_text)
+                ts = _epoch(ts_text)
+            except ValueError as exc:
+                raise ValueError(f"{input_path}:{lineno}: {exc}") from None
+            d = detector.update(ts, value)
+            rows.append((ts_text, value_text, f"{d.score:.9f}", 1 if d.transition == "open" else 0))
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(output_path, "w", newline="", encoding="utf-8") as dst:
+        writer = csv.writer(dst, lineterminator="\n")
+        writer.writerow(["timestamp", "value", "anomaly_score", "is_anomaly"])
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m detectors.nabcsv", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--output", required=True)
+    args = ap.parse_args(argv)
+    try:
+        detect_csv(load_spec(args.config), args.input, args.output)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"detect: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`SeriesDetector`: the online detector of one series, sample by sample.
+
+Per sample it appends the value to a ring buffer, scores it with the current
+`FittedModel` (features -> PyOD score -> tail probability) and steps the
+`EpisodeTracker`. Every ``refit_every`` samples the model is refitted on the
+last ``window`` values (never including the sample being scored, so that a
+point is not its own neighbour). With ``inline_refit`` the refit happens
+inside `update`, which makes the output a pure function of the prefix (used
+by ``incidentd detect``); otherwise the owner fetches `refit_job`, runs it
+where it likes (an executor) and calls `install`, and the series keeps
+scoring with its previous model meanwhile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.decision import DecisionParams, EpisodeTracker, Transition, open_probability_for
+from detectors.model import FittedModel, fit_model
+from detectors.spec import DetectorSpec
+
+_STEP_HISTORY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The detector's verdict on one sample.
+
+    ``score`` is 1 - tail probability, in [0, 1]; ``is_anomaly`` is True while
+    an anomaly episode is open; ``transition`` is "open" on the sample that
+    opens an episode (the one that raises the alert) and "close" on the one
+    that ends it (the alert resolves).
+    """
+
+    score: float
+    is_anomaly: bool
+    expected_low: float | None = None
+    expected_high: float | None = None
+    transition: Transition | None = None
+
+
+class SeriesDetector:
+    """Online anomaly detector of a single series."""
+
+    __slots__ = (
+        "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
+        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_n_scored",
+    )
+
+    def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
+        self.spec = spec
+        self.inline_refit = inline_refit
+        # Each value is written twice (i and i + window) so that the last
+        # `window` values are always one contiguous slice, without copying.
+        self._ring = np.zeros(2 * spec.window, dtype=np.float64)
+        self._n = 0
+        self._last_ts = -math.inf
+        self._steps = np.zeros(_STEP_HISTORY, dtype=np.float64)
+        # Online raw scores (out-of-sample), the calibration history.
+        self._scores = np.zeros(spec.window, dtype=np.float64)
+        self._n_scored = 0
+        self._fitted: FittedModel | None = None
+        self._fitted_at = 0
+        self._refit_pending = False
+        self._tracker = EpisodeTracker(DecisionParams(open_probability_for(spec.sensitivity)))
+
+    @property
+    def samples_seen(self) -> int:
+        return self._n
+
+    @property
+    def active(self) -> bool:
+        """True while an anomaly episode is open."""
+        return self._tracker.active
+
+    def _tail(self) -> np.ndarray:
+        w = self.spec.window
+        i = self._n % w
+        size = min(self._n, w)
+        return self._ring[i + w - size : i + w]
+
+    def refit_due(self) -> bool:
+        """True when the schedule asks for a refit that is not already under way."""
+        if self._refit_pending or self._n < max(self.spec.warmup, 1):
+            return False
+        return self._fitted is None or self._n - self._fitted_at >= self.spec.refit_every
+
+    def refit_job(self) -> Callable[[], FittedModel | None]:
+        """A self-contained callable (copies of the data) that fits the next model."""
+        values = self._tail().copy()
+        steps = self._steps[: min(self._n - 1, _STEP_HISTORY)]
+        step_seconds = float(np.median(steps)) if len(steps) else 0.0
+        model, params = self.spec.model, dict(self.spec.params)
+        k = min(self._n_scored, self.spec.window)
+        history = np.roll(self._scores, -(self._n_scored % self.spec.window))[-k:] if k else None
+        self._refit_pending = True
+        self._fitted_at = self._n
+
+        def job() -> FittedModel | None:
+            return fit_model(values, step_seconds, model, params, history)
+
+        return job
+
+    def install(self, fitted: FittedModel | None) -> None:
+        """Use ``fitted`` from now on (None: keep the previous model, retry later)."""
+        self._refit_pending = False
+        if fitted is not None:
+            self._fitted = fitted
+
+    def update(self, ts: float, value: float) -> Decision:
+        """Score the sample at ``ts`` and step the episode state.
+
+        Samples that are not newer than the previous one, or not finite, are
+        ignored (the current state is returned unchanged).
+        """
+        if ts <= self._last_ts or not math.isfinite(value):
+            return Decision(0.0, self._tracker.active)
+        if self.inline_refit and self.refit_due():
+            self.install(self.refit_job()())
+        if self._n:
+            self._steps[(self._n - 1) % _STEP_HISTORY] = ts - self._last_ts
+        self._last_ts = ts
+        w = self.spec.window
+        i = self._n % w
+        self._ring[i] = value
+        self._ring[i + w] = value
+        self._n += 1
+
+        fitted = self._fitted
+        if fitted is None:
+            self._tracker.step(1.0, may_alert=False)
+            return Decision(0.0, False)
+        tail = self._tail()
+        raw, p = fitted.score(tail)
+        if not math.isnan(raw):
+            self._scores[self._n_scored % self.spec.window] = raw
+            self._n_scored += 1
+        transition = self._tracker.step(p, may_alert=self._n > self.spec.warmup)
+        low, high = fitted.expected_range(tail)
+        score = 0.0 if math.isnan(p) else min(1.0, max(0.0, 1.0 - p))
+        return Decision(score, self._tracker.active, low, high, transition)

@@ -1,0 +1,135 @@
+"""Detector configuration: the ``detectors:`` list of the config file.
+
+```yaml
+detectors:
+  - name: node-cpu                      # unique
+    match: ['__name__="node_cpu_busy"', 'env=~"prod|staging"']   # or {env: prod}
+    promql: 'avg by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
+    model: knn                          # a PyOD model (see detectors.model.MODELS)
+    params: {n_neighbors: 10}           # passed to the model
+    sensitivity: 0.5                    # 0 (fewest alerts) .. 1 (most)
+    warmup: 300                         # samples before a series may alert
+    stale_after: 1h                     # drop a series not seen for this long
+```
+
+Only ``name`` is required. The other tuning values (training window, refit
+interval) have defaults chosen for typical metric series and are accepted
+as ``window`` and ``refit_every`` for special cases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.matchers import Matcher, parse_matchers
+from detectors.model import MODELS
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_KEYS = {
+    "name", "match", "promql", "model", "params", "sensitivity", "warmup", "stale_after",
+    "window", "refit_every",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """One configured detector: which series it watches and how."""
+
+    name: str = "default"
+    match: tuple[Matcher, ...] = ()
+    promql: str | None = None
+    model: str = "knn"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sensitivity: float = 0.5
+    warmup: int = 300
+    stale_after: float = 3600.0
+    window: int = 1000
+    refit_every: int = 100
+
+
+DEFAULT_SPEC = DetectorSpec()
+"""Used when the config has no detectors: every series, KNN, sensitivity 0.5."""
+
+
+def _duration(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected seconds or a duration like 30m, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    else:
+        raise ValueError(f"{where}: expected seconds or a duration like 30m, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"{where}: must be positive, got {value!r}")
+    return seconds
+
+
+def _int(value: Any, where: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{where}: expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _one(raw: Any, where: str) -> DetectorSpec:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(map(str, raw)) - _KEYS)
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(sorted(_KEYS))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}.name: required, a non-empty string")
+    match_raw = raw.get("match")
+    if match_raw is not None and not isinstance(match_raw, str | list | Mapping):
+        raise ValueError(f"{where}.match: expected a list of matchers or a mapping of labels")
+    try:
+        match = tuple(parse_matchers(match_raw))
+    except ValueError as exc:
+        raise ValueError(f"{where}.match: {exc}") from None
+    promql = raw.get("promql")
+    if promql is not None and not isinstance(promql, str):
+        raise ValueError(f"{where}.promql: expected a string")
+    model_raw = raw.get("model", DEFAULT_SPEC.model)
+    params_raw = raw.get("params", {})
+    if isinstance(model_raw, Mapping):
+        params_raw = model_raw.get("params", params_raw)
+        model_raw = model_raw.get("name")
+    if not isinstance(model_raw, str) or model_raw.lower() not in MODELS:
+        raise ValueError(f"{where}.model: expected one of {', '.join(sorted(MODELS))}, got {model_raw!r}")
+    if not isinstance(params_raw, Mapping):
+        raise ValueError(f"{where}.params: expected a mapping of model parameters")
+    sens = raw.get("sensitivity", DEFAULT_SPEC.sensitivity)
+    if isinstance(sens, bool) or not isinstance(sens, int | float) or not 0.0 <= sens <= 1.0:
+        raise ValueError(f"{where}.sensitivity: expected a number between 0 and 1, got {sens!r}")
+    return DetectorSpec(
+        name=name.strip(),
+        match=match,
+        promql=promql,
+        model=model_raw.lower(),
+        params=dict(params_raw),
+        sensitivity=float(sens),
+        warmup=_int(raw.get("warmup", DEFAULT_SPEC.warmup), f"{where}.warmup", 0),
+        stale_after=_duration(raw.get("stale_after", DEFAULT_SPEC.stale_after), f"{where}.stale_after"),
+        window=_int(raw.get("window", DEFAULT_SPEC.window), f"{where}.window", 100),
+        refit_every=_int(raw.get("refit_every", DEFAULT_SPEC.refit_every), f"{where}.refit_every", 1),
+    )
+
+
+def parse_detectors(raw: list | None, source: str) -> list[DetectorSpec]:
+    """Validate the ``detectors:`` list; errors name the file and the field."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError(f"{source}: detectors: expected a list, got {type(raw).__name__}")
+    specs = [_one(item, f"{source}: detectors[{i}]") for i, item in enumerate(raw)]
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.name in seen:
+            raise ValueError(f"{source}: detectors[{i}].name: duplicate detector name {spec.name!r}")
+        seen.add(spec.name)
+    return specs

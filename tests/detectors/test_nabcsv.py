@@ -1,0 +1,66 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.nabcsv import detect_csv, load_spec, main
+
+NAB_FILE = (Path(__file__).resolve().parents[3] / "shared" / "nab" / "data"
+            / "artificialWithAnomaly" / "art_daily_jumpsup.csv")
+
+
+def _write_generated(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    x = 20 + 5 * np.sin(2 * np.pi * np.arange(n) / 288) + rng.normal(size=n)
+    x[900:] += 10
+    with open(path, "w", newline="") as fh:
+        fh.write("timestamp,value\n")
+        for i, v in enumerate(x):
+            h, m = divmod(i * 5, 60)
+            d, h = divmod(h, 24)
+            fh.write(f"2014-04-{d + 1:02d} {h:02d}:{m:02d}:00,{v:.4f}\n")
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_prefix_of_the_input_gives_the_same_rows(tmp_path):
+    full_in = tmp_path / "full.csv"
+    if NAB_FILE.exists():
+        lines = NAB_FILE.read_text().splitlines()[:1400]
+        full_in.write_text("\n".join(lines) + "\n")
+    else:
+        _write_generated(full_in, 1400)
+    prefix_in = tmp_path / "prefix.csv"
+    prefix_in.write_text("\n".join(full_in.read_text().splitlines()[:1001]) + "\n")
+    detect_csv(None, full_in, tmp_path / "full_out.csv")
+    detect_csv(None, prefix_in, tmp_path / "prefix_out.csv")
+    full, prefix = _rows(tmp_path / "full_out.csv"), _rows(tmp_path / "prefix_out.csv")
+    assert full[0] == ["timestamp", "value", "anomaly_score", "is_anomaly"]
+    assert len(full) == 1400 and len(prefix) == 1001
+    assert prefix == full[:1001]
+    inputs = _rows(full_in)
+    for out, inp in zip(full[1:], inputs[1:], strict=True):
+        assert out[:2] == inp[:2]
+        assert 0.0 <= float(out[2]) <= 1.0 and out[3] in ("0", "1")
+
+
+def test_config_uses_first_detector_and_cli_reports_bad_input(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("detectors:\n  - name: a\n    sensitivity: 0.2\n  - name: b\n")
+    assert load_spec(cfg).name == "a" and load_spec(cfg).sensitivity == 0.2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,v\n")
+    assert main(["--config", str(cfg), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 1
+    assert "expected header" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["detectors: {}\n", "detectors:\n  - name: x\n    warmup: -1\n"])
+def test_invalid_config_is_rejected(tmp_path, text):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ValueError, match="detectors"):
+        load_spec(cfg)

@@ -1,0 +1,95 @@
+import math
+
+import numpy as np
+from conftest import DAY, noisy, run
+
+from detectors.spec import DEFAULT_SPEC
+
+
+def test_spike_is_detected_after_warmup():
+    x = noisy(1200, seed=1)
+    x[900:902] += 15.0
+    opens, _ = run(x)
+    assert opens and 900 <= opens[0] <= 905
+
+
+def test_level_shift_is_detected_quickly():
+    x = noisy(1200, seed=2)
+    x[900:] += 8.0
+    opens, decisions = run(x)
+    assert opens and 900 <= opens[0] <= 910
+    assert decisions[opens[0]].expected_high < x[opens[0]]
+
+
+def test_slow_drift_is_detected():
+    x = noisy(1500, seed=3)
+    x[900:] += 0.03 * np.arange(600)
+    opens, _ = run(x)
+    assert opens and opens[0] > 900
+
+
+def test_change_in_daily_cycle_is_detected():
+    x = noisy(6 * DAY, seed=4, seasonal=True)
+    start = 4 * DAY + DAY // 4  # near the daily peak the cycle flattens out
+    x[start:] = 50.0 + np.random.default_rng(9).normal(0.0, 1.0, len(x) - start)
+    opens, _ = run(x)
+    assert opens and start <= opens[0] <= start + DAY // 4
+
+
+def test_clean_noisy_series_raises_no_alert():
+    opens, decisions = run(noisy(3000, seed=5))
+    assert opens == []
+    assert all(0.0 <= d.score <= 1.0 for d in decisions)
+
+
+def test_clean_daily_seasonal_series_raises_no_alert():
+    opens, _ = run(noisy(3000, seed=6, seasonal=True))
+    assert opens == []
+
+
+def test_single_noisy_point_does_not_page():
+    # A point 4 sigma out moves the 3-sample level by 1.3 sigma; it must not
+    # page. (A single point far beyond anything in the series' history can:
+    # it shifts the smoothed level for three samples, see decision.py.)
+    x = noisy(1200, seed=8)
+    x[900] += 4.0
+    opens, _ = run(x)
+    assert opens == []
+
+
+def test_routine_single_point_spikes_of_a_heavy_tailed_series_do_not_page():
+    rng = np.random.default_rng(11)
+    x = 50.0 + rng.standard_t(df=2, size=2000)
+    x[rng.choice(np.arange(50, 2000), size=40, replace=False)] += 25.0
+    opens, _ = run(x)
+    assert opens == []
+
+
+def test_no_alert_during_warmup():
+    x = noisy(600, seed=8)
+    x[100:110] += 50.0
+    opens, decisions = run(x)
+    assert all(i > DEFAULT_SPEC.warmup for i in opens)
+    assert all(d.score == 0.0 for d in decisions[: DEFAULT_SPEC.warmup])
+
+
+def test_episode_closes_when_back_to_normal_and_pages_once():
+    x = noisy(1400, seed=9)
+    x[900:960] += 12.0
+    opens, decisions = run(x)
+    closes = [i for i, d in enumerate(decisions) if d.transition == "close"]
+    assert len(opens) == 1 and 900 <= opens[0] <= 905
+    assert closes and 960 <= closes[0] <= 990
+    assert not decisions[-1].is_anomaly
+
+
+def test_out_of_order_and_nan_samples_are_ignored():
+    x = noisy(400, seed=10)
+    _, decisions = run(x)
+    from detectors.series import SeriesDetector
+
+    det = SeriesDetector(DEFAULT_SPEC)
+    det.update(100.0, 1.0)
+    assert det.update(50.0, 2.0).score == 0.0
+    assert det.update(200.0, math.nan).score == 0.0
+    assert det.samples_seen == 1
