@@ -94,13 +94,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from daemon.logs import quiet_logging
 
     quiet_logging()
+    from detectors.nabcsv import detect_csv, load_spec
+
     try:
-        from detectors.nabcsv import detect_from_config
-    except ImportError:
-        return fail("the detector is not available in this build")
-    config = _load(args.config)
-    try:
-        detect_from_config(config, args.input, args.output)
+        detect_csv(load_spec(args.config), args.input, args.output)
     except (OSError, ValueError) as exc:
         return fail(str(exc))
     return 0
