@@ -3,8 +3,9 @@
 Ingest commits every accepted request to the inbox before answering (group
 commit: the store's writer thread commits all requests queued at that moment
 together). The worker takes what was committed, runs it through the pipeline
-and commits the result together with the inbox cursor, so a crash at any
-point loses nothing and processes nothing twice. On start, whatever the inbox
+and commits the result in the same transaction that deletes the processed
+rows from the inbox, so a crash at any point loses nothing and processes
+nothing twice. On start, whatever the inbox
 still holds is processed first.
 """
 
@@ -67,13 +68,15 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         os.makedirs(config.data_dir, exist_ok=True)
-        self.store = Store(os.path.join(config.data_dir, STORE_FILE), fsync=config.inbox.fsync)
+        self.store = Store(os.path.join(config.data_dir, STORE_FILE), fsync=config.inbox.fsync,
+                           on_commit=self.metrics.inbox_commits.inc)
         self.components: Components = build_pipeline(config, self.clock, self.metrics, self.store)
         self.pipeline = self.components.pipeline
         self.incidents = self.components.incidents
         self._queue: deque[InboxItem] = deque()
         self._depth = 0
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
         self._ready = False
@@ -108,10 +111,9 @@ class Daemon:
         self._wake.set()
 
     def _recover_inbox(self) -> None:
-        cursor = int(self.store.get_meta("inbox_cursor", "0") or 0)
-        rows = self.store.query(
-            "SELECT id, received_at, source, kind, body FROM inbox WHERE id > ? ORDER BY id", (cursor,)
-        )
+        """Queue every inbox row: a row is deleted in the same transaction that
+        commits what processing it changed, so whatever is left was not processed."""
+        rows = self.store.query("SELECT id, received_at, source, kind, body FROM inbox ORDER BY id")
         rt = self.config.incidents.resolve_timeout
         for row_id, received_at, source, kind, body in rows:
             try:
@@ -154,13 +156,14 @@ class Daemon:
                 raise
             writes = Writes()
             self.pipeline.drain_writes(writes)
-            last = batch[-1].row_id
-            writes.add("INSERT INTO meta (key, value) VALUES ('inbox_cursor', ?)"
-                       " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(last),))
-            writes.add("DELETE FROM inbox WHERE id <= ?", (last,))
+            # the processed rows go in the same transaction as what processing them
+            # changed: a crash before the commit processes them again, after it never
+            writes.extend("DELETE FROM inbox WHERE id = ?", [(item.row_id,) for item in batch])
             await self.store.apply(writes)
             self._depth -= count
             self.metrics.inbox_depth.set(self._depth)
+            if self._depth == 0 and not self._queue:
+                self._idle.set()
             done = time.monotonic()
             for item in batch:
                 if item.kind == "alerts":
@@ -173,11 +176,22 @@ class Daemon:
             now = self.clock.now()
             wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
             await asyncio.sleep(wait)
-            now = self.clock.now()
-            due = self.pipeline.next_deadline()
-            if due is not None and due <= now:
-                self.pipeline.tick(now)
-                await self.flush()
+            await self.fire_timers()
+
+    async def fire_timers(self) -> None:
+        """Fire the pipeline's timers that are due on the daemon's clock, and commit
+        what they changed (the timer task calls it; tests on a virtual clock too)."""
+        now = self.clock.now()
+        due = self.pipeline.next_deadline()
+        if due is not None and due <= now:
+            self.pipeline.tick(now)
+            await self.flush()
+
+    async def wait_idle(self) -> None:
+        """Return once everything accepted so far is processed and committed."""
+        while self._depth > 0 or self._queue:
+            self._idle.clear()
+            await self._idle.wait()
 
     async def flush(self) -> None:
         """Commit what the pipeline changed (API commands, timers)."""

@@ -38,7 +38,8 @@ class Metrics:
             "incidentd_inbox_depth", "Alerts and samples committed to the inbox and not yet processed.",
             registry=r)
         self.inbox_commits = Counter(
-            "incidentd_inbox_commits_total", "Group commits of the inbox (one per batch of requests).",
+            "incidentd_inbox_commits_total",
+            "Store commits: one per group of concurrent requests (group commit) or pipeline batch.",
             registry=r)
         self.pipeline_latency = Histogram(
             "incidentd_pipeline_latency_seconds",

@@ -123,9 +123,11 @@ class Store:
     deterministic).
     """
 
-    def __init__(self, path: str, *, fsync: bool = False, threaded: bool = True) -> None:
+    def __init__(self, path: str, *, fsync: bool = False, threaded: bool = True,
+                 on_commit: Callable[[], None] | None = None) -> None:
         self.path = path
         self.fsync = fsync
+        self._on_commit = on_commit
         os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         self._wconn = _connect(path, fsync)
         self._migrate(self._wconn)
@@ -190,6 +192,8 @@ class Store:
                     j.error = exc
             conn.execute("COMMIT")
             self.commits += 1
+            if self._on_commit is not None:
+                self._on_commit()
         except Exception as exc:  # the commit itself failed: every job fails
             try:
                 conn.execute("ROLLBACK")
