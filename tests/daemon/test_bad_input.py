@@ -1,0 +1,159 @@
+"""Bad input gets a 4xx JSON error that names the problem; nothing of a rejected
+request is stored, nothing accepted before is lost, the daemon keeps serving."""
+
+import json
+import sqlite3
+
+import pytest
+from daemon_helpers import T0, ts, v2_alert, webhook, wh_alert
+
+from daemon.app import STORE_FILE
+
+ALERTS = "/api/v1/alerts"
+WEBHOOK = "/api/v1/alerts/alertmanager"
+SAMPLES = "/api/v1/samples"
+GOOD = {"alertname": "DiskFull", "instance": "db-1"}
+
+
+def stored(tmp_path) -> tuple[int, int]:
+    """(inbox rows, incidents) in the store."""
+    with sqlite3.connect(tmp_path / "data" / STORE_FILE) as conn:
+        return (conn.execute("SELECT count(*) FROM inbox").fetchone()[0],
+                conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
+
+
+@pytest.fixture
+async def client(start_daemon, tmp_path):
+    c = await start_daemon("inbox: {max_body_bytes: 4096}\n")
+    assert (await c.post(ALERTS, [v2_alert(GOOD)]))[0] == 200
+    await c.settle()
+    yield c
+    # whatever was rejected, the earlier alert is still there and the daemon still serves
+    await c.settle()
+    assert stored(tmp_path) == (0, 1)
+    [inc] = await c.incidents()
+    assert inc["alerts"][0]["labels"] == GOOD
+    assert (await c.call("GET", "/healthz"))[0] == 200
+    assert (await c.post(ALERTS, [v2_alert({"alertname": "StillServing"})]))[0] == 200
+
+
+async def send(c, path: str, data: bytes, ctype: str = "application/json"):
+    status, body, _ = await c.call("POST", path, data=data, headers={"Content-Type": ctype})
+    return status, body
+
+
+@pytest.mark.parametrize("path", [ALERTS, WEBHOOK, SAMPLES])
+async def test_malformed_json_is_400(client, path):
+    status, body = await send(client, path, b'[{"labels": {"alertname": "A"}')
+    assert status == 400
+    assert body["error"] == "malformed JSON"
+    assert "line 1" in body["detail"]
+
+
+@pytest.mark.parametrize("path", [ALERTS, WEBHOOK, SAMPLES])
+async def test_wrong_content_type_is_415(client, path):
+    status, body = await send(client, path, json.dumps([v2_alert(GOOD)]).encode(), "text/plain")
+    assert status == 415
+    assert body == {"error": "unsupported content type", "detail": "expected application/json, got text/plain"}
+
+
+async def test_body_over_the_size_limit_is_413(client):
+    big = json.dumps([v2_alert({"alertname": "Big", "n": str(i)}) for i in range(100)]).encode()
+    assert len(big) > 4096
+    status, body = await send(client, ALERTS, big)
+    assert status == 413
+    assert body == {"error": "request body too large", "detail": "the limit is 4096 bytes"}
+
+
+async def test_body_over_the_size_limit_without_content_length_is_413(client):
+    big = json.dumps([v2_alert({"alertname": "Big", "n": str(i)}) for i in range(100)]).encode()
+
+    async def chunks():
+        for i in range(0, len(big), 1000):
+            yield big[i:i + 1000]
+
+    async with client.session.post(client.base + ALERTS, data=chunks(),
+                                   headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "request body too large"
+
+
+BAD_ALERTS = [
+    ("no labels", [v2_alert(GOOD), {"annotations": {}, "startsAt": ts(T0)}],
+     "[1].labels: expected an object of strings, got null"),
+    ("empty labels", [{"labels": {}}], "[0].labels: at least one label is required"),
+    ("label value not a string", [v2_alert(GOOD), {"labels": {"alertname": "A", "severity": 3}}],
+     "[1].labels.severity: expected a string, got a number"),
+    ("label value null", [{"labels": {"alertname": None}}], "[0].labels.alertname: expected a string, got null"),
+    ("bad label name", [{"labels": {"alert-name": "A"}}], "[0].labels.alert-name: invalid label name"),
+    ("annotation not a string", [{"labels": GOOD, "annotations": {"summary": ["x"]}}],
+     "[0].annotations.summary: expected a string, got a list"),
+    ("startsAt not a timestamp", [{"labels": GOOD, "startsAt": "yesterday"}],
+     "[0].startsAt: not an RFC 3339 timestamp: 'yesterday'"),
+    ("startsAt impossible date", [{"labels": GOOD, "startsAt": "2026-02-30T00:00:00Z"}],
+     "[0].startsAt: not a valid date/time"),
+    ("endsAt a number", [{"labels": GOOD, "endsAt": 1767225600}],
+     "[0].endsAt: expected an RFC 3339 timestamp string, got a number"),
+    ("endsAt before startsAt", [v2_alert(GOOD), v2_alert(GOOD, starts=T0, ends=T0 - 60)],
+     "[1].endsAt: endsAt is before startsAt"),
+    ("not a list", {"labels": GOOD}, "expected a JSON list of alerts, got an object"),
+    ("alert not an object", [v2_alert(GOOD), "DiskFull"], "[1]: expected an alert object, got a string"),
+    ("generatorURL not a string", [{"labels": GOOD, "generatorURL": 5}],
+     "[0].generatorURL: expected a string, got a number"),
+]
+
+
+@pytest.mark.parametrize("case, payload, detail", BAD_ALERTS, ids=[b[0] for b in BAD_ALERTS])
+async def test_invalid_api_alerts_are_400_naming_the_alert_and_field(client, case, payload, detail):
+    status, body = await send(client, ALERTS, json.dumps(payload).encode())
+    assert status == 400
+    assert body["error"] == "invalid alerts"
+    assert body["detail"].startswith(detail)
+
+
+BAD_WEBHOOKS = [
+    ("alert without labels", webhook(wh_alert(GOOD), {"status": "firing"}),
+     "alerts[1].labels: expected an object of strings, got null"),
+    ("status unknown", webhook(wh_alert(GOOD), {**wh_alert(GOOD), "status": "pending"}),
+     "alerts[1].status: expected 'firing' or 'resolved', got 'pending'"),
+    ("endsAt before startsAt", webhook(wh_alert(GOOD, "resolved", starts=T0, ends=T0 - 1)),
+     "alerts[0].endsAt: endsAt is before startsAt"),
+    ("unparseable startsAt", webhook({**wh_alert(GOOD), "startsAt": "2026-01-01 00:00"}),
+     "alerts[0].startsAt: not an RFC 3339 timestamp"),
+    ("alerts missing", {"version": "4", "status": "firing"}, "alerts: expected a list of alerts, got null"),
+    ("other version", {**webhook(wh_alert(GOOD)), "version": "3"}, "version: unsupported webhook version '3'"),
+    ("a list", [wh_alert(GOOD)], "expected an Alertmanager webhook object, got a list"),
+]
+
+
+@pytest.mark.parametrize("case, payload, detail", BAD_WEBHOOKS, ids=[b[0] for b in BAD_WEBHOOKS])
+async def test_invalid_webhooks_are_400_naming_the_alert_and_field(client, case, payload, detail):
+    status, body = await send(client, WEBHOOK, json.dumps(payload).encode())
+    assert status == 400
+    assert body["detail"].startswith(detail)
+
+
+BAD_SAMPLES = [
+    ("no __name__", [{"labels": {"job": "x"}, "value": 1, "at": ts(T0)}], "[0].labels: the __name__ label is required"),
+    ("value a string", [{"labels": {"__name__": "m"}, "value": "1", "at": ts(T0)}], "[0].value: expected a number"),
+    ("value a boolean", [{"labels": {"__name__": "m"}, "value": True, "at": ts(T0)}], "[0].value: expected a number"),
+    ("at missing", [{"labels": {"__name__": "m"}, "value": 1}], "[0].at: expected an RFC 3339 timestamp string"),
+]
+
+
+@pytest.mark.parametrize("case, payload, detail", BAD_SAMPLES, ids=[b[0] for b in BAD_SAMPLES])
+async def test_invalid_samples_are_400_naming_the_sample_and_field(client, case, payload, detail):
+    status, body = await send(client, SAMPLES, json.dumps(payload).encode())
+    assert status == 400
+    assert body["detail"].startswith(detail)
+
+
+async def test_unknown_endpoint_and_method_are_json_errors(client):
+    status, body, _ = await client.call("GET", "/api/v1/nope")
+    assert status == 404 and body["error"].startswith("no such endpoint")
+    status, body, headers = await client.call("GET", ALERTS)
+    assert status == 405 and "POST" in headers["Allow"]
+
+
+async def test_empty_alert_list_is_accepted_and_stores_nothing(client):
+    assert await client.post(ALERTS, []) == (200, {"status": "success", "accepted": 0})
