@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from daemon.incidents import IncidentError
 from daemon.ingest import PayloadError, parse_alert_list, parse_samples, parse_webhook
@@ -33,11 +33,19 @@ def error(status: int, message: str, detail: Any = None, headers: dict[str, str]
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    resp = await _handle(request, handler)
+    resource = request.match_info.route.resource
+    name = resource.canonical if resource is not None else "other"
+    request.app[DAEMON_KEY].metrics.requests.labels(name, str(resp.status)).inc()
+    return resp
+
+
+async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
-            raise
+            return exc
         reason = exc.reason or "error"
         detail = None
         if exc.status == 413:
@@ -149,10 +157,8 @@ async def post_samples(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
-    resp = web.Response(body=daemon.metrics.exposition())
-    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    resp.charset = "utf-8"
-    return resp
+    # generate_latest writes text format 0.0.4, which every Prometheus 2.x reads
+    return web.Response(body=daemon.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 async def healthz(request: web.Request) -> web.Response:
