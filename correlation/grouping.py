@@ -36,7 +36,9 @@ class LabelGrouper:
     def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement:
         key = group_key(event, self.group_by)
         window = event.correlation_window if event.correlation_window is not None else self.group_window
-        for inc in incidents.open_incidents():
+        in_group = getattr(incidents, "open_in_group", None)
+        candidates = in_group(key) if in_group is not None else incidents.open_incidents()
+        for inc in candidates:
             if inc.group_key == key and (inc.firing() or now - inc.last_alert_at <= window):
                 return Placement([inc.id], f"same {key}", key)
         return Placement([], "", key)

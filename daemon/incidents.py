@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import structlog
@@ -70,11 +70,18 @@ class Member:
         return bool(self.silenced_by or self.inhibited_by or self.expected)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # shallow: the document is serialised at once (asdict's deep copy cost
+        # more than everything else on the re-post path)
+        d = {k: getattr(self, k) for k in _MEMBER_FIELDS}
+        d["transitions"] = list(self.transitions)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Member:
         return cls(**d)
+
+
+_MEMBER_FIELDS = tuple(f.name for f in fields(Member))
 
 
 @dataclass(slots=True)
@@ -169,6 +176,10 @@ class IncidentManager:
         self._changes: list[IncidentChange] = []
         self._to_analyze: set[str] = set()
         self._pending_docs: dict[str, Incident] = {}  # merged away: written once more, then gone
+        # open (and acknowledged) incidents, in opening order, and by group key:
+        # placing an alert must not scan every incident
+        self._open_now: dict[str, Incident] = {}
+        self._open_by_key: dict[str, dict[str, Incident]] = {}
 
     # -- loading ----------------------------------------------------------------
 
@@ -182,6 +193,7 @@ class IncidentManager:
             for fp in inc.alerts:
                 self.by_fingerprint[fp] = inc.id
             self._schedule_incident_timers(inc)
+            self._track(inc)
         if self.metrics:
             self.metrics.set_open(self.open_incidents())
 
@@ -191,7 +203,32 @@ class IncidentManager:
         return self.incidents.get(incident_id)
 
     def open_incidents(self) -> list[Incident]:
-        return [i for i in self.incidents.values() if i.is_open]
+        """Open and acknowledged incidents, in opening order."""
+        return list(self._open_now.values())
+
+    def open_in_group(self, group_key: str) -> list[Incident]:
+        """Open and acknowledged incidents with this group key, in opening order."""
+        group = self._open_by_key.get(group_key)
+        return list(group.values()) if group else []
+
+    def _track(self, inc: Incident) -> None:
+        """Keep the open-incident indexes in step after `inc` changed state."""
+        if inc.is_open and self.incidents.get(inc.id) is inc:
+            if inc.id not in self._open_now:
+                reorder = bool(self._open_now) and inc.seq < next(reversed(self._open_now.values())).seq
+                self._open_now[inc.id] = inc
+                group = self._open_by_key.setdefault(inc.group_key, {})
+                group[inc.id] = inc
+                if reorder:  # a reopened incident goes back to its place
+                    self._open_now = dict(sorted(self._open_now.items(), key=lambda kv: kv[1].seq))
+                    self._open_by_key[inc.group_key] = dict(sorted(group.items(), key=lambda kv: kv[1].seq))
+        else:
+            if self._open_now.pop(inc.id, None) is not None:
+                group = self._open_by_key.get(inc.group_key)
+                if group is not None:
+                    group.pop(inc.id, None)
+                    if not group:
+                        del self._open_by_key[inc.group_key]
 
     def set_extra(self, incident_id: str, key: str, value: Any) -> None:
         """Let another package attach a field to an incident (shown in the API and
@@ -317,6 +354,7 @@ class IncidentManager:
                        group_key=group_key, title=title[:200], last_alert_at=now,
                        team=event.team, receiver=event.receiver)
         self.incidents[inc.id] = inc
+        self._track(inc)
         self._timeline_add(inc, now, "opened", "incidentd", f"incident opened by {alert.name or alert.fingerprint}")
         self._emit("opened", inc, now)
         if self.metrics:
@@ -411,6 +449,7 @@ class IncidentManager:
 
     def _resolve(self, inc: Incident, now: float, actor: str, why: str) -> None:
         inc.state = RESOLVED
+        self._track(inc)
         inc.resolved_at = now
         inc.resolved_by = actor
         inc.updated_at = now
@@ -424,6 +463,7 @@ class IncidentManager:
 
     def _reopen(self, inc: Incident, now: float, why: str) -> None:
         inc.state = OPEN
+        self._track(inc)
         inc.resolved_at = None
         inc.resolved_by = None
         inc.acknowledged_at = None
@@ -451,6 +491,7 @@ class IncidentManager:
                            {"merged": src.id})
         self._emit("merged", dst, now, {"merged": src.id})
         self.incidents.pop(src.id, None)
+        self._track(src)
         self._dirty.add(src.id)
         self._pending_docs[src.id] = src
         self._to_analyze.add(dst.id)
@@ -600,6 +641,7 @@ class IncidentManager:
 
     def _evict(self, inc: Incident) -> None:
         self.incidents.pop(inc.id, None)
+        self._track(inc)
         if inc.id in self._dirty:
             self._pending_docs[inc.id] = inc
         for fp in inc.alerts:
