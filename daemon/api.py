@@ -7,10 +7,10 @@ with a stack trace.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -74,11 +74,9 @@ async def read_json(request: web.Request) -> tuple[bytes, Any]:
     if len(body) > limit:
         raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
     try:
-        return body, json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return body, orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # also invalid UTF-8, too deep, integers past 64 bits
         raise ApiError(400, "malformed JSON", str(exc)) from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON", "nested too deeply") from None
 
 
 class ApiError(Exception):
@@ -178,7 +176,11 @@ async def list_incidents(request: web.Request) -> web.Response:
     if state not in ("open", "resolved", "all"):
         return error(400, "invalid state", "state must be open, resolved or all")
     docs = load_incident_docs(daemon.store, state)
-    return web.json_response({"incidents": [incident_view(d) for d in docs]})
+    live = daemon.incidents.get
+    # incidents still in memory are shown as they are now: a re-post updates the
+    # stored document only lazily (see IncidentManager.drain_writes)
+    views = [incident_view(inc.to_doc() if (inc := live(d["id"])) is not None else d) for d in docs]
+    return web.json_response({"incidents": views})
 
 
 async def get_incident(request: web.Request) -> web.Response:

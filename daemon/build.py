@@ -68,4 +68,5 @@ def load_state(components: Components, store: Store, now: float) -> None:
         (now - reopen,),
     )
     seq = int(store.get_meta("next_incident_seq", "1") or 1)
-    components.incidents.load((json.loads(r[0]) for r in rows), seq, now)
+    seen = store.query("SELECT fingerprint, incident_id, last_at, ends_at FROM alert_seen")
+    components.incidents.load((json.loads(r[0]) for r in rows), seq, now, seen)

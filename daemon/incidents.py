@@ -179,15 +179,26 @@ class IncidentManager:
         # open (and acknowledged) incidents, in opening order, and by group key:
         # placing an alert must not scan every incident
         self._open_now: dict[str, Incident] = {}
+        self._evicted: list[str] = []  # their alert_seen rows go
+        self._seen: dict[str, Member] = {}  # re-posted alerts whose incident is not dirty
+        self._expire_due: dict[str, float] = {}  # fingerprint -> earliest pending expire timer
         self._open_by_key: dict[str, dict[str, Incident]] = {}
 
     # -- loading ----------------------------------------------------------------
 
-    def load(self, docs: Iterable[dict[str, Any]], next_seq: int, now: float) -> None:
-        """Restore state from the store after a restart."""
+    def load(self, docs: Iterable[dict[str, Any]], next_seq: int, now: float,
+             seen: Iterable[tuple[str, str, float, float | None]] = ()) -> None:
+        """Restore state from the store after a restart. `seen`: rows of the
+        `alert_seen` table (fingerprint, incident id, last_at, ends_at), the
+        re-posts not yet folded into the incident documents."""
         self._next_seq = max(self._next_seq, next_seq)
+        latest = {fp: (iid, last_at, ends_at) for fp, iid, last_at, ends_at in seen}
         for doc in docs:
             inc = Incident.from_doc(doc)
+            for fp, m in inc.alerts.items():
+                row = latest.get(fp)
+                if row is not None and row[0] == inc.id and row[1] > m.last_at:
+                    m.last_at, m.ends_at = row[1], row[2]
             self._next_seq = max(self._next_seq, inc.seq + 1)
             self.incidents[inc.id] = inc
             for fp in inc.alerts:
@@ -260,12 +271,17 @@ class IncidentManager:
             # change or inhibiting alert may have ended
             return False
         m.last_at = now
-        m.annotations = alert.annotations
         if alert.ends_at != m.ends_at:
             m.ends_at = alert.ends_at
             if alert.ends_at is not None:
-                self._schedule(alert.ends_at, "expire", alert.fingerprint)
-        self._dirty.add(iid)
+                self._schedule_expire(alert.fingerprint, alert.ends_at)
+        if alert.annotations != m.annotations:
+            m.annotations = alert.annotations
+            self._dirty.add(iid)
+        else:
+            # only when it was last seen and when it ends changed: one small row,
+            # not the whole incident document (`alert_seen`, see `drain_writes`)
+            self._seen[alert.fingerprint] = m
         return True
 
     def apply(self, events: list[AlertEvent], now: float) -> list[IncidentChange]:
@@ -287,6 +303,8 @@ class IncidentManager:
                 if m.status == "firing":
                     m.last_at = now
                     m.ends_at = alert.ends_at
+                    if alert.ends_at is not None:
+                        self._schedule_expire(fp, alert.ends_at)
                     m.annotations = alert.annotations
                     self._dirty.add(inc.id)
                     if was_suppressed and not m.suppressed and inc.is_open:
@@ -368,7 +386,7 @@ class IncidentManager:
         inc.last_alert_at = now
         inc.updated_at = now
         if m.ends_at is not None and m.status == "firing":
-            self._schedule(m.ends_at, "expire", m.fingerprint)
+            self._schedule_expire(m.fingerprint, m.ends_at)
         flags = [f for f, on in (("silenced", m.silenced_by), ("inhibited", m.inhibited_by),
                                  ("expected", m.expected)) if on]
         text = f"alert {m.labels.get('alertname', m.fingerprint)} attached"
@@ -402,7 +420,7 @@ class IncidentManager:
         inc.last_alert_at = now
         inc.resolve_due = None
         if m.ends_at is not None:
-            self._schedule(m.ends_at, "expire", m.fingerprint)
+            self._schedule_expire(m.fingerprint, m.ends_at)
         self._timeline_add(inc, now, "alert_firing", "incidentd",
                            f"alert {m.labels.get('alertname', m.fingerprint)} firing again",
                            {"fingerprint": m.fingerprint})
@@ -605,6 +623,14 @@ class IncidentManager:
         self._timer_seq += 1
         heapq.heappush(self._timers, (due, self._timer_seq, kind, key))
 
+    def _schedule_expire(self, fingerprint: str, ends_at: float) -> None:
+        """One pending expire timer per alert: a re-post that moves `endsAt` later
+        schedules nothing; the timer, when it fires, schedules the new end."""
+        due = self._expire_due.get(fingerprint)
+        if due is None or ends_at < due:
+            self._expire_due[fingerprint] = ends_at
+            self._schedule(ends_at, "expire", fingerprint)
+
     def _schedule_incident_timers(self, inc: Incident) -> None:
         if inc.state == RESOLVED and inc.resolved_at is not None:
             self._schedule(inc.resolved_at + self.settings.reopen_window, "evict", inc.id)
@@ -612,7 +638,7 @@ class IncidentManager:
             self._schedule(inc.resolve_due, "settle", inc.id)
         for m in inc.alerts.values():
             if m.status == "firing" and m.ends_at is not None:
-                self._schedule(m.ends_at, "expire", m.fingerprint)
+                self._schedule_expire(m.fingerprint, m.ends_at)
 
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
@@ -622,10 +648,16 @@ class IncidentManager:
         while self._timers and self._timers[0][0] <= now:
             due, _, kind, key = heapq.heappop(self._timers)
             if kind == "expire":
+                if self._expire_due.get(key) != due:
+                    continue  # superseded by an earlier expire timer of the same alert
+                del self._expire_due[key]
                 inc = self.incident_for(key)
                 m = inc.alerts.get(key) if inc else None
-                if inc and m and m.status == "firing" and m.ends_at is not None and m.ends_at <= now:
-                    self._member_resolves(inc, m, m.ends_at, now)
+                if inc and m and m.status == "firing" and m.ends_at is not None:
+                    if m.ends_at <= now:
+                        self._member_resolves(inc, m, m.ends_at, now)
+                    else:
+                        self._schedule_expire(key, m.ends_at)
             elif kind == "settle":
                 inc = self.incidents.get(key)
                 if inc and inc.is_open and inc.resolve_due is not None and inc.resolve_due <= now \
@@ -642,6 +674,7 @@ class IncidentManager:
     def _evict(self, inc: Incident) -> None:
         self.incidents.pop(inc.id, None)
         self._track(inc)
+        self._evicted.append(inc.id)
         if inc.id in self._dirty:
             self._pending_docs[inc.id] = inc
         for fp in inc.alerts:
@@ -692,6 +725,16 @@ class IncidentManager:
         )
         writes.add("INSERT INTO meta (key, value) VALUES ('next_incident_seq', ?)"
                    " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(self._next_seq),))
+        by_fp = self.by_fingerprint
+        writes.extend(
+            "INSERT INTO alert_seen (fingerprint, incident_id, last_at, ends_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(fingerprint) DO UPDATE SET incident_id=excluded.incident_id,"
+            " last_at=excluded.last_at, ends_at=excluded.ends_at",
+            [(fp, by_fp[fp], m.last_at, m.ends_at) for fp, m in self._seen.items() if fp in by_fp],
+        )
+        writes.extend("DELETE FROM alert_seen WHERE incident_id = ?", [(iid,) for iid in self._evicted])
+        self._seen.clear()
+        self._evicted.clear()
         self._dirty.clear()
         self._timeline.clear()
         self._pending_docs = {}

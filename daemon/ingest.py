@@ -17,6 +17,9 @@ from daemon.timefmt import TimestampError, parse_rfc3339
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TS_CACHE: dict[str, float | None] = {}
+_VALID_NAMES: set[str] = set()  # label names already checked against _LABEL_NAME
+_MISSING = object()
+_STR_ONLY = {str}
 
 
 class PayloadError(ValueError):
@@ -76,7 +79,63 @@ def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
             raise PayloadError(f"{where}.{k}", f"expected a string, got {_kind(v)}")
         if required and not _LABEL_NAME.match(k):
             raise PayloadError(f"{where}.{k}", "invalid label name (must match [A-Za-z_][A-Za-z0-9_]*)")
+    if required:
+        if len(_VALID_NAMES) > 10_000:
+            _VALID_NAMES.clear()
+        _VALID_NAMES.update(value)
     return value
+
+
+def _cached_time(value: Any) -> Any:
+    """A timestamp already parsed (None for absent or Go's zero time), or _MISSING."""
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        return _TS_CACHE.get(value, _MISSING)
+    return _MISSING
+
+
+def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_timeout: float) -> Alert | None:
+    """`parse_alert` for the common case: a well-formed alert whose label names and
+    timestamps were seen before (re-posts). None means: take the full path, which
+    also names the problem if there is one."""
+    if type(obj) is not dict:
+        return None
+    labels = obj.get("labels")
+    if type(labels) is not dict or not labels or not _VALID_NAMES.issuperset(labels) \
+            or not set(map(type, labels.values())) <= _STR_ONLY:
+        return None
+    annotations = obj.get("annotations")
+    if annotations is None:
+        annotations = {}
+    elif type(annotations) is not dict or not set(map(type, annotations.values())) <= _STR_ONLY:
+        return None
+    starts_at = _cached_time(obj.get("startsAt"))
+    ends_at = _cached_time(obj.get("endsAt"))
+    if starts_at is _MISSING or ends_at is _MISSING:
+        return None
+    if starts_at is not None and ends_at is not None and ends_at < starts_at:
+        return None
+    gen = obj.get("generatorURL")
+    if gen is None:
+        gen = ""
+    elif type(gen) is not str:
+        return None
+    if status_field:
+        status = obj.get("status", "firing")
+        if status == "resolved":
+            if ends_at is None:
+                ends_at = now
+        elif status != "firing":
+            return None
+    elif ends_at is not None and ends_at <= now:
+        status = "resolved"
+    else:
+        status = "firing"
+        if ends_at is None:
+            ends_at = now + resolve_timeout
+    return Alert(labels, annotations, now if starts_at is None else starts_at, ends_at, status, gen,
+                 source=source, received_at=now)
 
 
 def parse_alert(obj: Any, where: str, *, now: float, source: str, status_field: bool,
@@ -126,8 +185,9 @@ def parse_webhook(body: Any, *, now: float, resolve_timeout: float) -> list[Aler
     if not isinstance(alerts, list):
         raise PayloadError("alerts", f"expected a list of alerts, got {_kind(alerts)}")
     return [
-        parse_alert(a, f"alerts[{i}]", now=now, source="alertmanager", status_field=True,
-                    resolve_timeout=resolve_timeout)
+        _fast_alert(a, now, "alertmanager", True, resolve_timeout)
+        or parse_alert(a, f"alerts[{i}]", now=now, source="alertmanager", status_field=True,
+                       resolve_timeout=resolve_timeout)
         for i, a in enumerate(alerts)
     ]
 
@@ -137,8 +197,9 @@ def parse_alert_list(body: Any, *, now: float, resolve_timeout: float, source: s
     if not isinstance(body, list):
         raise PayloadError("", f"expected a JSON list of alerts, got {_kind(body)}")
     return [
-        parse_alert(a, f"[{i}]", now=now, source=source, status_field=False,
-                    resolve_timeout=resolve_timeout)
+        _fast_alert(a, now, source, False, resolve_timeout)
+        or parse_alert(a, f"[{i}]", now=now, source=source, status_field=False,
+                       resolve_timeout=resolve_timeout)
         for i, a in enumerate(body)
     ]
 

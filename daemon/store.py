@@ -11,7 +11,6 @@ their own connection and never wait for the writer.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import sqlite3
@@ -19,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 SCHEMA_VERSION = 1
 
@@ -55,6 +56,15 @@ CREATE TABLE IF NOT EXISTS timeline (
     data TEXT
 );
 CREATE INDEX IF NOT EXISTS timeline_by_incident ON timeline (incident_id, id);
+-- re-posts of firing alerts: when each was last seen and when it ends, kept
+-- apart so that a re-post does not rewrite its incident's whole document
+CREATE TABLE IF NOT EXISTS alert_seen (
+    fingerprint TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    last_at REAL NOT NULL,
+    ends_at REAL
+);
+CREATE INDEX IF NOT EXISTS alert_seen_by_incident ON alert_seen (incident_id);
 """
 
 # Other packages add their tables here before the store opens (see `register_schema`).
@@ -274,4 +284,7 @@ def _settle(job: _Job) -> None:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=False)
+    """Compact JSON for the store's documents (orjson: incident documents are
+    written back after every change, and the standard encoder was the largest
+    cost of processing a re-posted alert)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()

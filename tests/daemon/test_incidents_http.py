@@ -3,6 +3,8 @@ real SQLite file; the daemon runs on a virtual clock, so nothing sleeps."""
 
 from daemon_helpers import T0, v2_alert, webhook, wh_alert
 
+from daemon.clock import VirtualClock
+
 ALERTS = "/api/v1/alerts"
 WEBHOOK = "/api/v1/alerts/alertmanager"
 
@@ -245,3 +247,24 @@ async def test_incidents_and_their_alerts_survive_a_restart(start_daemon, tmp_pa
     assert again["id"] == inc["id"] and len(again["alerts"]) == 1
     await c2.post(ALERTS, [v2_alert({"alertname": "Other"})])
     assert [i["id"] for i in await c2.incidents()] == [inc["id"], "INC-000002"]
+
+
+async def test_endsat_moved_by_reposts_survives_a_restart(start_daemon):
+    # re-posts are stored apart from the incident document; a restart must not
+    # expire the alert at the endsAt of its first post
+    c = await start_daemon()
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 240)])
+    await c.advance(200)
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 440)])
+    await c.settle()
+    await c.daemon.stop()
+
+    c2 = await start_daemon(clock=VirtualClock(T0 + 300))
+    [inc] = await c2.incidents()
+    assert inc["state"] == "open"
+    assert inc["alerts"][0]["ends_at"] == "2026-01-01T00:07:20Z"
+    assert inc["alerts"][0]["last_seen_at"] == "2026-01-01T00:03:20Z"
+    await c2.advance(139)
+    assert (await c2.incidents())[0]["state"] == "open"
+    await c2.advance(1)
+    assert (await c2.incidents())[0]["state"] == "resolved"
