@@ -166,6 +166,8 @@ class IncidentManager:
         self.settings = settings
         self.correlator = correlator
         self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_open(self.open_incidents)
         self.incidents: dict[str, Incident] = {}  # open, and resolved within the reopen window
         self.by_fingerprint: dict[str, str] = {}  # fingerprint -> incident id (active incidents)
         self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
@@ -205,8 +207,6 @@ class IncidentManager:
                 self.by_fingerprint[fp] = inc.id
             self._schedule_incident_timers(inc)
             self._track(inc)
-        if self.metrics:
-            self.metrics.set_open(self.open_incidents())
 
     # -- queries ------------------------------------------------------------------
 
@@ -696,8 +696,6 @@ class IncidentManager:
 
     def drain_changes(self) -> list[IncidentChange]:
         changes, self._changes = self._changes, []
-        if changes and self.metrics:
-            self.metrics.set_open(self.open_incidents())
         return changes
 
     def drain_writes(self, writes: Writes) -> None:

@@ -8,9 +8,12 @@ instance has its own registry, so tests and replay can run side by side.
 from __future__ import annotations
 
 from collections import Counter as _Counter
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from daemon.incidents import Incident
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _HUMAN_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200)
 SEVERITIES = ("critical", "error", "warning", "info", "none", "other")
+_OPEN_HELP = "Open (including acknowledged) incidents, by severity."
 
 
 class Metrics:
@@ -54,9 +58,8 @@ class Metrics:
         self.opened = Counter("incidentd_incidents_opened_total", "Incidents opened.", registry=r)
         self.resolved = Counter("incidentd_incidents_resolved_total", "Incidents resolved.", registry=r)
         self.reopened = Counter("incidentd_incidents_reopened_total", "Incidents reopened.", registry=r)
-        self.open_incidents = Gauge(
-            "incidentd_open_incidents", "Open (including acknowledged) incidents, by severity.",
-            ["severity"], registry=r)
+        self._open_source: Callable[[], Iterable[Any]] = list
+        r.register(_OpenIncidents(self))
         self.time_to_ack = Histogram(
             "incidentd_time_to_acknowledge_seconds", "Time from an incident opening to its acknowledgement.",
             buckets=_HUMAN_BUCKETS, registry=r)
@@ -67,8 +70,6 @@ class Metrics:
             "incidentd_config_last_reload_successful", "1 if the last configuration (re)load succeeded.",
             registry=r)
         self.config_reload_ok.set(1)
-        for sev in SEVERITIES:
-            self.open_incidents.labels(sev)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -93,9 +94,27 @@ class Metrics:
     def alert_suppressed(self, reason: str) -> None:
         self.suppressed.labels(reason).inc()
 
-    def set_open(self, incidents: list[Any]) -> None:
-        counts = _Counter(
-            (i.severity if i.severity in SEVERITIES else "other") for i in incidents
-        )
-        for sev in SEVERITIES:
-            self.open_incidents.labels(sev).set(counts.get(sev, 0))
+    def watch_open(self, source: Callable[[], Iterable[Any]]) -> None:
+        """`source()` lists the open incidents; they are counted when scraped,
+        not on every change (counting them per pipeline batch cost O(incidents))."""
+        self._open_source = source
+
+    def open_counts(self) -> dict[str, int]:
+        counts = _Counter((i.severity if i.severity in SEVERITIES else "other") for i in self._open_source())
+        return {sev: counts.get(sev, 0) for sev in SEVERITIES}
+
+
+class _OpenIncidents(Collector):
+    """`incidentd_open_incidents{severity}`, counted at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily("incidentd_open_incidents", _OPEN_HELP, labels=["severity"])]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("incidentd_open_incidents", _OPEN_HELP, labels=["severity"])
+        for sev, n in self.metrics.open_counts().items():
+            family.add_metric([sev], n)
+        yield family

@@ -22,12 +22,14 @@ def fingerprint(labels: dict[str, str]) -> str:
     `{a="bc"}` and `{ab="c"}` differ. Alerts are re-sent over and over with
     the same labels, so results are cached by label set.
     """
-    key = tuple(sorted(labels.items()))
+    # keyed by the pairs as given (senders keep their label order from post to
+    # post, and Prometheus sorts them), so a re-post costs no sort
+    key = tuple(labels.items())
     fp = _CACHE.get(key)
     if fp is None:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
-        fp = _CACHE[key] = _fnv1a(key)
+        fp = _CACHE[key] = _fnv1a(tuple(sorted(key)))
     return fp
 
 
