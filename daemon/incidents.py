@@ -315,7 +315,7 @@ class IncidentManager:
                 if inc.is_open:
                     self._member_fires(inc, m, alert, now)
                     return
-                if inc.resolved_at is not None and now - inc.resolved_at <= self.settings.reopen_window \
+                if inc.resolved_at is not None and now - inc.resolved_at < self.settings.reopen_window \
                         and inc.state == RESOLVED:
                     self._member_fires(inc, m, alert, now)
                     self._reopen(inc, now, f"alert {alert.name or fp} fired again")

@@ -1,0 +1,223 @@
+"""The incident manager alone, on a virtual clock: dedup, lifecycle, timers,
+flapping, timeline, and what it writes to the store."""
+
+import pytest
+
+from correlation.grouping import LabelGrouper
+from daemon.build import Components, load_state
+from daemon.clock import VirtualClock
+from daemon.config import IncidentSettings
+from daemon.incidents import IncidentError, IncidentManager
+from daemon.model import Alert
+from daemon.pipeline import AlertEvent, Pipeline
+from daemon.store import Store, Writes
+
+T0 = 1_767_225_600.0
+
+
+class World:
+    """An incident manager with label grouping, driven by a virtual clock."""
+
+    def __init__(self, **settings) -> None:
+        s = IncidentSettings(**settings)
+        self.clock = VirtualClock(T0)
+        self.manager = IncidentManager(s, LabelGrouper(s.group_by, s.group_window))
+
+    @property
+    def now(self) -> float:
+        return self.clock.now()
+
+    def fire(self, ends_in: float | None = None, **labels: str) -> None:
+        ends = self.now + ends_in if ends_in is not None else None
+        alert = Alert(labels, {}, T0, ends, "firing")
+        event = AlertEvent(alert)
+        if not self.manager.absorb_repost(event, self.now):
+            self.manager.apply([event], self.now)
+
+    def resolve(self, **labels: str) -> None:
+        self.manager.apply([AlertEvent(Alert(labels, {}, T0, self.now, "resolved"))], self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.manager.tick(self.now)
+
+    def incidents(self):
+        return sorted(self.manager.incidents.values(), key=lambda i: i.seq)
+
+    def only(self):
+        [inc] = self.incidents()
+        return inc
+
+    def timeline(self, inc) -> list[str]:
+        return [e.kind for e in self.manager._timeline if e.incident_id == inc.id]
+
+
+DB = {"alertname": "DatabaseDown", "service": "orders-db", "severity": "critical"}
+
+
+def test_the_same_label_set_firing_again_updates_its_alert():
+    w = World()
+    w.fire(**DB)
+    w.advance(60)
+    w.fire(**DB)
+    inc = w.only()
+    [m] = inc.alerts.values()
+    assert (m.first_at, m.last_at) == (T0, T0 + 60)
+    assert w.timeline(inc) == ["opened", "alert_attached"]
+
+
+def test_lifecycle_open_acknowledged_resolved_with_wrong_transitions_refused():
+    w = World()
+    w.fire(**DB)
+    inc = w.only()
+    w.advance(30)
+    w.manager.acknowledge(inc.id, "alice", w.now)
+    assert (inc.state, inc.acknowledged_by, inc.acknowledged_at) == ("acknowledged", "alice", T0 + 30)
+    with pytest.raises(IncidentError) as exc:
+        w.manager.acknowledge(inc.id, "bob", w.now)
+    assert exc.value.status == 409
+    w.manager.resolve(inc.id, "bob", w.now)
+    assert (inc.state, inc.resolved_by) == ("resolved", "bob")
+    with pytest.raises(IncidentError):
+        w.manager.resolve(inc.id, "bob", w.now)
+    with pytest.raises(IncidentError) as exc:
+        w.manager.acknowledge("INC-424242", "bob", w.now)
+    assert exc.value.status == 404
+
+
+def test_resolves_by_itself_when_the_last_alert_resolves():
+    w = World()
+    w.fire(pod="a", **DB)
+    w.fire(pod="b", **DB)
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    assert w.only().state == "open"
+    w.advance(10)
+    w.resolve(pod="b", **DB)
+    inc = w.only()
+    assert (inc.state, inc.resolved_at, inc.resolved_by) == ("resolved", T0 + 20, "incidentd")
+
+
+def test_an_alert_not_posted_again_resolves_at_its_endsat():
+    w = World()
+    w.fire(ends_in=240, **DB)
+    w.advance(239.9)
+    assert w.only().state == "open"
+    w.advance(0.1)
+    assert (w.only().state, w.only().resolved_at) == ("resolved", T0 + 240)
+
+
+def test_reposts_keep_one_expire_timer_per_alert_and_the_last_endsat_wins():
+    w = World()
+    for _ in range(1000):
+        w.fire(ends_in=240, **DB)
+        w.advance(1)
+    assert len(w.manager._timers) <= 2
+    assert w.only().state == "open"
+    w.advance(239)
+    assert (w.only().state, w.only().resolved_at) == ("resolved", T0 + 999 + 240)
+
+
+def test_reopens_within_the_window_and_is_forgotten_after_it():
+    w = World(reopen_window=600)
+    w.fire(**DB)
+    w.advance(10)
+    w.resolve(**DB)
+    w.advance(599.9)
+    w.fire(**DB)
+    inc = w.only()
+    assert (inc.state, inc.resolved_at) == ("open", None)
+    assert w.timeline(inc)[-2:] == ["alert_firing", "reopened"]
+
+    w.advance(10)
+    w.resolve(**DB)
+    w.advance(600)  # the window has passed (it is half-open): the incident leaves memory
+    assert w.incidents() == []
+    w.fire(**DB)
+    assert w.only().id != inc.id
+
+
+def test_an_alert_changing_state_flap_threshold_times_is_flapping_and_its_incident_waits_to_settle():
+    w = World(flap_threshold=4, flap_window=900, reopen_window=600)
+    w.fire(**DB)
+    for _ in range(2):
+        w.advance(60)
+        w.resolve(**DB)
+        w.advance(60)
+        w.fire(**DB)
+    inc = w.only()
+    assert inc.flapping and next(iter(inc.alerts.values())).flapping
+    w.advance(60)
+    w.resolve(**DB)
+    assert inc.state == "open"
+    assert inc.resolve_due == w.now + 900
+    w.advance(899)
+    assert inc.state == "open"
+    w.advance(1)
+    assert inc.state == "resolved"
+    assert w.timeline(inc).count("opened") == 1
+    assert w.timeline(inc).count("flapping") == 1
+
+
+def test_a_flapping_incident_that_fires_again_before_settling_stays_open():
+    w = World(flap_threshold=2, flap_window=900)
+    w.fire(**DB)
+    w.advance(10)
+    w.resolve(**DB)  # resolved: not flapping yet (one change)
+    w.advance(10)
+    w.fire(**DB)  # reopened, second change: flapping
+    w.advance(10)
+    w.resolve(**DB)
+    inc = w.only()
+    assert inc.state == "open" and inc.resolve_due is not None
+    w.advance(100)
+    w.fire(**DB)
+    assert inc.resolve_due is None
+    w.advance(2000)
+    assert inc.state == "open"
+
+
+def test_severity_is_the_highest_and_sets_the_priority():
+    w = World()
+    base = {"alertname": "HighLatency", "service": "checkout"}
+    w.fire(pod="a", severity="info", **base)
+    assert (w.only().severity, w.only().priority) == ("info", "P4")
+    w.fire(pod="b", severity="critical", **base)
+    w.fire(pod="c", severity="warning", **base)
+    assert (w.only().severity, w.only().priority) == ("critical", "P2")
+
+
+def test_notes_and_who_did_what_are_in_the_timeline():
+    w = World()
+    w.fire(**DB)
+    inc = w.only()
+    w.manager.add_note(inc.id, "failing over", "carol", w.now)
+    w.manager.acknowledge(inc.id, "carol", w.now)
+    entries = [(e.kind, e.actor, e.text) for e in w.manager._timeline if e.incident_id == inc.id]
+    assert entries[2:] == [("note", "carol", "failing over"), ("acknowledged", "carol", "acknowledged by carol")]
+
+
+def test_what_is_written_to_the_store_restores_the_same_incidents(tmp_path):
+    w = World()
+    w.fire(ends_in=240, pod="a", **DB)
+    w.fire(ends_in=240, pod="b", **DB)
+    w.advance(100)
+    w.fire(ends_in=240, pod="a", **DB)  # a re-post: stored as an alert_seen row
+    store = Store(str(tmp_path / "s.sqlite3"), threaded=False)
+    writes = Writes()
+    w.manager.drain_writes(writes)
+    store.apply_sync(writes)
+
+    again = World()
+    components = Components(Pipeline([], again.manager), again.manager)
+    load_state(components, store, w.now)
+    [inc] = again.incidents()
+    assert inc.id == w.only().id
+    assert {fp: (m.last_at, m.ends_at) for fp, m in inc.alerts.items()} == {
+        fp: (m.last_at, m.ends_at) for fp, m in w.only().alerts.items()}
+    again.clock.set(w.now)
+    again.advance(140)  # pod b ends at T0+240; pod a at T0+340
+    assert inc.state == "open"
+    again.advance(100)
+    assert (inc.state, inc.resolved_at) == ("resolved", T0 + 340)
+    store.close()
