@@ -169,7 +169,8 @@ class TopologyCorrelator:
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint
-        open_incidents = list(incidents.open_incidents())
+        joinable = getattr(incidents, "joinable_incidents", None)
+        open_incidents = list(joinable(now) if joinable else incidents.open_incidents())
         for inc in open_incidents:
             if fp in _get(inc, "alerts", {}):
                 return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
@@ -237,8 +238,9 @@ class TopologyCorrelator:
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence,
                 weights: dict[str, Evidence]) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
-        Later, a CI still firing in the incident keeps collecting its own late alerts when
-        they say no more than its earlier ones (a node down, then not ready)."""
+        Later, a CI still firing in the incident (or only just resolved: alerts flap) keeps
+        collecting its own late alerts when they say no more than its earlier ones (a node
+        down, then not ready)."""
         opened = _num(_get(inc, "opened_at"), now)
         if now - opened > self.config.max_span:
             return False
@@ -247,7 +249,8 @@ class TopologyCorrelator:
             return True
         known = weights.get(ci)
         return known is not None and ev.kind <= known.kind and any(
-            _get(m, "ci") == ci and _get(m, "status") == "firing" for _, m in _members(inc)
+            _get(m, "ci") == ci and (_get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window)
+            for _, m in _members(inc)
         )
 
     def _reason(self, ci: str, inc: Any, hyp: Any, topo: Topology) -> str:
