@@ -58,6 +58,10 @@ class Cmdb:
         """The CI an alert with these labels belongs to (its most specific match), or None."""
         return self.index.lookup(labels)
 
+    def compatible_cis(self, labels: Mapping[str, str]) -> frozenset[str]:
+        """CIs an alert that matches none could be about (see `MatcherIndex.compatible`)."""
+        return self.index.compatible(labels)
+
     # -- direct neighbours -------------------------------------------------
 
     def depends_on(self, ci: str) -> list[str]:

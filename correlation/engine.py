@@ -178,6 +178,9 @@ class TopologyCorrelator:
         ci = event.ci
         window = event.correlation_window or self.config.window
         if ci is None or ci not in topo.cmdb:
+            scoped = self._place_in_scope(event, open_incidents, now, window)
+            if scoped is not None:
+                return scoped
             if self.fallback is not None:
                 placed = self.fallback.place(event, incidents, now)
                 why = "no CMDB CI matches its labels"
@@ -234,6 +237,30 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _place_in_scope(self, event: AlertEvent, open_incidents: list, now: float,
+                        window: float) -> Placement | None:
+        """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
+        root cause its labels fit, if there is one: the most recently active."""
+        scope = self.topology.cmdb.compatible_cis(event.alert.labels)
+        if not scope:
+            return None
+        best: tuple[float, Any, str] | None = None
+        for inc in open_incidents:
+            last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
+            if now - last > window or not _get(inc, "is_open", True):
+                continue
+            weights, _ = self.evidence(inc)
+            if not weights:
+                continue
+            _, hyp = self.explainer.fault_or_noise(weights)
+            if hyp is not None and hyp.ci in scope and (best is None or last > best[0]):
+                best = (last, inc, hyp.ci)
+        if best is None:
+            return None
+        _, inc, root = best
+        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause",
+                         _get(inc, "group_key", ""))
 
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence,
                 weights: dict[str, Evidence]) -> bool:
