@@ -27,9 +27,10 @@ class PathStep:
     down: bool  # True: src depends on dst; False: dst depends on src
 
     def describe(self) -> str:
-        if self.down:
-            return f"{self.src} {self.relation} {self.dst}"
-        return f"{self.dst} {self.relation} {self.src}"
+        a, b = (self.src, self.dst) if self.down else (self.dst, self.src)
+        if self.relation == "inferred":
+            return f"{a} depends_on {b} (inferred: other deployments record it)"
+        return f"{a} {self.relation} {b}"
 
 
 class Cmdb:
