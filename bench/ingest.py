@@ -155,7 +155,7 @@ class Server:
 
     def metric(self, name: str) -> float:
         text = get(self.metrics_url).decode()
-        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
         return float(m.group(1)) if m else 0.0
 
 
@@ -297,6 +297,8 @@ def run_scenario(server: Server, scenario: str, batch: int, concurrency: int, ra
             wait_drained(server, 120)
     res = Result(server.name, scenario, batch, concurrency if not rate else 0, rate)
     processed0 = server.metric("incidentd_pipeline_alerts_processed_total") if is_incidentd else 0.0
+    gen2 = 'python_gc_collections_total{generation="2"}'
+    full_gc0 = server.metric(gen2) if is_incidentd else 0.0
     cpu0, ccpu0 = cpu_seconds(server.proc.pid), client_cpu()
     latencies: list[float] = []
     t0 = time.perf_counter()
@@ -315,6 +317,7 @@ def run_scenario(server: Server, scenario: str, batch: int, concurrency: int, ra
         processed = server.metric("incidentd_pipeline_alerts_processed_total") - processed0
         res.processed_per_s = processed / (drained - t0)
         res.server_cpu_s = cpu_seconds(server.proc.pid) - cpu0  # includes catching up
+        res.extra["full_gc_collections"] = server.metric(gen2) - full_gc0
     return res
 
 

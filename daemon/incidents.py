@@ -173,6 +173,7 @@ class IncidentManager:
         self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
         self._timer_seq = 0
         self._next_seq = 1
+        self._seq_written = 0  # the next_incident_seq last handed to the store
         self._dirty: set[str] = set()
         self._timeline: list[TimelineEntry] = []
         self._changes: list[IncidentChange] = []
@@ -731,8 +732,10 @@ class IncidentManager:
             ((e.incident_id, e.at, e.kind, e.actor, e.text, dumps(e.data) if e.data is not None else None)
              for e in self._timeline),
         )
-        writes.add("INSERT INTO meta (key, value) VALUES ('next_incident_seq', ?)"
-                   " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(self._next_seq),))
+        if self._next_seq != self._seq_written:
+            writes.add("INSERT INTO meta (key, value) VALUES ('next_incident_seq', ?)"
+                       " ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(self._next_seq),))
+            self._seq_written = self._next_seq
         by_fp = self.by_fingerprint
         writes.extend(
             "INSERT INTO alert_seen (fingerprint, incident_id, last_at, ends_at) VALUES (?,?,?,?)"

@@ -11,7 +11,16 @@ from collections import Counter as _Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -25,9 +34,13 @@ _OPEN_HELP = "Open (including acknowledged) incidents, by severity."
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, process: bool = False) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if process:  # the daemon's own process: CPU, memory, file descriptors, GC
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
         self.alerts_received = Counter(
             "incidentd_alerts_received_total",
             "Alerts received, by source (alertmanager, api, detector, replay) and outcome (accepted, rejected, throttled).",
