@@ -63,8 +63,9 @@ def label_sets(n: int = DISTINCT, seed: int = 7) -> list[dict[str, str]]:
     rnd = random.Random(seed)
     out, seen = [], set()
     while len(out) < n:
-        ns = f"team-{rnd.randrange(12)}"
-        svc = f"{rnd.choice(['api', 'web', 'worker', 'db', 'cache', 'queue'])}-{rnd.randrange(40)}"
+        k = rnd.randrange(60)  # 60 services in 12 namespaces, each with many pods
+        svc = f"{['api', 'web', 'worker', 'db', 'cache', 'queue'][k % 6]}-{k // 6}"
+        ns = f"team-{k % 12}"
         pod = f"{svc}-{rnd.getrandbits(32):08x}-{rnd.getrandbits(20):05x}"
         labels = {"alertname": rnd.choice(ALERTNAMES), "cluster": f"prod-{rnd.randrange(3)}",
                   "namespace": ns, "service": svc, "job": "kubernetes-pods", "pod": pod,
