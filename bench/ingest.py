@@ -51,10 +51,24 @@ REPO = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 DISTINCT = 10_000
 
-ALERTNAMES = ["HighErrorRate", "HighLatency", "PodCrashLooping", "PodNotReady", "ContainerOOMKilled",
-              "CPUThrottlingHigh", "DiskWillFillIn4Hours", "MemoryPressure", "TargetDown",
-              "KubeDeploymentReplicasMismatch", "NodeFilesystemAlmostFull", "EndpointDown",
-              "CertificateExpiresSoon", "QueueBacklogGrowing", "ReplicationLagHigh", "SLOBurnRateFast"]
+ALERTNAMES = [
+    "HighErrorRate",
+    "HighLatency",
+    "PodCrashLooping",
+    "PodNotReady",
+    "ContainerOOMKilled",
+    "CPUThrottlingHigh",
+    "DiskWillFillIn4Hours",
+    "MemoryPressure",
+    "TargetDown",
+    "KubeDeploymentReplicasMismatch",
+    "NodeFilesystemAlmostFull",
+    "EndpointDown",
+    "CertificateExpiresSoon",
+    "QueueBacklogGrowing",
+    "ReplicationLagHigh",
+    "SLOBurnRateFast",
+]
 SEVERITIES = ["warning", "warning", "critical", "info"]
 
 
@@ -67,10 +81,17 @@ def label_sets(n: int = DISTINCT, seed: int = 7) -> list[dict[str, str]]:
         svc = f"{['api', 'web', 'worker', 'db', 'cache', 'queue'][k % 6]}-{k // 6}"
         ns = f"team-{k % 12}"
         pod = f"{svc}-{rnd.getrandbits(32):08x}-{rnd.getrandbits(20):05x}"
-        labels = {"alertname": rnd.choice(ALERTNAMES), "cluster": f"prod-{rnd.randrange(3)}",
-                  "namespace": ns, "service": svc, "job": "kubernetes-pods", "pod": pod,
-                  "instance": f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}:8080",
-                  "severity": rnd.choice(SEVERITIES), "prometheus": "monitoring/k8s"}
+        labels = {
+            "alertname": rnd.choice(ALERTNAMES),
+            "cluster": f"prod-{rnd.randrange(3)}",
+            "namespace": ns,
+            "service": svc,
+            "job": "kubernetes-pods",
+            "pod": pod,
+            "instance": f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(256)}:8080",
+            "severity": rnd.choice(SEVERITIES),
+            "prometheus": "monitoring/k8s",
+        }
         key = tuple(sorted(labels.items()))
         if key not in seen:
             seen.add(key)
@@ -92,12 +113,19 @@ class Bodies:
         sets = label_sets()
         self.templates = []
         for i in range(0, len(sets), batch):
-            alerts = [{"labels": ls, "annotations": {"summary": f"{ls['alertname']} on {ls['pod']}",
-                                                     "runbook_url": "https://runbooks.example.org/x"},
-                       "startsAt": rfc3339(started - 3600 + (hash(ls["pod"]) % 3000)),
-                       "endsAt": "__ENDS_AT__",
-                       "generatorURL": "http://prometheus:9090/graph?g0.expr=up&g0.tab=1"}
-                      for ls in sets[i:i + batch]]
+            alerts = [
+                {
+                    "labels": ls,
+                    "annotations": {
+                        "summary": f"{ls['alertname']} on {ls['pod']}",
+                        "runbook_url": "https://runbooks.example.org/x",
+                    },
+                    "startsAt": rfc3339(started - 3600 + (hash(ls["pod"]) % 3000)),
+                    "endsAt": "__ENDS_AT__",
+                    "generatorURL": "http://prometheus:9090/graph?g0.expr=up&g0.tab=1",
+                }
+                for ls in sets[i : i + batch]
+            ]
             self.templates.append(json.dumps(alerts, separators=(",", ":")).encode())
         self.batch = batch
         self.current: list[bytes] = []
@@ -178,11 +206,26 @@ def start_incidentd(durability: str, workdir: str) -> Server:
     cfg = Path(workdir) / "config.yaml"
     cfg.write_text(f"data_dir: data\ninbox:\n  durability: {durability}\nlog:\n  level: warning\n")
     log = open(Path(workdir) / "incidentd.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--config", str(cfg),
-                             "--listen", f"127.0.0.1:{port}"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "run",
+            "--config",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_ready(base + "/readyz", proc)
-    return Server(f"incidentd ({durability})", base + "/api/v1/alerts", proc, base + "/metrics", workdir)
+    return Server(
+        f"incidentd ({durability})", base + "/api/v1/alerts", proc, base + "/metrics", workdir
+    )
 
 
 def start_alertmanager(workdir: str) -> Server | None:
@@ -191,12 +234,23 @@ def start_alertmanager(workdir: str) -> Server | None:
         return None
     port = free_port()
     cfg = Path(workdir) / "alertmanager.yml"
-    cfg.write_text("route:\n  receiver: blackhole\n  group_by: [alertname, service]\n"
-                   "receivers:\n  - name: blackhole\n")
+    cfg.write_text(
+        "route:\n  receiver: blackhole\n  group_by: [alertname, service]\n"
+        "receivers:\n  - name: blackhole\n"
+    )
     log = open(Path(workdir) / "alertmanager.log", "wb")
-    proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.path={workdir}/am-data",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={cfg}",
+            f"--storage.path={workdir}/am-data",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     wait_ready(base + "/-/ready", proc)
     return Server("alertmanager", base + "/api/v2/alerts", proc, base + "/metrics", workdir)
@@ -234,8 +288,15 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def drive(url: str, bodies: Bodies, *, concurrency: int, rate: float, duration: float,
-                latencies: list[float] | None) -> tuple[int, int, int]:
+async def drive(
+    url: str,
+    bodies: Bodies,
+    *,
+    concurrency: int,
+    rate: float,
+    duration: float,
+    latencies: list[float] | None,
+) -> tuple[int, int, int]:
     """Post for `duration` seconds: closed loop with `concurrency` in flight, or
     open loop at `rate` requests/s. Returns (requests, accepted alerts, rejected)."""
     headers = {"Content-Type": "application/json"}
@@ -272,6 +333,7 @@ async def drive(url: str, bodies: Bodies, *, concurrency: int, rate: float, dura
                 nxt += interval
             await asyncio.gather(*pending)
         else:
+
             async def worker() -> None:
                 while time.perf_counter() < end:
                     await one(bodies.next())
@@ -285,8 +347,15 @@ def client_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_scenario(server: Server, scenario: str, batch: int, concurrency: int, rate: float,
-                 duration: float, warmup: bool) -> Result:
+def run_scenario(
+    server: Server,
+    scenario: str,
+    batch: int,
+    concurrency: int,
+    rate: float,
+    duration: float,
+    warmup: bool,
+) -> Result:
     bodies = Bodies(batch, time.time())
     is_incidentd = server.name.startswith("incidentd")
     res = Result(server.name, scenario, batch, concurrency if not rate else 0, rate)
@@ -305,7 +374,15 @@ def run_scenario(server: Server, scenario: str, batch: int, concurrency: int, ra
     latencies: list[float] = []
     t0 = time.perf_counter()
     res.requests, res.accepted_alerts, res.rejected_requests = asyncio.run(
-        drive(server.url, bodies, concurrency=concurrency, rate=rate, duration=duration, latencies=latencies))
+        drive(
+            server.url,
+            bodies,
+            concurrency=concurrency,
+            rate=rate,
+            duration=duration,
+            latencies=latencies,
+        )
+    )
     res.seconds = time.perf_counter() - t0
     res.server_cpu_s = cpu_seconds(server.proc.pid) - cpu0
     res.client_cpu_s = client_cpu() - ccpu0
@@ -330,7 +407,9 @@ async def _post_all(url: str, bodies: Bodies) -> None:
         async def one(body: bytes) -> None:
             async with sem:
                 for _ in range(100):
-                    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                    async with session.post(
+                        url, data=body, headers={"Content-Type": "application/json"}
+                    ) as r:
                         await r.read()
                         if r.status != 503:
                             return
@@ -366,7 +445,9 @@ def main() -> int:
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     durabilities = ["crash", "power"] if args.durability == "both" else [args.durability]
     results: list[Result] = []
-    print(f"{os.cpu_count()} CPUs; load generator, incidentd and Alertmanager share them", flush=True)
+    print(
+        f"{os.cpu_count()} CPUs; load generator, incidentd and Alertmanager share them", flush=True
+    )
     for scenario in scenarios:
         batch, conc, rate = SCENARIOS[scenario]
         batch = args.batch or batch
@@ -377,12 +458,18 @@ def main() -> int:
             targets.append(("alertmanager", ""))
         for kind, durability in targets:
             with tempfile.TemporaryDirectory(prefix="incidentd-bench-") as workdir:
-                server = start_incidentd(durability, workdir) if kind == "incidentd" else start_alertmanager(workdir)
+                server = (
+                    start_incidentd(durability, workdir)
+                    if kind == "incidentd"
+                    else start_alertmanager(workdir)
+                )
                 if server is None:
                     print("prometheus-alertmanager not installed: no comparison", flush=True)
                     continue
                 try:
-                    res = run_scenario(server, scenario, batch, conc, rate, args.duration, warmup=True)
+                    res = run_scenario(
+                        server, scenario, batch, conc, rate, args.duration, warmup=True
+                    )
                 finally:
                     server.stop()
             results.append(res)
@@ -394,15 +481,23 @@ def main() -> int:
 
 
 def format_result(r: Result) -> str:
-    load = f"batch {r.batch} x {r.concurrency} in flight" if not r.rate else f"batch {r.batch} at {r.rate:.0f} req/s"
-    line = (f"{r.server:20} {load:28} accepted {r.accepted_per_s:9.0f} alerts/s  p50 {r.p50_ms:6.2f} ms"
-            f"  p99 {r.p99_ms:7.2f} ms  server CPU {r.server_cpu_s:5.1f} s  client CPU {r.client_cpu_s:5.1f} s"
-            f"  ({r.requests} requests in {r.seconds:.1f} s, {r.rejected_requests} rejected)")
+    load = (
+        f"batch {r.batch} x {r.concurrency} in flight"
+        if not r.rate
+        else f"batch {r.batch} at {r.rate:.0f} req/s"
+    )
+    line = (
+        f"{r.server:20} {load:28} accepted {r.accepted_per_s:9.0f} alerts/s  p50 {r.p50_ms:6.2f} ms"
+        f"  p99 {r.p99_ms:7.2f} ms  server CPU {r.server_cpu_s:5.1f} s  client CPU {r.client_cpu_s:5.1f} s"
+        f"  ({r.requests} requests in {r.seconds:.1f} s, {r.rejected_requests} rejected)"
+    )
     if r.processed_per_s is not None:
-        line += (f"\n{'':20} processed {r.processed_per_s:9.0f} alerts/s (inbox empty {r.drain_s:.2f} s after the load);"
-                 f" first pass, {DISTINCT} new alerts posted and processed:"
-                 f" {r.extra.get('first_pass_alerts_per_s', 0)} alerts/s;"
-                 f" full GC passes: {r.extra.get('full_gc_collections', 0):.0f}")
+        line += (
+            f"\n{'':20} processed {r.processed_per_s:9.0f} alerts/s (inbox empty {r.drain_s:.2f} s after the load);"
+            f" first pass, {DISTINCT} new alerts posted and processed:"
+            f" {r.extra.get('first_pass_alerts_per_s', 0)} alerts/s;"
+            f" full GC passes: {r.extra.get('full_gc_collections', 0):.0f}"
+        )
     return line
 
 
@@ -411,8 +506,10 @@ def print_summary(results: list[Result]) -> None:
     for r in results:
         ref = am.get(r.scenario)
         if r.server.startswith("incidentd") and ref and ref.accepted_per_s:
-            print(f"{r.scenario}: {r.server} / alertmanager = {r.accepted_per_s / ref.accepted_per_s:.2f}"
-                  f" ({r.accepted_per_s:.0f} vs {ref.accepted_per_s:.0f} alerts/s)")
+            print(
+                f"{r.scenario}: {r.server} / alertmanager = {r.accepted_per_s / ref.accepted_per_s:.2f}"
+                f" ({r.accepted_per_s:.0f} vs {ref.accepted_per_s:.0f} alerts/s)"
+            )
 
 
 if __name__ == "__main__":

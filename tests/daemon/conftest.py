@@ -23,7 +23,9 @@ async def start_daemon(tmp_path):
     started: list[tuple[Daemon, aiohttp.ClientSession]] = []
 
     async def start(config_text: str = "", clock: VirtualClock | None = None) -> Client:
-        daemon = Daemon(load_config(write_config(tmp_path, config_text)), clock=clock or VirtualClock(T0))
+        daemon = Daemon(
+            load_config(write_config(tmp_path, config_text)), clock=clock or VirtualClock(T0)
+        )
         await daemon.start("127.0.0.1:0")
         session = aiohttp.ClientSession()
         started.append((daemon, session))
@@ -33,5 +35,3 @@ async def start_daemon(tmp_path):
     for daemon, session in started:
         await session.close()
         await daemon.stop()
-
-

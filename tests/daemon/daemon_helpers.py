@@ -30,11 +30,16 @@ def ts(t: float) -> str:
     return format_rfc3339(t, millis=True)
 
 
-def v2_alert(labels: dict[str, str], starts: float = T0, ends: float | None = None,
-             **annotations: str) -> dict[str, Any]:
+def v2_alert(
+    labels: dict[str, str], starts: float = T0, ends: float | None = None, **annotations: str
+) -> dict[str, Any]:
     """An alert as Prometheus posts it to Alertmanager's `/api/v2/alerts`."""
-    a: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": ts(starts),
-                         "generatorURL": "http://prometheus:9090/graph"}
+    a: dict[str, Any] = {
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": ts(starts),
+        "generatorURL": "http://prometheus:9090/graph",
+    }
     if ends is not None:
         a["endsAt"] = ts(ends)
     return a
@@ -43,16 +48,32 @@ def v2_alert(labels: dict[str, str], starts: float = T0, ends: float | None = No
 def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
     """An Alertmanager webhook (version 4) carrying `alerts` (each with `status`)."""
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
-    return {"version": "4", "receiver": "incidentd", "status": status, "alerts": list(alerts),
-            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093", "groupKey": "{}:{}", "truncatedAlerts": 0}
+    return {
+        "version": "4",
+        "receiver": "incidentd",
+        "status": status,
+        "alerts": list(alerts),
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+    }
 
 
-def wh_alert(labels: dict[str, str], status: str = "firing", starts: float = T0,
-             ends: float | None = None) -> dict[str, Any]:
-    return {"status": status, "labels": labels, "annotations": {}, "startsAt": ts(starts),
-            "endsAt": ts(ends) if ends is not None else "0001-01-01T00:00:00Z",
-            "generatorURL": "", "fingerprint": ""}
+def wh_alert(
+    labels: dict[str, str], status: str = "firing", starts: float = T0, ends: float | None = None
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": ts(starts),
+        "endsAt": ts(ends) if ends is not None else "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "",
+    }
 
 
 class Client:
@@ -65,8 +86,15 @@ class Client:
         self.daemon = daemon
         self.clock: VirtualClock = daemon.clock  # type: ignore[assignment]
 
-    async def call(self, method: str, path: str, body: Any = None, *, data: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, Any]:
         kwargs: dict[str, Any] = {"headers": headers}
         if data is not None:
             kwargs["data"] = data
@@ -139,8 +167,16 @@ class DaemonProcess:
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "daemon.cli", "run", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "run",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
         if self.config:
             cmd += ["--config", self.config]
         with open(self.log, "ab") as log:
@@ -148,7 +184,9 @@ class DaemonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"incidentd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"incidentd exited {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 if http_get(self.base + "/readyz", 0.5)[0] == 200:
                     return self
@@ -156,7 +194,9 @@ class DaemonProcess:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise AssertionError(f"incidentd not ready within {timeout}s: {self.log.read_text()[-2000:]}")
+        raise AssertionError(
+            f"incidentd not ready within {timeout}s: {self.log.read_text()[-2000:]}"
+        )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -18,8 +18,10 @@ GOOD = {"alertname": "DiskFull", "instance": "db-1"}
 def stored(tmp_path) -> tuple[int, int]:
     """(inbox rows, incidents) in the store."""
     with sqlite3.connect(tmp_path / "data" / STORE_FILE) as conn:
-        return (conn.execute("SELECT count(*) FROM inbox").fetchone()[0],
-                conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
+        return (
+            conn.execute("SELECT count(*) FROM inbox").fetchone()[0],
+            conn.execute("SELECT count(*) FROM incidents").fetchone()[0],
+        )
 
 
 @pytest.fixture
@@ -54,7 +56,10 @@ async def test_malformed_json_is_400(client, path):
 async def test_wrong_content_type_is_415(client, path):
     status, body = await send(client, path, json.dumps([v2_alert(GOOD)]).encode(), "text/plain")
     assert status == 415
-    assert body == {"error": "unsupported content type", "detail": "expected application/json, got text/plain"}
+    assert body == {
+        "error": "unsupported content type",
+        "detail": "expected application/json, got text/plain",
+    }
 
 
 async def test_body_over_the_size_limit_is_413(client):
@@ -70,36 +75,73 @@ async def test_body_over_the_size_limit_without_content_length_is_413(client):
 
     async def chunks():
         for i in range(0, len(big), 1000):
-            yield big[i:i + 1000]
+            yield big[i : i + 1000]
 
-    async with client.session.post(client.base + ALERTS, data=chunks(),
-                                   headers={"Content-Type": "application/json"}) as resp:
+    async with client.session.post(
+        client.base + ALERTS, data=chunks(), headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 413
         assert (await resp.json())["error"] == "request body too large"
 
 
 BAD_ALERTS = [
-    ("no labels", [v2_alert(GOOD), {"annotations": {}, "startsAt": ts(T0)}],
-     "[1].labels: expected an object of strings, got null"),
+    (
+        "no labels",
+        [v2_alert(GOOD), {"annotations": {}, "startsAt": ts(T0)}],
+        "[1].labels: expected an object of strings, got null",
+    ),
     ("empty labels", [{"labels": {}}], "[0].labels: at least one label is required"),
-    ("label value not a string", [v2_alert(GOOD), {"labels": {"alertname": "A", "severity": 3}}],
-     "[1].labels.severity: expected a string, got a number"),
-    ("label value null", [{"labels": {"alertname": None}}], "[0].labels.alertname: expected a string, got null"),
-    ("bad label name", [{"labels": {"alert-name": "A"}}], "[0].labels.alert-name: invalid label name"),
-    ("annotation not a string", [{"labels": GOOD, "annotations": {"summary": ["x"]}}],
-     "[0].annotations.summary: expected a string, got a list"),
-    ("startsAt not a timestamp", [{"labels": GOOD, "startsAt": "yesterday"}],
-     "[0].startsAt: not an RFC 3339 timestamp: 'yesterday'"),
-    ("startsAt impossible date", [{"labels": GOOD, "startsAt": "2026-02-30T00:00:00Z"}],
-     "[0].startsAt: not a valid date/time"),
-    ("endsAt a number", [{"labels": GOOD, "endsAt": 1767225600}],
-     "[0].endsAt: expected an RFC 3339 timestamp string, got a number"),
-    ("endsAt before startsAt", [v2_alert(GOOD), v2_alert(GOOD, starts=T0, ends=T0 - 60)],
-     "[1].endsAt: endsAt is before startsAt"),
+    (
+        "label value not a string",
+        [v2_alert(GOOD), {"labels": {"alertname": "A", "severity": 3}}],
+        "[1].labels.severity: expected a string, got a number",
+    ),
+    (
+        "label value null",
+        [{"labels": {"alertname": None}}],
+        "[0].labels.alertname: expected a string, got null",
+    ),
+    (
+        "bad label name",
+        [{"labels": {"alert-name": "A"}}],
+        "[0].labels.alert-name: invalid label name",
+    ),
+    (
+        "annotation not a string",
+        [{"labels": GOOD, "annotations": {"summary": ["x"]}}],
+        "[0].annotations.summary: expected a string, got a list",
+    ),
+    (
+        "startsAt not a timestamp",
+        [{"labels": GOOD, "startsAt": "yesterday"}],
+        "[0].startsAt: not an RFC 3339 timestamp: 'yesterday'",
+    ),
+    (
+        "startsAt impossible date",
+        [{"labels": GOOD, "startsAt": "2026-02-30T00:00:00Z"}],
+        "[0].startsAt: not a valid date/time",
+    ),
+    (
+        "endsAt a number",
+        [{"labels": GOOD, "endsAt": 1767225600}],
+        "[0].endsAt: expected an RFC 3339 timestamp string, got a number",
+    ),
+    (
+        "endsAt before startsAt",
+        [v2_alert(GOOD), v2_alert(GOOD, starts=T0, ends=T0 - 60)],
+        "[1].endsAt: endsAt is before startsAt",
+    ),
     ("not a list", {"labels": GOOD}, "expected a JSON list of alerts, got an object"),
-    ("alert not an object", [v2_alert(GOOD), "DiskFull"], "[1]: expected an alert object, got a string"),
-    ("generatorURL not a string", [{"labels": GOOD, "generatorURL": 5}],
-     "[0].generatorURL: expected a string, got a number"),
+    (
+        "alert not an object",
+        [v2_alert(GOOD), "DiskFull"],
+        "[1]: expected an alert object, got a string",
+    ),
+    (
+        "generatorURL not a string",
+        [{"labels": GOOD, "generatorURL": 5}],
+        "[0].generatorURL: expected a string, got a number",
+    ),
 ]
 
 
@@ -112,16 +154,36 @@ async def test_invalid_api_alerts_are_400_naming_the_alert_and_field(client, cas
 
 
 BAD_WEBHOOKS = [
-    ("alert without labels", webhook(wh_alert(GOOD), {"status": "firing"}),
-     "alerts[1].labels: expected an object of strings, got null"),
-    ("status unknown", webhook(wh_alert(GOOD), {**wh_alert(GOOD), "status": "pending"}),
-     "alerts[1].status: expected 'firing' or 'resolved', got 'pending'"),
-    ("endsAt before startsAt", webhook(wh_alert(GOOD, "resolved", starts=T0, ends=T0 - 1)),
-     "alerts[0].endsAt: endsAt is before startsAt"),
-    ("unparseable startsAt", webhook({**wh_alert(GOOD), "startsAt": "2026-01-01 00:00"}),
-     "alerts[0].startsAt: not an RFC 3339 timestamp"),
-    ("alerts missing", {"version": "4", "status": "firing"}, "alerts: expected a list of alerts, got null"),
-    ("other version", {**webhook(wh_alert(GOOD)), "version": "3"}, "version: unsupported webhook version '3'"),
+    (
+        "alert without labels",
+        webhook(wh_alert(GOOD), {"status": "firing"}),
+        "alerts[1].labels: expected an object of strings, got null",
+    ),
+    (
+        "status unknown",
+        webhook(wh_alert(GOOD), {**wh_alert(GOOD), "status": "pending"}),
+        "alerts[1].status: expected 'firing' or 'resolved', got 'pending'",
+    ),
+    (
+        "endsAt before startsAt",
+        webhook(wh_alert(GOOD, "resolved", starts=T0, ends=T0 - 1)),
+        "alerts[0].endsAt: endsAt is before startsAt",
+    ),
+    (
+        "unparseable startsAt",
+        webhook({**wh_alert(GOOD), "startsAt": "2026-01-01 00:00"}),
+        "alerts[0].startsAt: not an RFC 3339 timestamp",
+    ),
+    (
+        "alerts missing",
+        {"version": "4", "status": "firing"},
+        "alerts: expected a list of alerts, got null",
+    ),
+    (
+        "other version",
+        {**webhook(wh_alert(GOOD)), "version": "3"},
+        "version: unsupported webhook version '3'",
+    ),
     ("a list", [wh_alert(GOOD)], "expected an Alertmanager webhook object, got a list"),
 ]
 
@@ -134,10 +196,26 @@ async def test_invalid_webhooks_are_400_naming_the_alert_and_field(client, case,
 
 
 BAD_SAMPLES = [
-    ("no __name__", [{"labels": {"job": "x"}, "value": 1, "at": ts(T0)}], "[0].labels: the __name__ label is required"),
-    ("value a string", [{"labels": {"__name__": "m"}, "value": "1", "at": ts(T0)}], "[0].value: expected a number"),
-    ("value a boolean", [{"labels": {"__name__": "m"}, "value": True, "at": ts(T0)}], "[0].value: expected a number"),
-    ("at missing", [{"labels": {"__name__": "m"}, "value": 1}], "[0].at: expected an RFC 3339 timestamp string"),
+    (
+        "no __name__",
+        [{"labels": {"job": "x"}, "value": 1, "at": ts(T0)}],
+        "[0].labels: the __name__ label is required",
+    ),
+    (
+        "value a string",
+        [{"labels": {"__name__": "m"}, "value": "1", "at": ts(T0)}],
+        "[0].value: expected a number",
+    ),
+    (
+        "value a boolean",
+        [{"labels": {"__name__": "m"}, "value": True, "at": ts(T0)}],
+        "[0].value: expected a number",
+    ),
+    (
+        "at missing",
+        [{"labels": {"__name__": "m"}, "value": 1}],
+        "[0].at: expected an RFC 3339 timestamp string",
+    ),
 ]
 
 

@@ -17,8 +17,12 @@ BATCH = 5
 
 
 def labels_of(i: int) -> dict[str, str]:
-    return {"alertname": "KillTest", "service": f"svc-{i % 40}", "instance": f"host-{i}:9100",
-            "severity": "warning"}
+    return {
+        "alertname": "KillTest",
+        "service": f"svc-{i % 40}",
+        "instance": f"host-{i}:9100",
+        "severity": "warning",
+    }
 
 
 async def post_until_killed(base: str, acked: list[int], stop: asyncio.Event) -> int:
@@ -31,8 +35,9 @@ async def post_until_killed(base: str, acked: list[int], stop: asyncio.Event) ->
         while not stop.is_set():
             ids = [next(counter) for _ in range(BATCH)]
             try:
-                async with session.post(base + "/api/v1/alerts",
-                                        json=[v2_alert(labels_of(i)) for i in ids]) as resp:
+                async with session.post(
+                    base + "/api/v1/alerts", json=[v2_alert(labels_of(i)) for i in ids]
+                ) as resp:
                     await resp.read()
                     if resp.status == 200:
                         acked.extend(ids)
@@ -72,7 +77,9 @@ async def test_every_alert_answered_2xx_survives_sigkill_and_ends_in_an_incident
             time.sleep(0.1)
         status, body = http_get(daemon.base + "/api/v1/incidents?state=all", timeout=30)
         assert status == 200
-        in_incidents = {a["fingerprint"] for inc in json.loads(body)["incidents"] for a in inc["alerts"]}
+        in_incidents = {
+            a["fingerprint"] for inc in json.loads(body)["incidents"] for a in inc["alerts"]
+        }
     finally:
         daemon.stop()
     missing = [i for i in acked if fingerprint(labels_of(i)) not in in_incidents]

@@ -27,7 +27,8 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager")
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None or ALERTMANAGER is None,
     reason="needs Debian's prometheus and prometheus-alertmanager (apt-get install prometheus "
-           "prometheus-alertmanager; .ci/run installs them)")
+    "prometheus-alertmanager; .ci/run installs them)",
+)
 
 ALERTMANAGER_YML = """\
 route:
@@ -93,7 +94,9 @@ class Exporter:
 
     async def metrics(self, request: web.Request) -> web.Response:
         lines = ["# HELP sink_fault 1 while the pod is failing.", "# TYPE sink_fault gauge"]
-        lines += [f'sink_fault{{service="checkout",pod="{pod}"}} {v}' for pod, v in self.faults.items()]
+        lines += [
+            f'sink_fault{{service="checkout",pod="{pod}"}} {v}' for pod, v in self.faults.items()
+        ]
         return web.Response(text="\n".join(lines) + "\n")
 
     async def start(self) -> None:
@@ -125,7 +128,9 @@ async def until(what: str, fetch, predicate, procs: list[subprocess.Popen]):
     last = None
     while time.monotonic() < deadline:
         for p in procs:
-            assert p.poll() is None, f"{p.args[0]} exited with {p.returncode} while waiting for {what}"
+            assert p.poll() is None, (
+                f"{p.args[0]} exited with {p.returncode} while waiting for {what}"
+            )
         try:
             last = fetch()
             if predicate(last):
@@ -143,13 +148,17 @@ def get_json(url: str):
     return json.loads(body)
 
 
-async def test_alertmanager_webhook_opens_and_resolves_an_incident_and_prometheus_scrapes_incidentd(tmp_path: Path):
+async def test_alertmanager_webhook_opens_and_resolves_an_incident_and_prometheus_scrapes_incidentd(
+    tmp_path: Path,
+):
     exporter = Exporter()
     await exporter.start()
     incidentd = DaemonProcess(tmp_path / "incidentd").start()
     am_port, prom_port = free_port(), free_port()
     ports = {"incidentd": incidentd.port, "alertmanager": am_port, "exporter": exporter.port}
-    (tmp_path / "alertmanager.yml").write_text(ALERTMANAGER_YML.replace("{incidentd}", str(incidentd.port)))
+    (tmp_path / "alertmanager.yml").write_text(
+        ALERTMANAGER_YML.replace("{incidentd}", str(incidentd.port))
+    )
     prom_yml = PROMETHEUS_YML
     for name, port in ports.items():
         prom_yml = prom_yml.replace("{" + name + "}", str(port))
@@ -160,14 +169,28 @@ async def test_alertmanager_webhook_opens_and_resolves_an_incident_and_prometheu
     logs = []
     try:
         for name, cmd in (
-            ("alertmanager", [ALERTMANAGER, "--config.file=alertmanager.yml", "--storage.path=am-data",
-                              f"--web.listen-address=127.0.0.1:{am_port}",
-                              f"--web.external-url=http://127.0.0.1:{am_port}/",
-                              "--cluster.listen-address="]),
-            ("prometheus", [PROMETHEUS, "--config.file=prometheus.yml", "--storage.tsdb.path=prom-data",
-                            f"--web.listen-address=127.0.0.1:{prom_port}",
-                            f"--web.external-url=http://127.0.0.1:{prom_port}/",
-                            "--rules.alert.resend-delay=2s"]),
+            (
+                "alertmanager",
+                [
+                    ALERTMANAGER,
+                    "--config.file=alertmanager.yml",
+                    "--storage.path=am-data",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    f"--web.external-url=http://127.0.0.1:{am_port}/",
+                    "--cluster.listen-address=",
+                ],
+            ),
+            (
+                "prometheus",
+                [
+                    PROMETHEUS,
+                    "--config.file=prometheus.yml",
+                    "--storage.tsdb.path=prom-data",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    f"--web.external-url=http://127.0.0.1:{prom_port}/",
+                    "--rules.alert.resend-delay=2s",
+                ],
+            ),
         ):
             log = open(tmp_path / f"{name}.log", "wb")
             logs.append(log)
@@ -176,11 +199,18 @@ async def test_alertmanager_webhook_opens_and_resolves_an_incident_and_prometheu
         incidents_url = f"{incidentd.base}/api/v1/incidents?state=all"
 
         def fault_incidents():
-            return [i for i in get_json(incidents_url)["incidents"]
-                    if any(a["labels"].get("alertname") == "ServiceFault" for a in i["alerts"])]
+            return [
+                i
+                for i in get_json(incidents_url)["incidents"]
+                if any(a["labels"].get("alertname") == "ServiceFault" for a in i["alerts"])
+            ]
 
-        [inc] = await until("an incident with both pods' ServiceFault alerts", fault_incidents,
-                            lambda incs: len(incs) == 1 and len(incs[0]["alerts"]) == 2, procs)
+        [inc] = await until(
+            "an incident with both pods' ServiceFault alerts",
+            fault_incidents,
+            lambda incs: len(incs) == 1 and len(incs[0]["alerts"]) == 2,
+            procs,
+        )
         assert inc["state"] == "open"
         assert inc["severity"] == "critical"
         assert sorted(a["labels"]["pod"] for a in inc["alerts"]) == sorted(PODS)
@@ -191,24 +221,36 @@ async def test_alertmanager_webhook_opens_and_resolves_an_incident_and_prometheu
         assert inc["title"].startswith("checkout is failing on ")
 
         exporter.faults[PODS[0]] = 0
-        [inc] = await until("the first pod's alert resolved", fault_incidents,
-                            lambda incs: sorted(a["status"] for a in incs[0]["alerts"]) == ["firing", "resolved"],
-                            procs)
+        [inc] = await until(
+            "the first pod's alert resolved",
+            fault_incidents,
+            lambda incs: sorted(a["status"] for a in incs[0]["alerts"]) == ["firing", "resolved"],
+            procs,
+        )
         assert inc["state"] == "open"
 
         exporter.faults[PODS[1]] = 0
-        [inc] = await until("the incident resolved", fault_incidents,
-                            lambda incs: incs[0]["state"] == "resolved", procs)
+        [inc] = await until(
+            "the incident resolved",
+            fault_incidents,
+            lambda incs: incs[0]["state"] == "resolved",
+            procs,
+        )
         assert inc["resolved_by"] == "incidentd"
         assert all(a["status"] == "resolved" for a in inc["alerts"])
 
         query = urllib.parse.quote('up{job="incidentd"}')
-        up = await until("Prometheus to report incidentd up",
-                         lambda: get_json(f"http://127.0.0.1:{prom_port}/api/v1/query?query={query}"),
-                         lambda r: [s["value"][1] for s in r["data"]["result"]] == ["1"], procs)
+        up = await until(
+            "Prometheus to report incidentd up",
+            lambda: get_json(f"http://127.0.0.1:{prom_port}/api/v1/query?query={query}"),
+            lambda r: [s["value"][1] for s in r["data"]["result"]] == ["1"],
+            procs,
+        )
         assert up["data"]["result"][0]["metric"]["instance"] == f"127.0.0.1:{incidentd.port}"
         _, metrics = http_get(incidentd.base + "/metrics")
-        assert b'incidentd_alerts_received_total{outcome="accepted",source="alertmanager"}' in metrics
+        assert (
+            b'incidentd_alerts_received_total{outcome="accepted",source="alertmanager"}' in metrics
+        )
     finally:
         for p in procs[:2]:
             stop_process(p)

@@ -28,11 +28,15 @@ def inbox_rows(tmp_path) -> int:
         return conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
 
 
-async def test_alerts_accepted_but_not_processed_are_processed_on_the_next_start(start_daemon, tmp_path):
+async def test_alerts_accepted_but_not_processed_are_processed_on_the_next_start(
+    start_daemon, tmp_path
+):
     c = await start_daemon()
     await stall_worker(c.daemon)
     assert await c.post(ALERTS, [v2_alert({"alertname": "A"}), v2_alert({"alertname": "B"})]) == (
-        200, {"status": "success", "accepted": 2})
+        200,
+        {"status": "success", "accepted": 2},
+    )
     assert inbox_rows(tmp_path) == 1
     await c.daemon.stop()  # nothing processed: the rows stay in the inbox
 
@@ -42,7 +46,9 @@ async def test_alerts_accepted_but_not_processed_are_processed_on_the_next_start
     assert inbox_rows(tmp_path) == 0
 
 
-async def test_alert_accepted_after_the_inbox_emptied_survives_a_crash_before_processing(start_daemon, tmp_path):
+async def test_alert_accepted_after_the_inbox_emptied_survives_a_crash_before_processing(
+    start_daemon, tmp_path
+):
     # SQLite reuses row ids once a table is empty: recovery must not skip
     # rows by comparing ids with those of rows processed earlier.
     c = await start_daemon()
@@ -59,7 +65,9 @@ async def test_alert_accepted_after_the_inbox_emptied_survives_a_crash_before_pr
     assert names == ["A", "B", "C", "D"]
 
 
-async def test_a_full_inbox_answers_503_with_retry_after_and_accepts_again_once_drained(start_daemon, tmp_path):
+async def test_a_full_inbox_answers_503_with_retry_after_and_accepts_again_once_drained(
+    start_daemon, tmp_path
+):
     c = await start_daemon("inbox: {max_depth: 3, retry_after: 7}\n")
     await stall_worker(c.daemon)
     batch = [v2_alert({"alertname": "A", "n": str(i)}) for i in range(2)]
@@ -80,7 +88,9 @@ async def test_a_full_inbox_answers_503_with_retry_after_and_accepts_again_once_
 async def test_one_request_larger_than_max_depth_is_accepted_when_the_inbox_is_empty(start_daemon):
     # otherwise a sender whose batches exceed max_depth could never deliver
     c = await start_daemon("inbox: {max_depth: 3}\n")
-    assert (await c.post(ALERTS, [v2_alert({"alertname": "A", "n": str(i)}) for i in range(5)]))[0] == 200
+    assert (await c.post(ALERTS, [v2_alert({"alertname": "A", "n": str(i)}) for i in range(5)]))[
+        0
+    ] == 200
 
 
 async def test_throttled_alerts_are_counted_in_the_metrics(start_daemon):
@@ -94,7 +104,9 @@ async def test_throttled_alerts_are_counted_in_the_metrics(start_daemon):
     assert "incidentd_inbox_depth 1.0" in text
 
 
-async def test_crash_durability_is_the_default_and_power_durability_fsyncs_every_commit(start_daemon):
+async def test_crash_durability_is_the_default_and_power_durability_fsyncs_every_commit(
+    start_daemon,
+):
     default = await start_daemon()
     assert default.daemon.store._wconn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert default.daemon.store._wconn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -107,7 +119,8 @@ async def test_concurrent_requests_share_commits(start_daemon):
     c = await start_daemon()
     await stall_worker(c.daemon)
     before = c.daemon.store.commits
-    results = await asyncio.gather(*(c.post(ALERTS, [v2_alert({"alertname": "A", "n": str(i)})])
-                                     for i in range(50)))
+    results = await asyncio.gather(
+        *(c.post(ALERTS, [v2_alert({"alertname": "A", "n": str(i)})]) for i in range(50))
+    )
     assert all(status == 200 for status, _ in results)
     assert c.daemon.store.commits - before < 50

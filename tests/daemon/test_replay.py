@@ -8,9 +8,19 @@ import sys
 from daemon_helpers import REPO
 
 
-def ev(at: str, labels: dict, status: str | None = "firing", starts: str | None = None,
-       ends: str | None = None, **annotations: str) -> dict:
-    alert: dict = {"labels": labels, "annotations": annotations, "startsAt": starts or f"2026-01-01T{at}Z"}
+def ev(
+    at: str,
+    labels: dict,
+    status: str | None = "firing",
+    starts: str | None = None,
+    ends: str | None = None,
+    **annotations: str,
+) -> dict:
+    alert: dict = {
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": starts or f"2026-01-01T{at}Z",
+    }
     if status is not None:
         alert["status"] = status
     if ends is not None:
@@ -20,8 +30,16 @@ def ev(at: str, labels: dict, status: str | None = "firing", starts: str | None 
 
 def replay(tmp_path, events: list[dict], config: str | None = None) -> subprocess.CompletedProcess:
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    cmd = [sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"),
-           "--output", str(tmp_path / "result.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "replay",
+        "--input",
+        str(tmp_path / "events.jsonl"),
+        "--output",
+        str(tmp_path / "result.json"),
+    ]
     if config is not None:
         (tmp_path / "config.yaml").write_text(config)
         cmd += ["--config", str(tmp_path / "config.yaml")]
@@ -33,8 +51,16 @@ def incidents(tmp_path, events: list[dict], config: str | None = None) -> list[t
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "result.json").read_text())
     assert set(result) >= {"incidents", "problems", "anomalies"}
-    return [(i["id"], i["opened_at"], i["resolved_at"], i["severity"],
-             sorted(a["labels"].get("pod", "") for a in i["alerts"])) for i in result["incidents"]]
+    return [
+        (
+            i["id"],
+            i["opened_at"],
+            i["resolved_at"],
+            i["severity"],
+            sorted(a["labels"].get("pod", "") for a in i["alerts"]),
+        )
+        for i in result["incidents"]
+    ]
 
 
 DB = {"alertname": "DatabaseDown", "service": "orders-db"}
@@ -45,28 +71,50 @@ def test_two_pods_of_one_fault_make_one_incident_resolved_when_both_are(tmp_path
         ev("00:00:00", {**DB, "pod": "a", "severity": "critical"}, summary="orders-db down"),
         ev("00:00:30", {**DB, "pod": "b", "severity": "warning"}),
         ev("00:01:00", {**DB, "pod": "a", "severity": "critical"}),  # re-sent: the same alert
-        ev("00:05:00", {**DB, "pod": "a", "severity": "critical"}, "resolved", starts="2026-01-01T00:00:00Z",
-           ends="00:04:50"),
-        ev("00:06:00", {**DB, "pod": "b", "severity": "warning"}, "resolved", starts="2026-01-01T00:00:30Z",
-           ends="00:06:00"),
+        ev(
+            "00:05:00",
+            {**DB, "pod": "a", "severity": "critical"},
+            "resolved",
+            starts="2026-01-01T00:00:00Z",
+            ends="00:04:50",
+        ),
+        ev(
+            "00:06:00",
+            {**DB, "pod": "b", "severity": "warning"},
+            "resolved",
+            starts="2026-01-01T00:00:30Z",
+            ends="00:06:00",
+        ),
     ]
     assert incidents(tmp_path, events) == [
-        ("INC-000001", "2026-01-01T00:00:00Z", "2026-01-01T00:06:00Z", "critical", ["a", "b"])]
+        ("INC-000001", "2026-01-01T00:00:00Z", "2026-01-01T00:06:00Z", "critical", ["a", "b"])
+    ]
 
 
 def test_api_form_alerts_resolve_after_resolve_timeout_without_a_repost(tmp_path):
-    events = [ev("01:00:00", {"alertname": "HighLatency", "service": "checkout", "severity": "warning"},
-                 status=None),
-              ev("01:03:00", {"alertname": "HighLatency", "service": "checkout", "severity": "warning"},
-                 status=None, starts="2026-01-01T01:00:00Z")]
+    events = [
+        ev(
+            "01:00:00",
+            {"alertname": "HighLatency", "service": "checkout", "severity": "warning"},
+            status=None,
+        ),
+        ev(
+            "01:03:00",
+            {"alertname": "HighLatency", "service": "checkout", "severity": "warning"},
+            status=None,
+            starts="2026-01-01T01:00:00Z",
+        ),
+    ]
     assert incidents(tmp_path, events, "incidents: {resolve_timeout: 5m}\n") == [
-        ("INC-000001", "2026-01-01T01:00:00Z", "2026-01-01T01:08:00Z", "warning", [""])]
+        ("INC-000001", "2026-01-01T01:00:00Z", "2026-01-01T01:08:00Z", "warning", [""])
+    ]
 
 
 def test_firing_again_within_the_reopen_window_reopens_and_after_it_opens_anew(tmp_path):
     a = {**DB, "severity": "critical"}
     events = [
-        ev("00:00:00", a), ev("00:01:00", a, "resolved", ends="00:01:00", starts="2026-01-01T00:00:00Z"),
+        ev("00:00:00", a),
+        ev("00:01:00", a, "resolved", ends="00:01:00", starts="2026-01-01T00:00:00Z"),
         ev("00:05:00", a),  # 4 minutes later: reopens INC-000001
         ev("00:06:00", a, "resolved", ends="00:06:00", starts="2026-01-01T00:05:00Z"),
         ev("00:30:00", a),  # 24 minutes later: a new incident
@@ -83,23 +131,37 @@ def test_a_flapping_alert_keeps_one_incident_that_resolves_once_it_settles(tmp_p
     events = []
     for minute in range(0, 10, 2):  # fires and resolves every minute for 10 minutes
         events.append(ev(f"00:{minute:02d}:00", a, starts=f"2026-01-01T00:{minute:02d}:00Z"))
-        events.append(ev(f"00:{minute + 1:02d}:00", a, "resolved", ends=f"00:{minute + 1:02d}:00",
-                         starts=f"2026-01-01T00:{minute:02d}:00Z"))
+        events.append(
+            ev(
+                f"00:{minute + 1:02d}:00",
+                a,
+                "resolved",
+                ends=f"00:{minute + 1:02d}:00",
+                starts=f"2026-01-01T00:{minute:02d}:00Z",
+            )
+        )
     assert incidents(tmp_path, events, "incidents: {flap_threshold: 4, flap_window: 15m}\n") == [
-        ("INC-000001", "2026-01-01T00:00:00Z", "2026-01-01T00:24:00Z", "warning", [""])]
+        ("INC-000001", "2026-01-01T00:00:00Z", "2026-01-01T00:24:00Z", "warning", [""])
+    ]
 
 
 def test_separate_services_make_separate_incidents_in_opening_order(tmp_path):
-    events = [ev("00:00:00", {"alertname": "Down", "service": "b", "severity": "info"}),
-              ev("00:00:01", {"alertname": "Down", "service": "a", "severity": "error"})]
+    events = [
+        ev("00:00:00", {"alertname": "Down", "service": "b", "severity": "info"}),
+        ev("00:00:01", {"alertname": "Down", "service": "a", "severity": "error"}),
+    ]
     result = incidents(tmp_path, events)
-    assert [(i[0], i[1], i[3]) for i in result] == [("INC-000001", "2026-01-01T00:00:00Z", "info"),
-                                                    ("INC-000002", "2026-01-01T00:00:01Z", "error")]
+    assert [(i[0], i[1], i[3]) for i in result] == [
+        ("INC-000001", "2026-01-01T00:00:00Z", "info"),
+        ("INC-000002", "2026-01-01T00:00:01Z", "error"),
+    ]
 
 
 def test_an_invalid_event_stops_replay_with_file_and_line(tmp_path):
     events = [ev("00:00:00", {"alertname": "A"}), ev("00:00:01", {"alertname": "B", "severity": 3})]
     done = replay(tmp_path, events)
     assert done.returncode != 0
-    assert done.stderr.strip().endswith("events.jsonl:2: alert.labels.severity: expected a string, got a number")
+    assert done.stderr.strip().endswith(
+        "events.jsonl:2: alert.labels.severity: expected a string, got a number"
+    )
     assert not (tmp_path / "result.json").exists()
