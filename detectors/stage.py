@@ -137,7 +137,6 @@ class DetectorPart:
         self._max_stale = max(stale)
         self._next_sweep: float | None = None
         self._last_input = -math.inf
-        self._tracked = 0
         # Live mode: the queue to the detector thread and the alerts coming back.
         self._backlog: deque[Item] = deque()
         self._expire_at: float | None = None
@@ -214,9 +213,11 @@ class DetectorPart:
         events = []
         for bank in self.banks.values():
             events.extend(bank.expire(now))
-        self._tracked = sum(b.series_count() for b in self.banks.values())
-        self.metrics.series.set(self._tracked)
+        self._count_series()
         return events
+
+    def _count_series(self) -> None:
+        self.metrics.series.set(sum(b.series_count() for b in self.banks.values()))
 
     def _work(self, items: list[Item], expire_at: float | None
               ) -> tuple[list[AnomalyEvent], list[tuple[str, RefitJob]]]:
@@ -227,6 +228,7 @@ class DetectorPart:
             events.extend(self._expire(expire_at))
         jobs = [(key, job) for key, bank in self.banks.items()
                 for job in bank.pending_refits(REFITS_PER_CHUNK)]
+        self._count_series()
         self.metrics.chunk_seconds.observe(time.perf_counter() - started)
         return events, jobs
 
@@ -283,6 +285,8 @@ class DetectorPart:
         for sql, params in self._writes:
             writes.add(sql, params)
         self._writes.clear()
+        if not self.live:  # live: the detector thread owns the banks and counts
+            self._count_series()
 
     # -- the daemon: detector thread, refits, Prometheus source -----------------
 
