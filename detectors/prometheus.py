@@ -92,8 +92,14 @@ class PrometheusSource:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task | None = None
 
+    async def open(self) -> None:
+        """The HTTP session; `poll` works from here on (tests poll by hand)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"Accept": "application/json"})
+
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(headers={"Accept": "application/json"})
+        """Open, then query every ``interval`` until `stop`."""
+        await self.open()
         self._task = asyncio.create_task(self._run(), name="prometheus-source")
         log.info("prometheus source started", url=self.settings.url,
                  interval=self.settings.interval, detectors=[s.name for s in self.specs])
