@@ -129,6 +129,13 @@ def _specs(raw: Any, errs: _Errors) -> tuple[DetectorSpec, ...]:
     specs: list[DetectorSpec] = []
     names: dict[str, int] = {}
     for i, item in enumerate(node):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if isinstance(name, str) and name.strip():
+            if name.strip() in names:
+                errs.add(item, "name", f"detectors[{i}].name: duplicate detector name"
+                         f" {name.strip()!r} (first at detectors[{names[name.strip()]}])")
+                continue
+            names[name.strip()] = i
         # One at a time, so that every broken detector is reported with its line.
         try:
             (spec,) = parse_detectors([item], errs.path)
@@ -139,11 +146,6 @@ def _specs(raw: Any, errs: _Errors) -> tuple[DetectorSpec, ...]:
             target = item if key and isinstance(item, Mapping) and key in item else node
             errs.add(target, key if target is item else i, f"{where}: {message}")
             continue
-        if spec.name in names:
-            errs.add(item, "name", f"detectors[{i}].name: duplicate detector name {spec.name!r}"
-                     f" (first at detectors[{names[spec.name]}])")
-            continue
-        names[spec.name] = i
         if spec.promql is not None and not spec.promql.strip():
             errs.add(item, "promql", f"detectors[{i}].promql: an empty query")
             continue
