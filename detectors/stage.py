@@ -104,6 +104,9 @@ class DetectorMetrics:
             "incidentd_detector_refit_duration_seconds", "Time to refit one series' model.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry)
+        self.refits_in_flight = Gauge(
+            "incidentd_detector_refits_in_flight", "Refits queued or running in the refit thread.",
+            registry=registry)
         self.refit_failures = Counter(
             "incidentd_detector_refit_failures_total",
             "Refits that raised (the series keeps its previous model).", registry=registry)
@@ -360,7 +363,12 @@ class DetectorPart:
                 for key, job in jobs:
                     task = asyncio.create_task(self._refit(key, job))
                     self._refits.add(task)
-                    task.add_done_callback(self._refits.discard)
+                    task.add_done_callback(self._refit_done)
+                self.metrics.refits_in_flight.set(len(self._refits))
+
+    def _refit_done(self, task: asyncio.Task) -> None:
+        self._refits.discard(task)
+        self.metrics.refits_in_flight.set(len(self._refits))
 
     async def _refit(self, key: str, job: RefitJob) -> None:
         loop = asyncio.get_running_loop()

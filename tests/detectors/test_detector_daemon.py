@@ -84,26 +84,26 @@ async def test_posted_samples_raise_an_anomaly_alert_and_an_incident(tmp_path, d
 
 async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path, daemons):
     client = await start_daemon(write_config(tmp_path, DETECTOR), daemons)
-    start = time.time() - 600 * 60
-    batches = []
-    for s in range(24):  # 24 series x 600 samples: seconds of scoring, ~200 refits
-        labels = {"__name__": "latency_seconds", "instance": f"host-{s}"}
-        batches.append(series(600, start, labels, seed=s))
+    n_series, warm, total = 16, 150, 400
+    start = time.time() - total * 60
+    batches = [series(total, start, {"__name__": "latency_seconds", "instance": f"host-{s}"}, seed=s)
+               for s in range(n_series)]
 
-    async def post_all():
-        for i in range(0, 600, 100):
+    async def settled() -> bool:
+        return (await client.metric("incidentd_detector_backlog_samples") == 0
+                and await client.metric("incidentd_detector_refits_in_flight") == 0)
+
+    for b in batches:  # warm-up: every series gets its first model
+        await client.post_samples(b[:warm])
+    await client.until(settled, "warm-up scored and fitted")
+    assert await client.metric("incidentd_detector_refit_duration_seconds_count") >= n_series
+
+    async def post_rest():
+        for i in range(warm, total, 50):
             for b in batches:
-                await client.post_samples(b[i:i + 100])
+                await client.post_samples(b[i:i + 50])
 
-    async def busy():
-        return await client.metric("incidentd_detector_backlog_samples") > 0
-
-    poster = asyncio.create_task(post_all())
-    await client.until(busy, "detector backlog")
-    latencies = []
-    refits_before = await client.metric("incidentd_detector_refit_duration_seconds_count")
-    alert = [{"labels": {"alertname": "Probe", "service": "ingest"}, "annotations": {}}]
-    while not poster.done() or await client.metric("incidentd_detector_backlog_samples") > 0:
+    async def probe(latencies: list) -> None:
         t = time.perf_counter()
         status, _ = await client.call("GET", "/healthz")
         latencies.append(time.perf_counter() - t)
@@ -112,13 +112,28 @@ async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path,
         latencies.append(time.perf_counter() - t)
         assert status == 200 and status2 == 200
         await asyncio.sleep(0.01)
+
+    alert = [{"labels": {"alertname": "Probe", "service": "ingest"}, "annotations": {}}]
+    idle: list[float] = []  # the same requests with the detectors idle: this machine's baseline
+    for _ in range(50):
+        await probe(idle)
+    refits_before = await client.metric("incidentd_detector_refit_duration_seconds_count")
+    scoring_before = await client.metric("incidentd_detector_scoring_duration_seconds_sum")
+    poster = asyncio.create_task(post_rest())
+    latencies: list[float] = []
+    while not poster.done() or not await settled():
+        await probe(latencies)
     await poster
     refits = await client.metric("incidentd_detector_refit_duration_seconds_count") - refits_before
+    scoring = await client.metric("incidentd_detector_scoring_duration_seconds_sum") - scoring_before
     scored = await client.metric("incidentd_detector_samples_scored_total")
-    p99 = statistics.quantiles(latencies, n=100)[98]
-    print(f"\n{len(latencies)} requests while {scored:.0f} samples scored and {refits:.0f} refits ran:"
+    p99, base = (statistics.quantiles(x, n=100)[98] for x in (latencies, idle))
+    print(f"\n{len(latencies)} requests while {n_series * (total - warm)} samples were scored"
+          f" ({scoring:.1f} s in the detector thread) and {refits:.0f} refits ran:"
           f" p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms,"
-          f" max {max(latencies) * 1000:.1f} ms")
-    assert refits >= 100 and len(latencies) >= 50
-    # Scoring the same samples on the event loop would block it for seconds.
-    assert p99 < 0.1
+          f" max {max(latencies) * 1000:.1f} ms (idle p99 {base * 1000:.1f} ms)")
+    assert scored == n_series * total and refits >= n_series and len(latencies) >= 50
+    # Scoring on the event loop would hold it for the whole scoring time (seconds);
+    # off the loop, a request waits at most for a GIL switch or two.
+    assert scoring > 0.5
+    assert p99 < max(0.1, 4 * base)
