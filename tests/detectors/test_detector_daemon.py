@@ -137,3 +137,43 @@ async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path,
     # off the loop, a request waits at most for a GIL switch or two.
     assert scoring > 0.5
     assert p99 < max(0.1, 4 * base)
+
+
+async def test_a_restart_resolves_the_anomalies_the_previous_run_left_open(tmp_path, daemons):
+    config = write_config(tmp_path, DETECTOR)
+    client = await start_daemon(config, daemons)
+    labels = {"__name__": "latency_seconds", "service": "checkout"}
+    samples = series(320, time.time() - 320 * 60, labels, spike=range(300, 320))  # ends anomalous
+    for i in range(0, 300, 50):
+        await client.post_samples(samples[i:i + 50])
+
+    async def fitted():
+        return (await client.metric("incidentd_detector_refit_duration_seconds_count") >= 1
+                and await client.metric("incidentd_detector_backlog_samples") == 0)
+
+    await client.until(fitted, "first model fitted")
+    await client.post_samples(samples[300:])
+
+    async def open_anomaly():
+        _, body = await client.call("GET", "/api/v1/incidents?state=open")
+        return body["incidents"]
+
+    (inc,) = await client.until(open_anomaly, "open MetricAnomaly incident")
+    daemon, session = daemons.pop()
+    await session.close()
+    await daemon.stop()
+
+    client = await start_daemon(config, daemons)  # detector state is gone: nothing would resolve it
+
+    async def resolved():
+        _, doc = await client.call("GET", f"/api/v1/incidents/{inc['id']}")
+        return doc["state"] == "resolved" and doc
+
+    await client.until(resolved, "incident of the previous run's anomaly resolved")
+
+    async def recorded():
+        _, body = await client.call("GET", "/api/v1/anomalies?state=resolved")
+        return body["anomalies"]
+
+    (anomaly,) = await client.until(recorded, "anomaly recorded as resolved")
+    assert anomaly["labels"] == labels
