@@ -134,9 +134,10 @@ async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path,
           f" max {max(latencies) * 1000:.1f} ms (idle p99 {base * 1000:.1f} ms)")
     assert scored == n_series * total and refits >= n_series and len(latencies) >= 50
     # Scoring on the event loop would hold it for the whole scoring time (seconds);
-    # off the loop, a request waits at most for a GIL switch or two.
+    # off the loop, a request waits at most for a few GIL switches. (On an idle
+    # 2-core machine p99 is 10-60 ms; the bound leaves room for a busy CI host.)
     assert scoring > 0.5
-    assert p99 < max(0.1, 4 * base)
+    assert p99 < max(0.25, 4 * base) < scoring / 2
 
 
 async def test_a_restart_resolves_the_anomalies_the_previous_run_left_open(tmp_path, daemons):
