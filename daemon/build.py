@@ -1,5 +1,6 @@
 """Assembles the pipeline: the one place where the order of the stages is set.
 
+    samples -> detectors -> MetricAnomaly alerts, which enter below like any alert
     cmdb (alert -> CI) -> rules -> silences/maintenance/inhibition
       -> incidents (correlation decides the grouping) -> problems -> notifications
 
@@ -19,6 +20,7 @@ from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.store import Store
+from detectors.setup import build_detectors
 from rules.daemon import RulesPart, cmdb_callables
 
 
@@ -53,7 +55,10 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     rules_part.incidents = incidents
     stages.extend(rules_part.stages)
     listeners: list[Any] = [rules_part.listener]
-    pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
+    # detectors: the samples component; its anomaly alerts enter at the first stage
+    parts["detectors"] = detector_part = build_detectors(config, clock, metrics, store)
+    pipeline = Pipeline(stages, incidents, listeners, samples=detector_part,
+                        change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
 
