@@ -1,7 +1,7 @@
 """Assembles the pipeline: the one place where the order of the stages is set.
 
     cmdb (alert -> CI) -> rules -> silences/maintenance/inhibition
-      -> incidents (correlation decides the grouping) -> problems -> notifications
+      -> incidents (correlation decides the grouping) -> problems (recurrences) -> notifications
 
 `run` and `replay` both call `build_pipeline`, so they process alerts with
 the same code.
@@ -18,6 +18,7 @@ from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.problems.service import ProblemsPart
 from daemon.store import Store
 from rules.daemon import RulesPart, cmdb_callables
 
@@ -52,7 +53,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents
     stages.extend(rules_part.stages)
-    listeners: list[Any] = [rules_part.listener]
+    parts["problems"] = problems = ProblemsPart(config, incidents, store, metrics, parts.get("cmdb"))
+    listeners: list[Any] = [rules_part.listener, problems]
     pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
