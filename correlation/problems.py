@@ -44,10 +44,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlation.kinds import RESOURCE
+
 ROOT_NAME = 3.0  # weight of an alert name on the root CI: the failure mode
 SYMPTOM_NAME = 0.75  # an alert name on another CI: how the fault spread
 LABEL = 0.5  # a root alert's label (key=masked value)
 WORD = 0.25  # a word of a root alert's annotations
+RESOURCE_FACTOR = 0.4  # a resource alert's name on the root CI counts this much of ROOT_NAME
 
 _IGNORED_LABELS = {"alertname", "__name__", "prometheus", "receiver", "alertstate"}
 _DIGITS = re.compile(r"\d+")
@@ -108,8 +111,15 @@ def _words(text: str, identity: set[str]) -> Iterable[str]:
             yield w
 
 
-def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = None) -> Profile:
-    """The profile of an incident (an `Incident`, or anything with its fields)."""
+def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = None,
+                  kind_weight: Callable[[Mapping[str, str]], float] | None = None) -> Profile:
+    """The profile of an incident (an `Incident`, or anything with its fields).
+
+    `kind_weight(labels)` (the correlator's alert kinds) scales each root alert
+    name: a resource alert (CPU throttling, a filling disk) describes the CI's
+    own condition and often just happens to fire during a fault, so it says
+    less about the failure mode than `NodeDown` or `HighLatencyP99`.
+    """
     members = list(incident.alerts.values())
     root = incident.root_cause
     if root is None:
@@ -123,7 +133,8 @@ def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = N
     for m in on_root:
         name = m.labels.get("alertname", "")
         root_names.add(name)
-        tokens[f"n:{name}"] = ROOT_NAME
+        factor = RESOURCE_FACTOR if kind_weight is not None and kind_weight(m.labels) == RESOURCE else 1.0
+        tokens[f"n:{name}"] = max(tokens.get(f"n:{name}", 0.0), ROOT_NAME * factor)
         for k, v in m.labels.items():
             if k not in _IGNORED_LABELS:
                 tokens[f"l:{k}={_mask(v, identity)}"] = LABEL
@@ -176,7 +187,7 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 @dataclass(slots=True)
 class ClusterSettings:
-    same_ci_threshold: float = 0.5
+    same_ci_threshold: float = 0.4
     cross_ci: bool = True
     cross_ci_threshold: float = 0.9
     role_similarity: float = 0.8  # Jaccard of dependents for two CIs to share a role

@@ -8,7 +8,7 @@ Config (all optional):
 ```yaml
 problems:
   min_incidents: 2          # a problem is created at the 2nd similar incident
-  same_ci_threshold: 0.5    # similarity for incidents with the same root-cause CI
+  same_ci_threshold: 0.4    # similarity for incidents with the same root-cause CI
   cross_ci: true            # also group the same pattern on CIs of one role
   cross_ci_threshold: 0.9   # ... only when this similar
   candidate_window: 30d     # how long an unmatched incident waits for a recurrence
@@ -130,6 +130,8 @@ class ProblemsPart:
         self.incidents = incidents
         self.store = store
         self.cmdb_part = cmdb
+        kinds = getattr(incidents.correlator, "kinds", None)
+        self._kind_weight = kinds.weight if kinds is not None else None
         self.clusterer = ProblemClusterer(settings, same_role=self._same_role if cmdb else None)
         self.problems: dict[str, Problem] = {}
         self.by_incident: dict[str, str] = {}  # incident id -> problem id
@@ -174,8 +176,10 @@ class ProblemsPart:
         return getattr(item, "type", None)
 
     def _same_role(self, a: str, b: str) -> bool:
-        """Interchangeable CIs: the same `role` attribute, or (without one) nearly the
-        same dependents, as the hosts of one pool running the same workloads."""
+        """Interchangeable CIs: the same `role` attribute when the CMDB gives one, else
+        structurally equivalent (Lorrain and White): of one type, with nearly the same
+        neighbours in the dependency graph, both what they serve and what they need,
+        as the hosts of one pool running the same workloads."""
         cmdb = self._cmdb()
         if cmdb is None:
             return False
@@ -185,10 +189,11 @@ class ProblemsPart:
         ra, rb = ca.attrs.get("role"), cb.attrs.get("role")
         if ra is not None or rb is not None:
             return ra == rb
-        da, db = set(cmdb.dependents_of(a)), set(cmdb.dependents_of(b))
-        if not da or not db:
+        na = set(cmdb.dependents_of(a)) | set(cmdb.depends_on(a))
+        nb = set(cmdb.dependents_of(b)) | set(cmdb.depends_on(b))
+        if not na or not nb:
             return False
-        return jaccard(da, db) >= self.clusterer.settings.role_similarity
+        return jaccard(na, nb) >= self.clusterer.settings.role_similarity
 
     # -- loading --------------------------------------------------------------------------
 
@@ -229,7 +234,7 @@ class ProblemsPart:
         self._count()
 
     def _profile(self, inc: Incident) -> Profile:
-        return build_profile(inc, self._ci_type)
+        return build_profile(inc, self._ci_type, self._kind_weight)
 
     def _link_open(self, inc: Incident, now: float) -> None:
         """Link an open incident to the known problem it matches, or drop a link made
