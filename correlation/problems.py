@@ -86,6 +86,20 @@ class Profile:
     def signature(self) -> str:
         return signature_of(self.ci_type, self.root_names)
 
+    @property
+    def ci(self) -> str | None:
+        """The root-cause CI; None for incidents grouped by labels outside the CMDB."""
+        return None if self.root.startswith("group:") else self.root
+
+    @property
+    def where(self) -> str:
+        """The root CI, or for label-grouped incidents their grouping labels' values."""
+        if not self.root.startswith("group:"):
+            return self.root
+        values = [kv.partition("=")[2] for kv in self.root[6:].split(",")
+                  if kv and not kv.startswith("alertname=")]
+        return "/".join(v for v in values if v) or "unmatched alerts"
+
 
 def signature_of(ci_type: str | None, names: Iterable[str]) -> str:
     """A short, stable description of a failure pattern: `host:KubeNodeNotReady+NodeDown`."""

@@ -102,7 +102,7 @@ class Problem:
     def default_title(self) -> str:
         names = most_common_names(self.profiles) if self.profiles else ()
         what = ", ".join(names[:3]) or "recurring incident"
-        roots = self.root_cis
+        roots = self.root_cis or sorted({p.where for p in self.profiles})
         where = roots[0] if len(roots) == 1 else (f"{len(roots)} CIs ({', '.join(roots[:3])}"
                                                    + (", ..." if len(roots) > 3 else "") + ")")
         return f"{what} on {where}" if roots else what

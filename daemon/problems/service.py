@@ -283,7 +283,7 @@ class ProblemsPart:
         for cand in rec.with_candidates:
             self.clusterer.candidates.pop(cand.incident_id, None)
             self._candidate_writes[cand.incident_id] = None
-            link = Link(cand.incident_id, cand.opened_at, cand.resolved_at, cand.root, "resolve", cand)
+            link = Link(cand.incident_id, cand.opened_at, cand.resolved_at, cand.ci, "resolve", cand)
             self._attach(p, link)
             self.m_linked.labels("resolve").inc()
         self._link(p, inc, "resolve", prof, now)
