@@ -103,7 +103,7 @@ class Profile:
 
 def signature_of(ci_type: str | None, names: Iterable[str]) -> str:
     """A short, stable description of a failure pattern: `host:KubeNodeNotReady+NodeDown`."""
-    return f"{ci_type or 'unknown'}:{'+'.join(sorted(names)) or '-'}"
+    return f"{ci_type or 'unmatched'}:{'+'.join(sorted(names)) or '-'}"
 
 
 def _mask(value: str, identity: set[str]) -> str:

@@ -195,7 +195,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #d8dde6; padding-bottom: .2em; }
 .meta { color: #5a6478; } table { border-collapse: collapse; width: 100%; margin: .8em 0; }
 th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid #e6e9ef; vertical-align: top; }
-th { background: #f3f5f8; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f5f8; font-weight: 600; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .status { display: inline-block; padding: 0 .5em; border-radius: .8em; font-size: .85em; background: #e6e9ef; }
 .status.open { background: #fde2e1; color: #8a1c14; } .status.known_error { background: #fff1c7; color: #6b4e00; }
 .status.resolved { background: #dcf3e3; color: #14532d; }

@@ -324,11 +324,12 @@ class ProblemsPart:
                 link = self.clusterer._linkage(prof, profs)
                 if link is not None and link[0] > best:
                     best, part = link[0], i
-        self._attach(p, Link(inc.id, inc.opened_at, inc.resolved_at, inc.root_cause, how, prof), part)
+        root = inc.root_cause or (prof.ci if prof is not None else None)
+        self._attach(p, Link(inc.id, inc.opened_at, inc.resolved_at, root, how, prof), part)
 
     def _set_profile(self, p: Problem, inc: Incident, prof: Profile, now: float) -> None:
         link = p.links[inc.id]
-        link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause
+        link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
         p.updated_at = now
         if not p.title_by_person:
             p.title = p.default_title()
