@@ -293,21 +293,24 @@ class ProblemClusterer:
         return cosine(vector(a, self.idf), vector(b, self.idf))
 
     def _linkage(self, profile: Profile, members: list[Profile]) -> tuple[float, float] | None:
-        """Average similarity to the comparable members and the strictest threshold among them."""
-        sims, thresholds = [], []
+        """Average linkage: the mean similarity to the members and the mean margin over
+        each pair's threshold (same-CI members count with the lenient threshold, members
+        on other CIs of the role with the strict one). None when a member is not comparable."""
+        sims, margins = [], []
         for m in members:
             ok, threshold = self._comparable(profile, m)
             if not ok:
                 return None  # a part spanning CIs of another role is not this incident's
-            sims.append(self.similarity(profile, m))
-            thresholds.append(threshold)
+            sim = self.similarity(profile, m)
+            sims.append(sim)
+            margins.append(sim - threshold)
         if not sims:
             return None
-        return sum(sims) / len(sims), max(thresholds)
+        return sum(sims) / len(sims), sum(margins) / len(margins)
 
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
-        """The problem this incident belongs to, if one is similar enough (largest margin
-        over its threshold wins)."""
+        """The problem this incident belongs to, if one is similar enough (the largest
+        margin over the thresholds wins)."""
         best: Match | None = None
         best_margin = 0.0
         for c in self.clusters.values():
@@ -318,9 +321,9 @@ class ProblemClusterer:
                 link = self._linkage(profile, members)
                 if link is None:
                     continue
-                score, threshold = link
-                if score >= threshold and (best is None or score - threshold > best_margin):
-                    best_margin = score - threshold
+                score, margin = link
+                if margin >= 0 and (best is None or margin > best_margin):
+                    best_margin = margin
                     best = Match(c.id, score, reason=f"similarity {score:.2f} to {len(members)} incident(s)")
         return best
 
@@ -346,7 +349,7 @@ class ProblemClusterer:
         for _sim, _at, cand in scored:
             everyone = [profile, *group]
             link = self._linkage(cand, everyone)
-            if link is not None and link[0] >= link[1]:
+            if link is not None and link[1] >= 0:
                 group.append(cand)
         if len(group) >= need and need >= 0:
             score = sum(self.similarity(profile, g) for g in group) / max(len(group), 1)
