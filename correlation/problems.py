@@ -70,6 +70,7 @@ class Profile:
     tokens: dict[str, float]  # token -> raw weight (before IDF)
     opened_at: float = 0.0
     resolved_at: float | None = None
+    cached: tuple[int, dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"incident_id": self.incident_id, "root": self.root, "ci_type": self.ci_type,
@@ -186,11 +187,15 @@ class Idf:
         return math.log((1 + self.docs) / (1 + self.df.get(token, 0))) + 1.0
 
 
-def vector(profile: Profile, idf: Idf, *, names_only: bool = False) -> dict[str, float]:
-    v = {t: w * idf.weight(t) for t, w in profile.tokens.items()
-         if not names_only or t.startswith(("n:", "s:"))}
+def vector(profile: Profile, idf: Idf) -> dict[str, float]:
+    """The profile's unit TF-IDF vector (cached until the IDF learns another incident)."""
+    if profile.cached is not None and profile.cached[0] == idf.docs:
+        return profile.cached[1]
+    v = {t: w * idf.weight(t) for t, w in profile.tokens.items()}
     norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
-    return {t: x / norm for t, x in v.items()}
+    unit = {t: x / norm for t, x in v.items()}
+    profile.cached = (idf.docs, unit)
+    return unit
 
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
@@ -215,6 +220,12 @@ class Cluster:
 
     id: str
     parts: list[list[Profile]] = field(default_factory=list)
+    root_set: set[str] = field(default_factory=set)  # for a quick look before comparing
+    type_set: set[str | None] = field(default_factory=set)
+
+    def reindex(self) -> None:
+        self.root_set = {p.root for p in self.members}
+        self.type_set = {p.ci_type for p in self.members}
 
     @property
     def members(self) -> list[Profile]:
@@ -252,6 +263,7 @@ class ProblemClusterer:
 
     def add_cluster(self, cluster_id: str, parts: list[list[Profile]]) -> Cluster:
         c = Cluster(cluster_id, [list(p) for p in parts if p])
+        c.reindex()
         self.clusters[cluster_id] = c
         for p in c.members:
             self.idf.add(p)
@@ -266,9 +278,11 @@ class ProblemClusterer:
         """Forget an incident (merged into another, or moved by a person)."""
         self.candidates.pop(incident_id, None)
         for c in self.clusters.values():
-            for part in c.parts:
-                part[:] = [p for p in part if p.incident_id != incident_id]
-            c.parts = [part for part in c.parts if part]
+            if any(p.incident_id == incident_id for part in c.parts for p in part):
+                for part in c.parts:
+                    part[:] = [p for p in part if p.incident_id != incident_id]
+                c.parts = [part for part in c.parts if part]
+                c.reindex()
 
     def expire(self, now: float) -> None:
         horizon = now - self.settings.candidate_window
@@ -315,6 +329,9 @@ class ProblemClusterer:
         best_margin = 0.0
         for c in self.clusters.values():
             if exclude and c.id in exclude:
+                continue
+            if profile.root not in c.root_set and (not self.settings.cross_ci or profile.ci_type is None
+                                                   or profile.ci_type not in c.type_set):
                 continue
             for part in c.parts:
                 members = [m for m in part if m.incident_id != profile.incident_id]

@@ -130,6 +130,8 @@ class ProblemsPart:
         self.incidents = incidents
         self.store = store
         self.cmdb_part = cmdb
+        self._roles_of: Any = None
+        self._roles: dict[tuple[str, str], bool] = {}
         kinds = getattr(incidents.correlator, "kinds", None)
         self._kind_weight = kinds.weight if kinds is not None else None
         self.clusterer = ProblemClusterer(settings, same_role=self._same_role if cmdb else None)
@@ -183,6 +185,15 @@ class ProblemsPart:
         cmdb = self._cmdb()
         if cmdb is None:
             return False
+        if self._roles_of is not cmdb:  # a reloaded CMDB: forget what was worked out
+            self._roles_of, self._roles = cmdb, {}
+        key = (a, b) if a < b else (b, a)
+        same = self._roles.get(key)
+        if same is None:
+            same = self._roles[key] = self._same_role_in(cmdb, a, b)
+        return same
+
+    def _same_role_in(self, cmdb: Any, a: str, b: str) -> bool:
         ca, cb = cmdb.get(a), cmdb.get(b)
         if ca is None or cb is None or ca.type != cb.type:
             return False
