@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from daemon.build import build_pipeline
+from daemon.build import build_pipeline, load_state
 from daemon.clock import VirtualClock
 from daemon.config import load_config
 from daemon.metrics import Metrics
@@ -71,6 +71,7 @@ class Shop:
         self.components = build_pipeline(self.config, self.clock, Metrics(), self.store)
         self.pipeline = self.components.pipeline
         self.problems = self.components.parts["problems"]
+        load_state(self.components, self.store, self.clock.now())  # as the daemon does at start
 
     def at(self, t: float) -> float:
         """Move the clock to T0 + t, firing the timers due on the way."""
