@@ -7,7 +7,7 @@ import json
 
 import aiohttp
 import pytest
-from problemshop import DAY, HOUR, T0, db_down, db_slow, disk_full, write_config
+from problemshop import DAY, T0, db_down, db_slow, disk_full, write_config
 
 from daemon.app import Daemon
 from daemon.clock import VirtualClock
@@ -159,7 +159,7 @@ async def test_an_opening_incident_matching_a_known_problem_is_linked_at_once_wi
 async def test_a_merge_by_a_person_holds_for_later_incidents(shop_api):
     c = await shop_api()
     down = [await c.fault(i * DAY, db_down()) for i in range(2)]
-    slow = [await c.fault(i * DAY + 6 * HOUR, db_slow()) for i in range(2)]
+    slow = [await c.fault((i + 2) * DAY, db_slow()) for i in range(2)]
     _, body = await c.call("GET", "/api/v1/problems")
     by_first = {p["incidents"][0]: p["id"] for p in body["problems"]}
     p_down, p_slow = by_first[down[0]], by_first[slow[0]]
@@ -168,8 +168,8 @@ async def test_a_merge_by_a_person_holds_for_later_incidents(shop_api):
     status, gone = await c.call("GET", f"/api/v1/problems/{p_slow}")
     assert status == 409 and gone["detail"] == {"merged_into": p_down}
     assert (await c.incident(slow[0]))["problem_id"] == p_down
-    later_slow = await c.fault(3 * DAY, db_slow())
-    later_down = await c.fault(4 * DAY, db_down())
+    later_slow = await c.fault(5 * DAY, db_slow())
+    later_down = await c.fault(6 * DAY, db_down())
     assert (await c.incident(later_slow))["problem_id"] == p_down
     assert (await c.incident(later_down))["problem_id"] == p_down
     _, body = await c.call("GET", "/api/v1/problems")

@@ -38,8 +38,10 @@ def test_recurrence_threshold_is_configurable(tmp_path):
 
 def test_two_different_faults_on_one_ci_are_kept_apart(tmp_path):
     shop = Shop(tmp_path)
-    down = [shop.fault(i * DAY, db_down()) for i in range(2)]
-    slow = [shop.fault(i * DAY + 6 * HOUR, db_slow()) for i in range(2)]
+    down, slow = [], []
+    for day in (0, 2):  # down, slow, down, slow: a day apart
+        down.append(shop.fault(day * DAY, db_down()))
+        slow.append(shop.fault((day + 1) * DAY, db_slow()))
     assert shop.problem_of(down[0]) == shop.problem_of(down[1]) is not None
     assert shop.problem_of(slow[0]) == shop.problem_of(slow[1]) is not None
     assert shop.problem_of(down[0]) != shop.problem_of(slow[0])
