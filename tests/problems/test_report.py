@@ -14,12 +14,11 @@ def seeded(tmp_path) -> Shop:
     """Three problems: the database going down (3 incidents, 2 h each), slow queries
     (2, 10 min each) and a full log volume on the web hosts (3, 30 min each)."""
     shop = Shop(tmp_path)
-    for day in (1, 8, 20):
-        shop.fault(day * DAY, db_down(), duration=2 * HOUR)
-    for day in (3, 4):
-        shop.fault(day * DAY, db_slow(), duration=600)
-    for day, node in ((2, "web-1"), (9, "web-2"), (21, "web-3")):
-        shop.fault(day * DAY, [disk_full(node)], duration=1800)
+    faults = [(day, db_down(), 2 * HOUR) for day in (1, 8, 20)]
+    faults += [(day, db_slow(), 600) for day in (3, 4)]
+    faults += [(day, [disk_full(node)], 1800) for day, node in ((2, "web-1"), (9, "web-2"), (21, "web-3"))]
+    for day, alerts, duration in sorted(faults, key=lambda f: f[0]):
+        shop.fault(day * DAY, alerts, duration=duration)
     down = shop.problems.problems[shop.problem_of(shop.incidents()[0]["id"])]
     shop.problems.update(down.id, {"workaround": "fail over to <the> replica"}, "alice", T0 + 22 * DAY)
     shop.flush()
