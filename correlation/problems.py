@@ -55,8 +55,29 @@ RESOURCE_FACTOR = 0.4  # a resource alert's name on the root CI counts this much
 _IGNORED_LABELS = {"alertname", "__name__", "prometheus", "receiver", "alertstate"}
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[a-z][a-z_\-]{2,}")
-_STOP = {"the", "and", "for", "has", "have", "are", "been", "than", "with", "this", "that",
-         "was", "its", "not", "from", "over", "more", "less", "last", "minutes", "seconds"}
+_STOP = {
+    "the",
+    "and",
+    "for",
+    "has",
+    "have",
+    "are",
+    "been",
+    "than",
+    "with",
+    "this",
+    "that",
+    "was",
+    "its",
+    "not",
+    "from",
+    "over",
+    "more",
+    "less",
+    "last",
+    "minutes",
+    "seconds",
+}
 
 
 @dataclass(slots=True)
@@ -73,15 +94,27 @@ class Profile:
     cached: tuple[int, dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"incident_id": self.incident_id, "root": self.root, "ci_type": self.ci_type,
-                "root_names": list(self.root_names), "tokens": self.tokens,
-                "opened_at": self.opened_at, "resolved_at": self.resolved_at}
+        return {
+            "incident_id": self.incident_id,
+            "root": self.root,
+            "ci_type": self.ci_type,
+            "root_names": list(self.root_names),
+            "tokens": self.tokens,
+            "opened_at": self.opened_at,
+            "resolved_at": self.resolved_at,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Profile:
-        return cls(incident_id=d["incident_id"], root=d["root"], ci_type=d.get("ci_type"),
-                   root_names=tuple(d.get("root_names", ())), tokens=dict(d.get("tokens", {})),
-                   opened_at=d.get("opened_at", 0.0), resolved_at=d.get("resolved_at"))
+        return cls(
+            incident_id=d["incident_id"],
+            root=d["root"],
+            ci_type=d.get("ci_type"),
+            root_names=tuple(d.get("root_names", ())),
+            tokens=dict(d.get("tokens", {})),
+            opened_at=d.get("opened_at", 0.0),
+            resolved_at=d.get("resolved_at"),
+        )
 
     @property
     def signature(self) -> str:
@@ -97,8 +130,11 @@ class Profile:
         """The root CI, or for label-grouped incidents their grouping labels' values."""
         if not self.root.startswith("group:"):
             return self.root
-        values = [kv.partition("=")[2] for kv in self.root[6:].split(",")
-                  if kv and not kv.startswith("alertname=")]
+        values = [
+            kv.partition("=")[2]
+            for kv in self.root[6:].split(",")
+            if kv and not kv.startswith("alertname=")
+        ]
         return "/".join(v for v in values if v) or "unmatched alerts"
 
 
@@ -126,8 +162,11 @@ def _words(text: str, identity: set[str]) -> Iterable[str]:
             yield w
 
 
-def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = None,
-                  kind_weight: Callable[[Mapping[str, str]], float] | None = None) -> Profile:
+def build_profile(
+    incident: Any,
+    ci_type: Callable[[str], str | None] | None = None,
+    kind_weight: Callable[[Mapping[str, str]], float] | None = None,
+) -> Profile:
     """The profile of an incident (an `Incident`, or anything with its fields).
 
     `kind_weight(labels)` (the correlator's alert kinds) scales each root alert
@@ -141,14 +180,22 @@ def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = N
         cis = Counter(m.ci for m in members if m.ci)
         root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
     on_root = [m for m in members if m.ci == root] if not root.startswith("group:") else members
-    identity = {root} | {v for m in on_root for k, v in m.labels.items()
-                         if k in ("instance", "node", "pod", "host", "hostname", "container")}
+    identity = {root} | {
+        v
+        for m in on_root
+        for k, v in m.labels.items()
+        if k in ("instance", "node", "pod", "host", "hostname", "container")
+    }
     tokens: Counter[str] = Counter()
     root_names = set()
     for m in on_root:
         name = m.labels.get("alertname", "")
         root_names.add(name)
-        factor = RESOURCE_FACTOR if kind_weight is not None and kind_weight(m.labels) == RESOURCE else 1.0
+        factor = (
+            RESOURCE_FACTOR
+            if kind_weight is not None and kind_weight(m.labels) == RESOURCE
+            else 1.0
+        )
         tokens[f"n:{name}"] = max(tokens.get(f"n:{name}", 0.0), ROOT_NAME * factor)
         for k, v in m.labels.items():
             if k not in _IGNORED_LABELS:
@@ -162,9 +209,15 @@ def build_profile(incident: Any, ci_type: Callable[[str], str | None] | None = N
             if f"n:{name}" not in tokens:
                 tokens[f"s:{name}"] = SYMPTOM_NAME
     ctype = ci_type(root) if ci_type and not root.startswith("group:") else None
-    return Profile(incident_id=incident.id, root=root, ci_type=ctype,
-                   root_names=tuple(sorted(root_names)), tokens=dict(tokens),
-                   opened_at=incident.opened_at, resolved_at=incident.resolved_at)
+    return Profile(
+        incident_id=incident.id,
+        root=root,
+        ci_type=ctype,
+        root_names=tuple(sorted(root_names)),
+        tokens=dict(tokens),
+        opened_at=incident.opened_at,
+        resolved_at=incident.resolved_at,
+    )
 
 
 class Idf:
@@ -251,8 +304,11 @@ class ProblemClusterer:
     rule); without it only incidents with the same root CI are compared.
     """
 
-    def __init__(self, settings: ClusterSettings | None = None,
-                 same_role: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClusterSettings | None = None,
+        same_role: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.settings = settings or ClusterSettings()
         self.same_role = same_role
         self.idf = Idf()
@@ -297,9 +353,15 @@ class ProblemClusterer:
         s = self.settings
         if a.root == b.root:
             return True, s.same_ci_threshold
-        if (s.cross_ci and self.same_role is not None and a.ci_type is not None
-                and a.ci_type == b.ci_type and not a.root.startswith("group:")
-                and not b.root.startswith("group:") and self.same_role(a.root, b.root)):
+        if (
+            s.cross_ci
+            and self.same_role is not None
+            and a.ci_type is not None
+            and a.ci_type == b.ci_type
+            and not a.root.startswith("group:")
+            and not b.root.startswith("group:")
+            and self.same_role(a.root, b.root)
+        ):
             return True, s.cross_ci_threshold
         return False, 1.0
 
@@ -330,8 +392,11 @@ class ProblemClusterer:
         for c in self.clusters.values():
             if exclude and c.id in exclude:
                 continue
-            if profile.root not in c.root_set and (not self.settings.cross_ci or profile.ci_type is None
-                                                   or profile.ci_type not in c.type_set):
+            if profile.root not in c.root_set and (
+                not self.settings.cross_ci
+                or profile.ci_type is None
+                or profile.ci_type not in c.type_set
+            ):
                 continue
             for part in c.parts:
                 members = [m for m in part if m.incident_id != profile.incident_id]
@@ -341,7 +406,9 @@ class ProblemClusterer:
                 score, margin = link
                 if margin >= 0 and (best is None or margin > best_margin):
                     best_margin = margin
-                    best = Match(c.id, score, reason=f"similarity {score:.2f} to {len(members)} incident(s)")
+                    best = Match(
+                        c.id, score, reason=f"similarity {score:.2f} to {len(members)} incident(s)"
+                    )
         return best
 
     def recurrence(self, profile: Profile) -> Match | None:
@@ -370,8 +437,12 @@ class ProblemClusterer:
                 group.append(cand)
         if len(group) >= need and need >= 0:
             score = sum(self.similarity(profile, g) for g in group) / max(len(group), 1)
-            return Match(None, score, with_candidates=sorted(group, key=lambda p: p.opened_at),
-                         reason=f"recurs with {len(group)} earlier incident(s), similarity {score:.2f}")
+            return Match(
+                None,
+                score,
+                with_candidates=sorted(group, key=lambda p: p.opened_at),
+                reason=f"recurs with {len(group)} earlier incident(s), similarity {score:.2f}",
+            )
         return None
 
 

@@ -33,16 +33,26 @@ class Link:
     profile: Profile | None = None  # set once the incident resolved: what clustering compares
 
     def to_dict(self) -> dict[str, Any]:
-        return {"incident_id": self.incident_id, "opened_at": self.opened_at,
-                "resolved_at": self.resolved_at, "root": self.root, "how": self.how,
-                "profile": self.profile.to_dict() if self.profile else None}
+        return {
+            "incident_id": self.incident_id,
+            "opened_at": self.opened_at,
+            "resolved_at": self.resolved_at,
+            "root": self.root,
+            "how": self.how,
+            "profile": self.profile.to_dict() if self.profile else None,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Link:
         prof = d.get("profile")
-        return cls(incident_id=d["incident_id"], opened_at=d["opened_at"], resolved_at=d.get("resolved_at"),
-                   root=d.get("root"), how=d.get("how", "resolve"),
-                   profile=Profile.from_dict(prof) if prof else None)
+        return cls(
+            incident_id=d["incident_id"],
+            opened_at=d["opened_at"],
+            resolved_at=d.get("resolved_at"),
+            root=d.get("root"),
+            how=d.get("how", "resolve"),
+            profile=Profile.from_dict(prof) if prof else None,
+        )
 
 
 @dataclass(slots=True)
@@ -56,7 +66,9 @@ class Problem:
     title_by_person: bool = False
     created_by: str = "incidentd"
     links: dict[str, Link] = field(default_factory=dict)
-    parts: list[list[str]] = field(default_factory=list)  # incident ids; several after a person's merge
+    parts: list[list[str]] = field(
+        default_factory=list
+    )  # incident ids; several after a person's merge
     cause: str = ""
     workaround: str = ""
     fix_ref: str = ""
@@ -74,7 +86,9 @@ class Problem:
     def part_profiles(self) -> list[list[Profile]]:
         out = []
         for part in self.parts:
-            profs = [self.links[i].profile for i in part if i in self.links and self.links[i].profile]
+            profs = [
+                self.links[i].profile for i in part if i in self.links and self.links[i].profile
+            ]
             if profs:
                 out.append(profs)
         return out
@@ -103,8 +117,15 @@ class Problem:
         names = most_common_names(self.profiles) if self.profiles else ()
         what = ", ".join(names[:3]) or "recurring incident"
         roots = self.root_cis or sorted({p.where for p in self.profiles})
-        where = roots[0] if len(roots) == 1 else (f"{len(roots)} CIs ({', '.join(roots[:3])}"
-                                                   + (", ..." if len(roots) > 3 else "") + ")")
+        where = (
+            roots[0]
+            if len(roots) == 1
+            else (
+                f"{len(roots)} CIs ({', '.join(roots[:3])}"
+                + (", ..." if len(roots) > 3 else "")
+                + ")"
+            )
+        )
         return f"{what} on {where}" if roots else what
 
     def sorted_links(self) -> list[Link]:
@@ -143,26 +164,53 @@ class Problem:
             direction = "falling"
         if sum(counts) == 0:
             direction = "quiet"
-        return {"period_days": bucket / DAY, "counts": counts, "slope": round(slope, 3),
-                "direction": direction}
+        return {
+            "period_days": bucket / DAY,
+            "counts": counts,
+            "slope": round(slope, 3),
+            "direction": direction,
+        }
 
     # -- persistence ----------------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:
         return {
-            "id": self.id, "seq": self.seq, "created_at": self.created_at, "updated_at": self.updated_at,
-            "status": self.status, "title": self.title, "title_by_person": self.title_by_person,
-            "created_by": self.created_by, "links": [link.to_dict() for link in self.sorted_links()],
-            "parts": self.parts, "cause": self.cause, "workaround": self.workaround,
-            "fix_ref": self.fix_ref, "known_error_at": self.known_error_at,
-            "resolved_at": self.resolved_at, "merged_into": self.merged_into, "history": self.history,
+            "id": self.id,
+            "seq": self.seq,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "status": self.status,
+            "title": self.title,
+            "title_by_person": self.title_by_person,
+            "created_by": self.created_by,
+            "links": [link.to_dict() for link in self.sorted_links()],
+            "parts": self.parts,
+            "cause": self.cause,
+            "workaround": self.workaround,
+            "fix_ref": self.fix_ref,
+            "known_error_at": self.known_error_at,
+            "resolved_at": self.resolved_at,
+            "merged_into": self.merged_into,
+            "history": self.history,
         }
 
     @classmethod
     def from_doc(cls, d: dict[str, Any]) -> Problem:
         p = cls(id=d["id"], seq=d["seq"], created_at=d["created_at"], updated_at=d["updated_at"])
-        for k in ("status", "title", "title_by_person", "created_by", "parts", "cause", "workaround",
-                  "fix_ref", "known_error_at", "resolved_at", "merged_into", "history"):
+        for k in (
+            "status",
+            "title",
+            "title_by_person",
+            "created_by",
+            "parts",
+            "cause",
+            "workaround",
+            "fix_ref",
+            "known_error_at",
+            "resolved_at",
+            "merged_into",
+            "history",
+        ):
             if k in d:
                 setattr(p, k, d[k])
         p.links = {x["incident_id"]: Link.from_dict(x) for x in d.get("links", [])}
@@ -185,7 +233,9 @@ def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, A
         "first_occurrence": ts(st["first_occurrence"]),
         "last_occurrence": ts(st["last_occurrence"]),
         "ttr_total_seconds": round(st["ttr_total_seconds"], 3),
-        "ttr_mean_seconds": round(st["ttr_mean_seconds"], 3) if st["ttr_mean_seconds"] is not None else None,
+        "ttr_mean_seconds": round(st["ttr_mean_seconds"], 3)
+        if st["ttr_mean_seconds"] is not None
+        else None,
         "trend": p.trend(now),
         "known_error": {"cause": p.cause, "workaround": p.workaround, "fix_ref": p.fix_ref},
         "created_at": ts(p.created_at),
@@ -195,20 +245,32 @@ def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, A
         "resolved_at": ts(p.resolved_at),
     }
     if detail:
-        view["links"] = [{"incident_id": link.incident_id, "opened_at": ts(link.opened_at),
-                          "resolved_at": ts(link.resolved_at), "root_cause": link.root,
-                          "linked": link.how,
-                          "alert_names": list(link.profile.root_names) if link.profile else []}
-                         for link in p.sorted_links()]
+        view["links"] = [
+            {
+                "incident_id": link.incident_id,
+                "opened_at": ts(link.opened_at),
+                "resolved_at": ts(link.resolved_at),
+                "root_cause": link.root,
+                "linked": link.how,
+                "alert_names": list(link.profile.root_names) if link.profile else [],
+            }
+            for link in p.sorted_links()
+        ]
         view["history"] = [dict(h, at=ts(h.get("at"))) for h in p.history]
     return view
 
 
 def known_problem_note(p: Problem) -> dict[str, Any]:
     """What an incident linked to this problem shows on-call."""
-    return {"id": p.id, "title": p.title or p.default_title(), "status": p.status,
-            "cause": p.cause or None, "workaround": p.workaround or None, "fix_ref": p.fix_ref or None,
-            "occurrences": len(p.links)}
+    return {
+        "id": p.id,
+        "title": p.title or p.default_title(),
+        "status": p.status,
+        "cause": p.cause or None,
+        "workaround": p.workaround or None,
+        "fix_ref": p.fix_ref or None,
+        "occurrences": len(p.links),
+    }
 
 
 def humanize_seconds(s: float | None) -> str:

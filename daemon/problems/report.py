@@ -59,12 +59,20 @@ class Report:
 
     @property
     def bucket_starts(self) -> list[float]:
-        return [self.since + i * self.bucket for i in range(len(self.rows[0].buckets))] if self.rows else []
+        return (
+            [self.since + i * self.bucket for i in range(len(self.rows[0].buckets))]
+            if self.rows
+            else []
+        )
 
 
 def load_problems(store: Store) -> list[Problem]:
     rows = store.query("SELECT doc FROM problems WHERE status != 'merged' ORDER BY seq")
-    return [p for p in (Problem.from_doc(json.loads(r[0])) for r in rows) if not p.merged_into and p.links]
+    return [
+        p
+        for p in (Problem.from_doc(json.loads(r[0])) for r in rows)
+        if not p.merged_into and p.links
+    ]
 
 
 def _trend(buckets: list[int]) -> str:
@@ -94,11 +102,29 @@ def build_report(problems: list[Problem], since: float, until: float, top: int =
         buckets = [0] * n
         for link in links:
             buckets[min(n - 1, int((link.opened_at - since) // bucket))] += 1
-        rows.append(Row(p, links, len(links), mean, sum(ttrs), len(links) * (mean or 0.0), buckets,
-                        _trend(buckets)))
+        rows.append(
+            Row(
+                p,
+                links,
+                len(links),
+                mean,
+                sum(ttrs),
+                len(links) * (mean or 0.0),
+                buckets,
+                _trend(buckets),
+            )
+        )
     rows.sort(key=lambda r: (-r.cost, -r.count, r.problem.seq))
-    return Report(generated_at=time.time(), since=since, until=until, bucket=bucket, rows=rows, top=top,
-                  total_problems=len(rows), total_incidents=sum(r.count for r in rows))
+    return Report(
+        generated_at=time.time(),
+        since=since,
+        until=until,
+        bucket=bucket,
+        rows=rows,
+        top=top,
+        total_problems=len(rows),
+        total_incidents=sum(r.count for r in rows),
+    )
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -118,7 +144,9 @@ def sparkline(buckets: list[int]) -> str:
     top = max(buckets, default=0)
     if top == 0:
         return SPARK[0] * len(buckets)
-    return "".join(SPARK[min(len(SPARK) - 1, round(b / top * (len(SPARK) - 1)))] if b else "·" for b in buckets)
+    return "".join(
+        SPARK[min(len(SPARK) - 1, round(b / top * (len(SPARK) - 1)))] if b else "·" for b in buckets
+    )
 
 
 def recurrence_svg(row: Row, report: Report, width: int = 640, height: int = 150) -> str:
@@ -129,24 +157,30 @@ def recurrence_svg(row: Row, report: Report, width: int = 640, height: int = 150
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     bw = plot_w / n
     unit = "day" if report.bucket == DAY else "week"
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="occurrences per {unit} of {row.problem.id}">',
-             f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{width - right}" y2="{top_pad + plot_h}" class="axis"/>',
-             f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{top_pad + plot_h}" class="axis"/>',
-             f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" class="tick">{peak}</text>',
-             f'<text x="{left - 6}" y="{top_pad + plot_h}" text-anchor="end" class="tick">0</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="occurrences per {unit} of {row.problem.id}">',
+        f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{width - right}" y2="{top_pad + plot_h}" class="axis"/>',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{top_pad + plot_h}" class="axis"/>',
+        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" class="tick">{peak}</text>',
+        f'<text x="{left - 6}" y="{top_pad + plot_h}" text-anchor="end" class="tick">0</text>',
+    ]
     for i, count in enumerate(row.buckets):
         if count:
             h = plot_h * count / peak
             x = left + i * bw + bw * 0.15
             start = report.since + i * report.bucket
-            parts.append(f'<rect x="{x:.1f}" y="{top_pad + plot_h - h:.1f}" width="{max(bw * 0.7, 1):.1f}" '
-                         f'height="{h:.1f}" class="bar"><title>{_day(start)}: {count}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{top_pad + plot_h - h:.1f}" width="{max(bw * 0.7, 1):.1f}" '
+                f'height="{h:.1f}" class="bar"><title>{_day(start)}: {count}</title></rect>'
+            )
     ticks = sorted({0, n // 2, n - 1}) if n > 2 else list(range(n))
     for i in ticks:
         x = left + i * bw + bw / 2
-        parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">'
-                     f'{_day(report.since + i * report.bucket)}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">'
+            f"{_day(report.since + i * report.bucket)}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -249,9 +283,16 @@ def _md_escape(text: str) -> str:
 
 def render(report: Report) -> tuple[str, str]:
     """The report as (Markdown, HTML)."""
-    helpers = {"day": _day, "when": _when, "human": humanize_seconds, "spark": sparkline,
-               "md": _md_escape, "r": report, "unit": "day" if report.bucket == DAY else "week",
-               "svg": lambda row: recurrence_svg(row, report)}
+    helpers = {
+        "day": _day,
+        "when": _when,
+        "human": humanize_seconds,
+        "spark": sparkline,
+        "md": _md_escape,
+        "r": report,
+        "unit": "day" if report.bucket == DAY else "week",
+        "svg": lambda row: recurrence_svg(row, report),
+    }
     md_env = Environment(autoescape=False, trim_blocks=False, keep_trailing_newline=True)
     html_env = Environment(autoescape=select_autoescape(default=True), keep_trailing_newline=True)
     markdown = md_env.from_string(_MD).render(**helpers)
@@ -259,7 +300,9 @@ def render(report: Report) -> tuple[str, str]:
     return markdown, html
 
 
-def write_report(store: Store, output_dir: str, since: float, until: float, top: int = 10) -> Report:
+def write_report(
+    store: Store, output_dir: str, since: float, until: float, top: int = 10
+) -> Report:
     report = build_report(load_problems(store), since, until, top)
     report.generated_at = until
     markdown, html = render(report)
@@ -278,12 +321,18 @@ def write_report(store: Store, output_dir: str, since: float, until: float, top:
 def configure_problems_command(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="problems_command", required=True)
     rep = sub.add_parser("report", help="problem review report (Markdown and HTML) from the store")
-    rep.add_argument("--since", default="30d", help="period to review, a duration back from now (default 30d)")
+    rep.add_argument(
+        "--since", default="30d", help="period to review, a duration back from now (default 30d)"
+    )
     rep.add_argument("--until", help="end of the period, RFC 3339 (default: now)")
     rep.add_argument("--config", help="config file: its data_dir holds the store")
     rep.add_argument("--data-dir", help="the store's directory (overrides the config)")
-    rep.add_argument("--output-dir", default=".", help="where report.md and report.html go (default .)")
-    rep.add_argument("--top", type=int, default=10, help="problems with a detailed section and plot (default 10)")
+    rep.add_argument(
+        "--output-dir", default=".", help="where report.md and report.html go (default .)"
+    )
+    rep.add_argument(
+        "--top", type=int, default=10, help="problems with a detailed section and plot (default 10)"
+    )
 
 
 def run_problems_command(args: argparse.Namespace) -> int:
@@ -311,12 +360,22 @@ def run_problems_command(args: argparse.Namespace) -> int:
         return fail(f"{args.output_dir}: cannot write: {exc.strerror or exc}")
     finally:
         store.close()
-    print(f"{report.total_problems} problem(s), {report.total_incidents} incident(s): "
-          f"{os.path.join(args.output_dir, 'report.md')}, {os.path.join(args.output_dir, 'report.html')}")
+    print(
+        f"{report.total_problems} problem(s), {report.total_incidents} incident(s): "
+        f"{os.path.join(args.output_dir, 'report.md')}, {os.path.join(args.output_dir, 'report.html')}"
+    )
     return 0
 
 
 def summary(report: Report) -> list[dict[str, Any]]:
     """The ranking as data (for tests and tools)."""
-    return [{"id": r.problem.id, "count": r.count, "ttr_mean": r.ttr_mean, "cost": r.cost, "trend": r.trend}
-            for r in report.rows]
+    return [
+        {
+            "id": r.problem.id,
+            "count": r.count,
+            "ttr_mean": r.ttr_mean,
+            "cost": r.cost,
+            "trend": r.trend,
+        }
+        for r in report.rows
+    ]

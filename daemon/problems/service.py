@@ -120,8 +120,14 @@ class ProblemsPart:
 
     name = "problems"
 
-    def __init__(self, config: Config, incidents: IncidentManager, store: Store | None = None,
-                 metrics: Any = None, cmdb: Any = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        incidents: IncidentManager,
+        store: Store | None = None,
+        metrics: Any = None,
+        cmdb: Any = None,
+    ) -> None:
         settings, errors = problem_settings(config)
         if errors:
             from daemon.config import ConfigError
@@ -143,16 +149,21 @@ class ProblemsPart:
         self._candidate_writes: dict[str, Profile | None] = {}
         self._now = 0.0
         registry = getattr(metrics, "registry", None)
-        self.m_problems = Gauge("incidentd_problems", "Problem records, by status.", ["status"],
-                                registry=registry)
+        self.m_problems = Gauge(
+            "incidentd_problems", "Problem records, by status.", ["status"], registry=registry
+        )
         self.m_linked = Counter(
             "incidentd_problem_incidents_linked_total",
             "Incidents linked to a problem, by when (open: matched a known problem while open; "
-            "resolve: clustered when resolved; person).", ["at"], registry=registry)
+            "resolve: clustered when resolved; person).",
+            ["at"],
+            registry=registry,
+        )
         self.m_open_known = Gauge(
             "incidentd_open_incidents_with_known_problem",
             "Open incidents linked to a problem that has a known-error record (cause or workaround).",
-            registry=registry)
+            registry=registry,
+        )
         for st in STATUSES:
             self.m_problems.labels(st)
         for at in ("open", "resolve", "person"):
@@ -242,7 +253,6 @@ class ProblemsPart:
                     self._link_open(inc, now)
             elif inc.state == "resolved":
                 self._on_resolved(inc, now)
-        self._count()
 
     def _profile(self, inc: Incident) -> Profile:
         return build_profile(inc, self._ci_type, self._kind_weight)
@@ -263,8 +273,12 @@ class ProblemsPart:
         if target is not None:
             self._link(self.problems[target], inc, "open", None, now)
             self.m_linked.labels("open").inc()
-            log.info("incident matches a known problem", incident_id=inc.id, problem_id=target,
-                     reason=match.reason if match else "")
+            log.info(
+                "incident matches a known problem",
+                incident_id=inc.id,
+                problem_id=target,
+                reason=match.reason if match else "",
+            )
 
     def _on_resolved(self, inc: Incident, now: float) -> None:
         current = self.by_incident.get(inc.id)
@@ -294,7 +308,9 @@ class ProblemsPart:
         for cand in rec.with_candidates:
             self.clusterer.candidates.pop(cand.incident_id, None)
             self._candidate_writes[cand.incident_id] = None
-            link = Link(cand.incident_id, cand.opened_at, cand.resolved_at, cand.ci, "resolve", cand)
+            link = Link(
+                cand.incident_id, cand.opened_at, cand.resolved_at, cand.ci, "resolve", cand
+            )
             self._attach(p, link)
             self.m_linked.labels("resolve").inc()
         self._link(p, inc, "resolve", prof, now)
@@ -306,7 +322,9 @@ class ProblemsPart:
     def _create(self, now: float, created_by: str = "incidentd") -> Problem:
         seq = self._next_seq
         self._next_seq += 1
-        p = Problem(id=f"PRB-{seq:06d}", seq=seq, created_at=now, updated_at=now, created_by=created_by)
+        p = Problem(
+            id=f"PRB-{seq:06d}", seq=seq, created_at=now, updated_at=now, created_by=created_by
+        )
         p.parts = [[]]
         self.problems[p.id] = p
         self.clusterer.add_cluster(p.id, [])
@@ -380,8 +398,14 @@ class ProblemsPart:
         if p.status == RESOLVED:
             p.status = KNOWN_ERROR if (p.cause or p.workaround) else OPEN
             p.resolved_at = None
-            p.history.append({"at": now, "actor": "incidentd", "action": "reopened",
-                              "text": f"recurred in {incident_id} after it was resolved"})
+            p.history.append(
+                {
+                    "at": now,
+                    "actor": "incidentd",
+                    "action": "reopened",
+                    "text": f"recurred in {incident_id} after it was resolved",
+                }
+            )
             self._dirty.add(p.id)
 
     def _touch(self, incident_id: str, problem_id: str | None) -> None:
@@ -420,20 +444,30 @@ class ProblemsPart:
     def drain_writes(self, writes: Writes) -> None:
         for pid in sorted(self._dirty):
             p = self.problems[pid]
-            writes.add("INSERT INTO problems (id, seq, status, updated_at, doc) VALUES (?,?,?,?,?)"
-                       " ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
-                       " updated_at=excluded.updated_at, doc=excluded.doc",
-                       (p.id, p.seq, "merged" if p.merged_into else p.status, p.updated_at,
-                        dumps(p.to_doc())))
+            writes.add(
+                "INSERT INTO problems (id, seq, status, updated_at, doc) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
+                " updated_at=excluded.updated_at, doc=excluded.doc",
+                (
+                    p.id,
+                    p.seq,
+                    "merged" if p.merged_into else p.status,
+                    p.updated_at,
+                    dumps(p.to_doc()),
+                ),
+            )
             for iid in p.links:  # keep the note (status, workaround) on linked incidents current
                 self._touched.setdefault(iid, pid)
         for iid, prof in sorted(self._candidate_writes.items()):
             if prof is None:
                 writes.add("DELETE FROM problem_candidates WHERE incident_id=?", (iid,))
             else:
-                writes.add("INSERT INTO problem_candidates (incident_id, resolved_at, doc) VALUES (?,?,?)"
-                           " ON CONFLICT(incident_id) DO UPDATE SET resolved_at=excluded.resolved_at,"
-                           " doc=excluded.doc", (iid, prof.resolved_at, dumps(prof.to_dict())))
+                writes.add(
+                    "INSERT INTO problem_candidates (incident_id, resolved_at, doc) VALUES (?,?,?)"
+                    " ON CONFLICT(incident_id) DO UPDATE SET resolved_at=excluded.resolved_at,"
+                    " doc=excluded.doc",
+                    (iid, prof.resolved_at, dumps(prof.to_dict())),
+                )
         for iid, pid in sorted(self._touched.items()):
             p = self.problems.get(pid) if pid else None
             note = dumps(known_problem_note(p)) if p else None
@@ -441,12 +475,15 @@ class ProblemsPart:
             if live is not None and p is not None:
                 live.extra["known_problem"] = known_problem_note(p)
                 live.extra["workaround"] = p.workaround or None
-            writes.add("UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
-                       " '$.extra.known_problem', json(?), '$.extra.workaround', ?) WHERE id=?",
-                       (pid, note, (p.workaround or None) if p else None, iid))
+            writes.add(
+                "UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
+                " '$.extra.known_problem', json(?), '$.extra.workaround', ?) WHERE id=?",
+                (pid, note, (p.workaround or None) if p else None, iid),
+            )
         self._dirty.clear()
         self._candidate_writes.clear()
         self._touched.clear()
+        self._count()  # gauges: once per commit, not per alert
 
     # -- people's edits ---------------------------------------------------------------------
 
@@ -455,8 +492,11 @@ class ProblemsPart:
         if p is None:
             raise ProblemError(404, "no such problem", problem_id)
         if p.merged_into:
-            raise ProblemError(409, f"problem {problem_id} was merged into {p.merged_into}",
-                               {"merged_into": p.merged_into})
+            raise ProblemError(
+                409,
+                f"problem {problem_id} was merged into {p.merged_into}",
+                {"merged_into": p.merged_into},
+            )
         return p
 
     def listing(self, status: str | None = None) -> list[Problem]:
@@ -471,14 +511,19 @@ class ProblemsPart:
         allowed = {"status", "title", *KNOWN_ERROR_FIELDS}
         unknown = sorted(set(fields) - allowed)
         if unknown:
-            raise ProblemError(400, "invalid body", f"unknown field(s): {', '.join(unknown)}; "
-                               f"allowed: {', '.join(sorted(allowed))}")
+            raise ProblemError(
+                400,
+                "invalid body",
+                f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            )
         for key, value in fields.items():
             if not isinstance(value, str):
                 raise ProblemError(400, "invalid body", f"{key}: expected a string")
         status = fields.get("status")
         if status is not None and status not in STATUSES:
-            raise ProblemError(400, "invalid status", f"status must be one of {', '.join(STATUSES)}")
+            raise ProblemError(
+                400, "invalid status", f"status must be one of {', '.join(STATUSES)}"
+            )
         changed = []
         for key in ("title", *KNOWN_ERROR_FIELDS):
             if key in fields and fields[key] != getattr(p, key):
@@ -488,8 +533,12 @@ class ProblemsPart:
             p.title_by_person = bool(fields["title"].strip())
             if not p.title_by_person:
                 p.title = p.default_title()
-        if status is None and p.status == OPEN and (p.cause or p.workaround) and \
-                {"cause", "workaround"} & set(changed):
+        if (
+            status is None
+            and p.status == OPEN
+            and (p.cause or p.workaround)
+            and {"cause", "workaround"} & set(changed)
+        ):
             status = KNOWN_ERROR  # writing down the cause or a workaround makes it a known error
         if status is not None and status != p.status:
             p.status = status
@@ -502,8 +551,15 @@ class ProblemsPart:
                 p.resolved_at = None
         if changed:
             p.updated_at = now
-            p.history.append({"at": now, "actor": actor, "action": "update",
-                              "text": f"set {', '.join(changed)}", "fields": changed})
+            p.history.append(
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "update",
+                    "text": f"set {', '.join(changed)}",
+                    "fields": changed,
+                }
+            )
             self._dirty.add(p.id)
         self._count()
         return p
@@ -518,9 +574,13 @@ class ProblemsPart:
                 raise ProblemError(400, "invalid body", "a problem cannot be merged into itself")
             sources.append(self.get(sid))
         if not sources:
-            raise ProblemError(400, "invalid body", "problems: name at least one problem to merge in")
+            raise ProblemError(
+                400, "invalid body", "problems: name at least one problem to merge in"
+            )
         for src in sources:
-            target.parts = [prt for prt in target.parts if prt] + [list(prt) for prt in src.parts if prt]
+            target.parts = [prt for prt in target.parts if prt] + [
+                list(prt) for prt in src.parts if prt
+            ]
             for iid, link in src.links.items():
                 target.links[iid] = link
                 self.by_incident[iid] = target.id
@@ -532,31 +592,46 @@ class ProblemsPart:
             src.parts = []
             src.merged_into = target.id
             src.updated_at = now
-            src.history.append({"at": now, "actor": actor, "action": "merged", "text": f"merged into {target.id}"})
+            src.history.append(
+                {"at": now, "actor": actor, "action": "merged", "text": f"merged into {target.id}"}
+            )
             self._dirty.add(src.id)
             self.clusterer.clusters.pop(src.id, None)
         target.updated_at = now
         if not target.title_by_person:
             target.title = target.default_title()
-        target.history.append({"at": now, "actor": actor, "action": "merge",
-                               "text": f"merged in {', '.join(s.id for s in sources)}"})
+        target.history.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "merge",
+                "text": f"merged in {', '.join(s.id for s in sources)}",
+            }
+        )
         self._dirty.add(target.id)
         self._sync_cluster(target)
         self._count()
         return target
 
-    def split(self, problem_id: str, incident_ids: list[str], actor: str, now: float,
-              title: str = "") -> Problem:
+    def split(
+        self, problem_id: str, incident_ids: list[str], actor: str, now: float, title: str = ""
+    ) -> Problem:
         """A person says these incidents are another problem: they move to a new one, and
         later incidents are compared with each problem on its own."""
         p = self.get(problem_id)
         if not incident_ids:
-            raise ProblemError(400, "invalid body", "incidents: name at least one incident to split off")
+            raise ProblemError(
+                400, "invalid body", "incidents: name at least one incident to split off"
+            )
         missing = [i for i in incident_ids if i not in p.links]
         if missing:
-            raise ProblemError(400, "invalid body", f"not linked to {problem_id}: {', '.join(missing)}")
+            raise ProblemError(
+                400, "invalid body", f"not linked to {problem_id}: {', '.join(missing)}"
+            )
         if len(set(incident_ids)) >= len(p.links):
-            raise ProblemError(400, "invalid body", "a split must leave at least one incident behind")
+            raise ProblemError(
+                400, "invalid body", "a split must leave at least one incident behind"
+            )
         new = self._create(now, created_by=actor)
         for iid in dict.fromkeys(incident_ids):
             link = p.links.pop(iid)
@@ -571,7 +646,9 @@ class ProblemsPart:
         p.updated_at = now
         text = f"split {', '.join(incident_ids)} off into {new.id}"
         p.history.append({"at": now, "actor": actor, "action": "split", "text": text})
-        new.history.append({"at": now, "actor": actor, "action": "split", "text": f"split off {p.id}"})
+        new.history.append(
+            {"at": now, "actor": actor, "action": "split", "text": f"split off {p.id}"}
+        )
         self._dirty.add(p.id)
         self._sync_cluster(p)
         self._sync_cluster(new)
@@ -602,7 +679,9 @@ class ProblemsPart:
         self.clusterer.remove_incident(incident_id)
         self._candidate_writes[incident_id] = None
         self._attach(p, Link(incident_id, opened, resolved, root, "person", prof))
-        p.history.append({"at": now, "actor": actor, "action": "link", "text": f"linked {incident_id}"})
+        p.history.append(
+            {"at": now, "actor": actor, "action": "link", "text": f"linked {incident_id}"}
+        )
         self.m_linked.labels("person").inc()
         self._count()
         return p

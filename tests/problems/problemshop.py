@@ -39,26 +39,50 @@ def write_config(tmp_path, problems: str = "") -> str:
 
 
 def disk_full(node: str) -> tuple[dict[str, str], dict[str, str]]:
-    return ({"alertname": "NodeFilesystemAlmostOutOfSpace", "node": node, "instance": f"{node}:9100",
-             "mountpoint": "/var/log", "fstype": "ext4", "severity": "warning"},
-            {"summary": f"Filesystem /var/log on {node} has less than 5% space left",
-             "description": f"Filesystem on {node} at 10.0.0.4:9100 has only 3.2% available space left."})
+    return (
+        {
+            "alertname": "NodeFilesystemAlmostOutOfSpace",
+            "node": node,
+            "instance": f"{node}:9100",
+            "mountpoint": "/var/log",
+            "fstype": "ext4",
+            "severity": "warning",
+        },
+        {
+            "summary": f"Filesystem /var/log on {node} has less than 5% space left",
+            "description": f"Filesystem on {node} at 10.0.0.4:9100 has only 3.2% available space left.",
+        },
+    )
 
 
 def db_down() -> list[tuple[dict[str, str], dict[str, str]]]:
-    return [({"alertname": "MysqlDown", "service": "shop-db", "severity": "critical"},
-             {"summary": "MySQL instance is down"}),
-            ({"alertname": "HighErrorRate", "service": "shop", "severity": "warning"},
-             {"summary": "shop answers 7% of requests with errors"})]
+    return [
+        (
+            {"alertname": "MysqlDown", "service": "shop-db", "severity": "critical"},
+            {"summary": "MySQL instance is down"},
+        ),
+        (
+            {"alertname": "HighErrorRate", "service": "shop", "severity": "warning"},
+            {"summary": "shop answers 7% of requests with errors"},
+        ),
+    ]
 
 
 def db_slow() -> list[tuple[dict[str, str], dict[str, str]]]:
-    return [({"alertname": "MysqlSlowQueries", "service": "shop-db", "severity": "warning"},
-             {"summary": "MySQL has slow queries"}),
-            ({"alertname": "MysqlHighThreadsRunning", "service": "shop-db", "severity": "warning"},
-             {"summary": "more than 60% of MySQL connections are running"}),
-            ({"alertname": "HighLatencyP99", "service": "shop", "severity": "warning"},
-             {"summary": "shop p99 latency above 1s"})]
+    return [
+        (
+            {"alertname": "MysqlSlowQueries", "service": "shop-db", "severity": "warning"},
+            {"summary": "MySQL has slow queries"},
+        ),
+        (
+            {"alertname": "MysqlHighThreadsRunning", "service": "shop-db", "severity": "warning"},
+            {"summary": "more than 60% of MySQL connections are running"},
+        ),
+        (
+            {"alertname": "HighLatencyP99", "service": "shop", "severity": "warning"},
+            {"summary": "shop p99 latency above 1s"},
+        ),
+    ]
 
 
 class Shop:
@@ -85,15 +109,29 @@ class Shop:
         self.clock.set(target)
         return target
 
-    def post(self, t: float, alerts: list[tuple[dict[str, str], dict[str, str]]], status: str = "firing") -> None:
+    def post(
+        self, t: float, alerts: list[tuple[dict[str, str], dict[str, str]]], status: str = "firing"
+    ) -> None:
         now = self.at(t)
-        batch = [Alert(labels=dict(labels), annotations=dict(ann), starts_at=now,
-                       ends_at=now if status == "resolved" else None, status=status)
-                 for labels, ann in alerts]
+        batch = [
+            Alert(
+                labels=dict(labels),
+                annotations=dict(ann),
+                starts_at=now,
+                ends_at=now if status == "resolved" else None,
+                status=status,
+            )
+            for labels, ann in alerts
+        ]
         self.pipeline.process_alerts(batch, now)
         self.flush()
 
-    def fault(self, t: float, alerts: list[tuple[dict[str, str], dict[str, str]]], duration: float = 1800.0) -> str:
+    def fault(
+        self,
+        t: float,
+        alerts: list[tuple[dict[str, str], dict[str, str]]],
+        duration: float = 1800.0,
+    ) -> str:
         """Fire the alerts at T0 + t, resolve them `duration` later; the incident id."""
         self.post(t, alerts)
         iid = self.incident_of(alerts[0][0])

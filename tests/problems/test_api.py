@@ -42,15 +42,26 @@ class Client:
         """Post alerts with the clock at T0 + t; waits until the pipeline has them."""
         self.daemon.clock.set(T0 + t)
         now = format_rfc3339(T0 + t)
-        body = [{"labels": labels, "annotations": ann, "startsAt": now, **({"endsAt": now} if resolved else {})}
-                for labels, ann in alerts]
+        body = [
+            {
+                "labels": labels,
+                "annotations": ann,
+                "startsAt": now,
+                **({"endsAt": now} if resolved else {}),
+            }
+            for labels, ann in alerts
+        ]
         status, _ = await self.call("POST", "/api/v1/alerts", body)
         assert status == 200
         want = "resolved" if resolved else "firing"
 
         def done(b):
-            seen = {(a["labels"]["alertname"], a["status"]) for i in b["incidents"] for a in i["alerts"]
-                    if i["state"] == ("resolved" if resolved else "open")}
+            seen = {
+                (a["labels"]["alertname"], a["status"])
+                for i in b["incidents"]
+                for a in i["alerts"]
+                if i["state"] == ("resolved" if resolved else "open")
+            }
             return all((labels["alertname"], want) in seen for labels, _ in alerts)
 
         await self.until(done, "/api/v1/incidents?state=all")
@@ -59,7 +70,11 @@ class Client:
         await self.post_alerts(t, alerts)
         _, body = await self.call("GET", "/api/v1/incidents?state=open")
         name = alerts[0][0]["alertname"]
-        [iid] = [i["id"] for i in body["incidents"] if any(a["labels"]["alertname"] == name for a in i["alerts"])]
+        [iid] = [
+            i["id"]
+            for i in body["incidents"]
+            if any(a["labels"]["alertname"] == name for a in i["alerts"])
+        ]
         await self.post_alerts(t + duration, alerts, resolved=True)
         return iid
 
@@ -112,14 +127,22 @@ async def test_known_error_fields_are_patched_and_validated(shop_api):
     await c.fault(DAY, db_down())
     _, body = await c.call("GET", "/api/v1/problems")
     pid = body["problems"][0]["id"]
-    status, p = await c.call("PATCH", f"/api/v1/problems/{pid}", {
-        "cause": "the binlog volume fills up", "workaround": "purge binlogs: PURGE BINARY LOGS BEFORE NOW()",
-        "author": "alice"})
+    status, p = await c.call(
+        "PATCH",
+        f"/api/v1/problems/{pid}",
+        {
+            "cause": "the binlog volume fills up",
+            "workaround": "purge binlogs: PURGE BINARY LOGS BEFORE NOW()",
+            "author": "alice",
+        },
+    )
     assert status == 200
     assert p["status"] == "known_error"  # a cause or workaround makes it a known error
     assert p["known_error"]["workaround"].startswith("purge binlogs")
     assert p["history"][-1]["actor"] == "alice"
-    status, p = await c.call("PATCH", f"/api/v1/problems/{pid}", {"fix_ref": "CHG-42", "status": "resolved"})
+    status, p = await c.call(
+        "PATCH", f"/api/v1/problems/{pid}", {"fix_ref": "CHG-42", "status": "resolved"}
+    )
     assert status == 200 and p["status"] == "resolved" and p["known_error"]["fix_ref"] == "CHG-42"
     status, err = await c.call("PATCH", f"/api/v1/problems/{pid}", {"status": "closed"})
     assert status == 400 and "status must be one of" in err["detail"]
@@ -133,7 +156,9 @@ async def test_known_error_fields_are_patched_and_validated(shop_api):
     assert p["status"] == "known_error" and p["count"] == 3
 
 
-async def test_an_opening_incident_matching_a_known_problem_is_linked_at_once_with_its_workaround(shop_api):
+async def test_an_opening_incident_matching_a_known_problem_is_linked_at_once_with_its_workaround(
+    shop_api,
+):
     c = await shop_api()
     await c.fault(0, db_down())
     await c.fault(DAY, db_down())
@@ -146,7 +171,9 @@ async def test_an_opening_incident_matching_a_known_problem_is_linked_at_once_wi
     assert inc["problem_id"] == pid
     detail = await c.incident(inc["id"])
     assert detail["workaround"] == "fail over to the replica"
-    assert detail["known_problem"]["id"] == pid and detail["known_problem"]["status"] == "known_error"
+    assert (
+        detail["known_problem"]["id"] == pid and detail["known_problem"]["status"] == "known_error"
+    )
     _, metrics = await c.call("GET", "/metrics")
     assert 'incidentd_problems{status="known_error"} 1.0' in metrics
     assert "incidentd_open_incidents_with_known_problem 1.0" in metrics
@@ -163,7 +190,9 @@ async def test_a_merge_by_a_person_holds_for_later_incidents(shop_api):
     _, body = await c.call("GET", "/api/v1/problems")
     by_first = {p["incidents"][0]: p["id"] for p in body["problems"]}
     p_down, p_slow = by_first[down[0]], by_first[slow[0]]
-    status, merged = await c.call("POST", f"/api/v1/problems/{p_down}/merge", {"problems": [p_slow]})
+    status, merged = await c.call(
+        "POST", f"/api/v1/problems/{p_down}/merge", {"problems": [p_slow]}
+    )
     assert status == 200 and sorted(merged["incidents"]) == sorted(down + slow)
     status, gone = await c.call("GET", f"/api/v1/problems/{p_slow}")
     assert status == 409 and gone["detail"] == {"merged_into": p_down}
@@ -178,15 +207,26 @@ async def test_a_merge_by_a_person_holds_for_later_incidents(shop_api):
 
 async def test_a_split_by_a_person_holds_for_later_incidents(shop_api):
     c = await shop_api()
-    disks = {node: await c.fault(i * DAY, [disk_full(node)]) for i, node in enumerate(["web-1", "web-2", "web-3"])}
+    disks = {
+        node: await c.fault(i * DAY, [disk_full(node)])
+        for i, node in enumerate(["web-1", "web-2", "web-3"])
+    }
     _, body = await c.call("GET", "/api/v1/problems")
     [p] = body["problems"]
     assert len(p["incidents"]) == 3  # one pattern on the hosts of one role
-    status, new = await c.call("POST", f"/api/v1/problems/{p['id']}/split",
-                               {"incidents": [disks["web-3"]], "title": "web-3 log volume too small"})
-    assert status == 201 and new["incidents"] == [disks["web-3"]] and new["title"] == "web-3 log volume too small"
-    status, err = await c.call("POST", f"/api/v1/problems/{p['id']}/split",
-                               {"incidents": [disks["web-1"], disks["web-2"]]})
+    status, new = await c.call(
+        "POST",
+        f"/api/v1/problems/{p['id']}/split",
+        {"incidents": [disks["web-3"]], "title": "web-3 log volume too small"},
+    )
+    assert (
+        status == 201
+        and new["incidents"] == [disks["web-3"]]
+        and new["title"] == "web-3 log volume too small"
+    )
+    status, err = await c.call(
+        "POST", f"/api/v1/problems/{p['id']}/split", {"incidents": [disks["web-1"], disks["web-2"]]}
+    )
     assert status == 400 and "at least one incident" in err["detail"]
     again_web3 = await c.fault(5 * DAY, [disk_full("web-3")])
     again_web1 = await c.fault(6 * DAY, [disk_full("web-1")])

@@ -50,8 +50,10 @@ def test_two_different_faults_on_one_ci_are_kept_apart(tmp_path):
 
 def test_the_same_pattern_on_several_hosts_of_one_role_is_one_problem(tmp_path):
     shop = Shop(tmp_path)
-    incidents = [shop.fault(i * DAY, [disk_full(node)], duration=4 * HOUR)
-                 for i, node in enumerate(["web-1", "web-2", "web-3"])]
+    incidents = [
+        shop.fault(i * DAY, [disk_full(node)], duration=4 * HOUR)
+        for i, node in enumerate(["web-1", "web-2", "web-3"])
+    ]
     pids = {shop.problem_of(i) for i in incidents}
     assert len(pids) == 1 and None not in pids
     [problem] = shop.problems.listing()

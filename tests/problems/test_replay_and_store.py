@@ -66,14 +66,31 @@ def test_problems_and_waiting_candidates_survive_a_restart(tmp_path):
     assert third_run.problem_of(third) == pid
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(SHARED, "score.py")), reason="../shared/corr not present")
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(SHARED, "score.py")), reason="../shared/corr not present"
+)
 def test_problem_grouping_on_the_benchmark_scenario(tmp_path):
     scenario = os.path.join(SHARED, "dev-sockshop")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"cmdb: [{os.path.abspath(os.path.join(scenario, 'cmdb.yaml'))}]\ndata_dir: data\n")
-    run_replay(load_config(str(cfg)), os.path.join(scenario, "events.jsonl"), str(tmp_path / "r.json"))
-    out = subprocess.run([sys.executable, os.path.join(SHARED, "score.py"), "--truth",
-                          os.path.join(scenario, "truth.json"), "--result", str(tmp_path / "r.json"), "--json"],
-                         capture_output=True, text=True, check=True)
+    cfg.write_text(
+        f"cmdb: [{os.path.abspath(os.path.join(scenario, 'cmdb.yaml'))}]\ndata_dir: data\n"
+    )
+    run_replay(
+        load_config(str(cfg)), os.path.join(scenario, "events.jsonl"), str(tmp_path / "r.json")
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(SHARED, "score.py"),
+            "--truth",
+            os.path.join(scenario, "truth.json"),
+            "--result",
+            str(tmp_path / "r.json"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     scores = json.loads(out.stdout)
     assert scores["problems"]["f1"] >= 0.85, scores["problems"]

@@ -16,11 +16,15 @@ def seeded(tmp_path) -> Shop:
     shop = Shop(tmp_path)
     faults = [(day, db_down(), 2 * HOUR) for day in (1, 8, 20)]
     faults += [(day, db_slow(), 600) for day in (3, 4)]
-    faults += [(day, [disk_full(node)], 1800) for day, node in ((2, "web-1"), (9, "web-2"), (21, "web-3"))]
+    faults += [
+        (day, [disk_full(node)], 1800) for day, node in ((2, "web-1"), (9, "web-2"), (21, "web-3"))
+    ]
     for day, alerts, duration in sorted(faults, key=lambda f: f[0]):
         shop.fault(day * DAY, alerts, duration=duration)
     down = shop.problems.problems[shop.problem_of(shop.incidents()[0]["id"])]
-    shop.problems.update(down.id, {"workaround": "fail over to <the> replica"}, "alice", T0 + 22 * DAY)
+    shop.problems.update(
+        down.id, {"workaround": "fail over to <the> replica"}, "alice", T0 + 22 * DAY
+    )
     shop.flush()
     return shop
 
@@ -54,9 +58,11 @@ def test_report_ranks_problems_by_cost_with_a_plot_for_each_of_the_top_ones(tmp_
     shop = seeded(tmp_path)
     report = build_report(load_problems(shop.store), T0, T0 + 30 * DAY, top=2)
     ranking = [(r.title.split(" on ")[0], r.count, r.cost) for r in report.rows]
-    assert ranking == [("MysqlDown", 3, 3 * 2 * HOUR),
-                       ("NodeFilesystemAlmostOutOfSpace", 3, 3 * 1800.0),
-                       ("MysqlHighThreadsRunning, MysqlSlowQueries", 2, 2 * 600.0)]
+    assert ranking == [
+        ("MysqlDown", 3, 3 * 2 * HOUR),
+        ("NodeFilesystemAlmostOutOfSpace", 3, 3 * 1800.0),
+        ("MysqlHighThreadsRunning, MysqlSlowQueries", 2, 2 * 600.0),
+    ]
     markdown, html = render(report)
     assert markdown.startswith("# Problem review")
     assert "| 1 | PRB-" in markdown and "MysqlDown" in markdown
@@ -76,8 +82,20 @@ def test_report_command_writes_markdown_and_html_from_the_store(tmp_path, capsys
     (tmp_path / "data").mkdir()
     (tmp_path / "store.sqlite3").rename(tmp_path / "data" / "incidentd.sqlite3")
     out = tmp_path / "out"
-    code = main(["problems", "report", "--since", "30d", "--until", format_rfc3339(T0 + 30 * DAY),
-                 "--data-dir", str(tmp_path / "data"), "--output-dir", str(out)])
+    code = main(
+        [
+            "problems",
+            "report",
+            "--since",
+            "30d",
+            "--until",
+            format_rfc3339(T0 + 30 * DAY),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "3 problem(s), 8 incident(s)" in capsys.readouterr().out
     assert (out / "report.md").read_text().startswith("# Problem review")

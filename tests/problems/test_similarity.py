@@ -26,8 +26,10 @@ class Inc:
 
 
 def incident(iid: str, root: str, *alerts: tuple[str, str, dict]) -> Inc:
-    members = {f"{iid}-{n}": M({"alertname": name, **labels}, ci, {"summary": f"{name} on {ci}"})
-               for n, (name, ci, labels) in enumerate(alerts)}
+    members = {
+        f"{iid}-{n}": M({"alertname": name, **labels}, ci, {"summary": f"{name} on {ci}"})
+        for n, (name, ci, labels) in enumerate(alerts)
+    }
     return Inc(iid, root, members)
 
 
@@ -39,19 +41,43 @@ def profile(inc: Inc):
 
 
 def test_instance_specific_values_are_masked_so_one_pattern_on_two_hosts_looks_the_same():
-    a = profile(incident("1", "a-1", ("NodeFilesystemAlmostOutOfSpace", "a-1",
-                                      {"node": "a-1", "instance": "10.0.0.1:9100", "mountpoint": "/var"})))
-    b = profile(incident("2", "a-2", ("NodeFilesystemAlmostOutOfSpace", "a-2",
-                                      {"node": "a-2", "instance": "10.0.0.2:9100", "mountpoint": "/var"})))
+    a = profile(
+        incident(
+            "1",
+            "a-1",
+            (
+                "NodeFilesystemAlmostOutOfSpace",
+                "a-1",
+                {"node": "a-1", "instance": "10.0.0.1:9100", "mountpoint": "/var"},
+            ),
+        )
+    )
+    b = profile(
+        incident(
+            "2",
+            "a-2",
+            (
+                "NodeFilesystemAlmostOutOfSpace",
+                "a-2",
+                {"node": "a-2", "instance": "10.0.0.2:9100", "mountpoint": "/var"},
+            ),
+        )
+    )
     assert a.tokens == b.tokens
     assert a.signature == b.signature == "host:NodeFilesystemAlmostOutOfSpace"
 
 
 def test_the_failure_mode_on_the_root_ci_outweighs_the_symptoms_it_spread():
     c = ProblemClusterer()
-    down1 = profile(incident("1", "pay-db", ("MysqlDown", "pay-db", {}), ("HighErrorRate", "pay", {})))
-    down2 = profile(incident("2", "pay-db", ("MysqlDown", "pay-db", {}), ("HighLatencyP99", "pay", {})))
-    slow = profile(incident("3", "pay-db", ("MysqlSlowQueries", "pay-db", {}), ("HighErrorRate", "pay", {})))
+    down1 = profile(
+        incident("1", "pay-db", ("MysqlDown", "pay-db", {}), ("HighErrorRate", "pay", {}))
+    )
+    down2 = profile(
+        incident("2", "pay-db", ("MysqlDown", "pay-db", {}), ("HighLatencyP99", "pay", {}))
+    )
+    slow = profile(
+        incident("3", "pay-db", ("MysqlSlowQueries", "pay-db", {}), ("HighErrorRate", "pay", {}))
+    )
     for p in (down1, down2, slow):
         c.idf.add(p)
     assert c.similarity(down1, down2) > 0.8
@@ -60,9 +86,15 @@ def test_the_failure_mode_on_the_root_ci_outweighs_the_symptoms_it_spread():
 
 def test_a_resource_alert_that_happens_to_fire_says_little_about_the_failure_mode():
     c = ProblemClusterer()
-    slow1 = profile(incident("1", "pay", ("HighLatencyP99", "pay", {}), ("CPUThrottlingHigh", "pay", {})))
-    slow2 = profile(incident("2", "pay", ("HighLatencyP99", "pay", {}), ("HighErrorRate", "pay", {})))
-    crash = profile(incident("3", "pay", ("KubePodCrashLooping", "pay", {}), ("CPUThrottlingHigh", "pay", {})))
+    slow1 = profile(
+        incident("1", "pay", ("HighLatencyP99", "pay", {}), ("CPUThrottlingHigh", "pay", {}))
+    )
+    slow2 = profile(
+        incident("2", "pay", ("HighLatencyP99", "pay", {}), ("HighErrorRate", "pay", {}))
+    )
+    crash = profile(
+        incident("3", "pay", ("KubePodCrashLooping", "pay", {}), ("CPUThrottlingHigh", "pay", {}))
+    )
     for p in (slow1, slow2, crash):
         c.idf.add(p)
     assert c.similarity(slow1, slow2) > c.settings.same_ci_threshold
