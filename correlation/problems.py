@@ -265,6 +265,7 @@ class ClusterSettings:
     role_similarity: float = 0.8  # Jaccard of dependents for two CIs to share a role
     min_incidents: int = 2  # a problem is created at this many similar incidents
     candidate_window: float = 30 * 86400.0  # how long an unmatched incident waits for a recurrence
+    max_members: int = 50  # an incident is compared with at most this many recent members of a part
 
 
 @dataclass(slots=True)
@@ -387,6 +388,7 @@ class ProblemClusterer:
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
         """The problem this incident belongs to, if one is similar enough (the largest
         margin over the thresholds wins)."""
+        s = self.settings
         best: Match | None = None
         best_margin = 0.0
         for c in self.clusters.values():
@@ -399,7 +401,11 @@ class ProblemClusterer:
             ):
                 continue
             for part in c.parts:
-                members = [m for m in part if m.incident_id != profile.incident_id]
+                # the most recent members: bounded work on long-lived problems, and a
+                # problem whose pattern drifted over months is judged by its recent form
+                members = [m for m in part if m.incident_id != profile.incident_id][
+                    -s.max_members :
+                ]
                 link = self._linkage(profile, members)
                 if link is None:
                     continue
