@@ -2,7 +2,7 @@
 
     samples -> detectors -> MetricAnomaly alerts, which enter below like any alert
     cmdb (alert -> CI) -> rules -> silences/maintenance/inhibition
-      -> incidents (correlation decides the grouping) -> problems -> notifications
+      -> incidents (correlation decides the grouping) -> problems (recurrences) -> notifications
 
 `run` and `replay` both call `build_pipeline`, so they process alerts with
 the same code.
@@ -19,6 +19,7 @@ from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.problems.service import ProblemsPart
 from daemon.store import Store
 from detectors.setup import build_detectors
 from rules.daemon import RulesPart, cmdb_callables
@@ -54,7 +55,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents
     stages.extend(rules_part.stages)
-    listeners: list[Any] = [rules_part.listener]
+    parts["problems"] = problems = ProblemsPart(config, incidents, store, metrics, parts.get("cmdb"))
+    listeners: list[Any] = [rules_part.listener, problems]
     # detectors: the samples component; its anomaly alerts enter at the first stage
     parts["detectors"] = detector_part = build_detectors(config, clock, metrics, store)
     pipeline = Pipeline(stages, incidents, listeners, samples=detector_part,
