@@ -17,6 +17,7 @@ from daemon.clock import Clock
 from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
+from daemon.notify.part import NotifyPart  # also registers the outbox tables before a store opens
 from daemon.pipeline import Pipeline
 from daemon.store import Store
 from rules.daemon import RulesPart, cmdb_callables
@@ -53,6 +54,10 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     rules_part.incidents = incidents
     stages.extend(rules_part.stages)
     listeners: list[Any] = [rules_part.listener]
+    # notifications: policy and escalation (a listener with timers; outbox rows
+    # commit with the incident changes), delivery in the daemon only
+    parts["notify"] = notify = NotifyPart(config, incidents, store, clock, metrics.registry)
+    listeners.append(notify.policy)
     pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
