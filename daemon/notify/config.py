@@ -32,7 +32,7 @@ notify:
   external_url: https://incidentd.example    # links in messages
   group_wait: 30s          # the first message waits this long for more alerts
   repeat_interval: 4h      # re-notify while unacknowledged (0: never)
-  on: [open, priority_raised, root_cause_changed, resolved]
+  events: [open, priority_raised, root_cause_changed, resolved]   # also `on:`
   retry: {max_attempts: 20, initial_backoff: 1s, max_backoff: 5m}
   default: {receivers: [oncall-hook]}
   routes:                  # first match wins; otherwise team, then default
@@ -237,12 +237,14 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
 
 
 def _events(node: Mapping[str, Any], where: str, err: _Errors) -> tuple[str, ...] | None:
-    if "on" not in node:
+    """`events:` (or `on:`, which YAML 1.1 reads as the boolean key True)."""
+    key: Any = next((k for k in ("events", "on", True) if k in node), None)
+    if key is None:
         return None
-    names = _names(node, "on", where, err)
+    names = _names({"events": node[key]}, "events", where, err)
     bad = [n for n in names if n not in EVENTS]
     if bad:
-        err(node, "on", f"{where}.on: unknown event {bad[0]!r} (use {', '.join(EVENTS)})")
+        err(node, key, f"{where}.events: unknown event {bad[0]!r} (use {', '.join(EVENTS)})")
     return tuple(n for n in names if n in EVENTS)
 
 
@@ -269,7 +271,8 @@ def _route(node: Any, where: str, parent: Any, key: Any, err: _Errors) -> Route:
                 continue
             r.match[k] = [str(x) for x in v] if isinstance(v, list) else [str(v)]
     for k in node:
-        if k not in {"receivers", "escalation_policy", "group_wait", "repeat_interval", "on", "match"}:
+        if k not in {"receivers", "escalation_policy", "group_wait", "repeat_interval", "events", "on", True,
+                     "match"}:
             err(node, k, f"unknown key {where}.{k}")
     return r
 
@@ -366,7 +369,7 @@ def _notify_section(notify: Mapping[str, Any], s: NotifySettings, err: _Errors) 
         else:
             s.routes = [_route(r, f"notify.routes[{i}]", routes, i, err) for i, r in enumerate(routes)]
     for key in notify:
-        if key not in {"group_wait", "repeat_interval", "on", "external_url", "retry", "default",
+        if key not in {"group_wait", "repeat_interval", "events", "on", True, "external_url", "retry", "default",
                        "routes", "receivers", "teams"}:
             err(notify, key, f"unknown key notify.{key}")
 
