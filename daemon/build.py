@@ -19,6 +19,7 @@ from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
 from daemon.notify.part import NotifyPart  # also registers the outbox tables before a store opens
 from daemon.pipeline import Pipeline
+from daemon.sla import SlaPart
 from daemon.store import Store
 from rules.daemon import RulesPart, cmdb_callables
 
@@ -58,6 +59,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     # commit with the incident changes), delivery in the daemon only
     parts["notify"] = notify = NotifyPart(config, incidents, store, clock, metrics.registry)
     listeners.append(notify.policy)
+    parts["sla"] = sla = SlaPart(config, incidents, store, clock, metrics.registry)
+    listeners.append(sla.tracker)
     pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 

@@ -7,10 +7,12 @@ from cmdb.service import check_cmdb
 from daemon.checks import register_checker
 from daemon.cli import register_subcommand
 from daemon.notify.config import check_notify
+from daemon.sla import check_sla
 from rules.daemon import check_rules
 from rules.testing import configure_test_rules, run_test_rules_command
 
 register_checker("cmdb", check_cmdb)
 register_checker("rules", check_rules)
 register_checker("notify", check_notify)
+register_checker("sla", check_sla)
 register_subcommand("test-rules", "run rule unit tests (YAML)", configure_test_rules, run_test_rules_command)
