@@ -27,9 +27,10 @@ class PathStep:
     down: bool  # True: src depends on dst; False: dst depends on src
 
     def describe(self) -> str:
-        if self.down:
-            return f"{self.src} {self.relation} {self.dst}"
-        return f"{self.dst} {self.relation} {self.src}"
+        a, b = (self.src, self.dst) if self.down else (self.dst, self.src)
+        if self.relation == "inferred":
+            return f"{a} depends_on {b} (inferred: other deployments record it)"
+        return f"{a} {self.relation} {b}"
 
 
 class Cmdb:
@@ -57,6 +58,10 @@ class Cmdb:
     def ci_for(self, labels: Mapping[str, str]) -> str | None:
         """The CI an alert with these labels belongs to (its most specific match), or None."""
         return self.index.lookup(labels)
+
+    def compatible_cis(self, labels: Mapping[str, str]) -> frozenset[str]:
+        """CIs an alert that matches none could be about (see `MatcherIndex.compatible`)."""
+        return self.index.compatible(labels)
 
     # -- direct neighbours -------------------------------------------------
 

@@ -49,6 +49,9 @@ class MatcherIndex:
         self._scan.sort(key=_sort_key)
         self._cache: dict[frozenset[tuple[str, str]], str] = {}
         self._cache_size = cache_size
+        self._blocks = blocks
+        self._all_pairs: dict[tuple[str, str], list[MatchBlock]] | None = None
+        self._compat_cache: dict[frozenset[tuple[str, str]], frozenset[str]] = {}
 
     @property
     def size(self) -> int:
@@ -65,6 +68,31 @@ class MatcherIndex:
             self._cache.clear()
         self._cache[key] = ci or _NO_CI
         return ci
+
+    def compatible(self, labels: Mapping[str, str]) -> frozenset[str]:
+        """CIs an alert that matches no CI could still be about: a match block shares a
+        label value with it and none of its matchers is contradicted by the alert's labels
+        (a cluster-wide `TargetDown` fits the cluster's nodes, not another namespace)."""
+        key = frozenset(labels.items())
+        hit = self._compat_cache.get(key)
+        if hit is not None:
+            return hit
+        if self._all_pairs is None:
+            self._all_pairs = {}
+            for block in self._blocks:
+                for m in block.matchers:
+                    if m.is_equality and m.value:
+                        self._all_pairs.setdefault((m.name, m.value), []).append(block)
+        out: set[str] = set()
+        for pair in labels.items():
+            for block in self._all_pairs.get(pair, ()):
+                if block.ci not in out and all(m.name not in labels or m.matches(labels) for m in block.matchers):
+                    out.add(block.ci)
+        result = frozenset(out)
+        if len(self._compat_cache) >= self._cache_size:
+            self._compat_cache.clear()
+        self._compat_cache[key] = result
+        return result
 
     def lookup_uncached(self, labels: Mapping[str, str]) -> str | None:
         return self._lookup(labels)

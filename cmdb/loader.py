@@ -33,6 +33,7 @@ from typing import Any
 
 import networkx as nx
 
+from cmdb.drift import infer_missing_edges
 from cmdb.graph import Cmdb
 from cmdb.model import CI, CRITICALITIES, RELATIONS, MatchBlock
 from daemon.yamlsrc import SourceError, line_of, load_yaml
@@ -92,7 +93,8 @@ def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
 
 
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, infer_edges: bool = True) -> None:
+        self.infer_edges = infer_edges
         self.errors: list[SourceError] = []
         self.cis: dict[str, CI] = {}
         self.edges: list[tuple[str, str, str, str, int]] = []  # a, b, relation, path, line
@@ -260,4 +262,6 @@ class _Builder:
                 continue
             if not g.has_edge(a, b):
                 g.add_edge(a, b, relation=rel)
+        if self.infer_edges:
+            infer_missing_edges(self.cis, g)
         return Cmdb(self.cis, g, self.sources)

@@ -169,7 +169,8 @@ class TopologyCorrelator:
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint
-        open_incidents = list(incidents.open_incidents())
+        joinable = getattr(incidents, "joinable_incidents", None)
+        open_incidents = list(joinable(now) if joinable else incidents.open_incidents())
         for inc in open_incidents:
             if fp in _get(inc, "alerts", {}):
                 return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
@@ -177,6 +178,9 @@ class TopologyCorrelator:
         ci = event.ci
         window = event.correlation_window or self.config.window
         if ci is None or ci not in topo.cmdb:
+            scoped = self._place_in_scope(event, open_incidents, now, window)
+            if scoped is not None:
+                return scoped
             if self.fallback is not None:
                 placed = self.fallback.place(event, incidents, now)
                 why = "no CMDB CI matches its labels"
@@ -234,11 +238,36 @@ class TopologyCorrelator:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
 
+    def _place_in_scope(self, event: AlertEvent, open_incidents: list, now: float,
+                        window: float) -> Placement | None:
+        """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
+        root cause its labels fit, if there is one: the most recently active."""
+        scope = self.topology.cmdb.compatible_cis(event.alert.labels)
+        if not scope:
+            return None
+        best: tuple[float, Any, str] | None = None
+        for inc in open_incidents:
+            last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
+            if now - last > window or not _get(inc, "is_open", True):
+                continue
+            weights, _ = self.evidence(inc)
+            if not weights:
+                continue
+            _, hyp = self.explainer.fault_or_noise(weights)
+            if hyp is not None and hyp.ci in scope and (best is None or last > best[0]):
+                best = (last, inc, hyp.ci)
+        if best is None:
+            return None
+        _, inc, root = best
+        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause",
+                         _get(inc, "group_key", ""))
+
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence,
                 weights: dict[str, Evidence]) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
-        Later, a CI still firing in the incident keeps collecting its own late alerts when
-        they say no more than its earlier ones (a node down, then not ready)."""
+        Later, a CI still firing in the incident (or only just resolved: alerts flap) keeps
+        collecting its own late alerts when they say no more than its earlier ones (a node
+        down, then not ready)."""
         opened = _num(_get(inc, "opened_at"), now)
         if now - opened > self.config.max_span:
             return False
@@ -247,7 +276,8 @@ class TopologyCorrelator:
             return True
         known = weights.get(ci)
         return known is not None and ev.kind <= known.kind and any(
-            _get(m, "ci") == ci and _get(m, "status") == "firing" for _, m in _members(inc)
+            _get(m, "ci") == ci and (_get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window)
+            for _, m in _members(inc)
         )
 
     def _reason(self, ci: str, inc: Any, hyp: Any, topo: Topology) -> str:

@@ -201,6 +201,14 @@ class IncidentManager:
             inc.extra[key] = value
             self._dirty.add(incident_id)
 
+    def joinable_incidents(self, now: float) -> list[Incident]:
+        """Open incidents and those resolved within the reopen window: a new alert that
+        belongs to a just-resolved incident reopens it rather than opening another."""
+        window = self.settings.reopen_window
+        return [i for i in self.incidents.values()
+                if i.is_open or (i.state == RESOLVED and i.resolved_at is not None
+                                 and now - i.resolved_at <= window)]
+
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)
         return self.incidents.get(iid) if iid else None
@@ -286,7 +294,7 @@ class IncidentManager:
         alert = event.alert
         placement = self.correlator.place(event, self, now)
         targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != exclude]
-        targets = [t for t in targets if t.is_open]
+        targets = [t for t in targets if t.is_open or t.state == RESOLVED]
         if not targets and event.silenced_by:
             # silenced and related to nothing open: recorded (the silence stage
             # counts it in the metrics; the log here), no incident
@@ -302,6 +310,8 @@ class IncidentManager:
             inc = targets[0]
             for other in targets[1:]:
                 self._merge(other, inc, now, placement.reason)
+            if inc.state == RESOLVED:
+                self._reopen(inc, now, f"related alert {alert.name or alert.fingerprint} fired: {placement.reason}")
         else:
             inc = self._open(event, placement.group_key, now)
         self._attach(inc, member, event, now)

@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from cmdb import CmdbError, CmdbHolder, load_cmdb, validate_cmdb
+from cmdb import CmdbError, CmdbHolder, load_cmdb, load_cmdb_docs, validate_cmdb
+from cmdb.graph import describe_path
 
 
 def write(tmp_path, name: str, text: str) -> str:
@@ -127,3 +128,20 @@ def test_reload_keeps_old_cmdb_when_new_one_is_bad(tmp_path):
     (tmp_path / "c.yaml").write_text("cis:\n  - id: x\n")
     assert holder.reload() is True
     assert list(holder.cmdb.cis) == ["x"] and holder.last_reload_ok
+
+
+def test_dependency_missing_in_one_cluster_is_inferred_from_another():
+    from cmdb.drift import INFERRED
+
+    def svc(cid, cluster, service, deps, type_="service"):
+        return {"id": cid, "type": type_, "match": {"cluster": cluster, "service": service}, "depends_on": deps}
+
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": [
+        svc("carts.a", "a", "carts", ["carts-db.a"]), svc("carts-db.a", "a", "carts-db", [], "database"),
+        svc("carts.b", "b", "carts", []), svc("carts-db.b", "b", "carts-db", [], "database"),
+        svc("web.a", "a", "web", ["carts.a"]), svc("web.b", "b", "web", ["carts.b"]),
+        {"id": "node-1", "type": "host", "match": {"cluster": "a", "node": "n1"}},
+    ]})])
+    assert cmdb.relation("carts.b", "carts-db.b") == INFERRED
+    assert cmdb.relation("carts.a", "carts-db.a") == "depends_on"
+    assert "inferred" in describe_path(cmdb.path("carts.b", "carts-db.b", 2))
