@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlation.grouping import LabelGrouper
+from daemon.auth import AuthPart
 from daemon.clock import Clock
 from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
@@ -59,6 +60,7 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     # commit with the incident changes), delivery in the daemon only
     parts["notify"] = notify = NotifyPart(config, incidents, store, clock, metrics.registry)
     listeners.append(notify.policy)
+    parts["auth"] = AuthPart(config)  # the API middleware reads it (daemon.api)
     parts["sla"] = sla = SlaPart(config, incidents, store, clock, metrics.registry)
     listeners.append(sla.tracker)
     pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)

@@ -4,6 +4,7 @@ One list, so a reader sees every extension of the core in one place.
 """
 
 from cmdb.service import check_cmdb
+from daemon.auth import check_auth, configure_hash_token, run_hash_token
 from daemon.checks import register_checker
 from daemon.cli import register_subcommand
 from daemon.notify.config import check_notify
@@ -15,4 +16,7 @@ register_checker("cmdb", check_cmdb)
 register_checker("rules", check_rules)
 register_checker("notify", check_notify)
 register_checker("sla", check_sla)
+register_checker("auth", check_auth)
+register_subcommand("hash-token", "print the SHA-256 of an API token (auth.tokens[].token_sha256)",
+                    configure_hash_token, run_hash_token)
 register_subcommand("test-rules", "run rule unit tests (YAML)", configure_test_rules, run_test_rules_command)
