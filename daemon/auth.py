@@ -44,7 +44,7 @@ from daemon.yamlsrc import line_of
 
 log = structlog.get_logger("incidentd.auth")
 # the core API reads the identity under the plain key "identity" (daemon.api._actor)
-warnings.filterwarnings("ignore", message="It is recommended to use web.RequestKey", module="daemon.auth")
+warnings.filterwarnings("ignore", message="It is recommended to use web.RequestKey")
 
 ROLES = ("ingest", "responder", "admin")
 DEFAULT_OPEN = ("/healthz", "/readyz", "/metrics")
