@@ -137,6 +137,12 @@ async def test_sigkill_with_notifications_pending_then_restart_delivers_them(tmp
                               json=[alert(f"Alert{i}", service="s") for i in range(3)]) as r:
                 assert r.status == 200
         await steady.wait_for(3)
+        # delivery is at least once: wait for the outcomes to be committed, so the
+        # steady receiver has nothing to get twice
+        for _ in range(200):
+            if [s for r, s in await asyncio.to_thread(_rows, tmp_path) if r == "steady"] == ["delivered"] * 3:
+                break
+            await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         rows = await asyncio.to_thread(_rows, tmp_path)
