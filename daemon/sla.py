@@ -230,7 +230,7 @@ class SlaTracker:
         self._timeline.append((rec.incident_id, now, "sla_breach", "incidentd", text,
                                dumps({"target": target, "priority": rec.priority, "due": due})))
         self.breaches.labels(target, rec.priority).inc()
-        log.warning("SLA breached", incident_id=rec.incident_id, target=target, priority=rec.priority)
+        log.info("SLA breached", incident_id=rec.incident_id, target=target, priority=rec.priority)
 
     # -- timers -------------------------------------------------------------------
 
