@@ -58,8 +58,7 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
         return []
     role_of: dict[str, tuple] = {}
     place_of: dict[str, tuple] = {}
-    by_role_place: dict[tuple, str] = {}
-    role_count: Counter[tuple] = Counter()
+    members: defaultdict[tuple, dict[tuple, str]] = defaultdict(dict)  # role -> place -> CI
     for cid, ci in cis.items():
         eq = _equalities(ci)
         place = tuple(sorted((k, v) for k, v in eq.items() if k in parts))
@@ -68,18 +67,17 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
             continue
         role = (ci.type, rest)
         role_of[cid], place_of[cid] = role, place
-        role_count[role] += 1
-        by_role_place[(role, place)] = cid
-    shared = {r for r, c in role_count.items() if c >= 2}
+        members[role][place] = cid
     added: list[tuple[str, str]] = []
     for a, b in list(graph.edges()):
         ra, rb = role_of.get(a), role_of.get(b)
-        if ra not in shared or rb not in shared or place_of[a] != place_of[b]:
+        if ra is None or rb is None or place_of[a] != place_of[b]:
             continue
-        for (role, place), a2 in list(by_role_place.items()):
-            if role != ra or place == place_of[a]:
-                continue
-            b2 = by_role_place.get((rb, place))
+        peers_b = members[rb]
+        if len(members[ra]) < 2 or len(peers_b) < 2:
+            continue
+        for place, a2 in members[ra].items():
+            b2 = peers_b.get(place)
             if b2 is not None and a2 != b2 and not graph.has_edge(a2, b2):
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))

@@ -1,8 +1,9 @@
 """Maps an alert's labels to its CI without scanning every CI.
 
 Each match block is filed under one of its equality matchers, the one whose
-(label, value) pair is rarest among all blocks, so a lookup reads one short
-candidate list per alert label and checks the other matchers (regexes,
+(label, value) pair is rarest among all blocks (a regex that is a finite
+alternation of literals counts as one key per literal), so a lookup reads one
+short candidate list per alert label and checks the other matchers (regexes,
 negations) only on those candidates. Blocks without a usable equality matcher
 (only regexes or negations) are few in practice and are checked on every
 lookup. Results are cached by label set: alerts are re-sent many times.
@@ -14,8 +15,23 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from cmdb.model import MatchBlock
+from rules.index import regex_keys
 
 _NO_CI = ""
+
+
+def _key_options(block: MatchBlock) -> list[list[tuple[str, str]]]:
+    """The ways a block can be filed: under one of its equality pairs, or under every
+    value of a regex that is a finite alternation of literals (`job=~"api-(a|b)"`)."""
+    opts: list[list[tuple[str, str]]] = []
+    for m in block.matchers:
+        if m.is_equality and m.value:
+            opts.append([(m.name, m.value)])
+        elif m.op == "=~":
+            got = regex_keys(m.value)
+            if got is not None and got[0] == "exact" and got[1] and "" not in got[1]:
+                opts.append([(m.name, v) for v in sorted(got[1])])
+    return opts
 
 
 def _sort_key(block: MatchBlock) -> tuple[int, int, int]:
@@ -28,18 +44,19 @@ class MatcherIndex:
 
     def __init__(self, blocks: Iterable[MatchBlock], cache_size: int = 65_536) -> None:
         blocks = list(blocks)
+        options = {id(block): _key_options(block) for block in blocks}
         freq: Counter[tuple[str, str]] = Counter()
-        for block in blocks:
-            for m in block.matchers:
-                if m.is_equality and m.value:
-                    freq[(m.name, m.value)] += 1
+        for opts in options.values():
+            for keys in opts:
+                freq.update(keys)
         self._by_pair: dict[tuple[str, str], list[MatchBlock]] = {}
         self._scan: list[MatchBlock] = []
         for block in blocks:
-            keys = [(m.name, m.value) for m in block.matchers if m.is_equality and m.value]
-            if keys:
-                key = min(keys, key=lambda k: (freq[k], k))
-                self._by_pair.setdefault(key, []).append(block)
+            opts = options[id(block)]
+            if opts:
+                keys = min(opts, key=lambda ks: (max(freq[k] for k in ks), len(ks), sorted(ks)))
+                for key in keys:
+                    self._by_pair.setdefault(key, []).append(block)
             else:
                 self._scan.append(block)
         # Candidates are tried best first, so the first full match is the answer

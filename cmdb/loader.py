@@ -28,6 +28,7 @@ relations may point into another file. Every problem is reported as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -56,9 +57,28 @@ class CmdbError(Exception):
         super().__init__(first + more)
 
 
+_LAST: tuple[tuple, tuple[Cmdb, list[SourceError]]] | None = None
+
+
+def _load_once(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
+    """`_load`, remembered while the files stay the same: check-config and start-up (or
+    replay) read the same CMDB, and building a large one takes seconds. A Cmdb is
+    never modified after it is built, so sharing it is safe."""
+    global _LAST
+    try:
+        stamp = tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths)
+    except OSError:
+        return _load(paths)
+    if _LAST is not None and _LAST[0] == stamp:
+        return _LAST[1]
+    result = _load(paths)
+    _LAST = (stamp, result)
+    return result
+
+
 def load_cmdb(paths: Iterable[str]) -> Cmdb:
     """Load and merge CMDB files; raises CmdbError listing every problem."""
-    cmdb, errors = _load(list(paths))
+    cmdb, errors = _load_once(list(paths))
     if errors:
         raise CmdbError(errors)
     return cmdb
@@ -66,7 +86,7 @@ def load_cmdb(paths: Iterable[str]) -> Cmdb:
 
 def validate_cmdb(paths: Iterable[str]) -> list[str]:
     """Every problem in the files as `file:line: message` (empty when valid)."""
-    return [str(e) for e in _load(list(paths))[1]]
+    return [str(e) for e in _load_once(list(paths))[1]]
 
 
 def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:

@@ -197,7 +197,7 @@ class TopologyCorrelator:
             weights, _ = self.evidence(inc)
             if not weights or not self._active(inc, now, window, ci, w_x, weights):
                 continue
-            if not any(topo.link(ci, x, self.config.max_hops) for x in weights):
+            if not any(topo.related(ci, x, self.config.max_hops) for x in weights):
                 continue
             joint = dict(weights)
             joint[ci] = w_x.stronger(weights.get(ci))

@@ -117,11 +117,14 @@ class Hypothesis:
 class Explainer:
     """Scores root hypotheses for a set of alerting CIs on a `Topology`."""
 
-    def __init__(self, topo: Topology, model: FaultModel | None = None, max_candidates: int = 200) -> None:
+    def __init__(self, topo: Topology, model: FaultModel | None = None, max_candidates: int = 64) -> None:
         self.topo = topo
         self.model = model or FaultModel()
         self.max_candidates = max_candidates
-        self._log = {}
+        self.silent_reach = 2  # hops below an alerting CI where a silent root is looked for
+        self.full_scores = 12  # candidates scored exactly, best by the quick estimate
+        self._log: dict[float, float] = {}
+        self._best: dict[frozenset, Hypothesis | None] = {}  # the same incident is asked about often
 
     def _ln(self, p: float) -> float:
         v = self._log.get(p)
@@ -130,18 +133,46 @@ class Explainer:
         return v
 
     def candidates(self, weights: Mapping[str, Evidence]) -> list[str]:
-        """Every CI that explains at least one alerting CI; unalerted ones must explain two
-        (or be below the only alerting CI)."""
-        count: dict[str, int] = {}
+        """The CIs worth scoring: alerting CIs, and unalerted CIs close below them that
+        explain two of them (or the only one). An alert left unexplained costs far more
+        than a hop or a weaker kind of alert, so only CIs explaining nearly as many
+        alerting CIs as the best can win."""
+        topo = self.topo
+        reach = self.silent_reach
+        pool: set[str] = set(weights)
         for x in weights:
-            for r in self.topo.below(x):
-                count[r] = count.get(r, 0) + 1
-        need = 2 if len(weights) > 1 else 1
-        out = [r for r, n in count.items() if r in weights or n >= need]
+            pool.update(topo.below_within(x, reach))
+        belows = [topo.below(x) for x in weights]
+        count: dict[str, int] = {}
+        for r in pool:
+            n = 0
+            for b in belows:
+                if r in b:
+                    n += 1
+            count[r] = n
+        top = max(count.values())
+        need = max(2 if len(weights) > 1 else 1, top - 1)
+        out = [r for r, n in count.items() if (r in weights and n >= top - 2) or n >= need]
         if len(out) > self.max_candidates:
-            out.sort(key=lambda r: (r not in weights, -count[r], r))
+            out.sort(key=lambda r: (-count[r], r not in weights, r))
             out = out[: self.max_candidates]
         return out
+
+    def _bound(self, root: str, weights: Mapping[str, Evidence]) -> float:
+        """A quick optimistic estimate of `score`: each explained CI pays at most its own
+        distance (the exact score lets it pay from a nearer explained CI), no delays."""
+        m = self.model
+        ln = self._ln
+        total = 0.0 if root in weights else ln(m.silent_root)
+        prop = ln(m.propagate)
+        topo = self.topo
+        for x, ev in weights.items():
+            if x == root:
+                total += ln(m.own(ev.kind))
+                continue
+            d = topo.below(x).get(root)
+            total += ln(ev.noise) if d is None else prop + ln(m.dep(ev.kind))
+        return total
 
     def score(self, root: str, weights: Mapping[str, Evidence]) -> Hypothesis:
         """log L of a fault at `root` given the alerting CIs and their evidence."""
@@ -188,7 +219,10 @@ class Explainer:
         if not weights:
             return []
         first_at = first_at or {}
-        hyps = [self.score(r, weights) for r in self.candidates(weights)]
+        cands = self.candidates(weights)
+        if len(cands) > self.full_scores:
+            cands = sorted(cands, key=lambda r: -self._bound(r, weights))[: self.full_scores]
+        hyps = [self.score(r, weights) for r in cands]
         hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
                                  first_at.get(h.ci, math.inf), h.ci))
         return hyps[:limit]
@@ -209,8 +243,15 @@ class Explainer:
         return (fault, hyp) if fault >= noise else (noise, None)
 
     def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
+        key = frozenset(weights.items())
+        if key in self._best:
+            return self._best[key]
         ranked = self.rank(weights, limit=1)
-        return ranked[0] if ranked else None
+        hyp = ranked[0] if ranked else None
+        if len(self._best) >= 4096:
+            self._best.clear()
+        self._best[key] = hyp
+        return hyp
 
 
 def normalised_scores(hyps: Iterable[Hypothesis]) -> list[tuple[str, float]]:

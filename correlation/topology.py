@@ -38,6 +38,7 @@ class Topology:
         self.depth = depth
         self._below: dict[str, dict[str, int]] = {}
         self._dependents: dict[str, dict[str, int]] = {}
+        self._near: dict[tuple[str, int], list[str]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""
@@ -48,6 +49,17 @@ class Topology:
             if len(self._below) > 200_000:
                 self._below.clear()
             self._below[ci] = got
+        return got
+
+    def below_within(self, ci: str, hops: int) -> list[str]:
+        """What `ci` depends on within `hops` (and `ci` itself)."""
+        key = (ci, hops)
+        got = self._near.get(key)
+        if got is None:
+            got = [r for r, d in self.below(ci).items() if d <= hops]
+            if len(self._near) > 200_000:
+                self._near.clear()
+            self._near[key] = got
         return got
 
     def above(self, ci: str) -> dict[str, int]:
@@ -78,6 +90,17 @@ class Topology:
         if best is not None and max_hops is not None and best.hops > max_hops:
             return None
         return best
+
+    def related(self, a: str, b: str, max_hops: int) -> bool:
+        """Whether `a` and `b` share a common cause within `max_hops` hops in all (cheaper
+        than `link` when only the answer matters)."""
+        bb = self.below(b)
+        ba = self.below(a)
+        for via in self.below_within(a, max_hops):
+            d2 = bb.get(via)
+            if d2 is not None and ba[via] + d2 <= max_hops:
+                return True
+        return False
 
     def chain(self, top: str, bottom: str) -> list[str]:
         """CIs on a shortest dependency chain from `top` down to `bottom` (both included)."""

@@ -277,8 +277,11 @@ def register_routes(adder: RouteAdder) -> RouteAdder:
 
 
 def make_app(daemon: Daemon) -> web.Application:
+    from daemon.auth import auth_middleware
+
+    auth = daemon.components.parts.get("auth")
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[errors_middleware, auth_middleware(lambda: getattr(auth, "settings", None))],
         client_max_size=daemon.config.inbox.max_body_bytes + 1,
     )
     app[DAEMON_KEY] = daemon

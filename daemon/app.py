@@ -223,7 +223,11 @@ class Daemon:
         app = make_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
+        from daemon.auth import ssl_context
+
+        auth = self.components.parts.get("auth")
+        tls = ssl_context(auth.settings) if auth is not None else None
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024, ssl_context=tls)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -235,7 +239,7 @@ class Daemon:
             if starter is not None:
                 await starter()
         self._ready = True
-        log.info("incidentd started", listen=f"{self.bound[0]}:{self.bound[1]}",
+        log.info("incidentd started", listen=f"{self.bound[0]}:{self.bound[1]}", tls=tls is not None,
                  data_dir=self.config.data_dir, stages=self.pipeline.order)
 
     @property

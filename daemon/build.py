@@ -1,7 +1,8 @@
 """Assembles the pipeline: the one place where the order of the stages is set.
 
+    samples -> detectors -> MetricAnomaly alerts, which enter below like any alert
     cmdb (alert -> CI) -> rules -> silences/maintenance/inhibition
-      -> incidents (correlation decides the grouping) -> problems -> notifications
+      -> incidents (correlation decides the grouping) -> problems (recurrences) -> notifications
 
 `run` and `replay` both call `build_pipeline`, so they process alerts with
 the same code.
@@ -13,12 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlation.grouping import LabelGrouper
+from daemon.auth import AuthPart
 from daemon.clock import Clock
 from daemon.config import Config, ConfigError
 from daemon.incidents import IncidentManager
 from daemon.metrics import Metrics
+from daemon.notify.part import NotifyPart  # also registers the outbox tables before a store opens
 from daemon.pipeline import Pipeline
+from daemon.problems.service import ProblemsPart
+from daemon.sla import SlaPart
 from daemon.store import Store
+from detectors.setup import build_detectors
 from rules.daemon import RulesPart, cmdb_callables
 
 
@@ -52,8 +58,20 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents
     stages.extend(rules_part.stages)
-    listeners: list[Any] = [rules_part.listener]
-    pipeline = Pipeline(stages, incidents, listeners, change_sinks=[rules_part], metrics=metrics)
+    parts["problems"] = problems = ProblemsPart(config, incidents, store, metrics, parts.get("cmdb"))
+    listeners: list[Any] = [rules_part.listener, problems]
+    # notifications: policy and escalation (a listener with timers; outbox rows
+    # commit with the incident changes), delivery in the daemon only. After
+    # problems, so a first message can carry a known problem's workaround.
+    parts["notify"] = notify = NotifyPart(config, incidents, store, clock, metrics.registry)
+    listeners.append(notify.policy)
+    parts["auth"] = AuthPart(config)  # the API middleware reads it (daemon.api)
+    parts["sla"] = sla = SlaPart(config, incidents, store, clock, metrics.registry)
+    listeners.append(sla.tracker)
+    # detectors: the samples component; its anomaly alerts enter at the first stage
+    parts["detectors"] = detector_part = build_detectors(config, clock, metrics, store)
+    pipeline = Pipeline(stages, incidents, listeners, samples=detector_part,
+                        change_sinks=[rules_part], metrics=metrics)
     return Components(pipeline=pipeline, incidents=incidents, parts=parts)
 
 

@@ -250,6 +250,16 @@ class IncidentManager:
             inc.extra[key] = value
             self._dirty.add(incident_id)
 
+    def set_problem_id(self, incident_id: str, problem_id: str | None) -> bool:
+        """Link an active incident to a problem (the problems package); persisted with
+        the incident. False when the incident is no longer held here."""
+        inc = self.incidents.get(incident_id) or self._pending_docs.get(incident_id)
+        if inc is None:
+            return False
+        inc.problem_id = problem_id
+        self._dirty.add(incident_id)
+        return True
+
     def joinable_incidents(self, now: float) -> list[Incident]:
         """Open incidents and those resolved within the reopen window: a new alert that
         belongs to a just-resolved incident reopens it rather than opening another."""

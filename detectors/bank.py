@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from detectors.matchers import matches_all
 from detectors.model import FittedModel
 from detectors.series import SeriesDetector
 from detectors.spec import DEFAULT_SPEC, DetectorSpec
+from rules.matchers import matches_all
 
 ALERTNAME = "MetricAnomaly"
 

@@ -236,7 +236,7 @@ def test_check_config_reports_broken_rules_and_unknown_receivers(tmp_path):
     config = write_config(
         tmp_path,
         "rules:\n  - {match: [], receiver: pagr}\n  - {match: ['x=~\"[\"']}\n",
-        "receivers: [{name: pager}]\nchanges: {suspect_window: soon}\n",
+        "receivers: [{name: pager, type: webhook, url: \"http://127.0.0.1:9/\"}]\nchanges: {suspect_window: soon}\n",
     )
     errors = check_config_errors(config)
     assert errors == [

@@ -1,0 +1,468 @@
+"""Problem clustering: which earlier incidents is this one a recurrence of?
+
+An incident is described by a *profile*: its root-cause CI, that CI's type and
+role, and a bag of weighted tokens taken from its alerts: the alert names on
+the root CI (the failure mode shows there: `MysqlDown` is not `MysqlSlowQueries`),
+the alert names it caused elsewhere, the root alerts' labels with
+instance-specific values masked, and the words of their annotations.
+
+Similarity is the cosine of TF-IDF vectors of those bags (Salton's vector
+space model, as in document clustering): tokens every incident has
+(`HighErrorRate`, `severity=warning`) count for little, rare ones (`MysqlDown`,
+`mountpoint=/var/lib/docker`) for much, and the IDF is learned online from the
+incidents seen so far, so no alert vocabulary is built in. Clusters are formed
+by threshold-based average linkage (agglomerative clustering, the standard
+choice when the number of clusters is unknown): an incident joins the problem
+whose members it resembles most *on average* (average linkage does not chain
+the way single linkage does), if that average clears the threshold; otherwise
+it waits as a candidate, and a new problem is created once `min_incidents`
+similar incidents exist. Assignment is online and final: nothing already
+linked is moved by later clustering, so a person's merge or split stands.
+
+Two matching rules:
+
+- same root CI: `same_ci_threshold` (moderate: the CI already agrees, the
+  alert pattern only has to tell one failure mode from another);
+- different root CIs: only between CIs of the same role (same type and either
+  the same `role` attribute in the CMDB or nearly the same dependents, that is
+  interchangeable replicas such as the hosts of one pool), and only above the
+  strict `cross_ci_threshold` on the whole profile (labels and annotation text
+  included), the "same disk-full pattern on many hosts" case. The same service
+  in two clusters is not one role: its dependents differ.
+
+A problem merged by a person keeps its parts; an incident matches it when it
+matches any part (max over the parts' average linkage), so the merge holds
+for later incidents too. Nothing here touches the store or the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlation.kinds import RESOURCE
+
+ROOT_NAME = 3.0  # weight of an alert name on the root CI: the failure mode
+SYMPTOM_NAME = 0.75  # an alert name on another CI: how the fault spread
+LABEL = 0.5  # a root alert's label (key=masked value)
+WORD = 0.25  # a word of a root alert's annotations
+RESOURCE_FACTOR = 0.4  # a resource alert's name on the root CI counts this much of ROOT_NAME
+
+_IGNORED_LABELS = {"alertname", "__name__", "prometheus", "receiver", "alertstate"}
+_DIGITS = re.compile(r"\d+")
+_WORD = re.compile(r"[a-z][a-z_\-]{2,}")
+_STOP = {
+    "the",
+    "and",
+    "for",
+    "has",
+    "have",
+    "are",
+    "been",
+    "than",
+    "with",
+    "this",
+    "that",
+    "was",
+    "its",
+    "not",
+    "from",
+    "over",
+    "more",
+    "less",
+    "last",
+    "minutes",
+    "seconds",
+}
+
+
+@dataclass(slots=True)
+class Profile:
+    """What an incident looks like to problem clustering."""
+
+    incident_id: str
+    root: str  # root-cause CI, or "group:<key>" when the correlator named none
+    ci_type: str | None
+    root_names: tuple[str, ...]  # alert names on the root CI, sorted
+    tokens: dict[str, float]  # token -> raw weight (before IDF)
+    opened_at: float = 0.0
+    resolved_at: float | None = None
+    cached: tuple[int, dict[str, float]] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "root": self.root,
+            "ci_type": self.ci_type,
+            "root_names": list(self.root_names),
+            "tokens": self.tokens,
+            "opened_at": self.opened_at,
+            "resolved_at": self.resolved_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+        return cls(
+            incident_id=d["incident_id"],
+            root=d["root"],
+            ci_type=d.get("ci_type"),
+            root_names=tuple(d.get("root_names", ())),
+            tokens=dict(d.get("tokens", {})),
+            opened_at=d.get("opened_at", 0.0),
+            resolved_at=d.get("resolved_at"),
+        )
+
+    @property
+    def signature(self) -> str:
+        return signature_of(self.ci_type, self.root_names)
+
+    @property
+    def ci(self) -> str | None:
+        """The root-cause CI; None for incidents grouped by labels outside the CMDB."""
+        return None if self.root.startswith("group:") else self.root
+
+    @property
+    def where(self) -> str:
+        """The root CI, or for label-grouped incidents their grouping labels' values."""
+        if not self.root.startswith("group:"):
+            return self.root
+        values = [
+            kv.partition("=")[2]
+            for kv in self.root[6:].split(",")
+            if kv and not kv.startswith("alertname=")
+        ]
+        return "/".join(v for v in values if v) or "unmatched alerts"
+
+
+def signature_of(ci_type: str | None, names: Iterable[str]) -> str:
+    """A short, stable description of a failure pattern: `host:KubeNodeNotReady+NodeDown`."""
+    return f"{ci_type or 'unmatched'}:{'+'.join(sorted(names)) or '-'}"
+
+
+def _mask(value: str, identity: set[str]) -> str:
+    if value in identity:
+        return "<ci>"
+    for ident in identity:
+        if len(ident) > 3 and ident in value:
+            value = value.replace(ident, "<ci>")
+    return _DIGITS.sub("#", value)
+
+
+def _words(text: str, identity: set[str]) -> Iterable[str]:
+    lowered = text.lower()
+    for ident in identity:
+        if len(ident) > 3:
+            lowered = lowered.replace(ident.lower(), " ")
+    for w in _WORD.findall(lowered):
+        if w not in _STOP:
+            yield w
+
+
+def build_profile(
+    incident: Any,
+    ci_type: Callable[[str], str | None] | None = None,
+    kind_weight: Callable[[Mapping[str, str]], float] | None = None,
+) -> Profile:
+    """The profile of an incident (an `Incident`, or anything with its fields).
+
+    `kind_weight(labels)` (the correlator's alert kinds) scales each root alert
+    name: a resource alert (CPU throttling, a filling disk) describes the CI's
+    own condition and often just happens to fire during a fault, so it says
+    less about the failure mode than `NodeDown` or `HighLatencyP99`.
+    """
+    members = list(incident.alerts.values())
+    root = incident.root_cause
+    if root is None:
+        cis = Counter(m.ci for m in members if m.ci)
+        root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
+    on_root = [m for m in members if m.ci == root] if not root.startswith("group:") else members
+    identity = {root} | {
+        v
+        for m in on_root
+        for k, v in m.labels.items()
+        if k in ("instance", "node", "pod", "host", "hostname", "container")
+    }
+    tokens: Counter[str] = Counter()
+    root_names = set()
+    for m in on_root:
+        name = m.labels.get("alertname", "")
+        root_names.add(name)
+        factor = (
+            RESOURCE_FACTOR
+            if kind_weight is not None and kind_weight(m.labels) == RESOURCE
+            else 1.0
+        )
+        tokens[f"n:{name}"] = max(tokens.get(f"n:{name}", 0.0), ROOT_NAME * factor)
+        for k, v in m.labels.items():
+            if k not in _IGNORED_LABELS:
+                tokens[f"l:{k}={_mask(v, identity)}"] = LABEL
+        for text in (m.annotations or {}).values():
+            for w in _words(str(text), identity):
+                tokens[f"w:{w}"] = WORD
+    for m in members:
+        if m.ci != root or root.startswith("group:"):
+            name = m.labels.get("alertname", "")
+            if f"n:{name}" not in tokens:
+                tokens[f"s:{name}"] = SYMPTOM_NAME
+    ctype = ci_type(root) if ci_type and not root.startswith("group:") else None
+    return Profile(
+        incident_id=incident.id,
+        root=root,
+        ci_type=ctype,
+        root_names=tuple(sorted(root_names)),
+        tokens=dict(tokens),
+        opened_at=incident.opened_at,
+        resolved_at=incident.resolved_at,
+    )
+
+
+class Idf:
+    """Document frequencies of tokens over the incidents profiled so far (online IDF)."""
+
+    def __init__(self) -> None:
+        self.docs = 0
+        self.df: Counter[str] = Counter()
+        self._seen: set[str] = set()
+
+    def add(self, profile: Profile) -> None:
+        if profile.incident_id in self._seen:
+            return
+        self._seen.add(profile.incident_id)
+        self.docs += 1
+        self.df.update(profile.tokens.keys())
+
+    def weight(self, token: str) -> float:
+        # scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1
+        return math.log((1 + self.docs) / (1 + self.df.get(token, 0))) + 1.0
+
+
+def vector(profile: Profile, idf: Idf) -> dict[str, float]:
+    """The profile's unit TF-IDF vector (cached until the IDF learns another incident)."""
+    if profile.cached is not None and profile.cached[0] == idf.docs:
+        return profile.cached[1]
+    v = {t: w * idf.weight(t) for t, w in profile.tokens.items()}
+    norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+    unit = {t: x / norm for t, x in v.items()}
+    profile.cached = (idf.docs, unit)
+    return unit
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(x * b.get(t, 0.0) for t, x in a.items())
+
+
+@dataclass(slots=True)
+class ClusterSettings:
+    same_ci_threshold: float = 0.4
+    cross_ci: bool = True
+    cross_ci_threshold: float = 0.9
+    role_similarity: float = 0.8  # Jaccard of dependents for two CIs to share a role
+    min_incidents: int = 2  # a problem is created at this many similar incidents
+    candidate_window: float = 30 * 86400.0  # how long an unmatched incident waits for a recurrence
+    max_members: int = 50  # an incident is compared with at most this many recent members of a part
+
+
+@dataclass(slots=True)
+class Cluster:
+    """A problem as clustering sees it: its parts (one unless a person merged problems)."""
+
+    id: str
+    parts: list[list[Profile]] = field(default_factory=list)
+    root_set: set[str] = field(default_factory=set)  # for a quick look before comparing
+    type_set: set[str | None] = field(default_factory=set)
+
+    def reindex(self) -> None:
+        self.root_set = {p.root for p in self.members}
+        self.type_set = {p.ci_type for p in self.members}
+
+    @property
+    def members(self) -> list[Profile]:
+        return [p for part in self.parts for p in part]
+
+    @property
+    def roots(self) -> set[str]:
+        return {p.root for p in self.members}
+
+
+@dataclass(slots=True)
+class Match:
+    cluster_id: str | None  # an existing problem, or None: a new one from `with_candidates`
+    score: float
+    with_candidates: list[Profile] = field(default_factory=list)
+    reason: str = ""
+
+
+class ProblemClusterer:
+    """Online threshold clustering of resolved incidents into problems (see the module docstring).
+
+    `same_role(a, b)` says whether two CIs are interchangeable (for the cross-CI
+    rule); without it only incidents with the same root CI are compared.
+    """
+
+    def __init__(
+        self,
+        settings: ClusterSettings | None = None,
+        same_role: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self.settings = settings or ClusterSettings()
+        self.same_role = same_role
+        self.idf = Idf()
+        self.clusters: dict[str, Cluster] = {}
+        self.candidates: dict[str, Profile] = {}  # resolved incidents in no problem yet
+
+    # -- state ----------------------------------------------------------------------
+
+    def add_cluster(self, cluster_id: str, parts: list[list[Profile]]) -> Cluster:
+        c = Cluster(cluster_id, [list(p) for p in parts if p])
+        c.reindex()
+        self.clusters[cluster_id] = c
+        for p in c.members:
+            self.idf.add(p)
+            self.candidates.pop(p.incident_id, None)
+        return c
+
+    def add_candidate(self, profile: Profile) -> None:
+        self.idf.add(profile)
+        self.candidates[profile.incident_id] = profile
+
+    def remove_incident(self, incident_id: str) -> None:
+        """Forget an incident (merged into another, or moved by a person)."""
+        self.candidates.pop(incident_id, None)
+        for c in self.clusters.values():
+            if any(p.incident_id == incident_id for part in c.parts for p in part):
+                for part in c.parts:
+                    part[:] = [p for p in part if p.incident_id != incident_id]
+                c.parts = [part for part in c.parts if part]
+                c.reindex()
+
+    def expire(self, now: float) -> None:
+        horizon = now - self.settings.candidate_window
+        for iid, p in list(self.candidates.items()):
+            if (p.resolved_at or p.opened_at) < horizon:
+                del self.candidates[iid]
+
+    # -- similarity ---------------------------------------------------------------------
+
+    def _comparable(self, a: Profile, b: Profile) -> tuple[bool, float]:
+        """Whether two profiles may be the same problem, and the threshold that applies."""
+        s = self.settings
+        if a.root == b.root:
+            return True, s.same_ci_threshold
+        if (
+            s.cross_ci
+            and self.same_role is not None
+            and a.ci_type is not None
+            and a.ci_type == b.ci_type
+            and not a.root.startswith("group:")
+            and not b.root.startswith("group:")
+            and self.same_role(a.root, b.root)
+        ):
+            return True, s.cross_ci_threshold
+        return False, 1.0
+
+    def similarity(self, a: Profile, b: Profile) -> float:
+        return cosine(vector(a, self.idf), vector(b, self.idf))
+
+    def _linkage(self, profile: Profile, members: list[Profile]) -> tuple[float, float] | None:
+        """Average linkage: the mean similarity to the members and the mean margin over
+        each pair's threshold (same-CI members count with the lenient threshold, members
+        on other CIs of the role with the strict one). None when a member is not comparable."""
+        sims, margins = [], []
+        for m in members:
+            ok, threshold = self._comparable(profile, m)
+            if not ok:
+                return None  # a part spanning CIs of another role is not this incident's
+            sim = self.similarity(profile, m)
+            sims.append(sim)
+            margins.append(sim - threshold)
+        if not sims:
+            return None
+        return sum(sims) / len(sims), sum(margins) / len(margins)
+
+    def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
+        """The problem this incident belongs to, if one is similar enough (the largest
+        margin over the thresholds wins)."""
+        s = self.settings
+        best: Match | None = None
+        best_margin = 0.0
+        for c in self.clusters.values():
+            if exclude and c.id in exclude:
+                continue
+            if profile.root not in c.root_set and (
+                not self.settings.cross_ci
+                or profile.ci_type is None
+                or profile.ci_type not in c.type_set
+            ):
+                continue
+            for part in c.parts:
+                # the most recent members: bounded work on long-lived problems, and a
+                # problem whose pattern drifted over months is judged by its recent form
+                members = [m for m in part if m.incident_id != profile.incident_id][
+                    -s.max_members :
+                ]
+                link = self._linkage(profile, members)
+                if link is None:
+                    continue
+                score, margin = link
+                if margin >= 0 and (best is None or margin > best_margin):
+                    best_margin = margin
+                    best = Match(
+                        c.id, score, reason=f"similarity {score:.2f} to {len(members)} incident(s)"
+                    )
+        return best
+
+    def recurrence(self, profile: Profile) -> Match | None:
+        """Candidates this incident recurs with: a new problem when there are enough.
+
+        Greedy average linkage: take the most similar comparable candidate, then
+        the next one whose average similarity to the group still clears the
+        threshold, and so on.
+        """
+        need = self.settings.min_incidents - 1
+        scored = []
+        for cand in self.candidates.values():
+            if cand.incident_id == profile.incident_id:
+                continue
+            ok, threshold = self._comparable(profile, cand)
+            if ok:
+                sim = self.similarity(profile, cand)
+                if sim >= threshold:
+                    scored.append((sim, cand.opened_at, cand))
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        group: list[Profile] = []
+        for _sim, _at, cand in scored:
+            everyone = [profile, *group]
+            link = self._linkage(cand, everyone)
+            if link is not None and link[1] >= 0:
+                group.append(cand)
+        if len(group) >= need and need >= 0:
+            score = sum(self.similarity(profile, g) for g in group) / max(len(group), 1)
+            return Match(
+                None,
+                score,
+                with_candidates=sorted(group, key=lambda p: p.opened_at),
+                reason=f"recurs with {len(group)} earlier incident(s), similarity {score:.2f}",
+            )
+        return None
+
+
+def most_common_names(members: list[Profile]) -> tuple[str, ...]:
+    """The alert names on the root CI that at least half of the incidents share."""
+    counts = Counter(n for p in members for n in set(p.root_names))
+    half = max(1, math.ceil(len(members) / 2))
+    common = [n for n, c in counts.items() if c >= half]
+    if not common and counts:
+        common = [counts.most_common(1)[0][0]]
+    return tuple(sorted(common))
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)

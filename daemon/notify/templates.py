@@ -1,0 +1,145 @@
+"""Message templates (Jinja2): defaults that read well, and per-receiver files.
+
+A template sees `incident` (the snapshot taken when the notification was
+written: id, state, title, priority, severity, team, root_cause, impacted,
+alerts, ...), `reason` (opened, priority_raised, root_cause_changed, resolved,
+acknowledged, reopened, escalated, repeat, merged), `headline` (the reason as
+a phrase), `detail`, `link` and `receiver`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from daemon.notify.config import ReceiverConfig
+
+TEXT = """\
+[{{ incident.priority }}] {{ incident.id }} {{ headline }}: {{ incident.title }}
+Severity {{ incident.severity }}, state {{ incident.state }}\
+{% if incident.team %}, team {{ incident.team }}{% endif %}
+Root cause: {{ incident.root_cause or "not determined yet" }}
+Impacted: {{ incident.impacted | join(", ") or "nothing known" }}
+Alerts: {{ firing | length }} firing of {{ incident.alerts_total }}
+{% for a in incident.alerts[:10] %}- {{ a.labels.alertname or a.fingerprint }} ({{ a.status }})\
+{% if a.summary %}: {{ a.summary }}{% endif %}
+{% endfor %}{% if incident.alerts_total > 10 %}- and {{ incident.alerts_total - 10 }} more
+{% endif %}{% if link %}{{ link }}
+{% endif %}"""
+
+SLACK = """\
+*[{{ incident.priority }}] <{{ link or incident.id }}|{{ incident.id }}> {{ headline }}*: {{ incident.title }}
+Severity *{{ incident.severity }}*, state *{{ incident.state }}*\
+{% if incident.team %}, team *{{ incident.team }}*{% endif %}
+Root cause: *{{ incident.root_cause or "not determined yet" }}*\
+{% if incident.impacted %}  Impacted: {{ incident.impacted | join(", ") }}{% endif %}
+{% for a in incident.alerts[:10] %}• `{{ a.labels.alertname or a.fingerprint }}` {{ a.status }}\
+{% if a.summary %}: {{ a.summary }}{% endif %}
+{% endfor %}{% if incident.alerts_total > 10 %}• and {{ incident.alerts_total - 10 }} more
+{% endif %}"""
+
+SUBJECT = "[{{ incident.priority }}] {{ incident.id }} {{ headline }}: {{ incident.title }}"
+
+HTML = """\
+<html><body style="font-family: sans-serif">
+<h2>[{{ incident.priority }}] {% if link %}<a href="{{ link }}">{{ incident.id }}</a>{% else %}{{ incident.id }}{% endif %}
+ {{ headline }}</h2>
+<p>{{ incident.title }}</p>
+<table>
+<tr><th align="left">Severity</th><td>{{ incident.severity }}</td></tr>
+<tr><th align="left">State</th><td>{{ incident.state }}</td></tr>
+{% if incident.team %}<tr><th align="left">Team</th><td>{{ incident.team }}</td></tr>{% endif %}
+<tr><th align="left">Root cause</th><td>{{ incident.root_cause or "not determined yet" }}</td></tr>
+<tr><th align="left">Impacted</th><td>{{ incident.impacted | join(", ") or "nothing known" }}</td></tr>
+</table>
+<h3>Alerts ({{ firing | length }} firing of {{ incident.alerts_total }})</h3>
+<ul>{% for a in incident.alerts[:25] %}
+<li><b>{{ a.labels.alertname or a.fingerprint }}</b> ({{ a.status }}){% if a.summary %}: {{ a.summary }}{% endif %}</li>
+{% endfor %}</ul>
+</body></html>
+"""
+
+HEADLINES = {
+    "opened": "opened",
+    "reopened": "reopened",
+    "priority_raised": "priority raised",
+    "root_cause_changed": "has a new root cause",
+    "acknowledged": "acknowledged",
+    "resolved": "resolved",
+    "repeat": "still unacknowledged",
+    "escalated": "escalated",
+    "merged": "merged into another incident",
+}
+
+
+class TemplateError(Exception):
+    """A template file that cannot be read or compiled."""
+
+
+def headline(reason: str, detail: dict[str, Any]) -> str:
+    text = HEADLINES.get(reason, reason)
+    if reason == "priority_raised" and detail.get("to"):
+        text += f" to {detail['to']}"
+    elif reason == "escalated" and "level" in detail:
+        text += f" to level {detail['level'] + 1}"
+    elif reason == "acknowledged" and detail.get("by"):
+        text += f" by {detail['by']}"
+    elif reason == "merged" and detail.get("into"):
+        text = f"merged into {detail['into']}"
+    return text
+
+
+_TEXT_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False)
+_HTML_ENV = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+
+
+def _compile(env: jinja2.Environment, source: str | None, path: str | None) -> jinja2.Template:
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                source = fh.read()
+        except OSError as exc:
+            raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return env.from_string(source or "")
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{path or '<template>'}:{exc.lineno}: {exc.message}") from exc
+
+
+@dataclass(slots=True)
+class Templates:
+    """The compiled templates of one receiver."""
+
+    text: jinja2.Template
+    subject: jinja2.Template
+    html: jinja2.Template
+
+    @classmethod
+    def for_receiver(cls, rc: ReceiverConfig) -> Templates:
+        default_text = SLACK if rc.type == "slack" else TEXT
+        return cls(text=_compile(_TEXT_ENV, default_text, rc.template),
+                   subject=_compile(_TEXT_ENV, SUBJECT, rc.subject_template),
+                   html=_compile(_HTML_ENV, HTML, rc.html_template))
+
+
+def context(message: dict[str, Any], receiver: str) -> dict[str, Any]:
+    """What a template sees, from a stored notification message."""
+    inc = message["incident"]
+    return {
+        "incident": inc,
+        "reason": message["reason"],
+        "detail": message.get("detail", {}),
+        "headline": headline(message["reason"], message.get("detail", {})),
+        "link": message.get("link", ""),
+        "receiver": receiver,
+        "firing": [a for a in inc.get("alerts", []) if a.get("status") == "firing"],
+    }
+
+
+def render(template: jinja2.Template, ctx: dict[str, Any]) -> str:
+    try:
+        return template.render(ctx)
+    except jinja2.TemplateError as exc:  # a runtime error in a user's template: say so, still notify
+        return f"(template error: {exc}) {ctx['incident'].get('id')} {ctx['headline']}"

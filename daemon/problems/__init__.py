@@ -1,0 +1,1 @@
+"""Problem management: problem records, their store, API, result section and review report."""

@@ -1,0 +1,285 @@
+"""Problem records (ITIL): what recurs, how often, at what cost, and what is known about it.
+
+Status goes open -> known_error (a person has written down the cause or a
+workaround) -> resolved (the fix is in). A resolved problem that recurs is
+open again. Counts, times to resolve and the trend derive from the linked
+incidents, so they are never out of step with them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlation.problems import Profile, most_common_names, signature_of
+from daemon.timefmt import format_rfc3339
+
+OPEN, KNOWN_ERROR, RESOLVED = "open", "known_error", "resolved"
+STATUSES = (OPEN, KNOWN_ERROR, RESOLVED)
+KNOWN_ERROR_FIELDS = ("cause", "workaround", "fix_ref")
+DAY = 86400.0
+
+
+@dataclass(slots=True)
+class Link:
+    """An incident linked to a problem."""
+
+    incident_id: str
+    opened_at: float
+    resolved_at: float | None = None
+    root: str | None = None
+    how: str = "resolve"  # open (matched while open), resolve (clustered), person
+    profile: Profile | None = None  # set once the incident resolved: what clustering compares
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "opened_at": self.opened_at,
+            "resolved_at": self.resolved_at,
+            "root": self.root,
+            "how": self.how,
+            "profile": self.profile.to_dict() if self.profile else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Link:
+        prof = d.get("profile")
+        return cls(
+            incident_id=d["incident_id"],
+            opened_at=d["opened_at"],
+            resolved_at=d.get("resolved_at"),
+            root=d.get("root"),
+            how=d.get("how", "resolve"),
+            profile=Profile.from_dict(prof) if prof else None,
+        )
+
+
+@dataclass(slots=True)
+class Problem:
+    id: str
+    seq: int
+    created_at: float
+    updated_at: float
+    status: str = OPEN
+    title: str = ""
+    title_by_person: bool = False
+    created_by: str = "incidentd"
+    links: dict[str, Link] = field(default_factory=dict)
+    parts: list[list[str]] = field(
+        default_factory=list
+    )  # incident ids; several after a person's merge
+    cause: str = ""
+    workaround: str = ""
+    fix_ref: str = ""
+    known_error_at: float | None = None
+    resolved_at: float | None = None
+    merged_into: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # what people did, and reopenings
+
+    # -- derived ------------------------------------------------------------------
+
+    @property
+    def profiles(self) -> list[Profile]:
+        return [link.profile for link in self.links.values() if link.profile is not None]
+
+    def part_profiles(self) -> list[list[Profile]]:
+        out = []
+        for part in self.parts:
+            profs = [
+                self.links[i].profile for i in part if i in self.links and self.links[i].profile
+            ]
+            if profs:
+                out.append(profs)
+        return out
+
+    @property
+    def root_cause(self) -> str | None:
+        roots = [link.root for link in self.links.values() if link.root]
+        if not roots:
+            return None
+        return max(sorted(set(roots)), key=roots.count)
+
+    @property
+    def root_cis(self) -> list[str]:
+        return sorted({link.root for link in self.links.values() if link.root})
+
+    @property
+    def signature(self) -> str:
+        profs = self.profiles
+        if not profs:
+            return signature_of(None, ())
+        types = [p.ci_type for p in profs]
+        ctype = max(sorted({t or "" for t in types}), key=lambda t: types.count(t or None)) or None
+        return signature_of(ctype, most_common_names(profs))
+
+    def default_title(self) -> str:
+        names = most_common_names(self.profiles) if self.profiles else ()
+        what = ", ".join(names[:3]) or "recurring incident"
+        roots = self.root_cis or sorted({p.where for p in self.profiles})
+        where = (
+            roots[0]
+            if len(roots) == 1
+            else (
+                f"{len(roots)} CIs ({', '.join(roots[:3])}"
+                + (", ..." if len(roots) > 3 else "")
+                + ")"
+            )
+        )
+        return f"{what} on {where}" if roots else what
+
+    def sorted_links(self) -> list[Link]:
+        return sorted(self.links.values(), key=lambda link: (link.opened_at, link.incident_id))
+
+    def stats(self) -> dict[str, Any]:
+        links = self.sorted_links()
+        ttrs = [link.resolved_at - link.opened_at for link in links if link.resolved_at is not None]
+        total = sum(ttrs)
+        mean = total / len(ttrs) if ttrs else None
+        return {
+            "count": len(links),
+            "first_occurrence": links[0].opened_at if links else None,
+            "last_occurrence": links[-1].opened_at if links else None,
+            "ttr_total_seconds": total,
+            "ttr_mean_seconds": mean,
+            "cost_seconds": len(links) * mean if mean is not None else 0.0,
+        }
+
+    def trend(self, now: float, bucket: float = 7 * DAY, buckets: int = 4) -> dict[str, Any]:
+        """Occurrences in the last `buckets` periods (oldest first) and their direction,
+        the least-squares slope per period."""
+        start = now - bucket * buckets
+        counts = [0] * buckets
+        for link in self.links.values():
+            if link.opened_at >= start:
+                counts[min(buckets - 1, int((link.opened_at - start) // bucket))] += 1
+        n = buckets
+        xbar, ybar = (n - 1) / 2, sum(counts) / n
+        den = sum((x - xbar) ** 2 for x in range(n))
+        slope = sum((x - xbar) * (y - ybar) for x, y in zip(range(n), counts, strict=True)) / den
+        direction = "steady"
+        if slope > 0.25 * max(ybar, 1) / 2:
+            direction = "rising"
+        elif slope < -0.25 * max(ybar, 1) / 2:
+            direction = "falling"
+        if sum(counts) == 0:
+            direction = "quiet"
+        return {
+            "period_days": bucket / DAY,
+            "counts": counts,
+            "slope": round(slope, 3),
+            "direction": direction,
+        }
+
+    # -- persistence ----------------------------------------------------------------
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "status": self.status,
+            "title": self.title,
+            "title_by_person": self.title_by_person,
+            "created_by": self.created_by,
+            "links": [link.to_dict() for link in self.sorted_links()],
+            "parts": self.parts,
+            "cause": self.cause,
+            "workaround": self.workaround,
+            "fix_ref": self.fix_ref,
+            "known_error_at": self.known_error_at,
+            "resolved_at": self.resolved_at,
+            "merged_into": self.merged_into,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Problem:
+        p = cls(id=d["id"], seq=d["seq"], created_at=d["created_at"], updated_at=d["updated_at"])
+        for k in (
+            "status",
+            "title",
+            "title_by_person",
+            "created_by",
+            "parts",
+            "cause",
+            "workaround",
+            "fix_ref",
+            "known_error_at",
+            "resolved_at",
+            "merged_into",
+            "history",
+        ):
+            if k in d:
+                setattr(p, k, d[k])
+        p.links = {x["incident_id"]: Link.from_dict(x) for x in d.get("links", [])}
+        return p
+
+
+def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, Any]:
+    """The problem as the API and the replay result show it."""
+    ts = format_rfc3339
+    st = p.stats()
+    view: dict[str, Any] = {
+        "id": p.id,
+        "title": p.title or p.default_title(),
+        "status": p.status,
+        "incidents": [link.incident_id for link in p.sorted_links()],
+        "root_cause": p.root_cause,
+        "root_cause_cis": p.root_cis,
+        "signature": p.signature,
+        "count": st["count"],
+        "first_occurrence": ts(st["first_occurrence"]),
+        "last_occurrence": ts(st["last_occurrence"]),
+        "ttr_total_seconds": round(st["ttr_total_seconds"], 3),
+        "ttr_mean_seconds": round(st["ttr_mean_seconds"], 3)
+        if st["ttr_mean_seconds"] is not None
+        else None,
+        "trend": p.trend(now),
+        "known_error": {"cause": p.cause, "workaround": p.workaround, "fix_ref": p.fix_ref},
+        "created_at": ts(p.created_at),
+        "created_by": p.created_by,
+        "updated_at": ts(p.updated_at),
+        "known_error_at": ts(p.known_error_at),
+        "resolved_at": ts(p.resolved_at),
+    }
+    if detail:
+        view["links"] = [
+            {
+                "incident_id": link.incident_id,
+                "opened_at": ts(link.opened_at),
+                "resolved_at": ts(link.resolved_at),
+                "root_cause": link.root,
+                "linked": link.how,
+                "alert_names": list(link.profile.root_names) if link.profile else [],
+            }
+            for link in p.sorted_links()
+        ]
+        view["history"] = [dict(h, at=ts(h.get("at"))) for h in p.history]
+    return view
+
+
+def known_problem_note(p: Problem) -> dict[str, Any]:
+    """What an incident linked to this problem shows on-call."""
+    return {
+        "id": p.id,
+        "title": p.title or p.default_title(),
+        "status": p.status,
+        "cause": p.cause or None,
+        "workaround": p.workaround or None,
+        "fix_ref": p.fix_ref or None,
+        "occurrences": len(p.links),
+    }
+
+
+def humanize_seconds(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "-"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 2 * DAY:
+        return f"{s / 3600:.1f} h"
+    return f"{s / DAY:.1f} d"

@@ -1,0 +1,693 @@
+"""The problems package inside the daemon: it listens to incident changes, clusters
+resolved incidents into problems (`correlation.problems`), links opening incidents
+to known problems at once, keeps the records in the store and serves the people's
+edits (status, known-error fields, merge, split).
+
+Config (all optional):
+
+```yaml
+problems:
+  min_incidents: 2          # a problem is created at the 2nd similar incident
+  same_ci_threshold: 0.4    # similarity for incidents with the same root-cause CI
+  cross_ci: true            # also group the same pattern on CIs of one role
+  cross_ci_threshold: 0.9   # ... only when this similar
+  candidate_window: 30d     # how long an unmatched incident waits for a recurrence
+```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile, jaccard
+from daemon.config import Config
+from daemon.problems.model import (
+    KNOWN_ERROR,
+    KNOWN_ERROR_FIELDS,
+    OPEN,
+    RESOLVED,
+    STATUSES,
+    Link,
+    Problem,
+    known_problem_note,
+)
+from daemon.store import Store, Writes, dumps, register_schema
+from daemon.timefmt import parse_duration
+from daemon.yamlsrc import line_of
+
+if TYPE_CHECKING:
+    from daemon.incidents import Incident, IncidentManager
+    from daemon.pipeline import IncidentChange
+
+log = structlog.get_logger("incidentd.problems")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS problems (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS problems_by_status ON problems (status);
+CREATE TABLE IF NOT EXISTS problem_candidates (
+    incident_id TEXT PRIMARY KEY,
+    resolved_at REAL,
+    doc TEXT NOT NULL
+);
+"""
+register_schema("problems", SCHEMA)
+
+_OPEN_KINDS = {"opened", "alert_added", "root_cause_changed", "reopened", "merged"}
+
+
+class ProblemError(Exception):
+    """A request about problems that cannot be done (unknown id, bad field, wrong state)."""
+
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+def problem_settings(config: Config) -> tuple[ClusterSettings, list[str]]:
+    """The `problems:` section, with `file:line: message` errors."""
+    s, errors = ClusterSettings(), []
+    raw = config.raw.get("problems") if isinstance(config.raw, Mapping) else None
+    if raw is None:
+        return s, errors
+    where = config.path or "<config>"
+    if not isinstance(raw, Mapping):
+        return s, [f"{where}:{line_of(config.raw, 'problems')}: problems must be a mapping"]
+    for key, value in raw.items():
+        line = line_of(raw, key)
+        if key == "min_incidents":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                errors.append(f"{where}:{line}: problems.min_incidents must be an integer >= 1")
+            else:
+                s.min_incidents = value
+        elif key in ("same_ci_threshold", "cross_ci_threshold", "role_similarity"):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+                errors.append(f"{where}:{line}: problems.{key} must be a number in (0, 1]")
+            else:
+                setattr(s, key, float(value))
+        elif key == "cross_ci":
+            if not isinstance(value, bool):
+                errors.append(f"{where}:{line}: problems.cross_ci must be true or false")
+            else:
+                s.cross_ci = value
+        elif key == "candidate_window":
+            try:
+                s.candidate_window = parse_duration(value)
+            except ValueError as exc:
+                errors.append(f"{where}:{line}: problems.candidate_window: {exc}")
+        else:
+            errors.append(f"{where}:{line}: unknown key problems.{key}")
+    return s, errors
+
+
+def check_problems(config: Config) -> list[str]:
+    return problem_settings(config)[1]
+
+
+class ProblemsPart:
+    """Problem management's share of the daemon; an incident listener and a component."""
+
+    name = "problems"
+
+    def __init__(
+        self,
+        config: Config,
+        incidents: IncidentManager,
+        store: Store | None = None,
+        metrics: Any = None,
+        cmdb: Any = None,
+    ) -> None:
+        settings, errors = problem_settings(config)
+        if errors:
+            from daemon.config import ConfigError
+
+            raise ConfigError(errors)
+        self.incidents = incidents
+        self.store = store
+        self.cmdb_part = cmdb
+        self._roles_of: Any = None
+        self._roles: dict[tuple[str, str], bool] = {}
+        kinds = getattr(incidents.correlator, "kinds", None)
+        self._kind_weight = kinds.weight if kinds is not None else None
+        self.clusterer = ProblemClusterer(settings, same_role=self._same_role if cmdb else None)
+        self.problems: dict[str, Problem] = {}
+        self.by_incident: dict[str, str] = {}  # incident id -> problem id
+        self._next_seq = 1
+        self._dirty: set[str] = set()
+        self._touched: dict[str, str | None] = {}  # incident id -> problem id to write on it
+        self._candidate_writes: dict[str, Profile | None] = {}
+        self._now = 0.0
+        registry = getattr(metrics, "registry", None)
+        self.m_problems = Gauge(
+            "incidentd_problems", "Problem records, by status.", ["status"], registry=registry
+        )
+        self.m_linked = Counter(
+            "incidentd_problem_incidents_linked_total",
+            "Incidents linked to a problem, by when (open: matched a known problem while open; "
+            "resolve: clustered when resolved; person).",
+            ["at"],
+            registry=registry,
+        )
+        self.m_open_known = Gauge(
+            "incidentd_open_incidents_with_known_problem",
+            "Open incidents linked to a problem that has a known-error record (cause or workaround).",
+            registry=registry,
+        )
+        for st in STATUSES:
+            self.m_problems.labels(st)
+        for at in ("open", "resolve", "person"):
+            self.m_linked.labels(at)
+        if store is not None:
+            self._load(store)
+        self._count()
+
+    def add_routes(self, app: Any, daemon: Any) -> None:
+        from daemon.problems.api import add_routes
+
+        add_routes(app, daemon)
+
+    # -- CMDB ---------------------------------------------------------------------------
+
+    def _cmdb(self) -> Any:
+        holder = getattr(self.cmdb_part, "holder", None)
+        return getattr(holder, "cmdb", None)
+
+    def _ci_type(self, ci: str) -> str | None:
+        cmdb = self._cmdb()
+        item = cmdb.get(ci) if cmdb is not None else None
+        return getattr(item, "type", None)
+
+    def _same_role(self, a: str, b: str) -> bool:
+        """Interchangeable CIs: the same `role` attribute when the CMDB gives one, else
+        structurally equivalent (Lorrain and White): of one type, with nearly the same
+        neighbours in the dependency graph, both what they serve and what they need,
+        as the hosts of one pool running the same workloads."""
+        cmdb = self._cmdb()
+        if cmdb is None:
+            return False
+        if self._roles_of is not cmdb:  # a reloaded CMDB: forget what was worked out
+            self._roles_of, self._roles = cmdb, {}
+        key = (a, b) if a < b else (b, a)
+        same = self._roles.get(key)
+        if same is None:
+            same = self._roles[key] = self._same_role_in(cmdb, a, b)
+        return same
+
+    def _same_role_in(self, cmdb: Any, a: str, b: str) -> bool:
+        ca, cb = cmdb.get(a), cmdb.get(b)
+        if ca is None or cb is None or ca.type != cb.type:
+            return False
+        ra, rb = ca.attrs.get("role"), cb.attrs.get("role")
+        if ra is not None or rb is not None:
+            return ra == rb
+        na = set(cmdb.dependents_of(a)) | set(cmdb.depends_on(a))
+        nb = set(cmdb.dependents_of(b)) | set(cmdb.depends_on(b))
+        if not na or not nb:
+            return False
+        return jaccard(na, nb) >= self.clusterer.settings.role_similarity
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _load(self, store: Store) -> None:
+        for (doc,) in store.query("SELECT doc FROM problems ORDER BY seq"):
+            p = Problem.from_doc(json.loads(doc))
+            self._next_seq = max(self._next_seq, p.seq + 1)
+            self.problems[p.id] = p
+            if p.merged_into:
+                continue
+            for iid in p.links:
+                self.by_incident[iid] = p.id
+            self.clusterer.add_cluster(p.id, p.part_profiles())
+        for (doc,) in store.query("SELECT doc FROM problem_candidates"):
+            prof = Profile.from_dict(json.loads(doc))
+            if prof.incident_id not in self.by_incident:
+                self.clusterer.add_candidate(prof)
+
+    # -- listening ------------------------------------------------------------------------
+
+    def on_changes(self, changes: list[IncidentChange], now: float) -> None:
+        self._now = now
+        seen: dict[str, IncidentChange] = {}
+        for ch in changes:
+            if ch.kind == "merged":
+                self._forget(str(ch.detail.get("merged", "")), now)
+            if ch.kind in _OPEN_KINDS or ch.kind == "resolved":
+                seen[ch.incident.id] = ch  # the last change of each incident decides
+        for ch in seen.values():
+            inc = ch.incident
+            if inc.state == "merged":
+                continue
+            if inc.is_open:
+                if ch.kind in _OPEN_KINDS:
+                    self._link_open(inc, now)
+            elif inc.state == "resolved":
+                self._on_resolved(inc, now)
+
+    def _profile(self, inc: Incident) -> Profile:
+        return build_profile(inc, self._ci_type, self._kind_weight)
+
+    def _link_open(self, inc: Incident, now: float) -> None:
+        """Link an open incident to the known problem it matches, or drop a link made
+        on an earlier, thinner picture of it."""
+        current = self.by_incident.get(inc.id)
+        if current is not None and self.problems[current].links[inc.id].how != "open":
+            return  # a person's (or an earlier resolve's) link stands
+        prof = self._profile(inc)
+        match = self.clusterer.best_cluster(prof)
+        target = match.cluster_id if match else None
+        if target == current:
+            return
+        if current is not None:
+            self._unlink(inc.id, now)
+        if target is not None:
+            self._link(self.problems[target], inc, "open", None, now)
+            self.m_linked.labels("open").inc()
+            log.info(
+                "incident matches a known problem",
+                incident_id=inc.id,
+                problem_id=target,
+                reason=match.reason if match else "",
+            )
+
+    def _on_resolved(self, inc: Incident, now: float) -> None:
+        current = self.by_incident.get(inc.id)
+        prof = self._profile(inc)
+        self.clusterer.idf.add(prof)
+        if current is not None:
+            link = self.problems[current].links[inc.id]
+            if link.how == "person":
+                self._set_profile(self.problems[current], inc, prof, now)
+                return
+            self._unlink(inc.id, now)  # re-decided on the full picture
+        self.clusterer.remove_incident(inc.id)
+        self.clusterer.expire(now)
+        match = self.clusterer.best_cluster(prof)
+        if match is not None and match.cluster_id is not None:
+            p = self.problems[match.cluster_id]
+            self._link(p, inc, "resolve", prof, now)
+            self._reopen_if_resolved(p, inc.id, now)
+            self.m_linked.labels("resolve").inc()
+            return
+        rec = self.clusterer.recurrence(prof)
+        if rec is None:
+            self.clusterer.add_candidate(prof)
+            self._candidate_writes[inc.id] = prof
+            return
+        p = self._create(now)
+        for cand in rec.with_candidates:
+            self.clusterer.candidates.pop(cand.incident_id, None)
+            self._candidate_writes[cand.incident_id] = None
+            link = Link(
+                cand.incident_id, cand.opened_at, cand.resolved_at, cand.ci, "resolve", cand
+            )
+            self._attach(p, link)
+            self.m_linked.labels("resolve").inc()
+        self._link(p, inc, "resolve", prof, now)
+        self.m_linked.labels("resolve").inc()
+        log.info("problem created", problem_id=p.id, incidents=list(p.links), reason=rec.reason)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _create(self, now: float, created_by: str = "incidentd") -> Problem:
+        seq = self._next_seq
+        self._next_seq += 1
+        p = Problem(
+            id=f"PRB-{seq:06d}", seq=seq, created_at=now, updated_at=now, created_by=created_by
+        )
+        p.parts = [[]]
+        self.problems[p.id] = p
+        self.clusterer.add_cluster(p.id, [])
+        self._dirty.add(p.id)
+        return p
+
+    def _attach(self, p: Problem, link: Link, part: int = 0) -> None:
+        p.links[link.incident_id] = link
+        if not p.parts:
+            p.parts = [[]]
+        if link.incident_id not in (i for prt in p.parts for i in prt):
+            p.parts[min(part, len(p.parts) - 1)].append(link.incident_id)
+        self.by_incident[link.incident_id] = p.id
+        p.updated_at = max(p.updated_at, self._now)
+        if not p.title_by_person:
+            p.title = p.default_title()
+        self._dirty.add(p.id)
+        self._sync_cluster(p)
+        self._touch(link.incident_id, p.id)
+
+    def _link(self, p: Problem, inc: Incident, how: str, prof: Profile | None, now: float) -> None:
+        part = 0
+        if prof is not None and len(p.parts) > 1:  # a merged problem: join the part it resembles
+            best = -1.0
+            for i, profs in enumerate(p.part_profiles()):
+                link = self.clusterer._linkage(prof, profs)
+                if link is not None and link[0] > best:
+                    best, part = link[0], i
+        root = inc.root_cause or (prof.ci if prof is not None else None)
+        self._attach(p, Link(inc.id, inc.opened_at, inc.resolved_at, root, how, prof), part)
+
+    def _set_profile(self, p: Problem, inc: Incident, prof: Profile, now: float) -> None:
+        link = p.links[inc.id]
+        link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
+        p.updated_at = now
+        if not p.title_by_person:
+            p.title = p.default_title()
+        self._dirty.add(p.id)
+        self._sync_cluster(p)
+
+    def _unlink(self, incident_id: str, now: float) -> Problem | None:
+        pid = self.by_incident.pop(incident_id, None)
+        if pid is None:
+            return None
+        p = self.problems[pid]
+        p.links.pop(incident_id, None)
+        p.parts = [[i for i in prt if i != incident_id] for prt in p.parts]
+        p.parts = [prt for prt in p.parts if prt] or [[]]
+        p.updated_at = now
+        self._dirty.add(pid)
+        self._sync_cluster(p)
+        self._touch(incident_id, None)
+        return p
+
+    def _forget(self, incident_id: str, now: float) -> None:
+        """An incident merged into another one is no occurrence of its own."""
+        if not incident_id:
+            return
+        self._unlink(incident_id, now)
+        self.clusterer.remove_incident(incident_id)
+        self._candidate_writes[incident_id] = None
+
+    def _sync_cluster(self, p: Problem) -> None:
+        if p.merged_into:
+            self.clusterer.clusters.pop(p.id, None)
+            return
+        self.clusterer.clusters.pop(p.id, None)
+        self.clusterer.add_cluster(p.id, p.part_profiles())
+
+    def _reopen_if_resolved(self, p: Problem, incident_id: str, now: float) -> None:
+        if p.status == RESOLVED:
+            p.status = KNOWN_ERROR if (p.cause or p.workaround) else OPEN
+            p.resolved_at = None
+            p.history.append(
+                {
+                    "at": now,
+                    "actor": "incidentd",
+                    "action": "reopened",
+                    "text": f"recurred in {incident_id} after it was resolved",
+                }
+            )
+            self._dirty.add(p.id)
+
+    def _touch(self, incident_id: str, problem_id: str | None) -> None:
+        """Write the link on the incident: through the manager while it holds the
+        incident, and in the store in any case (an incident linked long after it
+        resolved is no longer in memory)."""
+        self.incidents.set_problem_id(incident_id, problem_id)
+        p = self.problems.get(problem_id) if problem_id else None
+        note = known_problem_note(p) if p else None
+        live = self.incidents.get(incident_id)
+        if live is not None:
+            if note is None:
+                live.extra.pop("known_problem", None)
+                live.extra.pop("workaround", None)
+            else:
+                live.extra["known_problem"] = note
+                live.extra["workaround"] = note["workaround"]
+        self._touched[incident_id] = problem_id
+
+    def _count(self) -> None:
+        counts = dict.fromkeys(STATUSES, 0)
+        for p in self.problems.values():
+            if not p.merged_into and p.links:
+                counts[p.status] += 1
+        for st, n in counts.items():
+            self.m_problems.labels(st).set(n)
+        known = 0
+        for inc in self.incidents.open_incidents():
+            pid = self.by_incident.get(inc.id)
+            if pid and (self.problems[pid].cause or self.problems[pid].workaround):
+                known += 1
+        self.m_open_known.set(known)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def drain_writes(self, writes: Writes) -> None:
+        for pid in sorted(self._dirty):
+            p = self.problems[pid]
+            writes.add(
+                "INSERT INTO problems (id, seq, status, updated_at, doc) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
+                " updated_at=excluded.updated_at, doc=excluded.doc",
+                (
+                    p.id,
+                    p.seq,
+                    "merged" if p.merged_into else p.status,
+                    p.updated_at,
+                    dumps(p.to_doc()),
+                ),
+            )
+            for iid in p.links:  # keep the note (status, workaround) on linked incidents current
+                self._touched.setdefault(iid, pid)
+        for iid, prof in sorted(self._candidate_writes.items()):
+            if prof is None:
+                writes.add("DELETE FROM problem_candidates WHERE incident_id=?", (iid,))
+            else:
+                writes.add(
+                    "INSERT INTO problem_candidates (incident_id, resolved_at, doc) VALUES (?,?,?)"
+                    " ON CONFLICT(incident_id) DO UPDATE SET resolved_at=excluded.resolved_at,"
+                    " doc=excluded.doc",
+                    (iid, prof.resolved_at, dumps(prof.to_dict())),
+                )
+        for iid, pid in sorted(self._touched.items()):
+            p = self.problems.get(pid) if pid else None
+            note = dumps(known_problem_note(p)) if p else None
+            live = self.incidents.get(iid)
+            if live is not None and p is not None:
+                live.extra["known_problem"] = known_problem_note(p)
+                live.extra["workaround"] = p.workaround or None
+            writes.add(
+                "UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
+                " '$.extra.known_problem', json(?), '$.extra.workaround', ?) WHERE id=?",
+                (pid, note, (p.workaround or None) if p else None, iid),
+            )
+        self._dirty.clear()
+        self._candidate_writes.clear()
+        self._touched.clear()
+        self._count()  # gauges: once per commit, not per alert
+
+    # -- people's edits ---------------------------------------------------------------------
+
+    def get(self, problem_id: str) -> Problem:
+        p = self.problems.get(problem_id)
+        if p is None:
+            raise ProblemError(404, "no such problem", problem_id)
+        if p.merged_into:
+            raise ProblemError(
+                409,
+                f"problem {problem_id} was merged into {p.merged_into}",
+                {"merged_into": p.merged_into},
+            )
+        return p
+
+    def listing(self, status: str | None = None) -> list[Problem]:
+        out = [p for p in self.problems.values() if not p.merged_into and p.links]
+        if status:
+            out = [p for p in out if p.status == status]
+        return sorted(out, key=lambda p: p.seq)
+
+    def update(self, problem_id: str, fields: Mapping[str, Any], actor: str, now: float) -> Problem:
+        """PATCH: status, title and the known-error fields."""
+        p = self.get(problem_id)
+        allowed = {"status", "title", *KNOWN_ERROR_FIELDS}
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise ProblemError(
+                400,
+                "invalid body",
+                f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            )
+        for key, value in fields.items():
+            if not isinstance(value, str):
+                raise ProblemError(400, "invalid body", f"{key}: expected a string")
+        status = fields.get("status")
+        if status is not None and status not in STATUSES:
+            raise ProblemError(
+                400, "invalid status", f"status must be one of {', '.join(STATUSES)}"
+            )
+        changed = []
+        for key in ("title", *KNOWN_ERROR_FIELDS):
+            if key in fields and fields[key] != getattr(p, key):
+                setattr(p, key, fields[key][:10000])
+                changed.append(key)
+        if "title" in fields:
+            p.title_by_person = bool(fields["title"].strip())
+            if not p.title_by_person:
+                p.title = p.default_title()
+        if (
+            status is None
+            and p.status == OPEN
+            and (p.cause or p.workaround)
+            and {"cause", "workaround"} & set(changed)
+        ):
+            status = KNOWN_ERROR  # writing down the cause or a workaround makes it a known error
+        if status is not None and status != p.status:
+            p.status = status
+            changed.append("status")
+            if status == KNOWN_ERROR:
+                p.known_error_at = now
+            if status == RESOLVED:
+                p.resolved_at = now
+            else:
+                p.resolved_at = None
+        if changed:
+            p.updated_at = now
+            p.history.append(
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": "update",
+                    "text": f"set {', '.join(changed)}",
+                    "fields": changed,
+                }
+            )
+            self._dirty.add(p.id)
+        self._count()
+        return p
+
+    def merge(self, target_id: str, source_ids: list[str], actor: str, now: float) -> Problem:
+        """A person says these problems are one: the sources' incidents move to the target,
+        which keeps each source as a part, so later incidents like any of them join it."""
+        target = self.get(target_id)
+        sources = []
+        for sid in source_ids:
+            if sid == target_id:
+                raise ProblemError(400, "invalid body", "a problem cannot be merged into itself")
+            sources.append(self.get(sid))
+        if not sources:
+            raise ProblemError(
+                400, "invalid body", "problems: name at least one problem to merge in"
+            )
+        for src in sources:
+            target.parts = [prt for prt in target.parts if prt] + [
+                list(prt) for prt in src.parts if prt
+            ]
+            for iid, link in src.links.items():
+                target.links[iid] = link
+                self.by_incident[iid] = target.id
+                self._touch(iid, target.id)
+            for key in KNOWN_ERROR_FIELDS:
+                if not getattr(target, key) and getattr(src, key):
+                    setattr(target, key, getattr(src, key))
+            src.links = {}
+            src.parts = []
+            src.merged_into = target.id
+            src.updated_at = now
+            src.history.append(
+                {"at": now, "actor": actor, "action": "merged", "text": f"merged into {target.id}"}
+            )
+            self._dirty.add(src.id)
+            self.clusterer.clusters.pop(src.id, None)
+        target.updated_at = now
+        if not target.title_by_person:
+            target.title = target.default_title()
+        target.history.append(
+            {
+                "at": now,
+                "actor": actor,
+                "action": "merge",
+                "text": f"merged in {', '.join(s.id for s in sources)}",
+            }
+        )
+        self._dirty.add(target.id)
+        self._sync_cluster(target)
+        self._count()
+        return target
+
+    def split(
+        self, problem_id: str, incident_ids: list[str], actor: str, now: float, title: str = ""
+    ) -> Problem:
+        """A person says these incidents are another problem: they move to a new one, and
+        later incidents are compared with each problem on its own."""
+        p = self.get(problem_id)
+        if not incident_ids:
+            raise ProblemError(
+                400, "invalid body", "incidents: name at least one incident to split off"
+            )
+        missing = [i for i in incident_ids if i not in p.links]
+        if missing:
+            raise ProblemError(
+                400, "invalid body", f"not linked to {problem_id}: {', '.join(missing)}"
+            )
+        if len(set(incident_ids)) >= len(p.links):
+            raise ProblemError(
+                400, "invalid body", "a split must leave at least one incident behind"
+            )
+        new = self._create(now, created_by=actor)
+        for iid in dict.fromkeys(incident_ids):
+            link = p.links.pop(iid)
+            link.how = "person"
+            p.parts = [[i for i in prt if i != iid] for prt in p.parts]
+            self._attach(new, link)
+        p.parts = [prt for prt in p.parts if prt] or [[]]
+        if title:
+            new.title, new.title_by_person = title[:500], True
+        if not p.title_by_person:
+            p.title = p.default_title()
+        p.updated_at = now
+        text = f"split {', '.join(incident_ids)} off into {new.id}"
+        p.history.append({"at": now, "actor": actor, "action": "split", "text": text})
+        new.history.append(
+            {"at": now, "actor": actor, "action": "split", "text": f"split off {p.id}"}
+        )
+        self._dirty.add(p.id)
+        self._sync_cluster(p)
+        self._sync_cluster(new)
+        self._count()
+        return new
+
+    def link_incident(self, problem_id: str, incident_id: str, actor: str, now: float) -> Problem:
+        """A person links an incident to a problem (moving it from any other)."""
+        p = self.get(problem_id)
+        inc = self.incidents.get(incident_id)
+        prof = None
+        opened, resolved, root = now, None, None
+        if inc is not None:
+            opened, resolved, root = inc.opened_at, inc.resolved_at, inc.root_cause
+            if not inc.is_open:
+                prof = self._profile(inc)
+        else:
+            doc = self._stored_incident(incident_id)
+            if doc is None:
+                raise ProblemError(400, "invalid body", f"no such incident: {incident_id}")
+            from daemon.incidents import Incident as _Incident
+
+            stored = _Incident.from_doc(doc)
+            opened, resolved, root = stored.opened_at, stored.resolved_at, stored.root_cause
+            if not stored.is_open:
+                prof = self._profile(stored)
+        self._unlink(incident_id, now)
+        self.clusterer.remove_incident(incident_id)
+        self._candidate_writes[incident_id] = None
+        self._attach(p, Link(incident_id, opened, resolved, root, "person", prof))
+        p.history.append(
+            {"at": now, "actor": actor, "action": "link", "text": f"linked {incident_id}"}
+        )
+        self.m_linked.labels("person").inc()
+        self._count()
+        return p
+
+    def _stored_incident(self, incident_id: str) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        row = self.store.query_one("SELECT doc FROM incidents WHERE id=?", (incident_id,))
+        return json.loads(row[0]) if row else None

@@ -1,0 +1,299 @@
+"""SLA targets per priority: time to acknowledge and time to resolve.
+
+Each incident gets its deadlines when it opens (recomputed from its opening
+time if its priority changes); a deadline that passes unmet is a breach: a
+timeline event, a metric, and `sla` on the incident (`acknowledge_by`,
+`resolve_by`, `acknowledge_breached`, `resolve_breached`). The deadlines are
+rows in `sla`, so they survive a restart and fire on the `Clock` (daemon and
+replay alike). The same rows feed the KPIs (`daemon.stats`).
+
+```yaml
+sla:
+  P1: {acknowledge: 5m, resolve: 1h}
+  P2: {acknowledge: 15m, resolve: 4h}
+```
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import Counter
+
+from daemon.config import Config
+from daemon.pipeline import IncidentChange
+from daemon.store import Store, Writes, dumps, register_schema
+from daemon.timefmt import format_rfc3339, parse_duration
+from daemon.yamlsrc import line_of
+
+log = structlog.get_logger("incidentd.sla")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sla (
+    incident_id TEXT PRIMARY KEY,
+    priority TEXT NOT NULL,
+    team TEXT,
+    service TEXT,
+    alerts INTEGER NOT NULL DEFAULT 1,
+    opened_at REAL NOT NULL,
+    acknowledge_due REAL,
+    resolve_due REAL,
+    acknowledged_at REAL,
+    resolved_at REAL,
+    acknowledge_breached INTEGER NOT NULL DEFAULT 0,
+    resolve_breached INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sla_by_opened_at ON sla (opened_at);
+CREATE INDEX IF NOT EXISTS sla_open ON sla (resolved_at);
+"""
+register_schema("sla", SCHEMA)
+
+DEFAULT_TARGETS: dict[str, tuple[float, float]] = {
+    "P1": (300, 3600), "P2": (900, 4 * 3600), "P3": (3600, 24 * 3600),
+    "P4": (4 * 3600, 3 * 86400), "P5": (86400, 7 * 86400),
+}
+TARGETS = ("acknowledge", "resolve")
+
+
+def parse_sla(config: Config) -> tuple[dict[str, tuple[float | None, float | None]], list[str]]:
+    """Targets per priority (seconds; None: no target), with `file:line: message` errors."""
+    targets: dict[str, tuple[float | None, float | None]] = dict(DEFAULT_TARGETS)
+    raw = config.raw.get("sla") if isinstance(config.raw, Mapping) else None
+    errors: list[str] = []
+    if raw is None:
+        return targets, errors
+    where = config.path or "<config>"
+    if not isinstance(raw, Mapping):
+        return targets, [f"{where}:{line_of(config.raw, 'sla')}: sla must be a mapping of priority to targets"]
+    for pri, node in raw.items():
+        if pri not in DEFAULT_TARGETS:
+            errors.append(f"{where}:{line_of(raw, pri)}: sla.{pri}: priorities are P1..P5")
+            continue
+        if not isinstance(node, Mapping):
+            errors.append(f"{where}:{line_of(raw, pri)}: sla.{pri} must be {{acknowledge: DURATION, resolve: DURATION}}")
+            continue
+        values: list[float | None] = [None, None]
+        for i, key in enumerate(TARGETS):
+            if node.get(key) is None:
+                continue
+            try:
+                values[i] = parse_duration(node[key])
+            except ValueError as exc:
+                errors.append(f"{where}:{line_of(node, key)}: sla.{pri}.{key}: {exc}")
+        for key in node:
+            if key not in TARGETS:
+                errors.append(f"{where}:{line_of(node, key)}: unknown key sla.{pri}.{key}")
+        targets[pri] = (values[0], values[1])
+    return targets, errors
+
+
+def check_sla(config: Config) -> list[str]:
+    return parse_sla(config)[1]
+
+
+@dataclass(slots=True)
+class SlaRecord:
+    incident_id: str
+    priority: str
+    team: str | None
+    service: str | None
+    alerts: int
+    opened_at: float
+    acknowledge_due: float | None = None
+    resolve_due: float | None = None
+    acknowledged_at: float | None = None
+    resolved_at: float | None = None
+    acknowledge_breached: bool = False
+    resolve_breached: bool = False
+
+    def view(self) -> dict[str, Any]:
+        return {"priority": self.priority,
+                "acknowledge_by": format_rfc3339(self.acknowledge_due),
+                "resolve_by": format_rfc3339(self.resolve_due),
+                "acknowledge_breached": self.acknowledge_breached,
+                "resolve_breached": self.resolve_breached}
+
+
+def service_of(inc: Any) -> str | None:
+    """The service an incident is about: its root cause, else its first alert's service/CI."""
+    if inc.root_cause:
+        return inc.root_cause
+    for m in inc.alerts.values():
+        return m.labels.get("service") or m.ci or m.labels.get("job")
+    return None
+
+
+_COLUMNS = ("incident_id", "priority", "team", "service", "alerts", "opened_at", "acknowledge_due",
+            "resolve_due", "acknowledged_at", "resolved_at", "acknowledge_breached", "resolve_breached")
+
+
+class SlaTracker:
+    """IncidentListener with timers: deadlines, breaches, the `sla` rows."""
+
+    name = "sla"
+
+    def __init__(self, config: Config, incidents: Any, store: Store | None, registry: Any = None) -> None:
+        targets, errors = parse_sla(config)
+        if errors:
+            from daemon.config import ConfigError
+
+            raise ConfigError(errors)
+        self.targets = targets
+        self.incidents = incidents
+        self.active: dict[str, SlaRecord] = {}
+        self._heap: list[tuple[float, str, str]] = []
+        self._dirty: dict[str, SlaRecord] = {}
+        self._timeline: list[tuple[Any, ...]] = []
+        self.breaches = Counter("incidentd_sla_breaches_total",
+                                "SLA targets missed, by target (acknowledge, resolve) and priority.",
+                                ["target", "priority"], registry=registry)
+        self.outcomes = Counter("incidentd_sla_outcomes_total",
+                                "SLA targets decided, by target, priority and outcome (met, breached).",
+                                ["target", "priority", "outcome"], registry=registry)
+        if store is not None:
+            rows = store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE resolved_at IS NULL")
+            for row in rows:
+                rec = SlaRecord(*row)
+                rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
+                self.active[rec.incident_id] = rec
+                self._schedule(rec)
+
+    def _schedule(self, rec: SlaRecord) -> None:
+        if rec.acknowledge_due is not None and rec.acknowledged_at is None and not rec.acknowledge_breached:
+            heapq.heappush(self._heap, (rec.acknowledge_due, rec.incident_id, "acknowledge"))
+        if rec.resolve_due is not None and not rec.resolve_breached:
+            heapq.heappush(self._heap, (rec.resolve_due, rec.incident_id, "resolve"))
+
+    def _deadlines(self, rec: SlaRecord) -> None:
+        ack, res = self.targets.get(rec.priority, (None, None))
+        rec.acknowledge_due = rec.opened_at + ack if ack is not None else None
+        rec.resolve_due = rec.opened_at + res if res is not None else None
+
+    def _touch(self, rec: SlaRecord) -> None:
+        self._dirty[rec.incident_id] = rec
+        self.incidents.set_extra(rec.incident_id, "sla", rec.view())
+
+    # -- listener -----------------------------------------------------------------
+
+    def on_changes(self, changes: list[IncidentChange], now: float) -> None:
+        for ch in changes:
+            inc = ch.incident
+            rec = self.active.get(inc.id)
+            if ch.kind in ("opened", "reopened") and rec is None:
+                rec = SlaRecord(inc.id, inc.priority, inc.team, service_of(inc), len(inc.alerts), inc.opened_at)
+                self._deadlines(rec)
+                if ch.kind == "reopened":
+                    rec.acknowledged_at = None
+                self.active[inc.id] = rec
+                self._schedule(rec)
+                self._touch(rec)
+                continue
+            if rec is None:
+                continue
+            rec.alerts, rec.team = len(inc.alerts), inc.team or rec.team
+            rec.service = service_of(inc) or rec.service
+            if inc.priority != rec.priority:
+                rec.priority = inc.priority
+                self._deadlines(rec)
+                self._schedule(rec)
+            if ch.kind == "acknowledged":
+                rec.acknowledged_at = now
+                self._decide(rec, "acknowledge", now)
+            elif ch.kind == "resolved":
+                if rec.acknowledged_at is None:
+                    self._decide(rec, "acknowledge", now)  # resolving answers the page too
+                rec.resolved_at = now
+                self._decide(rec, "resolve", now)
+                del self.active[inc.id]
+            self._touch(rec)
+
+    def _decide(self, rec: SlaRecord, target: str, now: float) -> None:
+        due = rec.acknowledge_due if target == "acknowledge" else rec.resolve_due
+        breached = rec.acknowledge_breached if target == "acknowledge" else rec.resolve_breached
+        if due is None:
+            return
+        if not breached and now > due:
+            self._breach(rec, target, now)
+            breached = True
+        self.outcomes.labels(target, rec.priority, "breached" if breached else "met").inc()
+
+    def _breach(self, rec: SlaRecord, target: str, now: float) -> None:
+        setattr(rec, f"{target}_breached", True)
+        due = rec.acknowledge_due if target == "acknowledge" else rec.resolve_due
+        limit = int((due or now) - rec.opened_at)
+        verb = "acknowledged" if target == "acknowledge" else "resolved"
+        text = f"SLA breached: {rec.priority} incident not {verb} within {limit}s"
+        self._timeline.append((rec.incident_id, now, "sla_breach", "incidentd", text,
+                               dumps({"target": target, "priority": rec.priority, "due": due})))
+        self.breaches.labels(target, rec.priority).inc()
+        log.info("SLA breached", incident_id=rec.incident_id, target=target, priority=rec.priority)
+
+    # -- timers -------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        while self._heap:
+            due, iid, target = self._heap[0]
+            if self._live(iid, target, due):
+                return due
+            heapq.heappop(self._heap)
+        return None
+
+    def _live(self, iid: str, target: str, due: float) -> bool:
+        rec = self.active.get(iid)
+        if rec is None:
+            return False
+        if target == "acknowledge":
+            return rec.acknowledge_due == due and rec.acknowledged_at is None and not rec.acknowledge_breached
+        return rec.resolve_due == due and not rec.resolve_breached
+
+    def tick(self, now: float) -> None:
+        while self._heap and self._heap[0][0] <= now:
+            due, iid, target = heapq.heappop(self._heap)
+            if self._live(iid, target, due):
+                rec = self.active[iid]
+                self._breach(rec, target, now)
+                self._touch(rec)
+
+    def drain_writes(self, writes: Writes) -> None:
+        cols = ", ".join(_COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:])
+        writes.extend(f"INSERT INTO sla ({cols}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+                      f" ON CONFLICT(incident_id) DO UPDATE SET {updates}",
+                      [tuple(getattr(r, c) for c in _COLUMNS) for r in self._dirty.values()])
+        writes.extend("INSERT INTO timeline (incident_id, at, kind, actor, text, data) VALUES (?,?,?,?,?,?)",
+                      self._timeline)
+        self._dirty = {}
+        self._timeline = []
+
+
+class SlaPart:
+    """The SLA tracker (a pipeline listener) plus the KPI endpoint and gauges."""
+
+    def __init__(self, config: Config, incidents: Any, store: Store | None, clock: Any,
+                 registry: Any = None) -> None:
+        self.tracker = SlaTracker(config, incidents, store, registry)
+        self.store, self.clock = store, clock
+        if store is not None and registry is not None:
+            from daemon.stats import StatsCollector
+
+            registry.register(StatsCollector(store, clock))
+
+    def add_routes(self, app: Any, daemon: Any) -> None:
+        from aiohttp import web
+
+        from daemon.api import error
+        from daemon.stats import compute_stats, parse_since
+
+        async def get_stats(request: web.Request) -> web.Response:
+            now = daemon.clock.now()
+            try:
+                since = parse_since(request.query.get("since"), now)
+            except ValueError as exc:
+                return error(400, "invalid since", f"RFC 3339 time or a duration like 24h: {exc}")
+            return web.json_response(compute_stats(daemon.store, since, now))
+
+        app.router.add_get("/api/v1/stats", get_stats)

@@ -1,0 +1,96 @@
+"""Problems in the replay result (CONTRACT.md section 4), across a restart, and the
+problem grouping score on the shared benchmark scenario when it is there."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from problemshop import DAY, T0, Shop, db_down, write_config
+
+import daemon.plugins  # noqa: F401 - registers the problems section of the result
+from daemon.config import load_config
+from daemon.replay import run_replay
+from daemon.timefmt import format_rfc3339
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "corr")
+
+
+def events(alerts_at: list[tuple[float, list, str]]) -> str:
+    lines = []
+    for t, alerts, status in alerts_at:
+        at = format_rfc3339(T0 + t)
+        for labels, ann in alerts:
+            alert = {"labels": labels, "annotations": ann, "startsAt": at, "status": status}
+            if status == "resolved":
+                alert["endsAt"] = at
+            lines.append(json.dumps({"kind": "alert", "at": at, "alert": alert}))
+    return "\n".join(lines) + "\n"
+
+
+def test_replay_result_lists_problems_and_each_incidents_problem_id(tmp_path):
+    seq = []
+    for day in (0, 1, 2):
+        seq += [(day * DAY, db_down(), "firing"), (day * DAY + 1800, db_down(), "resolved")]
+    (tmp_path / "events.jsonl").write_text(events(seq))
+    config = load_config(write_config(tmp_path))
+    result = run_replay(config, str(tmp_path / "events.jsonl"), str(tmp_path / "result.json"))
+    [problem] = result["problems"]
+    assert {"id", "incidents", "root_cause", "signature"} <= set(problem)
+    assert problem["root_cause"] == "shop-db"
+    ids = [i["id"] for i in result["incidents"]]
+    assert problem["incidents"] == ids and len(ids) == 3
+    assert all(i["problem_id"] == problem["id"] for i in result["incidents"])
+    assert json.loads((tmp_path / "result.json").read_text())["problems"] == result["problems"]
+
+
+def test_problems_and_waiting_candidates_survive_a_restart(tmp_path):
+    shop = Shop(tmp_path)
+    first = shop.fault(0, db_down())
+    shop.flush()
+    shop.store.close()
+    again = Shop(tmp_path)  # same store file: the first incident waits as a candidate
+    again.clock.set(T0 + DAY)
+    second = again.fault(DAY, db_down())
+    pid = again.problem_of(second)
+    assert pid is not None and again.problem_of(first) == pid
+    again.problems.update(pid, {"cause": "disk"}, "bob", T0 + DAY)
+    again.flush()
+    again.store.close()
+    third_run = Shop(tmp_path)
+    third_run.clock.set(T0 + 2 * DAY)
+    p = third_run.problems.get(pid)
+    assert p.cause == "disk" and p.status == "known_error" and len(p.links) == 2
+    third = third_run.fault(2 * DAY, db_down())
+    assert third_run.problem_of(third) == pid
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(SHARED, "score.py")), reason="../shared/corr not present"
+)
+def test_problem_grouping_on_the_benchmark_scenario(tmp_path):
+    scenario = os.path.join(SHARED, "dev-sockshop")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"cmdb: [{os.path.abspath(os.path.join(scenario, 'cmdb.yaml'))}]\ndata_dir: data\n"
+    )
+    run_replay(
+        load_config(str(cfg)), os.path.join(scenario, "events.jsonl"), str(tmp_path / "r.json")
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(SHARED, "score.py"),
+            "--truth",
+            os.path.join(scenario, "truth.json"),
+            "--result",
+            str(tmp_path / "r.json"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    scores = json.loads(out.stdout)
+    assert scores["problems"]["f1"] >= 0.85, scores["problems"]

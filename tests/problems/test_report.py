@@ -1,0 +1,117 @@
+"""The problem review report, rendered from a seeded store."""
+
+import re
+from html.parser import HTMLParser
+
+from problemshop import DAY, HOUR, T0, Shop, db_down, db_slow, disk_full
+
+from daemon.cli import main
+from daemon.problems.report import build_report, load_problems, render, sparkline
+from daemon.timefmt import format_rfc3339
+
+
+def seeded(tmp_path) -> Shop:
+    """Three problems: the database going down (3 incidents, 2 h each), slow queries
+    (2, 10 min each) and a full log volume on the web hosts (3, 30 min each)."""
+    shop = Shop(tmp_path)
+    faults = [(day, db_down(), 2 * HOUR) for day in (1, 8, 20)]
+    faults += [(day, db_slow(), 600) for day in (3, 4)]
+    faults += [
+        (day, [disk_full(node)], 1800) for day, node in ((2, "web-1"), (9, "web-2"), (21, "web-3"))
+    ]
+    for day, alerts, duration in sorted(faults, key=lambda f: f[0]):
+        shop.fault(day * DAY, alerts, duration=duration)
+    down = shop.problems.problems[shop.problem_of(shop.incidents()[0]["id"])]
+    shop.problems.update(
+        down.id, {"workaround": "fail over to <the> replica"}, "alice", T0 + 22 * DAY
+    )
+    shop.flush()
+    return shop
+
+
+class _Structure(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.stack: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag not in ("meta", "line", "rect", "br", "link", "img"):
+            self.stack.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") and value and not value.startswith("#"):
+                self.external.append(value)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in ("line", "rect"):
+            return
+        assert self.stack and self.stack[-1] == tag, (tag, self.stack[-5:])
+        self.stack.pop()
+
+
+def test_report_ranks_problems_by_cost_with_a_plot_for_each_of_the_top_ones(tmp_path):
+    shop = seeded(tmp_path)
+    report = build_report(load_problems(shop.store), T0, T0 + 30 * DAY, top=2)
+    ranking = [(r.title.split(" on ")[0], r.count, r.cost) for r in report.rows]
+    assert ranking == [
+        ("MysqlDown", 3, 3 * 2 * HOUR),
+        ("NodeFilesystemAlmostOutOfSpace", 3, 3 * 1800.0),
+        ("MysqlHighThreadsRunning, MysqlSlowQueries", 2, 2 * 600.0),
+    ]
+    markdown, html = render(report)
+    assert markdown.startswith("# Problem review")
+    assert "| 1 | PRB-" in markdown and "MysqlDown" in markdown
+    assert "workaround: fail over to <the> replica" in markdown
+    assert markdown.count("\n## ") == 2  # detailed sections for the top 2 only
+    parser = _Structure()
+    parser.feed(html)
+    assert parser.stack == [] and parser.external == []  # well nested, self-contained
+    assert parser.tags.count("svg") == 2 and parser.tags.count("rect") >= 5
+    assert "fail over to &lt;the&gt; replica" in html  # escaped
+    assert re.search(r"<title>\d{4}-\d\d-\d\d: 1</title>", html)
+
+
+def test_report_command_writes_markdown_and_html_from_the_store(tmp_path, capsys):
+    shop = seeded(tmp_path)
+    shop.store.close()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "store.sqlite3").rename(tmp_path / "data" / "incidentd.sqlite3")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "problems",
+            "report",
+            "--since",
+            "30d",
+            "--until",
+            format_rfc3339(T0 + 30 * DAY),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "3 problem(s), 8 incident(s)" in capsys.readouterr().out
+    assert (out / "report.md").read_text().startswith("# Problem review")
+    assert "<svg" in (out / "report.html").read_text()
+    code = main(["problems", "report", "--since", "30d", "--data-dir", str(tmp_path / "nowhere")])
+    assert code == 1 and "no store here" in capsys.readouterr().err
+    code = main(["problems", "report", "--since", "soon", "--data-dir", str(tmp_path / "data")])
+    assert code == 1
+
+
+def test_a_period_without_incidents_gives_an_empty_report(tmp_path):
+    shop = seeded(tmp_path)
+    report = build_report(load_problems(shop.store), T0 + 60 * DAY, T0 + 90 * DAY)
+    markdown, html = render(report)
+    assert "No problem had an incident in this period." in markdown and "<svg" not in html
+
+
+def test_sparkline_scales_to_the_busiest_period():
+    assert sparkline([0, 1, 2, 4]) == "·▃▅█"
