@@ -266,7 +266,7 @@ class IncidentManager:
         window = self.settings.reopen_window
         return [i for i in self.incidents.values()
                 if i.is_open or (i.state == RESOLVED and i.resolved_at is not None
-                                 and now - i.resolved_at <= window)]
+                                 and now - i.resolved_at < window)]
 
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)
