@@ -3,11 +3,13 @@ start, a full inbox answers 503 with Retry-After, and the durability setting
 picks SQLite's synchronous mode."""
 
 import asyncio
+import json
 import sqlite3
+import zlib
 
-from daemon_helpers import v2_alert
+from daemon_helpers import T0, v2_alert
 
-from daemon.app import STORE_FILE
+from daemon.app import STORE_FILE, decode_inbox_row
 
 ALERTS = "/api/v1/alerts"
 
@@ -124,3 +126,13 @@ async def test_concurrent_requests_share_commits(start_daemon):
     )
     assert all(status == 200 for status, _ in results)
     assert c.daemon.store.commits - before < 50
+
+
+def test_inbox_rows_are_read_back_compressed_or_not():
+    body = json.dumps([v2_alert({"alertname": "A", "severity": "critical"})]).encode()
+    plain = decode_inbox_row("alerts", "api", body, T0, 300.0)
+    packed = decode_inbox_row("alerts", "api", zlib.compress(body, 1), T0, 300.0)
+    assert plain == packed
+    assert [(a.labels["alertname"], a.status, a.ends_at) for a in plain] == [
+        ("A", "firing", T0 + 300.0)
+    ]
