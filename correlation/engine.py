@@ -197,7 +197,7 @@ class TopologyCorrelator:
             weights, _ = self.evidence(inc)
             if not weights or not self._active(inc, now, window, ci, w_x, weights):
                 continue
-            if not any(topo.related(ci, x, self.config.max_hops) for x in weights):
+            if not topo.related_to_any(ci, frozenset(weights), self.config.max_hops):
                 continue
             joint = dict(weights)
             joint[ci] = w_x.stronger(weights.get(ci))
@@ -321,7 +321,7 @@ class TopologyCorrelator:
                 return self.fallback.analyze(incident, now)
             return Analysis(explanation="no alert of this incident is on a CMDB CI: grouped by labels")
         ex = self.explainer
-        ranked = ex.rank(weights, first, limit=ex.max_candidates)
+        ranked = ex.rank(weights, limit=ex.max_candidates)
         scores = normalised_scores(ranked)
         top = ranked[: max(self.config.candidates, 1)]
         candidates = [{"ci": h.ci, "score": s, "why": self._why(h, weights)}
