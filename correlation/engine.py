@@ -215,7 +215,7 @@ class TopologyCorrelator:
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
-            return Placement([], f"{ci}: no open incident that one fault on a related CI explains better",
+            return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
