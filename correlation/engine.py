@@ -151,7 +151,8 @@ class TopologyCorrelator:
         return self._explainer
 
     def alert_evidence(self, labels: Mapping[str, str], first_at: float) -> Evidence:
-        return Evidence(self.kinds.weight(labels), self.model.noise_for(labels.get("severity")), (first_at,))
+        kind = self.kinds.weight(labels)
+        return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,))
 
     def evidence(self, incident: Any) -> tuple[dict[str, Evidence], dict[str, float]]:
         """The incident's alerting CIs with what their alerts say, and when each first alerted."""

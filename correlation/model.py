@@ -45,6 +45,7 @@ class FaultModel:
     quiet_dependent: float = 0.6  # a direct dependent of an unalerted root stays quiet
     noise: float = 0.02  # an alert the hypothesis cannot explain is noise or an unknown dependency
     noise_info: float = 0.25  # ... much more often so for an info-level alert
+    noise_resource: float = 0.25  # ... or a resource condition (throttling, a filling disk)
     noise_critical: float = 0.01  # ... and less often for a critical one
     new_fault: float = 0.05  # prior odds of a second, unrelated fault starting meanwhile
     settle: float = 300.0  # seconds: a fault's symptoms follow each other within a few of these
@@ -68,13 +69,16 @@ class FaultModel:
         return {CAUSE: self.dep_cause, STATE: self.dep_state, RESOURCE: self.dep_resource,
                 SYMPTOM: self.dep_symptom}.get(kind, self.dep_state)
 
-    def noise_for(self, severity: str | None) -> float:
+    def noise_for(self, severity: str | None, kind: float | None = None) -> float:
+        """How likely an alert is unrelated to any fault, by severity and kind."""
         sev = (severity or "").lower()
         if sev in ("critical", "page", "error", "high"):
-            return self.noise_critical
-        if sev in ("info", "none", "low", "debug"):
-            return self.noise_info
-        return self.noise
+            p = self.noise_critical
+        elif sev in ("info", "none", "low", "debug"):
+            p = self.noise_info
+        else:
+            p = self.noise
+        return max(p, self.noise_resource) if kind == RESOURCE else p
 
 
 @dataclass(frozen=True, slots=True)
