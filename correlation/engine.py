@@ -151,7 +151,8 @@ class TopologyCorrelator:
         return self._explainer
 
     def alert_evidence(self, labels: Mapping[str, str], first_at: float) -> Evidence:
-        return Evidence(self.kinds.weight(labels), self.model.noise_for(labels.get("severity")), (first_at,))
+        kind = self.kinds.weight(labels)
+        return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,))
 
     def evidence(self, incident: Any) -> tuple[dict[str, Evidence], dict[str, float]]:
         """The incident's alerting CIs with what their alerts say, and when each first alerted."""
@@ -197,7 +198,7 @@ class TopologyCorrelator:
             weights, _ = self.evidence(inc)
             if not weights or not self._active(inc, now, window, ci, w_x, weights):
                 continue
-            if not any(topo.related(ci, x, self.config.max_hops) for x in weights):
+            if not topo.related_to_any(ci, frozenset(weights), self.config.max_hops):
                 continue
             joint = dict(weights)
             joint[ci] = w_x.stronger(weights.get(ci))
@@ -215,7 +216,7 @@ class TopologyCorrelator:
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
-            return Placement([], f"{ci}: no open incident that one fault on a related CI explains better",
+            return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
@@ -321,7 +322,7 @@ class TopologyCorrelator:
                 return self.fallback.analyze(incident, now)
             return Analysis(explanation="no alert of this incident is on a CMDB CI: grouped by labels")
         ex = self.explainer
-        ranked = ex.rank(weights, first, limit=ex.max_candidates)
+        ranked = ex.rank(weights, limit=ex.max_candidates)
         scores = normalised_scores(ranked)
         top = ranked[: max(self.config.candidates, 1)]
         candidates = [{"ci": h.ci, "score": s, "why": self._why(h, weights)}

@@ -45,6 +45,7 @@ class FaultModel:
     quiet_dependent: float = 0.6  # a direct dependent of an unalerted root stays quiet
     noise: float = 0.02  # an alert the hypothesis cannot explain is noise or an unknown dependency
     noise_info: float = 0.25  # ... much more often so for an info-level alert
+    noise_resource: float = 0.25  # ... or a resource condition (throttling, a filling disk)
     noise_critical: float = 0.01  # ... and less often for a critical one
     new_fault: float = 0.05  # prior odds of a second, unrelated fault starting meanwhile
     settle: float = 300.0  # seconds: a fault's symptoms follow each other within a few of these
@@ -68,13 +69,16 @@ class FaultModel:
         return {CAUSE: self.dep_cause, STATE: self.dep_state, RESOURCE: self.dep_resource,
                 SYMPTOM: self.dep_symptom}.get(kind, self.dep_state)
 
-    def noise_for(self, severity: str | None) -> float:
+    def noise_for(self, severity: str | None, kind: float | None = None) -> float:
+        """How likely an alert is unrelated to any fault, by severity and kind."""
         sev = (severity or "").lower()
         if sev in ("critical", "page", "error", "high"):
-            return self.noise_critical
-        if sev in ("info", "none", "low", "debug"):
-            return self.noise_info
-        return self.noise
+            p = self.noise_critical
+        elif sev in ("info", "none", "low", "debug"):
+            p = self.noise_info
+        else:
+            p = self.noise
+        return max(p, self.noise_resource) if kind == RESOURCE else p
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ class Explainer:
         self.silent_reach = 2  # hops below an alerting CI where a silent root is looked for
         self.full_scores = 12  # candidates scored exactly, best by the quick estimate
         self._log: dict[float, float] = {}
-        self._best: dict[frozenset, Hypothesis | None] = {}  # the same incident is asked about often
+        self._ranked: dict[frozenset, list[Hypothesis]] = {}
 
     def _ln(self, p: float) -> float:
         v = self._log.get(p)
@@ -213,18 +217,24 @@ class Explainer:
             total += quiet * ln(m.quiet_dependent)
         return Hypothesis(root, total, [x for _, x in explained], unexplained, alerted, quiet)
 
-    def rank(self, weights: Mapping[str, Evidence], first_at: Mapping[str, float] | None = None,
-             limit: int = 10) -> list[Hypothesis]:
-        """Hypotheses best first; ties go to an alerted CI, then to the one that alerted first."""
+    def rank(self, weights: Mapping[str, Evidence], limit: int = 10) -> list[Hypothesis]:
+        """Hypotheses best first; ties go to an alerted CI, then to the one that alerted
+        first. Remembered per set of alerting CIs: grouping asks about the same incident
+        again and again, and analysis asks right after grouping did."""
         if not weights:
             return []
-        first_at = first_at or {}
-        cands = self.candidates(weights)
-        if len(cands) > self.full_scores:
-            cands = sorted(cands, key=lambda r: -self._bound(r, weights))[: self.full_scores]
-        hyps = [self.score(r, weights) for r in cands]
-        hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
-                                 first_at.get(h.ci, math.inf), h.ci))
+        key = frozenset(weights.items())
+        hyps = self._ranked.get(key)
+        if hyps is None:
+            cands = self.candidates(weights)
+            if len(cands) > self.full_scores:
+                cands = sorted(cands, key=lambda r: -self._bound(r, weights))[: self.full_scores]
+            hyps = [self.score(r, weights) for r in cands]
+            hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
+                                     weights[h.ci].first_at if h.alerted else math.inf, h.ci))
+            if len(self._ranked) >= 4096:
+                self._ranked.clear()
+            self._ranked[key] = hyps
         return hyps[:limit]
 
     def fault_or_noise(self, weights: Mapping[str, Evidence],
@@ -243,15 +253,8 @@ class Explainer:
         return (fault, hyp) if fault >= noise else (noise, None)
 
     def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
-        key = frozenset(weights.items())
-        if key in self._best:
-            return self._best[key]
         ranked = self.rank(weights, limit=1)
-        hyp = ranked[0] if ranked else None
-        if len(self._best) >= 4096:
-            self._best.clear()
-        self._best[key] = hyp
-        return hyp
+        return ranked[0] if ranked else None
 
 
 def normalised_scores(hyps: Iterable[Hypothesis]) -> list[tuple[str, float]]:

@@ -39,6 +39,7 @@ class Topology:
         self._below: dict[str, dict[str, int]] = {}
         self._dependents: dict[str, dict[str, int]] = {}
         self._near: dict[tuple[str, int], list[str]] = {}
+        self._reach: dict[tuple[frozenset[str], int], dict[str, int]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""
@@ -90,6 +91,33 @@ class Topology:
         if best is not None and max_hops is not None and best.hops > max_hops:
             return None
         return best
+
+    def reach(self, cis: frozenset[str], hops: int) -> dict[str, int]:
+        """Everything within `hops` below any of `cis`, with the smallest distance."""
+        key = (cis, hops)
+        got = self._reach.get(key)
+        if got is None:
+            got = {}
+            for c in cis:
+                below = self.below(c)
+                for r in self.below_within(c, hops):
+                    d = below[r]
+                    if d < got.get(r, hops + 1):
+                        got[r] = d
+            if len(self._reach) > 20_000:
+                self._reach.clear()
+            self._reach[key] = got
+        return got
+
+    def related_to_any(self, a: str, cis: frozenset[str], max_hops: int) -> bool:
+        """Whether `a` shares a common cause within `max_hops` with one of `cis`."""
+        reach = self.reach(cis, max_hops)
+        ba = self.below(a)
+        for via in self.below_within(a, max_hops):
+            d2 = reach.get(via)
+            if d2 is not None and ba[via] + d2 <= max_hops:
+                return True
+        return False
 
     def related(self, a: str, b: str, max_hops: int) -> bool:
         """Whether `a` and `b` share a common cause within `max_hops` hops in all (cheaper

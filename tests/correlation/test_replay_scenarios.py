@@ -1,0 +1,132 @@
+"""Replays of small event files through `incidentd replay`'s own code, with the exact
+incidents expected: one per fault, the right root cause, the impact."""
+
+import json
+
+import pytest
+
+from daemon import plugins  # noqa: F401 - result sections (problems, anomalies)
+from daemon.config import load_config
+from daemon.replay import run_replay
+
+CMDB = """
+cis:
+  - {id: shop, type: business_service, criticality: critical, match: {slo: shop}, depends_on: [web]}
+  - {id: web, criticality: high, match: {service: web}, depends_on: [cart, orders, search, host-a]}
+  - {id: cart, match: {service: cart}, depends_on: [db, host-a]}
+  - {id: orders, match: {service: orders}, depends_on: [db, host-b]}
+  - {id: search, match: {service: search}, depends_on: [index, host-b]}
+  - {id: db, type: database, match: {service: db}, depends_on: [host-c]}
+  - {id: index, type: database, match: {service: index}, depends_on: [host-c]}
+  - {id: host-a, type: host, match: {instance: host-a}, depends_on: [net]}
+  - {id: host-b, type: host, match: {instance: host-b}, depends_on: [net]}
+  - {id: host-c, type: host, match: {instance: host-c}, depends_on: [net]}
+  - {id: net, type: network, match: {instance: gw}}
+"""
+
+T = "2026-01-01T00:{:02d}:{:02d}Z"
+
+
+def at(seconds: int) -> str:
+    return T.format(seconds // 60, seconds % 60)
+
+
+def alert(seconds: int, name: str, severity: str, status: str = "firing", **labels: str) -> dict:
+    return {"kind": "alert", "at": at(seconds), "alert": {
+        "status": status, "labels": {"alertname": name, "severity": severity, **labels},
+        "annotations": {"summary": f"{name} on {labels}"}, "startsAt": at(seconds),
+        "endsAt": at(seconds) if status == "resolved" else "0001-01-01T00:00:00Z"}}
+
+
+def replay(tmp_path, events: list[dict]) -> dict:
+    (tmp_path / "cmdb.yaml").write_text(CMDB)
+    (tmp_path / "config.yaml").write_text("data_dir: data\ncmdb: [cmdb.yaml]\n")
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    run_replay(load_config(str(tmp_path / "config.yaml")), str(tmp_path / "events.jsonl"),
+               str(tmp_path / "result.json"))
+    return json.loads((tmp_path / "result.json").read_text())
+
+
+def names(incident: dict) -> set[str]:
+    return {f"{a['labels']['alertname']}@{a['ci'] or '-'}" for a in incident["alerts"]}
+
+
+def test_database_fault_is_one_incident_rooted_at_the_database(tmp_path):
+    result = replay(tmp_path, [
+        alert(0, "HighErrorRate", "critical", service="cart"),
+        alert(20, "HighErrorRate", "critical", service="orders"),
+        alert(45, "MongodbDown", "critical", service="db"),
+        alert(90, "HighErrorRate", "critical", service="web"),
+        alert(120, "ErrorBudgetBurn", "critical", slo="shop"),
+        alert(900, "MongodbDown", "critical", "resolved", service="db"),
+        alert(900, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(900, "HighErrorRate", "critical", "resolved", service="orders"),
+        alert(900, "HighErrorRate", "critical", "resolved", service="web"),
+        alert(900, "ErrorBudgetBurn", "critical", "resolved", slo="shop"),
+    ])
+    [inc] = result["incidents"]
+    assert names(inc) == {"HighErrorRate@cart", "HighErrorRate@orders", "MongodbDown@db",
+                          "HighErrorRate@web", "ErrorBudgetBurn@shop"}
+    assert inc["root_cause"] == "db"
+    assert inc["root_cause_candidates"][0]["ci"] == "db"
+    assert inc["impacted"][0] == "shop"  # business services first
+    assert set(inc["impacted"]) == {"shop", "web", "cart", "orders"}
+    assert inc["priority"] == "P1"
+    assert inc["opened_at"] == at(0) and inc["resolved_at"] == at(900)
+    assert "depends on db" in {a["labels"]["alertname"]: a["reason"] for a in inc["alerts"]}["ErrorBudgetBurn"]
+
+
+def test_two_unrelated_faults_at_once_stay_two_incidents(tmp_path):
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(10, "NodeDown", "critical", instance="host-b"),
+        alert(60, "HighErrorRate", "critical", service="cart"),
+        alert(70, "HighErrorRate", "critical", service="search"),
+    ])
+    by_root = {inc["root_cause"]: names(inc) for inc in result["incidents"]}
+    assert by_root == {"db": {"MongodbDown@db", "HighErrorRate@cart"},
+                       "host-b": {"NodeDown@host-b", "HighErrorRate@search"}}
+
+
+def test_shared_host_without_an_alert_of_its_own_is_the_root_cause(tmp_path):
+    result = replay(tmp_path, [
+        alert(0, "HighLatencyP99", "warning", service="orders"),
+        alert(40, "HighLatencyP99", "warning", service="search"),
+    ])
+    [inc] = result["incidents"]
+    assert inc["root_cause"] == "host-b"
+    assert "no alert of its own" in inc["explanation"]
+
+
+def test_info_noise_on_an_unrelated_ci_stays_out_of_the_fault(tmp_path):
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "CPUThrottlingHigh", "info", service="search"),
+        alert(60, "HighErrorRate", "critical", service="orders"),
+    ])
+    assert sorted(names(i) for i in result["incidents"]) == sorted(
+        [{"MongodbDown@db", "HighErrorRate@orders"}, {"CPUThrottlingHigh@search"}])
+
+
+def test_alert_matching_no_ci_is_still_in_exactly_one_incident(tmp_path):
+    result = replay(tmp_path, [
+        alert(0, "KubeJobFailed", "warning", namespace="ops", job_name="backup"),
+        alert(30, "KubeJobFailed", "warning", namespace="ops", job_name="backup"),
+        alert(60, "MongodbDown", "critical", service="db"),
+    ])
+    fps = [a["fingerprint"] for inc in result["incidents"] for a in inc["alerts"]]
+    assert len(fps) == len(set(fps)) == 2
+    [job] = [i for i in result["incidents"] if i["root_cause"] is None]
+    assert "no CMDB CI matches its labels" in job["alerts"][0]["reason"]
+
+
+@pytest.mark.parametrize("late", [600, 1500])
+def test_late_alert_on_the_root_joins_while_its_ci_is_still_firing(tmp_path, late):
+    result = replay(tmp_path, [
+        alert(0, "NodeDown", "critical", instance="host-c"),
+        alert(30, "MongodbDown", "critical", service="db"),
+        alert(late, "KubeNodeNotReady", "warning", instance="host-c"),
+    ])
+    [inc] = result["incidents"]
+    assert inc["root_cause"] == "host-c"
+    assert len(inc["alerts"]) == 3
