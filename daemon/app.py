@@ -305,8 +305,14 @@ class Daemon:
         log.info("incidentd stopped")
 
 
+class WorkerFailed(RuntimeError):
+    """The pipeline worker stopped on an error; what it had not committed stays in the inbox."""
+
+
 async def serve(config: Config, listen: str | None = None) -> None:
-    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads the configuration."""
+    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads the configuration.
+    Raises WorkerFailed if the pipeline worker stopped on an error, so that the
+    process exits non-zero and a supervisor restarts it."""
     daemon = Daemon(config)
     await daemon.start(listen)
     loop = asyncio.get_running_loop()
@@ -318,6 +324,9 @@ async def serve(config: Config, listen: str | None = None) -> None:
     done, _ = await asyncio.wait(
         [asyncio.ensure_future(stop.wait()), worker], return_when=asyncio.FIRST_COMPLETED
     )
-    if worker in done and worker.exception() is not None:
-        log.error("pipeline worker stopped", error=str(worker.exception()))
+    failure = worker.exception() if worker in done and not worker.cancelled() else None
+    if failure is not None:
+        log.error("pipeline worker stopped", error=str(failure))
     await daemon.stop()
+    if failure is not None:
+        raise WorkerFailed(f"the pipeline worker stopped: {failure}") from failure

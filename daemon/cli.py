@@ -29,7 +29,7 @@ def _load(path: str | None) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.app import serve
+    from daemon.app import WorkerFailed, serve
     from daemon.config import split_listen
     from daemon.logs import configure_logging
 
@@ -48,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner.run(serve(config))
     except OSError as exc:
         return fail(f"cannot start: {exc}")
+    except WorkerFailed as exc:
+        return fail(f"{exc}; the unprocessed alerts stay in the inbox for the next start")
     return 0
 
 

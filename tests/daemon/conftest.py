@@ -1,20 +1,12 @@
 """Fixtures for the daemon tests."""
 
-from pathlib import Path
-
 import aiohttp
 import pytest
-from daemon_helpers import T0, Client
+from daemon_helpers import T0, Client, write_config
 
 from daemon.app import Daemon
 from daemon.clock import VirtualClock
 from daemon.config import load_config
-
-
-def write_config(tmp_path: Path, text: str = "") -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text("data_dir: data\n" + text)
-    return str(path)
 
 
 @pytest.fixture

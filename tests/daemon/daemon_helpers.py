@@ -137,6 +137,13 @@ class Client:
 # -- a real `incidentd run` process -------------------------------------------------
 
 
+def write_config(tmp_path: Path, text: str = "") -> str:
+    """A config file in `tmp_path` with the store in `tmp_path/data`."""
+    path = tmp_path / "config.yaml"
+    path.write_text("data_dir: data\n" + text)
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

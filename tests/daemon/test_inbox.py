@@ -7,9 +7,13 @@ import json
 import sqlite3
 import zlib
 
-from daemon_helpers import T0, v2_alert
+import aiohttp
+import pytest
+from daemon_helpers import T0, free_port, v2_alert, write_config
 
-from daemon.app import STORE_FILE, decode_inbox_row
+from daemon.app import STORE_FILE, WorkerFailed, decode_inbox_row, serve
+from daemon.config import load_config
+from daemon.pipeline import Pipeline
 
 ALERTS = "/api/v1/alerts"
 
@@ -136,3 +140,28 @@ def test_inbox_rows_are_read_back_compressed_or_not():
     assert [(a.labels["alertname"], a.status, a.ends_at) for a in plain] == [
         ("A", "firing", T0 + 300.0)
     ]
+
+
+async def test_a_failing_pipeline_stops_the_daemon_with_an_error_and_keeps_the_alerts(
+    tmp_path, monkeypatch
+):
+    def broken(self, alerts, now):
+        raise RuntimeError("stage exploded")
+
+    monkeypatch.setattr(Pipeline, "process_alerts", broken)
+    config = load_config(write_config(tmp_path, "log: {level: error}\n"))
+    port = free_port()
+    serving = asyncio.create_task(serve(config, f"127.0.0.1:{port}"))
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.post(
+                    f"http://127.0.0.1:{port}/api/v1/alerts", json=[v2_alert({"alertname": "A"})]
+                ) as resp:
+                    assert resp.status == 200
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.02)
+    with pytest.raises(WorkerFailed, match="stage exploded"):
+        await asyncio.wait_for(serving, 10)
+    assert inbox_rows(tmp_path) == 1, "the alert stays in the inbox for the next start"
