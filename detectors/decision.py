@@ -26,7 +26,7 @@ from typing import Literal
 
 Transition = Literal["open", "close"]
 
-PERSISTENCE = 3
+PERSISTENCE = 1
 CLEAR_AFTER = 6
 CLOSE_PROBABILITY = 0.05
 REFRACTORY = 200

@@ -2,8 +2,7 @@
 
 `fit_model` is a pure function from a snapshot of the series (its recent
 values and sampling interval) to a `FittedModel`: detect the cycle, build the
-feature rows, fit the robust scaler, fit the PyOD detector, and calibrate its
-scores on the same window. Being pure and taking only plain arrays, it can
+feature rows, fit the robust scaler and fit the PyOD detector. Being pure and taking only plain arrays, it can
 run inline, in a thread or process pool, or in a batch of many series, and
 the series keeps scoring with its previous `FittedModel` until the new one
 is installed.
@@ -11,14 +10,14 @@ is installed.
 Scoring one sample (`FittedModel.score`) only builds one feature row and asks
 the fitted detector for its score: the cheap part of the work.
 
-Calibration uses out-of-sample scores only. Window features are strongly
-autocorrelated, so in the training set an unusual stretch is its own
-neighbourhood and looks normal; a fresh stretch like it does not. Scores of
-training points would make every new excursion look rarer than it is. The
-calibrator is therefore fitted on the series' own history of online scores
-(each given by the model current at its time) once there are
-``MIN_HISTORY`` of them, and before that on a time split of the window (fit
-on the older part, score the newer part).
+Calibration (`detectors.calibration`) uses out-of-sample scores only.
+Window features are strongly autocorrelated, so in the training set an
+unusual stretch is its own neighbourhood and looks normal; a fresh stretch
+like it does not. The series' history of online scores (each given by the
+model current at its time) is the reference. A series that has no history
+yet gets ``seed_scores`` from its first fit: a time split of the window (fit
+on the older half, score the newer half), so it can alert soon after its
+first fit instead of waiting for a history to build up.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from detectors.calibration import TailCalibrator
 from detectors.features import RobustScaler, detect_period, feature_matrix, feature_row
 
 # name -> (module, class, default parameters). KNN is the default (see
@@ -46,7 +44,6 @@ MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 MIN_TRAINING_ROWS = 50
-MIN_HISTORY = 200
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
 
@@ -68,17 +65,16 @@ class FittedModel:
     period: int
     scaler: RobustScaler
     detector: Any
-    calibrator: TailCalibrator
     level_range: tuple[float, float]
     seasonal_range: tuple[float, float] | None
+    seed_scores: np.ndarray | None = None
 
-    def score(self, tail: np.ndarray) -> tuple[float, float]:
-        """Raw score and tail probability of the newest value of ``tail`` (NaN, NaN if too short)."""
+    def score(self, tail: np.ndarray) -> float:
+        """Raw outlier score of the newest value of ``tail`` (NaN if too short)."""
         row = feature_row(tail, self.period)
         if not np.all(np.isfinite(row)):
-            return float("nan"), float("nan")
-        raw = float(self.detector.decision_function(self.scaler.transform(row)[None, :])[0])
-        return raw, self.calibrator.tail_probability(raw)
+            return float("nan")
+        return float(self.detector.decision_function(self.scaler.transform(row)[None, :])[0])
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""
@@ -93,12 +89,12 @@ def fit_model(
     step_seconds: float,
     model: str = "knn",
     params: Mapping[str, Any] | None = None,
-    score_history: np.ndarray | None = None,
+    seed: bool = False,
 ) -> FittedModel | None:
     """Fit on a chronological window of values; None if it is too short to learn from.
 
-    ``score_history`` holds the series' recent online raw scores, used for
-    calibration when there are at least ``MIN_HISTORY`` of them.
+    With ``seed`` the result carries out-of-sample ``seed_scores`` for a
+    series that has no score history yet.
     """
     x = np.asarray(values, dtype=float)
     period = detect_period(x, step_seconds, max_lag=len(x) // 2)
@@ -110,23 +106,22 @@ def fit_model(
     z = scaler.transform(rows)
     detector = make_detector(model, params)
     detector.fit(z)
-    history = None if score_history is None else score_history[np.isfinite(score_history)]
-    if history is None or len(history) < MIN_HISTORY:
+    seed_scores = None
+    if seed:
         half = len(z) // 2
         early = make_detector(model, params)
         early.fit(z[:half])
-        history = early.decision_function(z[half:])
-    calibrator = TailCalibrator.fit(np.asarray(history, dtype=float))
+        seed_scores = np.asarray(early.decision_function(z[half:]), dtype=float)
     lo, hi = np.quantile(rows[:, 0], _RANGE_Q)
     seasonal_range = None
     if period:
-        s_lo, s_hi = np.quantile(rows[:, 2], _RANGE_Q)
+        s_lo, s_hi = np.quantile(rows[:, -1], _RANGE_Q)
         seasonal_range = (float(s_lo), float(s_hi))
     return FittedModel(
         period=period,
         scaler=scaler,
         detector=detector,
-        calibrator=calibrator,
         level_range=(float(lo), float(hi)),
         seasonal_range=seasonal_range,
+        seed_scores=seed_scores,
     )
