@@ -44,8 +44,59 @@ MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 MIN_TRAINING_ROWS = 50
+# KNN parameters the numpy scorer reproduces (PyOD's defaults for the metric).
+_KNN_METHODS = {"mean": np.mean, "largest": np.max, "median": np.median}
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
+
+
+@dataclass(frozen=True, slots=True)
+class NearestNeighbours:
+    """PyOD's KNN outlier score (Euclidean), computed with numpy.
+
+    ``score_rows`` returns what ``pyod.models.knn.KNN(n_neighbors=k,
+    method=method).fit(train).decision_function(rows)`` returns: the mean
+    (or largest, median) distance to the ``k`` nearest training rows. PyOD
+    answers through scikit-learn's neighbour search, whose per-call overhead
+    is about ten times the cost of a brute-force query over a thousand rows
+    of a few columns, and scoring is one row per sample; its fit would also
+    compute the training rows' own scores, which are not used here.
+    """
+
+    train: np.ndarray
+    k: int
+    method: str
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        d2 = (
+            np.einsum("ij,ij->i", rows, rows)[:, None]
+            - 2.0 * rows @ self.train.T
+            + np.einsum("ij,ij->i", self.train, self.train)[None, :]
+        )
+        k = min(self.k, self.train.shape[0])
+        near = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0))
+        return _KNN_METHODS[self.method](near, axis=1)
+
+    def score_row(self, row: np.ndarray) -> float:
+        diff = self.train - row
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        k = min(self.k, len(d))
+        return float(_KNN_METHODS[self.method](np.partition(d, k - 1)[:k]))
+
+
+def _numpy_knn(model: str, params: Mapping[str, Any] | None) -> tuple[int, str] | None:
+    """(k, method) when ``model`` is a KNN that `NearestNeighbours` reproduces."""
+    if model != "knn":
+        return None
+    kwargs = {**MODELS["knn"][2], **dict(params or {})}
+    if set(kwargs) - {"n_neighbors", "method", "metric", "p", "contamination", "n_jobs",
+                      "algorithm", "leaf_size", "radius"}:
+        return None
+    if kwargs.get("metric", "minkowski") != "minkowski" or kwargs.get("p", 2) != 2:
+        return None
+    if kwargs.get("method", "largest") not in _KNN_METHODS:
+        return None
+    return int(kwargs.get("n_neighbors", 5)), str(kwargs.get("method", "largest"))
 
 
 def make_detector(name: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -74,7 +125,10 @@ class FittedModel:
         row = feature_row(tail, self.period)
         if not np.all(np.isfinite(row)):
             return float("nan")
-        return float(self.detector.decision_function(self.scaler.transform(row)[None, :])[0])
+        z = self.scaler.transform(row)
+        if isinstance(self.detector, NearestNeighbours):
+            return self.detector.score_row(z)
+        return float(self.detector.decision_function(z[None, :])[0])
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""
@@ -104,14 +158,19 @@ def fit_model(
         return None
     scaler = RobustScaler.fit(rows)
     z = scaler.transform(rows)
-    detector = make_detector(model, params)
-    detector.fit(z)
+    half = len(z) // 2
     seed_scores = None
-    if seed:
-        half = len(z) // 2
-        early = make_detector(model, params)
-        early.fit(z[:half])
-        seed_scores = np.asarray(early.decision_function(z[half:]), dtype=float)
+    if (knn := _numpy_knn(model, params)) is not None:
+        detector: Any = NearestNeighbours(np.ascontiguousarray(z), *knn)
+        if seed:
+            seed_scores = NearestNeighbours(z[:half], *knn).score_rows(z[half:])
+    else:
+        detector = make_detector(model, params)
+        detector.fit(z)
+        if seed:
+            early = make_detector(model, params)
+            early.fit(z[:half])
+            seed_scores = np.asarray(early.decision_function(z[half:]), dtype=float)
     lo, hi = np.quantile(rows[:, 0], _RANGE_Q)
     seasonal_range = None
     if period:

@@ -44,3 +44,17 @@ def test_running_sums_match_the_ring_after_wrapping():
     assert len(h) == 100
     np.testing.assert_allclose(h.recent_mean(SHORT), x[-SHORT:].mean())
     np.testing.assert_allclose(h._sum, x[-100:].sum())
+
+
+def test_numpy_knn_scores_equal_pyod_knn():
+    from pyod.models.knn import KNN
+
+    from detectors.model import NearestNeighbours
+
+    rng = np.random.default_rng(4)
+    train, rows = rng.normal(size=(300, 9)), rng.normal(size=(40, 9)) * 2
+    for method in ("mean", "largest", "median"):
+        expected = KNN(n_neighbors=10, method=method).fit(train).decision_function(rows)
+        nn = NearestNeighbours(train, 10, method)
+        np.testing.assert_allclose(nn.score_rows(rows), expected, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose([nn.score_row(r) for r in rows], expected, rtol=1e-12)
