@@ -12,7 +12,9 @@ detectors:
     stale_after: 1h                     # drop a series not seen for this long
 ```
 
-Only ``name`` is required. The other tuning values (training window, refit
+The warm-up counts samples before the first model is fitted: a series
+scores nothing before it, then it may alert at once (its score history is
+seeded from the first fit). Only ``name`` is required. The other tuning values (training window, refit
 interval) have defaults chosen for typical metric series and are accepted
 as ``window`` and ``refit_every`` for special cases.
 """
