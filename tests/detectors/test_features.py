@@ -58,3 +58,5 @@ def test_numpy_knn_scores_equal_pyod_knn():
         nn = NearestNeighbours(train, 10, method)
         np.testing.assert_allclose(nn.score_rows(rows), expected, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose([nn.score_row(r) for r in rows], expected, rtol=1e-12)
+        nn32 = NearestNeighbours(train.astype(np.float32), 10, method)
+        np.testing.assert_allclose([nn32.score_row(r) for r in rows], expected, rtol=1e-6)
