@@ -1,56 +1,95 @@
-"""Calibration of raw outlier scores to a tail probability against the series' own history.
+"""Calibration of raw outlier scores: an anomaly likelihood against the series' own history.
 
 Raw PyOD scores have no common unit: a KNN distance of 3 may be routine on
-one series and unheard of on another. The calibrator turns a raw score into
-the probability that the series' own recent behaviour produces a score at
-least that high:
+one series and unheard of on another, and on a bursty series isolated high
+scores are routine too. Following the anomaly likelihood of Numenta's HTM
+detector, the calibrator compares the *recent average* of the raw score
+(the last ``SHORT`` samples) with the distribution of the raw scores over
+the series' longer history (the last ``window`` samples: mean and standard
+deviation), and reports the Gaussian tail probability of that average:
 
-- below the ``TAIL_QUANTILE`` of the training scores, the empirical tail
-  fraction (a lookup in the sorted training scores);
-- above it, an exponential tail fitted to the excesses (the peaks-over-
-  threshold idea of extreme value theory, as in SPOT), so that "twice as far
-  out as anything seen" still gets a smaller probability than "just beyond
-  the largest score seen" instead of saturating at 1/n.
+    p = Q((mean(last SHORT scores) - mean(history)) / std(history))
 
-The calibrated score shown to users is ``1 - p``, in [0, 1].
+A single odd sample moves the short average by a tenth of its excess and
+rarely matters; a sustained change of behaviour, even a moderate one,
+drives p down quickly. Because the reference is the series' own score
+history, a series whose scores are always noisy needs a larger excursion
+than a quiet one. The standard deviation of the history, not of the
+average, is used on purpose: it makes the test conservative for the
+autocorrelated scores of window features.
+
+Measured on NAB against the previous design (empirical tail with an
+exponential tail above the 90th percentile of the score history, averaged
+over 3 samples in the decision): the likelihood scored higher both on the
+development files and leave-one-category-out.
+
+`ScoreHistory` keeps the history in a ring with running sums, so each
+sample costs O(1). The calibrated score shown to users is ``1 - p``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-TAIL_QUANTILE = 0.9
+SHORT = 10
+# Scores needed before the likelihood is trusted (p is 1 before).
+MIN_HISTORY = 50
 
 
-@dataclass(frozen=True, slots=True)
-class TailCalibrator:
-    """Maps a raw score to its tail probability under the training scores."""
+def _gauss_tail(z: float) -> float:
+    """P(N(0,1) >= z)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
-    sorted_scores: np.ndarray
-    threshold: float
-    mean_excess: float
 
-    @classmethod
-    def fit(cls, scores: np.ndarray) -> TailCalibrator:
-        s = np.sort(np.asarray(scores, dtype=float))
-        u = float(np.quantile(s, TAIL_QUANTILE))
-        excess = s[s > u] - u
-        spread = float(s[-1] - s[0])
-        mean_excess = float(excess.mean()) if len(excess) else 0.0
-        # Guard a degenerate tail (ties, constant scores): use a small part
-        # of the score range, or an absolute floor when there is no range.
-        mean_excess = max(mean_excess, 1e-3 * spread, 1e-9)
-        return cls(sorted_scores=s, threshold=u, mean_excess=mean_excess)
+class ScoreHistory:
+    """The last ``size`` raw scores of a series, with running sums."""
 
-    def tail_probability(self, score: float) -> float:
-        """P(a training-like score >= ``score``), in (0, 1]."""
-        if not math.isfinite(score):
-            return 1.0 if math.isnan(score) else 0.0
-        n = len(self.sorted_scores)
-        if score <= self.threshold:
-            above = n - int(np.searchsorted(self.sorted_scores, score, side="left"))
-            return max(above, 1) / n
-        return (1.0 - TAIL_QUANTILE) * math.exp(-(score - self.threshold) / self.mean_excess)
+    __slots__ = ("_ring", "_n", "_sum", "_sumsq")
+
+    def __init__(self, size: int) -> None:
+        self._ring = np.zeros(size, dtype=np.float64)
+        self._n = 0
+        self._sum = 0.0
+        self._sumsq = 0.0
+
+    def __len__(self) -> int:
+        return min(self._n, len(self._ring))
+
+    def push(self, score: float) -> None:
+        size = len(self._ring)
+        i = self._n % size
+        if self._n >= size:
+            old = self._ring[i]
+            self._sum -= old
+            self._sumsq -= old * old
+        self._ring[i] = score
+        self._sum += score
+        self._sumsq += score * score
+        self._n += 1
+        if self._n % size == 0:
+            # Re-sum once per lap so rounding errors cannot accumulate.
+            self._sum = float(self._ring.sum())
+            self._sumsq = float(np.dot(self._ring, self._ring))
+
+    def extend(self, scores: np.ndarray) -> None:
+        for s in np.asarray(scores, dtype=float)[-len(self._ring) :]:
+            if math.isfinite(s):
+                self.push(float(s))
+
+    def recent_mean(self, k: int) -> float:
+        k = min(k, len(self))
+        size = len(self._ring)
+        idx = (self._n - 1 - np.arange(k)) % size
+        return float(self._ring[idx].mean())
+
+    def tail_probability(self) -> float:
+        """Anomaly likelihood of the newest scores: p in (0, 1], 1 without enough history."""
+        n = len(self)
+        if n < MIN_HISTORY:
+            return 1.0
+        mean = self._sum / n
+        var = max(self._sumsq / n - mean * mean, 0.0)
+        std = max(math.sqrt(var), 1e-6 * abs(mean), 1e-12)
+        return max(_gauss_tail((self.recent_mean(SHORT) - mean) / std), 1e-300)

@@ -4,8 +4,11 @@ An on-call engineer wants one page when a series goes wrong, none for a
 single odd sample, and no flapping while it stays wrong. `EpisodeTracker`
 is the small state machine that does this:
 
-- persistence: an episode opens only after ``persistence`` consecutive
-  samples whose tail probability is below ``open_probability``;
+- persistence: the evidence of the last ``persistence`` samples must reach
+  the open level. The default is one sample: the anomaly likelihood
+  (`detectors.calibration`) already averages the last ten raw scores, so a
+  single odd sample moves it little, and a second average only delayed the
+  alert (measured on NAB: averaging over 3 or 6 samples scored no better);
 - hysteresis: it closes only after ``clear_after`` consecutive samples whose
   probability is back above ``close_probability`` (far less strict than the
   open level), so a degradation hovering at the edge does not flap;
@@ -26,7 +29,7 @@ from typing import Literal
 
 Transition = Literal["open", "close"]
 
-PERSISTENCE = 3
+PERSISTENCE = 1
 CLEAR_AFTER = 6
 CLOSE_PROBABILITY = 0.05
 REFRACTORY = 200
@@ -52,9 +55,9 @@ class EpisodeTracker:
 
     Persistence is counted as evidence: the surprise ``-log10(p)`` of each
     sample, capped at twice the open level, averaged over the last
-    ``persistence`` samples, must reach the open level. One sample alone can
-    therefore never open an episode, however extreme; a short burst that is
-    far out, or a longer one that is moderately out, does.
+    ``persistence`` samples, must reach the open level. With a persistence
+    above 1 a short burst that is far out, or a longer one that is
+    moderately out, opens an episode.
     """
 
     params: DecisionParams

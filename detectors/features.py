@@ -1,26 +1,31 @@
 """Window features of a series, robust-normalised: what the outlier model sees.
 
 A raw value says little on its own: metric series differ in scale, trend,
-noise and daily rhythm. Each sample is therefore described by a few
-features computed from the sliding window that ends at it:
+noise and daily rhythm, and many anomalies are a change of pattern (a
+flattened cycle, a burst of jitter, a stuck value) rather than a value out
+of range. Each sample is therefore described by the recent window that ends
+at it:
 
-- ``level``: mean of the last ``LEVEL_SPAN`` values (a spike or a shift,
-  smoothed so that one noisy point weighs a third);
-- ``step``: the first difference (how abruptly the series moves);
-- ``seasonal`` (only when the series has a daily or weekly cycle): the level
-  minus the level one period earlier, so that the usual evening peak is not
-  an anomaly but a missing one is.
+- ``lag0 .. lag{SPAN-1}``: the last ``SPAN`` values. As a point in a
+  ``SPAN``-dimensional space the window carries both its level and its
+  shape, so the nearest-neighbour model asks "has the series looked like
+  this recently?", not only "has it been this high?";
+- ``seasonal`` (only when the series has a daily or weekly cycle): the mean
+  of the last ``LEVEL_SPAN`` values minus the same mean one period earlier,
+  so that the usual evening peak is not an anomaly but a missing one is.
 
-A rolling "roughness" feature (mean absolute difference over a dozen
-samples) was tried and dropped: it is so autocorrelated that its excursions
-on clean seasonal series looked like anomalies, and NAB scores improved
-without it.
+Measured on NAB with the same calibration and decision logic: level +
+first difference + the 6-sample window minus its mean scored 61 (standard,
+best level) and 54 leave-one-category-out, against 63 and 61 for the plain
+window; windows of 4, 12 or 16 values, or an extra 32-sample mean, scored
+no better than 8.
 
-`feature_matrix` computes them for a whole window at once (for training) and
-`feature_row` for the newest sample; the latter calls the former on the tail
-of the window, so the two can never disagree. `RobustScaler` puts every
-feature on a median/MAD scale fitted on the training window, so the model's
-distances mean "how many typical deviations", whatever the metric's unit.
+`feature_matrix` computes the rows for a whole window at once (for
+training) and `feature_row` for the newest sample; the latter calls the
+former on the tail of the window, so the two can never disagree.
+`RobustScaler` puts every feature on a median/MAD scale fitted on the
+training window, so the model's distances mean "how many typical
+deviations", whatever the metric's unit.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SPAN = 8
 LEVEL_SPAN = 3
 DAY_SECONDS = 86400.0
 # Autocorrelation at the candidate lag above which a cycle is used.
@@ -37,7 +43,7 @@ SEASONAL_MIN_ACF = 0.5
 
 def lookback(period: int) -> int:
     """Number of past values (including the newest) one feature row needs."""
-    return max(LEVEL_SPAN, 2) if not period else period + LEVEL_SPAN
+    return SPAN if not period else period + max(SPAN, LEVEL_SPAN)
 
 
 def _trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
@@ -52,16 +58,18 @@ def _trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
 def feature_matrix(x: np.ndarray, period: int = 0) -> np.ndarray:
     """Feature rows for every index of ``x``; rows without enough history are NaN.
 
-    Columns: level, step and, when ``period`` > 0, seasonal.
+    Columns: the value, the ``SPAN - 1`` previous values and, when
+    ``period`` > 0, the seasonal difference of the level.
     """
     x = np.asarray(x, dtype=float)
     n = len(x)
-    level = _trailing_mean(x, LEVEL_SPAN)
-    step = np.full(n, np.nan)
-    if n > 1:
-        step[1:] = np.diff(x)
-    cols = [level, step]
+    cols = []
+    for j in range(SPAN):
+        col = np.full(n, np.nan)
+        col[j:] = x[: n - j]
+        cols.append(col)
     if period:
+        level = _trailing_mean(x, LEVEL_SPAN)
         seasonal = np.full(n, np.nan)
         if n > period:
             seasonal[period:] = level[period:] - level[:-period]
@@ -78,8 +86,8 @@ def detect_period(x: np.ndarray, step_seconds: float, max_lag: int) -> int:
     """The daily or weekly cycle of ``x`` in samples, or 0 when there is none.
 
     A candidate lag (one day, one week at the sampling interval) is kept when
-    the autocorrelation of the differenced-by-trend series at that lag is
-    high; the strongest one wins. Needs at least two cycles in ``x``.
+    the autocorrelation of the series at that lag is high; the strongest one
+    wins. Needs at least two cycles in ``x``.
     """
     if step_seconds <= 0 or not np.isfinite(step_seconds):
         return 0

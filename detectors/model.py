@@ -2,8 +2,7 @@
 
 `fit_model` is a pure function from a snapshot of the series (its recent
 values and sampling interval) to a `FittedModel`: detect the cycle, build the
-feature rows, fit the robust scaler, fit the PyOD detector, and calibrate its
-scores on the same window. Being pure and taking only plain arrays, it can
+feature rows, fit the robust scaler and fit the PyOD detector. Being pure and taking only plain arrays, it can
 run inline, in a thread or process pool, or in a batch of many series, and
 the series keeps scoring with its previous `FittedModel` until the new one
 is installed.
@@ -11,14 +10,14 @@ is installed.
 Scoring one sample (`FittedModel.score`) only builds one feature row and asks
 the fitted detector for its score: the cheap part of the work.
 
-Calibration uses out-of-sample scores only. Window features are strongly
-autocorrelated, so in the training set an unusual stretch is its own
-neighbourhood and looks normal; a fresh stretch like it does not. Scores of
-training points would make every new excursion look rarer than it is. The
-calibrator is therefore fitted on the series' own history of online scores
-(each given by the model current at its time) once there are
-``MIN_HISTORY`` of them, and before that on a time split of the window (fit
-on the older part, score the newer part).
+Calibration (`detectors.calibration`) uses out-of-sample scores only.
+Window features are strongly autocorrelated, so in the training set an
+unusual stretch is its own neighbourhood and looks normal; a fresh stretch
+like it does not. The series' history of online scores (each given by the
+model current at its time) is the reference. A series that has no history
+yet gets ``seed_scores`` from its first fit: a time split of the window (fit
+on the older half, score the newer half), so it can alert soon after its
+first fit instead of waiting for a history to build up.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from detectors.calibration import TailCalibrator
 from detectors.features import RobustScaler, detect_period, feature_matrix, feature_row
 
 # name -> (module, class, default parameters). KNN is the default (see
@@ -46,9 +44,62 @@ MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 MIN_TRAINING_ROWS = 50
-MIN_HISTORY = 200
+# KNN parameters the numpy scorer reproduces (PyOD's defaults for the metric).
+_KNN_METHODS = {"mean": np.mean, "largest": np.max, "median": np.median}
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
+
+
+@dataclass(frozen=True, slots=True)
+class NearestNeighbours:
+    """PyOD's KNN outlier score (Euclidean), computed with numpy.
+
+    ``score_rows`` returns what ``pyod.models.knn.KNN(n_neighbors=k,
+    method=method).fit(train).decision_function(rows)`` returns: the mean
+    (or largest, median) distance to the ``k`` nearest training rows. PyOD
+    answers through scikit-learn's neighbour search, whose per-call overhead
+    is about ten times the cost of a brute-force query over a thousand rows
+    of a few columns, and scoring is one row per sample; its fit would also
+    compute the training rows' own scores, which are not used here. The
+    training rows may be stored as float32 (the scores then agree with
+    PyOD's to about 1e-6, relative).
+    """
+
+    train: np.ndarray
+    k: int
+    method: str
+
+    def score_rows(self, rows: np.ndarray) -> np.ndarray:
+        train = self.train.astype(np.float64)
+        d2 = (
+            np.einsum("ij,ij->i", rows, rows)[:, None]
+            - 2.0 * rows @ train.T
+            + np.einsum("ij,ij->i", train, train)[None, :]
+        )
+        k = min(self.k, self.train.shape[0])
+        near = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0))
+        return _KNN_METHODS[self.method](near, axis=1)
+
+    def score_row(self, row: np.ndarray) -> float:
+        diff = self.train - row
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        k = min(self.k, len(d))
+        return float(_KNN_METHODS[self.method](np.partition(d, k - 1)[:k]))
+
+
+def _numpy_knn(model: str, params: Mapping[str, Any] | None) -> tuple[int, str] | None:
+    """(k, method) when ``model`` is a KNN that `NearestNeighbours` reproduces."""
+    if model != "knn":
+        return None
+    kwargs = {**MODELS["knn"][2], **dict(params or {})}
+    if set(kwargs) - {"n_neighbors", "method", "metric", "p", "contamination", "n_jobs",
+                      "algorithm", "leaf_size", "radius"}:
+        return None
+    if kwargs.get("metric", "minkowski") != "minkowski" or kwargs.get("p", 2) != 2:
+        return None
+    if kwargs.get("method", "largest") not in _KNN_METHODS:
+        return None
+    return int(kwargs.get("n_neighbors", 5)), str(kwargs.get("method", "largest"))
 
 
 def make_detector(name: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -68,17 +119,19 @@ class FittedModel:
     period: int
     scaler: RobustScaler
     detector: Any
-    calibrator: TailCalibrator
     level_range: tuple[float, float]
     seasonal_range: tuple[float, float] | None
+    seed_scores: np.ndarray | None = None
 
-    def score(self, tail: np.ndarray) -> tuple[float, float]:
-        """Raw score and tail probability of the newest value of ``tail`` (NaN, NaN if too short)."""
+    def score(self, tail: np.ndarray) -> float:
+        """Raw outlier score of the newest value of ``tail`` (NaN if too short)."""
         row = feature_row(tail, self.period)
         if not np.all(np.isfinite(row)):
-            return float("nan"), float("nan")
-        raw = float(self.detector.decision_function(self.scaler.transform(row)[None, :])[0])
-        return raw, self.calibrator.tail_probability(raw)
+            return float("nan")
+        z = self.scaler.transform(row)
+        if isinstance(self.detector, NearestNeighbours):
+            return self.detector.score_row(z)
+        return float(self.detector.decision_function(z[None, :])[0])
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""
@@ -93,12 +146,12 @@ def fit_model(
     step_seconds: float,
     model: str = "knn",
     params: Mapping[str, Any] | None = None,
-    score_history: np.ndarray | None = None,
+    seed: bool = False,
 ) -> FittedModel | None:
     """Fit on a chronological window of values; None if it is too short to learn from.
 
-    ``score_history`` holds the series' recent online raw scores, used for
-    calibration when there are at least ``MIN_HISTORY`` of them.
+    With ``seed`` the result carries out-of-sample ``seed_scores`` for a
+    series that has no score history yet.
     """
     x = np.asarray(values, dtype=float)
     period = detect_period(x, step_seconds, max_lag=len(x) // 2)
@@ -108,25 +161,31 @@ def fit_model(
         return None
     scaler = RobustScaler.fit(rows)
     z = scaler.transform(rows)
-    detector = make_detector(model, params)
-    detector.fit(z)
-    history = None if score_history is None else score_history[np.isfinite(score_history)]
-    if history is None or len(history) < MIN_HISTORY:
-        half = len(z) // 2
-        early = make_detector(model, params)
-        early.fit(z[:half])
-        history = early.decision_function(z[half:])
-    calibrator = TailCalibrator.fit(np.asarray(history, dtype=float))
+    half = len(z) // 2
+    seed_scores = None
+    if (knn := _numpy_knn(model, params)) is not None:
+        # float32 halves the largest part of a series' memory (the training
+        # rows); distances are still computed in float64.
+        detector: Any = NearestNeighbours(z.astype(np.float32), *knn)
+        if seed:
+            seed_scores = NearestNeighbours(z[:half], *knn).score_rows(z[half:])
+    else:
+        detector = make_detector(model, params)
+        detector.fit(z)
+        if seed:
+            early = make_detector(model, params)
+            early.fit(z[:half])
+            seed_scores = np.asarray(early.decision_function(z[half:]), dtype=float)
     lo, hi = np.quantile(rows[:, 0], _RANGE_Q)
     seasonal_range = None
     if period:
-        s_lo, s_hi = np.quantile(rows[:, 2], _RANGE_Q)
+        s_lo, s_hi = np.quantile(rows[:, -1], _RANGE_Q)
         seasonal_range = (float(s_lo), float(s_hi))
     return FittedModel(
         period=period,
         scaler=scaler,
         detector=detector,
-        calibrator=calibrator,
         level_range=(float(lo), float(hi)),
         seasonal_range=seasonal_range,
+        seed_scores=seed_scores,
     )

@@ -1,8 +1,9 @@
 """`SeriesDetector`: the online detector of one series, sample by sample.
 
 Per sample it appends the value to a ring buffer, scores it with the current
-`FittedModel` (features -> PyOD score -> tail probability) and steps the
-`EpisodeTracker`. Every ``refit_every`` samples the model is refitted on the
+`FittedModel` (features -> PyOD score), turns the score into an anomaly
+likelihood against the series' own score history (`ScoreHistory`) and steps
+the `EpisodeTracker`. Every ``refit_every`` samples the model is refitted on the
 last ``window`` values (never including the sample being scored, so that a
 point is not its own neighbour). With ``inline_refit`` the refit happens
 inside `update`, which makes the output a pure function of the prefix (used
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.calibration import ScoreHistory
 from detectors.decision import DecisionParams, EpisodeTracker, Transition, open_probability_for
 from detectors.model import FittedModel, fit_model
 from detectors.spec import DetectorSpec
@@ -48,7 +50,7 @@ class SeriesDetector:
 
     __slots__ = (
         "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
-        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_n_scored",
+        "_fitted_at", "_refit_pending", "_tracker", "_scores",
     )
 
     def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
@@ -61,8 +63,7 @@ class SeriesDetector:
         self._last_ts = -math.inf
         self._steps = np.zeros(_STEP_HISTORY, dtype=np.float64)
         # Online raw scores (out-of-sample), the calibration history.
-        self._scores = np.zeros(spec.window, dtype=np.float64)
-        self._n_scored = 0
+        self._scores = ScoreHistory(spec.window)
         self._fitted: FittedModel | None = None
         self._fitted_at = 0
         self._refit_pending = False
@@ -95,13 +96,12 @@ class SeriesDetector:
         steps = self._steps[: min(self._n - 1, _STEP_HISTORY)]
         step_seconds = float(np.median(steps)) if len(steps) else 0.0
         model, params = self.spec.model, dict(self.spec.params)
-        k = min(self._n_scored, self.spec.window)
-        history = np.roll(self._scores, -(self._n_scored % self.spec.window))[-k:] if k else None
+        seed = len(self._scores) == 0
         self._refit_pending = True
         self._fitted_at = self._n
 
         def job() -> FittedModel | None:
-            return fit_model(values, step_seconds, model, params, history)
+            return fit_model(values, step_seconds, model, params, seed)
 
         return job
 
@@ -110,6 +110,8 @@ class SeriesDetector:
         self._refit_pending = False
         if fitted is not None:
             self._fitted = fitted
+            if len(self._scores) == 0 and fitted.seed_scores is not None:
+                self._scores.extend(fitted.seed_scores)
 
     def update(self, ts: float, value: float) -> Decision:
         """Score the sample at ``ts`` and step the episode state.
@@ -135,10 +137,11 @@ class SeriesDetector:
             self._tracker.step(1.0, may_alert=False)
             return Decision(0.0, False)
         tail = self._tail()
-        raw, p = fitted.score(tail)
+        raw = fitted.score(tail)
+        p = math.nan
         if not math.isnan(raw):
-            self._scores[self._n_scored % self.spec.window] = raw
-            self._n_scored += 1
+            self._scores.push(raw)
+            p = self._scores.tail_probability()
         transition = self._tracker.step(p, may_alert=self._n > self.spec.warmup)
         low, high = fitted.expected_range(tail)
         score = 0.0 if math.isnan(p) else min(1.0, max(0.0, 1.0 - p))

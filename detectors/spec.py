@@ -8,11 +8,13 @@ detectors:
     model: knn                          # a PyOD model (see detectors.model.MODELS)
     params: {n_neighbors: 10}           # passed to the model
     sensitivity: 0.5                    # 0 (fewest alerts) .. 1 (most)
-    warmup: 300                         # samples before a series may alert
+    warmup: 150                         # samples before a series may alert
     stale_after: 1h                     # drop a series not seen for this long
 ```
 
-Only ``name`` is required. The other tuning values (training window, refit
+The warm-up counts samples before the first model is fitted: a series
+scores nothing before it, then it may alert at once (its score history is
+seeded from the first fit). Only ``name`` is required. The other tuning values (training window, refit
 interval) have defaults chosen for typical metric series and are accepted
 as ``window`` and ``refit_every`` for special cases.
 """
@@ -45,7 +47,7 @@ class DetectorSpec:
     model: str = "knn"
     params: Mapping[str, Any] = field(default_factory=dict)
     sensitivity: float = 0.5
-    warmup: int = 300
+    warmup: int = 150
     stale_after: float = 3600.0
     window: int = 1000
     refit_every: int = 100

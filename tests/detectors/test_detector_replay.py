@@ -50,7 +50,7 @@ def test_replayed_samples_give_anomalies_and_a_metric_anomaly_incident(tmp_path)
     result = replay(tmp_path, events)
     (anomaly,) = result["anomalies"]
     assert anomaly["labels"] == labels and anomaly["detector"] == "latency"
-    assert at(300) <= anomaly["at"] <= at(305) and 0.9 < anomaly["score"] <= 1.0
+    assert at(300) <= anomaly["at"] <= at(310) and 0.9 < anomaly["score"] <= 1.0
     assert anomaly["resolved_at"] is not None
     (incident,) = result["incidents"]
     assert [a["labels"]["alertname"] for a in incident["alerts"]] == ["MetricAnomaly"]
