@@ -7,7 +7,6 @@ import statistics
 import time
 
 import numpy as np
-import pytest
 from daemon_client import rfc3339, start_daemon, write_config
 
 DETECTOR = """
@@ -20,15 +19,6 @@ detectors:
 """
 
 
-@pytest.fixture
-async def daemons():
-    started: list = []
-    yield started
-    for daemon, session in started:
-        await session.close()
-        await daemon.stop()
-
-
 def series(n: int, start: float, labels: dict, seed: int = 0, spike: range = range(0)) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
@@ -38,8 +28,8 @@ def series(n: int, start: float, labels: dict, seed: int = 0, spike: range = ran
     return out
 
 
-async def test_posted_samples_raise_an_anomaly_alert_and_an_incident(tmp_path, daemons):
-    client = await start_daemon(write_config(tmp_path, DETECTOR), daemons)
+async def test_posted_samples_raise_an_anomaly_alert_and_an_incident(tmp_path, daemon_for):
+    client = await start_daemon(daemon_for, write_config(tmp_path, DETECTOR))
     labels = {"__name__": "latency_seconds", "service": "checkout"}
     samples = series(400, time.time() - 400 * 60, labels, spike=range(300, 330))
     for i in range(0, 300, 50):  # warm-up, posted the way a collector would
@@ -82,8 +72,8 @@ async def test_posted_samples_raise_an_anomaly_alert_and_an_incident(tmp_path, d
     assert len(body["anomalies"]) == 1
 
 
-async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path, daemons):
-    client = await start_daemon(write_config(tmp_path, DETECTOR), daemons)
+async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path, daemon_for):
+    client = await start_daemon(daemon_for, write_config(tmp_path, DETECTOR))
     n_series, warm, total = 24, 150, 1000
     start = time.time() - total * 60
     batches = [series(total, start, {"__name__": "latency_seconds", "instance": f"host-{s}"}, seed=s)
@@ -143,9 +133,9 @@ async def test_ingest_stays_responsive_while_detectors_score_and_refit(tmp_path,
     assert p99 < max(0.25, 4 * base) < scoring / 2
 
 
-async def test_a_restart_resolves_the_anomalies_the_previous_run_left_open(tmp_path, daemons):
+async def test_a_restart_resolves_the_anomalies_the_previous_run_left_open(tmp_path, daemon_for):
     config = write_config(tmp_path, DETECTOR)
-    client = await start_daemon(config, daemons)
+    client = await start_daemon(daemon_for, config)
     labels = {"__name__": "latency_seconds", "service": "checkout"}
     samples = series(320, time.time() - 320 * 60, labels, spike=range(300, 320))  # ends anomalous
     for i in range(0, 300, 50):
@@ -163,11 +153,9 @@ async def test_a_restart_resolves_the_anomalies_the_previous_run_left_open(tmp_p
         return body["incidents"]
 
     (inc,) = await client.until(open_anomaly, "open MetricAnomaly incident")
-    daemon, session = daemons.pop()
-    await session.close()
-    await daemon.stop()
+    await client.stop()
 
-    client = await start_daemon(config, daemons)  # detector state is gone: nothing would resolve it
+    client = await start_daemon(daemon_for, config)  # detector state is gone: nothing would resolve it
 
     async def resolved():
         _, doc = await client.call("GET", f"/api/v1/incidents/{inc['id']}")

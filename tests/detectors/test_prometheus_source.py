@@ -183,7 +183,7 @@ async def test_an_unreachable_server_counts_a_failure():
     assert got == [] and src.failures.labels("down")._value.get() == 1
 
 
-async def test_the_daemon_tracks_every_series_the_query_returns(tmp_path, prometheus):
+async def test_the_daemon_tracks_every_series_the_query_returns(tmp_path, prometheus, daemon_for):
     config = write_config(tmp_path, f"""
 prometheus: {{url: "{prometheus}", interval: 0.2s, timeout: 2s, retries: 1}}
 detectors:
@@ -192,17 +192,12 @@ detectors:
     warmup: 100
     window: 100
 """)
-    started: list = []
-    client = await start_daemon(config, started)
-    try:
-        async def tracked():
-            return (await client.metric("incidentd_detector_series") == 2
-                    and await client.metric("incidentd_prometheus_queries_total") >= 3)
+    client = await start_daemon(daemon_for, config)
 
-        await client.until(tracked, "both series tracked")
-        assert await client.metric("incidentd_prometheus_query_failures_total") == 0
-        assert await client.metric("incidentd_detector_samples_scored_total") >= 4
-    finally:
-        for daemon, session in started:
-            await session.close()
-            await daemon.stop()
+    async def tracked():
+        return (await client.metric("incidentd_detector_series") == 2
+                and await client.metric("incidentd_prometheus_queries_total") >= 3)
+
+    await client.until(tracked, "both series tracked")
+    assert await client.metric("incidentd_prometheus_query_failures_total") == 0
+    assert await client.metric("incidentd_detector_samples_scored_total") >= 4

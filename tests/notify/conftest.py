@@ -4,19 +4,14 @@ get (and can be told to fail), an SMTP server, and a daemon on a free port."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
-from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from daemon.app import Daemon
-from daemon.clock import VirtualClock
-from daemon.config import load_config
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -95,66 +90,6 @@ def write_config(tmp_path, text: str) -> str:
     path = tmp_path / "config.yaml"
     path.write_text(f"data_dir: {tmp_path / 'data'}\n{text}")
     return str(path)
-
-
-class Client:
-    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession, token: str | None = None) -> None:
-        host, port = daemon.bound
-        self.base = f"http://{host}:{port}"
-        self.session = session
-        self.daemon = daemon
-        self.token = token
-        self.stopped = False
-
-    async def stop(self) -> None:
-        """Stop the daemon (as SIGTERM would); its store stays on disk."""
-        if not self.stopped:
-            self.stopped = True
-            await self.session.close()
-            await self.daemon.stop()
-
-    async def call(self, method: str, path: str, body: Any = None, token: str | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        h = dict(headers or {})
-        tok = token if token is not None else self.token
-        if tok:
-            h["Authorization"] = f"Bearer {tok}"
-        async with self.session.request(method, self.base + path, json=body, headers=h) as resp:
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text)
-            except json.JSONDecodeError:
-                return resp.status, text
-
-    async def post_alerts(self, *alerts: dict[str, Any]) -> None:
-        status, body = await self.call("POST", "/api/v1/alerts", list(alerts))
-        assert status == 200, body
-
-    async def until(self, predicate: Callable[[Any], bool], path: str) -> Any:
-        body = None
-        for _ in range(1000):
-            _, body = await self.call("GET", path)
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{path}: condition never held; last {body}")
-
-
-@pytest.fixture
-async def daemon_for():
-    started: list[Client] = []
-
-    async def start(config_path: str, clock: Any = None, token: str | None = None) -> Client:
-        daemon = Daemon(load_config(config_path), clock=clock or VirtualClock(T0))
-        await daemon.start("127.0.0.1:0")
-        session = aiohttp.ClientSession()
-        client = Client(daemon, session, token)
-        started.append(client)
-        return client
-
-    yield start
-    for client in started:
-        await client.stop()
 
 
 def alert(name: str = "HighErrorRate", **labels: str) -> dict[str, Any]:

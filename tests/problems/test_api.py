@@ -2,41 +2,16 @@
 merge and split by a person (and later clustering respecting them), linking at open
 time with the workaround on the incident, metrics."""
 
-import asyncio
-import json
 
-import aiohttp
+import harness
 import pytest
 from problemshop import DAY, T0, db_down, db_slow, disk_full, write_config
 
-from daemon.app import Daemon
-from daemon.clock import VirtualClock
-from daemon.config import load_config
 from daemon.timefmt import format_rfc3339
 
 
-class Client:
-    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession) -> None:
-        host, port = daemon.bound
-        self.base = f"http://{host}:{port}"
-        self.session = session
-        self.daemon = daemon
-
-    async def call(self, method: str, path: str, body=None) -> tuple[int, object]:
-        async with self.session.request(method, self.base + path, json=body) as resp:
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text)
-            except json.JSONDecodeError:
-                return resp.status, text
-
-    async def until(self, predicate, path: str):
-        for _ in range(500):
-            _, body = await self.call("GET", path)
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{path}: condition never held; last {body}")
+class Client(harness.Client):
+    """The shared client, with problem-shop helpers: alerts at T0 + t, whole faults."""
 
     async def post_alerts(self, t: float, alerts, resolved: bool = False) -> None:
         """Post alerts with the clock at T0 + t; waits until the pipeline has them."""
@@ -84,20 +59,11 @@ class Client:
 
 
 @pytest.fixture
-async def shop_api(tmp_path):
-    started = []
-
+def shop_api(tmp_path, daemon_for):
     async def start(problems: str = "") -> Client:
-        daemon = Daemon(load_config(write_config(tmp_path, problems)), clock=VirtualClock(T0))
-        await daemon.start("127.0.0.1:0")
-        session = aiohttp.ClientSession()
-        started.append((daemon, session))
-        return Client(daemon, session)
+        return await daemon_for(write_config(tmp_path, problems), client=Client)
 
-    yield start
-    for daemon, session in started:
-        await session.close()
-        await daemon.stop()
+    return start
 
 
 async def test_problems_are_listed_and_shown_with_their_incidents_and_statistics(shop_api):

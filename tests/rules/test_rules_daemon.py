@@ -1,19 +1,14 @@
 """The rules package in the daemon: silences and changes API over real HTTP,
 persistence, reload, replay `change` events and `suspected_change`, check-config."""
 
-import asyncio
 import json
 
-import aiohttp
 import pytest
 
 from daemon.app import Daemon
 from daemon.cli import check_config_errors
-from daemon.clock import VirtualClock
 from daemon.config import load_config
 from daemon.replay import run_replay
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def write_config(tmp_path, rules: str, extra: str = "") -> str:
@@ -21,52 +16,6 @@ def write_config(tmp_path, rules: str, extra: str = "") -> str:
     path = tmp_path / "config.yaml"
     path.write_text(f"data_dir: data\nrules: [rules.yaml]\n{extra}")
     return str(path)
-
-
-class Client:
-    def __init__(self, daemon: Daemon, session: aiohttp.ClientSession) -> None:
-        host, port = daemon.bound
-        self.base = f"http://{host}:{port}"
-        self.session = session
-        self.daemon = daemon
-
-    async def call(self, method: str, path: str, body=None) -> tuple[int, object]:
-        async with self.session.request(method, self.base + path, json=body) as resp:
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text)
-            except json.JSONDecodeError:
-                return resp.status, text
-
-    async def until(self, predicate, path: str):
-        """GET `path` until `predicate(body)` holds (the worker runs alongside)."""
-        for _ in range(500):
-            _, body = await self.call("GET", path)
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{path}: condition never held; last {body}")
-
-    async def incidents(self, n: int) -> list:
-        body = await self.until(lambda b: len(b["incidents"]) >= n, "/api/v1/incidents?state=all")
-        return body["incidents"]
-
-
-@pytest.fixture
-async def daemon_for(tmp_path):
-    started = []
-
-    async def start(config_path: str, clock=None) -> Client:
-        daemon = Daemon(load_config(config_path), clock=clock or VirtualClock(T0))
-        await daemon.start("127.0.0.1:0")
-        session = aiohttp.ClientSession()
-        started.append((daemon, session))
-        return Client(daemon, session)
-
-    yield start
-    for daemon, session in started:
-        await session.close()
-        await daemon.stop()
 
 
 def alert(**labels) -> dict:

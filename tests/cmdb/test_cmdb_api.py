@@ -1,0 +1,71 @@
+"""The CMDB in a running daemon: `GET /api/v1/cmdb/cis/{id}` over real HTTP, and
+reload (a bad file keeps the old graph, a good one is taken, open incidents stay)."""
+
+from harness import write_config
+
+GOOD = """
+cis:
+  - {id: shop, type: business_service, criticality: critical, match: {slo: shop}, depends_on: [web]}
+  - {id: web, match: {service: web}, depends_on: [db]}
+  - {id: db, type: database, match: {service: db}, depends_on: [host-1]}
+  - {id: host-1, type: host, match: {instance: host-1}}
+"""
+
+
+def alert(name: str, **labels: str) -> dict:
+    return {"labels": {"alertname": name, "severity": "critical", **labels}, "annotations": {}}
+
+
+async def test_ci_view_shows_dependencies_dependents_and_open_incidents(tmp_path, daemon_for):
+    (tmp_path / "cmdb.yaml").write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    await c.post_alerts(alert("MysqlDown", service="db"), alert("HighErrorRate", service="web"))
+    [inc] = await c.incidents(1)
+    assert inc["root_cause"] == "db"
+
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/db")
+    assert status == 200 and ci["id"] == "db" and ci["type"] == "database"
+    assert [d["ci"] for d in ci["dependencies"]] == ["host-1"]
+    assert [d["ci"] for d in ci["dependents"]] == ["web"]
+    assert [(i["id"], i["role"]) for i in ci["open_incidents"]] == [(inc["id"], "root_cause")]
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/web")
+    assert [(i["id"], i["role"]) for i in ci["open_incidents"]] == [(inc["id"], "alerting")]
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/shop")  # the fault has not reached it
+    assert ci["open_incidents"] == []
+
+    status, body = await c.call("GET", "/api/v1/cmdb/cis/nope")
+    assert status == 404 and body["error"] == "no such CI"
+    status, body = await c.call("GET", "/api/v1/cmdb/cis/db?hops=x")
+    assert status == 400
+
+
+async def test_reload_keeps_the_old_graph_on_error_and_takes_a_good_one(tmp_path, daemon_for):
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    await c.post_alerts(alert("MysqlDown", service="db"))
+    [inc] = await c.incidents(1)
+
+    path.write_text(GOOD + "  - {id: cache, depends_on: [nowhere]}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and not body["ok"]
+    assert any("cmdb.yaml:7:" in e and "nowhere" in e for e in body["components"]["cmdb"]["errors"])
+    assert await c.metric("incidentd_config_last_reload_successful") == 0
+    assert await c.metric("incidentd_cmdb_last_reload_successful") == 0
+    status, _ = await c.call("GET", "/api/v1/cmdb/cis/cache")
+    assert status == 404  # the old graph is still the live one
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/db")
+    assert status == 200 and ci["open_incidents"][0]["id"] == inc["id"]
+
+    path.write_text(GOOD + "  - {id: cache, type: cache, match: {service: cache}, depends_on: [host-1]}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 200 and body["ok"]
+    assert await c.metric("incidentd_config_last_reload_successful") == 1
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/host-1")
+    assert {d["ci"] for d in ci["dependents"]} == {"db", "cache"}
+    [still] = await c.incidents(1, state="open")
+    assert still["id"] == inc["id"]
+    # the new CI takes part in correlation at once
+    await c.post_alerts(alert("RedisDown", service="cache"))
+    status, doc = await c.call("GET", f"/api/v1/incidents/{inc['id']}")
+    assert status == 200
