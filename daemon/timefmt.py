@@ -50,6 +50,23 @@ def parse_rfc3339(text: str) -> float | None:
     return ts
 
 
+def parse_time_value(value: object) -> float:
+    """A time given in a config or API body: RFC 3339 text, epoch seconds, or a
+    datetime that YAML already parsed (naive means UTC). Go's zero time is refused."""
+    if isinstance(value, bool):
+        raise TimestampError("expected an RFC 3339 time")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    ts = parse_rfc3339(value)  # type: ignore[arg-type]
+    if ts is None:
+        raise TimestampError("expected a real time, not Go's zero time")
+    return ts
+
+
 def format_rfc3339(ts: float | None, millis: bool = False) -> str | None:
     """Format epoch seconds as RFC 3339 UTC (`...Z`); None stays None."""
     if ts is None:

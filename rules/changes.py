@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.timefmt import TimestampError, format_rfc3339, parse_rfc3339
+from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 
 DependsOn = Callable[[str, str], bool]
 
@@ -70,23 +70,10 @@ class Change:
 
 
 def _time(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ChangeError(f"{name}: expected an RFC 3339 time")
-    if isinstance(value, int | float):
-        return float(value)
-    if hasattr(value, "timestamp"):  # datetime from YAML
-        if getattr(value, "tzinfo", None) is None:
-            from datetime import UTC
-
-            value = value.replace(tzinfo=UTC)
-        return float(value.timestamp())
     try:
-        ts = parse_rfc3339(value)
+        return parse_time_value(value)
     except TimestampError as exc:
         raise ChangeError(f"{name}: {exc}") from exc
-    if ts is None:
-        raise ChangeError(f"{name}: expected a real time")
-    return ts
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.timefmt import TimestampError, format_rfc3339, parse_rfc3339
+from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 from rules.matchers import Matcher, MatcherError, parse_matchers
 
 PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
@@ -120,23 +120,10 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
 def _time(value: Any, field_name: str, default: float | None) -> float | None:
     if value is None or value == "":
         return default
-    if isinstance(value, bool):
-        raise SilenceError(f"{field_name}: expected an RFC 3339 time")
-    if isinstance(value, int | float):
-        return float(value)
-    if hasattr(value, "timestamp"):  # a datetime from YAML
-        if getattr(value, "tzinfo", None) is None:
-            from datetime import UTC
-
-            value = value.replace(tzinfo=UTC)
-        return float(value.timestamp())
     try:
-        ts = parse_rfc3339(value)
+        return parse_time_value(value)
     except TimestampError as exc:
         raise SilenceError(f"{field_name}: {exc}") from exc
-    if ts is None:
-        raise SilenceError(f"{field_name}: expected a real time, not Go's zero time")
-    return ts
 
 
 def _parse_silence_matchers(raw: Any) -> list[Matcher]:
