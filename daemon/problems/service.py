@@ -137,7 +137,8 @@ class ProblemsPart:
         self.store = store
         self.cmdb_part = cmdb
         self._roles_of: Any = None
-        self._roles: dict[tuple[str, str], bool] = {}
+        self._by_role: dict[tuple[str, Any], set[str]] | None = None
+        self._roles: dict[str, frozenset[str]] = {}
         kinds = getattr(incidents.correlator, "kinds", None)
         self._kind_weight = kinds.weight if kinds is not None else None
         self.clusterer = ProblemClusterer(settings, same_role=self._same_role if cmdb else None)
@@ -193,16 +194,39 @@ class ProblemsPart:
         structurally equivalent (Lorrain and White): of one type, with nearly the same
         neighbours in the dependency graph, both what they serve and what they need,
         as the hosts of one pool running the same workloads."""
+        return b in self._role_peers(a)
+
+    def _role_peers(self, a: str) -> frozenset[str]:
+        """The CIs of `a`'s role, worked out once per CI (and again after a reload). Only
+        CIs sharing a neighbour with `a` can be structurally equivalent to it, so only
+        those are compared; CIs with a `role` attribute are looked up by it."""
         cmdb = self._cmdb()
         if cmdb is None:
-            return False
+            return frozenset()
         if self._roles_of is not cmdb:  # a reloaded CMDB: forget what was worked out
-            self._roles_of, self._roles = cmdb, {}
-        key = (a, b) if a < b else (b, a)
-        same = self._roles.get(key)
-        if same is None:
-            same = self._roles[key] = self._same_role_in(cmdb, a, b)
-        return same
+            self._roles_of, self._roles, self._by_role = cmdb, {}, None
+        peers = self._roles.get(a)
+        if peers is None:
+            ca = cmdb.get(a)
+            role = ca.attrs.get("role") if ca is not None else None
+            if ca is None:
+                found: set[str] = set()
+            elif role is not None:
+                if self._by_role is None:
+                    self._by_role = {}
+                    for cid, ci in cmdb.cis.items():
+                        r = ci.attrs.get("role")
+                        if r is not None:
+                            self._by_role.setdefault((ci.type, r), set()).add(cid)
+                found = set(self._by_role.get((ca.type, role), ()))
+            else:
+                near = set()
+                for n in set(cmdb.dependents_of(a)) | set(cmdb.depends_on(a)):
+                    near.update(cmdb.dependents_of(n))
+                    near.update(cmdb.depends_on(n))
+                found = {b for b in near if b != a and self._same_role_in(cmdb, a, b)}
+            peers = self._roles[a] = frozenset(found)
+        return peers
 
     def _same_role_in(self, cmdb: Any, a: str, b: str) -> bool:
         ca, cb = cmdb.get(a), cmdb.get(b)
