@@ -99,14 +99,11 @@ def _names(node: Any) -> set[str] | None:
     return set()
 
 
-def known_receivers_and_teams(config: Config) -> tuple[set[str] | None, set[str] | None]:
-    """Receivers and teams the config defines (`receivers:`/`notify.receivers`,
-    `teams:`/`notify.teams`); None when it defines none, so nothing is checked."""
+def known_receivers_and_teams(config: Config) -> tuple[set[str], set[str]]:
+    """Receivers and teams the config defines (`receivers:` and `teams:`, the
+    notification sections); a rule naming any other is an error."""
     raw = config.raw if isinstance(config.raw, Mapping) else {}
-    notify = raw.get("notify") if isinstance(raw.get("notify"), Mapping) else {}
-    receivers = _names(raw.get("receivers", notify.get("receivers")))
-    teams = _names(raw.get("teams", notify.get("teams")))
-    return receivers, teams
+    return _names(raw.get("receivers")) or set(), _names(raw.get("teams")) or set()
 
 
 def check_rules(config: Config) -> list[str]:
