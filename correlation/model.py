@@ -228,7 +228,7 @@ class Explainer:
         if hyps is None:
             cands = self.candidates(weights)
             if len(cands) > self.full_scores:
-                cands = sorted(cands, key=lambda r: -self._bound(r, weights))[: self.full_scores]
+                cands = sorted(cands, key=lambda r: (-self._bound(r, weights), r))[: self.full_scores]
             hyps = [self.score(r, weights) for r in cands]
             hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
                                      weights[h.ci].first_at if h.alerted else math.inf, h.ci))
