@@ -130,3 +130,23 @@ def test_late_alert_on_the_root_joins_while_its_ci_is_still_firing(tmp_path, lat
     [inc] = result["incidents"]
     assert inc["root_cause"] == "host-c"
     assert len(inc["alerts"]) == 3
+
+
+def test_replay_gives_the_same_result_in_every_process(tmp_path):
+    """Ties are broken by CI id, never by set order (which changes with PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    events = [alert(0, "HighErrorRate", "critical", service="cart"),
+              alert(20, "HighErrorRate", "critical", service="orders"),
+              alert(40, "HighLatencyP99", "warning", service="search")]
+    replay(tmp_path, events)
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"r{seed}.json"
+        subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", str(tmp_path / "config.yaml"),
+                        "--input", str(tmp_path / "events.jsonl"), "--output", str(out)],
+                       check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
