@@ -65,25 +65,7 @@ def _split_top(rx: str) -> list[str] | None:
 def _strip_group(rx: str) -> str:
     """`(?:a|b)` or `(a|b)` spanning the whole regex → `a|b`."""
     while rx.startswith("(") and rx.endswith(")") and (rx[:2] != "(?" or rx[:3] == "(?:"):
-        depth, i, in_class, end = 0, 0, False, -1
-        while i < len(rx):
-            c = rx[i]
-            if c == "\\":
-                i += 2
-                continue
-            if in_class:
-                in_class = c != "]"
-            elif c == "[":
-                in_class = True
-            elif c == "(":
-                depth += 1
-            elif c == ")":
-                depth -= 1
-                if depth == 0:
-                    end = i
-                    break
-            i += 1
-        if end != len(rx) - 1:
+        if _matching_paren(rx, 0) != len(rx) - 1:
             return rx
         rx = rx[3:-1] if rx.startswith("(?:") else rx[1:-1]
     return rx
