@@ -34,6 +34,9 @@ import math
 import numpy as np
 
 SHORT = 10
+SHORTS = (10,)
+WINSOR = 0.0
+RECENT = 32
 # Scores needed before the likelihood is trusted (p is 1 before).
 MIN_HISTORY = 50
 
@@ -46,10 +49,11 @@ def _gauss_tail(z: float) -> float:
 class ScoreHistory:
     """The last ``size`` raw scores of a series, with running sums."""
 
-    __slots__ = ("_ring", "_n", "_sum", "_sumsq")
+    __slots__ = ("_ring", "_recent", "_n", "_sum", "_sumsq")
 
     def __init__(self, size: int) -> None:
         self._ring = np.zeros(size, dtype=np.float64)
+        self._recent = np.zeros(RECENT, dtype=np.float64)
         self._n = 0
         self._sum = 0.0
         self._sumsq = 0.0
@@ -58,6 +62,12 @@ class ScoreHistory:
         return min(self._n, len(self._ring))
 
     def push(self, score: float) -> None:
+        self._recent[self._n % RECENT] = score
+        if WINSOR > 0 and len(self) >= MIN_HISTORY:
+            n = len(self)
+            mean = self._sum / n
+            std = math.sqrt(max(self._sumsq / n - mean * mean, 0.0))
+            score = min(score, mean + WINSOR * std)
         size = len(self._ring)
         i = self._n % size
         if self._n >= size:
@@ -79,10 +89,9 @@ class ScoreHistory:
                 self.push(float(s))
 
     def recent_mean(self, k: int) -> float:
-        k = min(k, len(self))
-        size = len(self._ring)
-        idx = (self._n - 1 - np.arange(k)) % size
-        return float(self._ring[idx].mean())
+        k = min(k, len(self), RECENT)
+        idx = (self._n - 1 - np.arange(k)) % RECENT
+        return float(self._recent[idx].mean())
 
     def tail_probability(self) -> float:
         """Anomaly likelihood of the newest scores: p in (0, 1], 1 without enough history."""
@@ -92,4 +101,5 @@ class ScoreHistory:
         mean = self._sum / n
         var = max(self._sumsq / n - mean * mean, 0.0)
         std = max(math.sqrt(var), 1e-6 * abs(mean), 1e-12)
-        return max(_gauss_tail((self.recent_mean(SHORT) - mean) / std), 1e-300)
+        z = max((self.recent_mean(k) - mean) / std for k in SHORTS)
+        return max(_gauss_tail(z), 1e-300)
