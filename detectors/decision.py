@@ -13,7 +13,12 @@ is the small state machine that does this:
   probability is back above ``close_probability`` (far less strict than the
   open level), so a degradation hovering at the edge does not flap;
 - refractory period: no new episode opens within ``refractory`` samples of
-  the previous opening, so one incident pages once even when it wobbles;
+  the previous opening, so one incident pages once even when it wobbles.
+  100 samples: long enough to absorb the wobble of one incident, short
+  enough not to hide a second one (measured on NAB: 200 samples missed
+  windows that follow closely; 0, i.e. hysteresis alone, added false
+  alarms; raising the open level after each alarm lost more windows than
+  it saved false alarms);
 - warm-up is the caller's: it says whether this sample may alert.
 
 `open_probability_for` maps the one user-facing knob, ``sensitivity`` in
@@ -32,7 +37,7 @@ Transition = Literal["open", "close"]
 PERSISTENCE = 1
 CLEAR_AFTER = 6
 CLOSE_PROBABILITY = 0.05
-REFRACTORY = 200
+REFRACTORY = 100
 
 
 def open_probability_for(sensitivity: float) -> float:

@@ -35,7 +35,8 @@ class Decision:
     ``score`` is 1 - tail probability, in [0, 1]; ``is_anomaly`` is True while
     an anomaly episode is open; ``transition`` is "open" on the sample that
     opens an episode (the one that raises the alert) and "close" on the one
-    that ends it (the alert resolves).
+    that ends it (the alert resolves). ``surprise`` is ``-log10`` of the
+    tail probability (0 when there is none), the evidence the decision uses.
     """
 
     score: float
@@ -43,6 +44,7 @@ class Decision:
     expected_low: float | None = None
     expected_high: float | None = None
     transition: Transition | None = None
+    surprise: float = 0.0
 
 
 class SeriesDetector:
@@ -145,4 +147,5 @@ class SeriesDetector:
         transition = self._tracker.step(p, may_alert=self._n > self.spec.warmup)
         low, high = fitted.expected_range(tail)
         score = 0.0 if math.isnan(p) else min(1.0, max(0.0, 1.0 - p))
-        return Decision(score, self._tracker.active, low, high, transition)
+        surprise = 0.0 if math.isnan(p) else -math.log10(max(p, 1e-300))
+        return Decision(score, self._tracker.active, low, high, transition, surprise)
