@@ -19,7 +19,6 @@ CMDB fall back to Alertmanager-style grouping by labels.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,9 +106,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
-
-
-_DEBUG = os.environ.get("INCIDENTD_CORRELATION_TRACE")
 
 
 class TopologyCorrelator:
@@ -210,9 +206,6 @@ class TopologyCorrelator:
             # the longer the incident has been quiet, the less a new alert looks like its fault
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
             gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - (s_inc + s_alone)
-            if _DEBUG and _DEBUG in ci:
-                print("DBG", now, ci, inc.id, weights, joint[ci], "after", after,
-                      "s_inc", round(s_inc, 2), "s_alone", round(s_alone, 2), "gain", round(gain, 2))
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
