@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
+from correlation.impact import impact_priority, impacted
 from correlation.kinds import (
     DEFAULT_CAUSE,
     DEFAULT_RESOURCE,
@@ -32,7 +33,6 @@ from correlation.kinds import (
     AlertKinds,
 )
 from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
-from correlation.rank import impact_priority, impacted
 from correlation.topology import Topology
 from daemon.pipeline import AlertEvent, Analysis, Placement
 

@@ -10,24 +10,7 @@ at all: a gateway sees every fault below it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cmdb.graph import Cmdb
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """How CI `a` relates to CI `b`: both depend on `via` (hops down from each)."""
-
-    a: str
-    b: str
-    via: str
-    down_a: int
-    down_b: int
-
-    @property
-    def hops(self) -> int:
-        return self.down_a + self.down_b
 
 
 class Topology:
@@ -73,25 +56,6 @@ class Topology:
             self._dependents[ci] = got
         return got
 
-    def link(self, a: str, b: str, max_hops: int | None = None) -> Link | None:
-        """The shortest common-cause link between two CIs, or None."""
-        ba, bb = self.below(a), self.below(b)
-        if len(ba) > len(bb):
-            small, large, swap = bb, ba, True
-        else:
-            small, large, swap = ba, bb, False
-        best: Link | None = None
-        for via, d1 in small.items():
-            d2 = large.get(via)
-            if d2 is None:
-                continue
-            da, db = (d2, d1) if swap else (d1, d2)
-            if best is None or da + db < best.hops or (da + db == best.hops and via < best.via):
-                best = Link(a, b, via, da, db)
-        if best is not None and max_hops is not None and best.hops > max_hops:
-            return None
-        return best
-
     def reach(self, cis: frozenset[str], hops: int) -> dict[str, int]:
         """Everything within `hops` below any of `cis`, with the smallest distance."""
         key = (cis, hops)
@@ -115,17 +79,6 @@ class Topology:
         ba = self.below(a)
         for via in self.below_within(a, max_hops):
             d2 = reach.get(via)
-            if d2 is not None and ba[via] + d2 <= max_hops:
-                return True
-        return False
-
-    def related(self, a: str, b: str, max_hops: int) -> bool:
-        """Whether `a` and `b` share a common cause within `max_hops` hops in all (cheaper
-        than `link` when only the answer matters)."""
-        bb = self.below(b)
-        ba = self.below(a)
-        for via in self.below_within(a, max_hops):
-            d2 = bb.get(via)
             if d2 is not None and ba[via] + d2 <= max_hops:
                 return True
         return False

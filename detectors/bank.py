@@ -106,6 +106,7 @@ class DetectorBank:
         self.specs: tuple[DetectorSpec, ...] = tuple(specs) or (DEFAULT_SPEC,)
         self.inline = refit == "inline"
         self._series: dict[SeriesKey, _Entry] = {}
+        self._due: list[RefitJob] = []  # deferred mode: jobs cut when they fell due
 
     def _spec_for(self, labels: Mapping[str, str]) -> DetectorSpec | None:
         for spec in self.specs:
@@ -127,6 +128,10 @@ class DetectorBank:
         entry.last_seen = max(entry.last_seen, ts)
         if entry.detector is None:
             return None
+        if not self.inline and entry.detector.refit_due():
+            # Cut the training data now, at the sample where the schedule asks for it,
+            # as inline refits do: samples arriving in bulk must not move the cut.
+            self._due.append(RefitJob(key, entry.detector, entry.detector.refit_job()))
         d = entry.detector.update(ts, value)
         if d.transition is None:
             return None
@@ -135,7 +140,8 @@ class DetectorBank:
 
     def pending_refits(self, limit: int | None = None) -> list[RefitJob]:
         """Refits the schedule asks for (deferred mode), marked as under way."""
-        jobs: list[RefitJob] = []
+        take = len(self._due) if limit is None else min(limit, len(self._due))
+        jobs, self._due = self._due[:take], self._due[take:]
         for key, entry in self._series.items():
             if limit is not None and len(jobs) >= limit:
                 break

@@ -1,6 +1,6 @@
 import dataclasses
 
-from conftest import STEP, noisy
+from synthetic import STEP, noisy
 
 from detectors.bank import DetectorBank
 from detectors.spec import DEFAULT_SPEC, parse_detectors

@@ -1,7 +1,7 @@
 import math
 
 import numpy as np
-from conftest import DAY, noisy, run
+from synthetic import DAY, noisy, run
 
 from detectors.spec import DEFAULT_SPEC
 

@@ -1,75 +1,9 @@
-"""Helpers for the notification tests: loopback receivers that record what they
-get (and can be told to fail), an SMTP server, and a daemon on a free port."""
+"""Fixtures for the notification tests."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-from typing import Any
-
 import pytest
-from aiohttp import web
-
-from daemon.app import Daemon
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Sink:
-    """An HTTP receiver on loopback. `script` is a list of behaviours for the next
-    requests ("ok", 500, "timeout", "reset"); after it runs out every request is ok."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []  # bodies answered 2xx, in order
-        self.attempts = 0
-        self.script: list[Any] = []
-        self.port = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self.arrived = asyncio.Event()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.attempts += 1
-        action = self.script.pop(0) if self.script else "ok"
-        if action == "timeout":  # the sender gives up first; this answer is never seen
-            await asyncio.sleep(5)
-            return web.Response(status=504)
-        if isinstance(action, int):
-            return web.Response(status=action, text="receiver says no")
-        self.received.append({"body": body, "headers": dict(request.headers)})
-        self.arrived.set()
-        return web.json_response({"status": "ok"})
-
-    async def start(self, port: int = 0) -> Sink:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def wait_for(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.received) < n:
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"expected {n} notifications, got {len(self.received)}: {self.received}")
-            await asyncio.sleep(0.01)
-        return self.received
+from notify_helpers import Sink
 
 
 @pytest.fixture
@@ -84,22 +18,3 @@ async def sink():
     yield make
     for s in sinks:
         await s.stop()
-
-
-def write_config(tmp_path, text: str) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(f"data_dir: {tmp_path / 'data'}\n{text}")
-    return str(path)
-
-
-def alert(name: str = "HighErrorRate", **labels: str) -> dict[str, Any]:
-    return {"labels": {"alertname": name, **labels},
-            "annotations": {"summary": f"{name} on {labels.get('service', 'something')}"},
-            "startsAt": "2026-01-01T00:00:00Z"}
-
-
-def outbox_rows(daemon: Daemon) -> list[tuple]:
-    return daemon.store.query("SELECT id, incident_id, receiver, reason, state, attempts FROM notify_outbox ORDER BY id")
-
-
-PYTHON = os.environ.get("PYTHON_FOR_TESTS") or __import__("sys").executable

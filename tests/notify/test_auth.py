@@ -9,7 +9,7 @@ import sys
 
 import aiohttp
 import pytest
-from conftest import alert, write_config
+from notify_helpers import alert, write_config
 
 from daemon.auth import hash_token
 

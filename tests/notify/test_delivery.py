@@ -9,7 +9,7 @@ import sys
 import time
 
 import aiohttp
-from conftest import T0, alert, free_port, outbox_rows, write_config
+from notify_helpers import T0, alert, free_port, outbox_rows, write_config
 
 from daemon.clock import VirtualClock
 

@@ -3,7 +3,7 @@ real pipeline and store (no network: nothing is delivered, rows are written)."""
 
 import json
 
-from conftest import T0, write_config
+from notify_helpers import T0, write_config
 
 from daemon.build import build_pipeline
 from daemon.clock import VirtualClock

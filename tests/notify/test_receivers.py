@@ -3,7 +3,7 @@
 import asyncio
 
 from aiosmtpd.controller import Controller
-from conftest import alert, free_port, write_config
+from notify_helpers import alert, free_port, write_config
 
 
 def receivers_config(hook: str, slack: str, pd: str, smtp_port: int = 9) -> str:
