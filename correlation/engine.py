@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
+from correlation.grouping import LabelGrouper
 from correlation.impact import impact_priority, impacted
 from correlation.kinds import (
     DEFAULT_CAUSE,
@@ -119,8 +120,9 @@ class TopologyCorrelator:
     ) -> None:
         """`fallback` is a Correlator for alerts outside the CMDB (label grouping); built in when None."""
         self._cmdb = cmdb if callable(cmdb) else (lambda: cmdb)
-        self.fallback = fallback
         self.config = config or CorrelationConfig()
+        # alerts on no CMDB CI group by labels, as Alertmanager would
+        self.fallback = fallback or LabelGrouper(self.config.group_by, self.config.label_window)
         self.kinds = AlertKinds.build(
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
             tuple(self.config.symptom_alerts) + DEFAULT_SYMPTOM,
@@ -150,19 +152,17 @@ class TopologyCorrelator:
         kind = self.kinds.weight(labels)
         return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,))
 
-    def evidence(self, incident: Any) -> tuple[dict[str, Evidence], dict[str, float]]:
-        """The incident's alerting CIs with what their alerts say, and when each first alerted."""
+    def evidence(self, incident: Any) -> dict[str, Evidence]:
+        """The incident's alerting CIs with what their alerts say (and when they began)."""
         cmdb = self.topology.cmdb
         weights: dict[str, Evidence] = {}
-        first: dict[str, float] = {}
         for _, m in _members(incident):
             ci = _get(m, "ci")
             if ci is None or ci not in cmdb:
                 continue
             t = _get(m, "since") or _get(m, "first_at") or 0.0
             weights[ci] = self.alert_evidence(_get(m, "labels", {}) or {}, t).stronger(weights.get(ci))
-            first[ci] = min(first.get(ci, t), t)
-        return weights, first
+        return weights
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint
@@ -178,12 +178,10 @@ class TopologyCorrelator:
             scoped = self._place_in_scope(event, open_incidents, now, window)
             if scoped is not None:
                 return scoped
-            if self.fallback is not None:
-                placed = self.fallback.place(event, incidents, now)
-                why = "no CMDB CI matches its labels"
-                placed.reason = f"{why}; {placed.reason}" if placed.reason else why
-                return placed
-            return self._place_by_labels(event, open_incidents, now, window)
+            placed = self.fallback.place(event, incidents, now)
+            why = "no CMDB CI matches its labels"
+            placed.reason = f"{why}; {placed.reason}" if placed.reason else why
+            return placed
 
         ex = self.explainer
         w_x = self.alert_evidence(event.alert.labels, now)
@@ -191,7 +189,7 @@ class TopologyCorrelator:
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         for inc in open_incidents:
-            weights, _ = self.evidence(inc)
+            weights = self.evidence(inc)
             if not weights or not self._active(inc, now, window, ci, w_x, weights):
                 continue
             if not topo.related_to_any(ci, frozenset(weights), self.config.max_hops):
@@ -227,7 +225,7 @@ class TopologyCorrelator:
             if hyp is not None and hyp.loglik + ln_fault > ll_merged + s_other:
                 ids.append(other.id)
                 merged, ll_merged = union, hyp.loglik + ln_fault
-        reason = self._reason(ci, best_inc, best_hyp, topo)
+        reason = self._reason(ci, best_weights, best_hyp, topo)
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
@@ -244,7 +242,7 @@ class TopologyCorrelator:
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
             if now - last > window or not _get(inc, "is_open", True):
                 continue
-            weights, _ = self.evidence(inc)
+            weights = self.evidence(inc)
             if not weights:
                 continue
             _, hyp = self.explainer.fault_or_noise(weights)
@@ -274,9 +272,8 @@ class TopologyCorrelator:
             for _, m in _members(inc)
         )
 
-    def _reason(self, ci: str, inc: Any, hyp: Any, topo: Topology) -> str:
+    def _reason(self, ci: str, weights: dict[str, Evidence], hyp: Any, topo: Topology) -> str:
         root = hyp.ci
-        weights, _ = self.evidence(inc)
         if ci in weights:
             return f"{ci} already has alerts in this incident"
         if root == ci:
@@ -286,34 +283,13 @@ class TopologyCorrelator:
         head = f"{ci} depends on {root} ({hops} hop{'s' if hops != 1 else ''}), the likely root cause"
         return f"{head}: {path}" if path else head
 
-    def _place_by_labels(self, event: AlertEvent, open_incidents: list, now: float, window: float) -> Placement:
-        labels = event.alert.labels
-        group_by = event.group_by or self.config.group_by
-        key = "labels:" + ",".join(f"{k}={labels.get(k, '')}" for k in group_by)
-        best = None
-        for inc in open_incidents:
-            if _get(inc, "group_key") != key:
-                continue
-            last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
-            if now - last <= max(window, self.config.label_window) and (
-                best is None or (_get(inc, "last_alert_at") or 0) > (_get(best, "last_alert_at") or 0)
-            ):
-                best = inc
-        shown = ", ".join(f"{k}={labels.get(k, '')!s}" for k in group_by)
-        why = "no CMDB CI matches its labels"
-        if best is not None:
-            return Placement([best.id], f"{why}; grouped by labels ({shown})", key)
-        return Placement([], f"{why}; new group by labels ({shown})", key)
-
     # -- analysis --------------------------------------------------------
 
     def analyze(self, incident: Any, now: float) -> Analysis:
         topo = self.topology
-        weights, first = self.evidence(incident)
+        weights = self.evidence(incident)
         if not weights:
-            if self.fallback is not None:
-                return self.fallback.analyze(incident, now)
-            return Analysis(explanation="no alert of this incident is on a CMDB CI: grouped by labels")
+            return self.fallback.analyze(incident, now)
         ex = self.explainer
         ranked = ex.rank(weights, limit=ex.max_candidates)
         scores = normalised_scores(ranked)

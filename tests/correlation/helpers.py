@@ -35,6 +35,9 @@ class Inc:
     def cis(self):
         return {m.ci for m in self.alerts.values() if m.ci}
 
+    def firing(self):
+        return [m for m in self.alerts.values() if m.status == "firing"]
+
 
 class Manager:
     """Applies placements the way the incident manager does (open, join, merge)."""
