@@ -35,6 +35,7 @@ from correlation.kinds import (
 )
 from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
 from correlation.topology import Topology
+from daemon.config import IncidentSettings
 from daemon.pipeline import AlertEvent, Analysis, Placement
 
 
@@ -46,8 +47,6 @@ class CorrelationConfig:
     max_span: float = 3600.0
     max_hops: int = 3
     depth: int = 8
-    group_by: list[str] = field(default_factory=lambda: ["alertname", "cluster", "namespace"])
-    label_window: float = 900.0
     cause_alerts: list[str] = field(default_factory=list)
     symptom_alerts: list[str] = field(default_factory=list)
     resource_alerts: list[str] = field(default_factory=list)
@@ -62,12 +61,12 @@ class CorrelationConfig:
         if not data:
             return cfg
         unknown = set(data) - {
-            "window", "max_span", "max_hops", "depth", "group_by", "label_window",
+            "window", "max_span", "max_hops", "depth",
             "cause_alerts", "symptom_alerts", "resource_alerts", "candidates", "model",
         }
         if unknown:
             raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
-        for key in ("window", "max_span", "label_window"):
+        for key in ("window", "max_span"):
             if key in data:
                 setattr(cfg, key, parse_duration(data[key]))
         for key in ("max_hops", "depth", "candidates"):
@@ -87,7 +86,7 @@ class CorrelationConfig:
                     "correlation.model must map probabilities to positive numbers; known: " + ", ".join(sorted(known))
                 )
             cfg.model = dict(value)
-        for key in ("group_by", "cause_alerts", "symptom_alerts", "resource_alerts"):
+        for key in ("cause_alerts", "symptom_alerts", "resource_alerts"):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -121,8 +120,10 @@ class TopologyCorrelator:
         """`fallback` is a Correlator for alerts outside the CMDB (label grouping); built in when None."""
         self._cmdb = cmdb if callable(cmdb) else (lambda: cmdb)
         self.config = config or CorrelationConfig()
-        # alerts on no CMDB CI group by labels, as Alertmanager would
-        self.fallback = fallback or LabelGrouper(self.config.group_by, self.config.label_window)
+        # alerts on no CMDB CI group by labels, as Alertmanager would (the daemon passes
+        # the grouper built from the `incidents:` settings)
+        defaults = IncidentSettings()
+        self.fallback = fallback or LabelGrouper(defaults.group_by, defaults.group_window)
         self.kinds = AlertKinds.build(
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
             tuple(self.config.symptom_alerts) + DEFAULT_SYMPTOM,
