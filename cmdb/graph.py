@@ -7,7 +7,6 @@ legal (two services calling each other); every query here terminates on them.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +40,8 @@ class Cmdb:
         self.graph = graph
         self.sources = list(sources)
         self.index = MatcherIndex(block for ci in self.cis.values() for block in ci.match)
+        self._down: dict[str, tuple[str, ...]] | None = None  # adjacency as plain tuples, built on
+        self._up: dict[str, tuple[str, ...]] | None = None  # first use (walks run on every new alert)
 
     @classmethod
     def empty(cls) -> Cmdb:
@@ -67,11 +68,15 @@ class Cmdb:
 
     def depends_on(self, ci: str) -> list[str]:
         """What `ci` needs (one hop)."""
-        return list(self.graph.successors(ci)) if ci in self.graph else []
+        return list(self._adjacency(True).get(ci, ()))
 
     def dependents_of(self, ci: str) -> list[str]:
         """What needs `ci` (one hop)."""
-        return list(self.graph.predecessors(ci)) if ci in self.graph else []
+        return list(self._adjacency(False).get(ci, ()))
+
+    def dependent_count(self, ci: str) -> int:
+        """How many CIs need `ci` directly."""
+        return len(self._adjacency(False).get(ci, ()))
 
     def relation(self, a: str, b: str) -> str | None:
         data = self.graph.get_edge_data(a, b)
@@ -81,11 +86,11 @@ class Cmdb:
 
     def dependencies(self, ci: str, hops: int | None = None) -> dict[str, int]:
         """Everything `ci` depends on, directly or transitively, with the hop count."""
-        return self._bfs(ci, self.graph.successors, hops)
+        return self._bfs(ci, self._adjacency(True), hops)
 
     def dependents(self, ci: str, hops: int | None = None) -> dict[str, int]:
         """Everything that depends on `ci`, directly or transitively, with the hop count."""
-        return self._bfs(ci, self.graph.predecessors, hops)
+        return self._bfs(ci, self._adjacency(False), hops)
 
     def ancestors(self, ci: str) -> set[str]:
         """networkx naming: the CIs that depend on `ci` (they reach it)."""
@@ -95,20 +100,34 @@ class Cmdb:
         """networkx naming: the CIs `ci` depends on (it reaches them)."""
         return set(self.dependencies(ci))
 
-    def _bfs(self, start: str, nbrs, hops: int | None) -> dict[str, int]:
-        if start not in self.graph:
+    def _adjacency(self, down: bool) -> dict[str, tuple[str, ...]]:
+        adj = self._down if down else self._up
+        if adj is None:
+            view = self.graph.succ if down else self.graph.pred
+            adj = {n: tuple(nbrs) for n, nbrs in view.items()}
+            if down:
+                self._down = adj
+            else:
+                self._up = adj
+        return adj
+
+    @staticmethod
+    def _bfs(start: str, adj: Mapping[str, tuple[str, ...]], hops: int | None) -> dict[str, int]:
+        """Breadth first, one hop level at a time, up to `hops` levels."""
+        if start not in adj:
             return {}
         seen = {start: 0}
-        queue = deque([start])
-        while queue:
-            node = queue.popleft()
-            d = seen[node]
-            if hops is not None and d >= hops:
-                continue
-            for nxt in nbrs(node):
-                if nxt not in seen:
-                    seen[nxt] = d + 1
-                    queue.append(nxt)
+        frontier = [start]
+        d = 0
+        while frontier and (hops is None or d < hops):
+            d += 1
+            reached = []
+            for node in frontier:
+                for nxt in adj[node]:
+                    if nxt not in seen:
+                        seen[nxt] = d
+                        reached.append(nxt)
+            frontier = reached
         del seen[start]
         return seen
 

@@ -190,15 +190,15 @@ class TopologyCorrelator:
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         for inc in open_incidents:
+            if not self._active(inc, now, window, ci, w_x):
+                continue
             weights = self.evidence(inc)
-            if not weights or not self._active(inc, now, window, ci, w_x, weights):
+            if not weights:
                 continue
             if not topo.related_to_any(ci, frozenset(weights), self.config.max_hops):
                 continue
-            joint = dict(weights)
-            joint[ci] = w_x.stronger(weights.get(ci))
-            after = ex.best(joint)
-            if after is None or ci in after.unexplained:
+            after = ex.best_with(weights, ci, w_x)
+            if after is None:
                 continue  # no single fault explains this alert together with the incident
             s_inc, _ = ex.fault_or_noise(weights)
             s_alone, _ = ex.fault_or_noise(alone)
@@ -255,8 +255,7 @@ class TopologyCorrelator:
         return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause",
                          _get(inc, "group_key", ""))
 
-    def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence,
-                weights: dict[str, Evidence]) -> bool:
+    def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
         Later, a CI still firing in the incident (or only just resolved: alerts flap) keeps
         collecting its own late alerts when they say no more than its earlier ones (a node
@@ -267,10 +266,9 @@ class TopologyCorrelator:
         last = _num(_get(inc, "last_alert_at"), opened)
         if now - last <= window:
             return True
-        known = weights.get(ci)
-        return known is not None and ev.kind <= known.kind and any(
-            _get(m, "ci") == ci and (_get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window)
-            for _, m in _members(inc)
+        own = [m for _, m in _members(inc) if _get(m, "ci") == ci]
+        return bool(own) and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
+            _get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window for m in own
         )
 
     def _reason(self, ci: str, weights: dict[str, Evidence], hyp: Any, topo: Topology) -> str:

@@ -28,6 +28,7 @@ sum of hand-picked features, keeps the knobs few and their meaning plain.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -126,9 +127,17 @@ class Explainer:
         self.model = model or FaultModel()
         self.max_candidates = max_candidates
         self.silent_reach = 2  # hops below an alerting CI where a silent root is looked for
-        self.full_scores = 12  # candidates scored exactly, best by the quick estimate
+        self.full_scores = 12  # candidates scored exactly at most, best by the quick estimate
+        self.keep = 5  # the top places a full ranking gets right (analysis lists candidates)
         self._log: dict[float, float] = {}
-        self._ranked: dict[frozenset, list[Hypothesis]] = {}
+        self._ranked: dict[frozenset, tuple[list[Hypothesis], int]] = {}  # and how many are exact
+        self._census: dict[frozenset[str], dict[str, int]] = {}
+        m = self.model
+        kinds = (CAUSE, STATE, RESOURCE, SYMPTOM)
+        self._ln_own = {k: self._ln(m.own(k)) for k in kinds}
+        self._ln_dep = {k: self._ln(m.dep(k)) for k in kinds}
+        self._ln_own_other = self._ln(m.own(STATE))
+        self._ln_dep_other = self._ln(m.dep(STATE))
 
     def _ln(self, p: float) -> float:
         v = self._log.get(p)
@@ -136,24 +145,49 @@ class Explainer:
             v = self._log[p] = math.log(max(p, 1e-12))
         return v
 
-    def candidates(self, weights: Mapping[str, Evidence]) -> list[str]:
+    def census(self, cis: frozenset[str]) -> dict[str, int]:
+        """The possible roots of a fault behind `cis` (the CIs themselves and what lies
+        within `silent_reach` below each) with how many of `cis` each explains.
+        Remembered per set of CIs: it changes only when a new CI starts alerting."""
+        got = self._census.get(cis)
+        if got is None:
+            topo = self.topo
+            pool: set[str] = set(cis)
+            for x in cis:
+                pool.update(topo.below_within(x, self.silent_reach))
+            belows = [topo.below(x) for x in cis]
+            got = {r: sum(1 for b in belows if r in b) for r in pool}
+            self._remember_census(cis, got)
+        return got
+
+    def census_with(self, cis: frozenset[str], ci: str) -> dict[str, int]:
+        """`census(cis | {ci})`, worked out from `census(cis)`."""
+        if ci in cis:
+            return self.census(cis)
+        key = cis | {ci}
+        got = self._census.get(key)
+        if got is None:
+            topo = self.topo
+            below_ci = topo.below(ci)
+            got = {r: n + 1 if r in below_ci else n for r, n in self.census(cis).items()}
+            for r in topo.below_within(ci, self.silent_reach):
+                if r not in got:
+                    got[r] = sum(1 for x in key if r in topo.below(x))
+            self._remember_census(key, got)
+        return got
+
+    def _remember_census(self, key: frozenset[str], value: dict[str, int]) -> None:
+        if len(self._census) >= 8192:
+            self._census.clear()
+        self._census[key] = value
+
+    def candidates(self, weights: Mapping[str, Evidence], count: Mapping[str, int] | None = None) -> list[str]:
         """The CIs worth scoring: alerting CIs, and unalerted CIs close below them that
         explain two of them (or the only one). An alert left unexplained costs far more
         than a hop or a weaker kind of alert, so only CIs explaining nearly as many
         alerting CIs as the best can win."""
-        topo = self.topo
-        reach = self.silent_reach
-        pool: set[str] = set(weights)
-        for x in weights:
-            pool.update(topo.below_within(x, reach))
-        belows = [topo.below(x) for x in weights]
-        count: dict[str, int] = {}
-        for r in pool:
-            n = 0
-            for b in belows:
-                if r in b:
-                    n += 1
-            count[r] = n
+        if count is None:
+            count = self.census(frozenset(weights))
         top = max(count.values())
         need = max(2 if len(weights) > 1 else 1, top - 1)
         out = [r for r, n in count.items() if (r in weights and n >= top - 2) or n >= need]
@@ -162,36 +196,53 @@ class Explainer:
             out = out[: self.max_candidates]
         return out
 
-    def _bound(self, root: str, weights: Mapping[str, Evidence]) -> float:
-        """A quick optimistic estimate of `score`: each explained CI pays at most its own
-        distance (the exact score lets it pay from a nearer explained CI), no delays."""
-        m = self.model
-        ln = self._ln
-        total = 0.0 if root in weights else ln(m.silent_root)
-        prop = ln(m.propagate)
-        topo = self.topo
+    def _bounds(self, roots: list[str], weights: Mapping[str, Evidence],
+                belows: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
+        """Quick optimistic estimates of `score` for many roots: each explained CI pays at
+        most its own distance (the exact score lets it pay from a nearer explained CI),
+        no delays, and an unalerted root pays for the direct dependents that cannot all be
+        alerting. Written as what explaining each alerting CI gains over calling it noise."""
+        silent = self._ln(self.model.silent_root)
+        quiet = self._ln(self.model.quiet_dependent)
+        n = len(weights)
+        dependents = self.topo.cmdb.dependent_count
+        prop = self._ln(self.model.propagate)
+        base = 0.0
+        gains = []
         for x, ev in weights.items():
-            if x == root:
-                total += ln(m.own(ev.kind))
-                continue
-            d = topo.below(x).get(root)
-            total += ln(ev.noise) if d is None else prop + ln(m.dep(ev.kind))
-        return total
+            noise = self._ln(ev.noise)
+            base += noise
+            gains.append((x, belows[x], prop + self._ln_dep.get(ev.kind, self._ln_dep_other) - noise,
+                          self._ln_own.get(ev.kind, self._ln_own_other) - noise))
+        out = {}
+        for r in roots:
+            total = base if r in weights else base + silent + max(0, dependents(r) - n) * quiet
+            for x, below_x, as_dependent, as_root in gains:
+                if x == r:
+                    total += as_root
+                elif r in below_x:
+                    total += as_dependent
+            out[r] = total
+        return out
 
-    def score(self, root: str, weights: Mapping[str, Evidence]) -> Hypothesis:
+    def score(self, root: str, weights: Mapping[str, Evidence],
+              belows: Mapping[str, Mapping[str, int]] | None = None) -> Hypothesis:
         """log L of a fault at `root` given the alerting CIs and their evidence."""
         m = self.model
         topo = self.topo
+        if belows is None:
+            belows = {x: topo.below(x) for x in weights}
         ln = self._ln
         alerted = root in weights
         total = 0.0 if alerted else ln(m.silent_root)
         explained: list[tuple[int, str]] = []
         unexplained: list[str] = []
+        dep = self._ln_dep
         for x, ev in weights.items():
             if x == root:
-                total += ln(m.own(ev.kind))
+                total += self._ln_own.get(ev.kind, self._ln_own_other)
                 continue
-            d = topo.below(x).get(root)
+            d = belows[x].get(root)
             if d is None:
                 unexplained.append(x)
                 total += ln(ev.noise)
@@ -202,10 +253,11 @@ class Explainer:
         explained.sort()
         reached = [root]
         start = min((weights[x].first_at for _, x in explained), default=0.0)
+        ln_prop = ln(m.propagate)
         for d, x in explained:
-            below_x = topo.below(x)
+            below_x = belows[x]
             hops, parent = min(((below_x[y], y) for y in reached if y in below_x), default=(d, root))
-            total += hops * ln(m.propagate) + ln(m.dep(weights[x].kind))
+            total += hops * ln_prop + dep.get(weights[x].kind, self._ln_dep_other)
             t = weights[x].first_at
             followed = weights[parent].onset_before(t) if parent in weights else start
             if followed is not None and t - followed > m.delay_grace:
@@ -219,23 +271,71 @@ class Explainer:
 
     def rank(self, weights: Mapping[str, Evidence], limit: int = 10) -> list[Hypothesis]:
         """Hypotheses best first; ties go to an alerted CI, then to the one that alerted
-        first. Remembered per set of alerting CIs: grouping asks about the same incident
-        again and again, and analysis asks right after grouping did."""
+        first. The first `min(limit, keep)` are exact; later ones are the rest of what
+        was scored. Remembered per set of alerting CIs: grouping asks about the same
+        incident again and again, and analysis asks right after grouping did."""
         if not weights:
             return []
-        key = frozenset(weights.items())
-        hyps = self._ranked.get(key)
-        if hyps is None:
-            cands = self.candidates(weights)
-            if len(cands) > self.full_scores:
-                cands = sorted(cands, key=lambda r: (-self._bound(r, weights), r))[: self.full_scores]
-            hyps = [self.score(r, weights) for r in cands]
-            hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
-                                     weights[h.ci].first_at if h.alerted else math.inf, h.ci))
+        need = max(1, min(limit, self.keep))
+        key = self._key(weights)
+        got = self._ranked.get(key)
+        if got is None or got[1] < need:
+            got = (self._scored(weights, self.candidates(weights), need), need)
             if len(self._ranked) >= 4096:
                 self._ranked.clear()
-            self._ranked[key] = hyps
-        return hyps[:limit]
+            self._ranked[key] = got
+        return got[0][:limit]
+
+    def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int) -> list[Hypothesis]:
+        """The best `keep` candidates scored exactly, best first (of at most `full_scores`
+        tried, in the order of the quick estimate). Branch and bound: the estimate never
+        falls below the exact score, so once it drops under the `keep`-th best exact
+        score no later candidate can enter that top."""
+        belows = {x: self.topo.below(x) for x in weights}
+        if len(cands) <= keep:
+            return self._ordered([self.score(r, weights, belows) for r in cands], weights)
+        bound = self._bounds(cands, weights, belows)
+        hyps: list[Hypothesis] = []
+        top: list[float] = []  # the best `keep` exact scores so far, ascending
+        for r in sorted(cands, key=lambda r: (-bound[r], r))[: self.full_scores]:
+            if len(top) == keep and bound[r] < top[0]:
+                break
+            h = self.score(r, weights, belows)
+            hyps.append(h)
+            bisect.insort(top, h.loglik)
+            if len(top) > keep:
+                top.pop(0)
+        return self._ordered(hyps, weights)
+
+    @staticmethod
+    def _ordered(hyps: list[Hypothesis], weights: Mapping[str, Evidence]) -> list[Hypothesis]:
+        hyps.sort(key=lambda h: (-round(h.loglik, 9), not h.alerted,
+                                 weights[h.ci].first_at if h.alerted else math.inf, h.ci))
+        return hyps
+
+    @staticmethod
+    def _key(weights: Mapping[str, Evidence]) -> frozenset:
+        """What a ranking depends on; for one alerting CI its onsets do not matter."""
+        if len(weights) == 1:
+            ((ci, ev),) = weights.items()
+            return frozenset(((ci, ev.kind, ev.noise),))
+        return frozenset(weights.items())
+
+    def best_with(self, weights: Mapping[str, Evidence], ci: str, ev: Evidence) -> Hypothesis | None:
+        """The best hypothesis for `weights` plus the alert `ev` on `ci` when it explains
+        `ci`; None when a fault that leaves `ci` unexplained is likelier. Grouping asks
+        this for every new alert and every incident near it; the census of possible
+        roots is worked out from the incident's."""
+        joint = dict(weights)
+        joint[ci] = ev.stronger(weights.get(ci))
+        key = self._key(joint)
+        if key not in self._ranked and weights:
+            count = self.census_with(frozenset(weights), ci)
+            if len(self._ranked) >= 4096:
+                self._ranked.clear()
+            self._ranked[key] = (self._scored(joint, self.candidates(joint, count), 1), 1)
+        hyp = self.best(joint)
+        return hyp if hyp is not None and ci not in hyp.unexplained else None
 
     def fault_or_noise(self, weights: Mapping[str, Evidence],
                        apart: float | None = None) -> tuple[float, Hypothesis | None]:

@@ -301,20 +301,23 @@ class Match:
 class ProblemClusterer:
     """Online threshold clustering of resolved incidents into problems (see the module docstring).
 
-    `same_role(a, b)` says whether two CIs are interchangeable (for the cross-CI
+    `role_peers(ci)` gives the CIs interchangeable with `ci` (for the cross-CI
     rule); without it only incidents with the same root CI are compared.
+    Candidates are indexed by root CI, so a resolved incident is compared only
+    with those on its own CI and on CIs of its role.
     """
 
     def __init__(
         self,
         settings: ClusterSettings | None = None,
-        same_role: Callable[[str, str], bool] | None = None,
+        role_peers: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self.settings = settings or ClusterSettings()
-        self.same_role = same_role
+        self.role_peers = role_peers
         self.idf = Idf()
         self.clusters: dict[str, Cluster] = {}
         self.candidates: dict[str, Profile] = {}  # resolved incidents in no problem yet
+        self._by_root: dict[str, dict[str, Profile]] = {}  # the same, by root CI
 
     # -- state ----------------------------------------------------------------------
 
@@ -324,16 +327,27 @@ class ProblemClusterer:
         self.clusters[cluster_id] = c
         for p in c.members:
             self.idf.add(p)
-            self.candidates.pop(p.incident_id, None)
+            self.drop_candidate(p.incident_id)
         return c
 
     def add_candidate(self, profile: Profile) -> None:
         self.idf.add(profile)
+        self.drop_candidate(profile.incident_id)
         self.candidates[profile.incident_id] = profile
+        self._by_root.setdefault(profile.root, {})[profile.incident_id] = profile
+
+    def drop_candidate(self, incident_id: str) -> None:
+        p = self.candidates.pop(incident_id, None)
+        if p is not None:
+            same = self._by_root.get(p.root)
+            if same is not None:
+                same.pop(incident_id, None)
+                if not same:
+                    del self._by_root[p.root]
 
     def remove_incident(self, incident_id: str) -> None:
         """Forget an incident (merged into another, or moved by a person)."""
-        self.candidates.pop(incident_id, None)
+        self.drop_candidate(incident_id)
         for c in self.clusters.values():
             if any(p.incident_id == incident_id for part in c.parts for p in part):
                 for part in c.parts:
@@ -342,10 +356,25 @@ class ProblemClusterer:
                 c.reindex()
 
     def expire(self, now: float) -> None:
+        """Drop candidates older than the window. They were added as they resolved, so
+        the oldest come first and the look stops at the first one still waiting."""
         horizon = now - self.settings.candidate_window
-        for iid, p in list(self.candidates.items()):
-            if (p.resolved_at or p.opened_at) < horizon:
-                del self.candidates[iid]
+        while self.candidates:
+            p = next(iter(self.candidates.values()))
+            if (p.resolved_at or p.opened_at) >= horizon:
+                return
+            self.drop_candidate(p.incident_id)
+
+    def _comparable_candidates(self, profile: Profile) -> list[Profile]:
+        """Candidates on the incident's root CI and on CIs of its role."""
+        roots = [profile.root]
+        if self.settings.cross_ci and self.role_peers is not None and profile.ci_type is not None \
+                and not profile.root.startswith("group:"):
+            roots.extend(self.role_peers(profile.root))
+        out: list[Profile] = []
+        for r in roots:
+            out.extend(self._by_root.get(r, {}).values())
+        return out
 
     # -- similarity ---------------------------------------------------------------------
 
@@ -356,12 +385,12 @@ class ProblemClusterer:
             return True, s.same_ci_threshold
         if (
             s.cross_ci
-            and self.same_role is not None
+            and self.role_peers is not None
             and a.ci_type is not None
             and a.ci_type == b.ci_type
             and not a.root.startswith("group:")
             and not b.root.startswith("group:")
-            and self.same_role(a.root, b.root)
+            and b.root in self.role_peers(a.root)
         ):
             return True, s.cross_ci_threshold
         return False, 1.0
@@ -426,7 +455,7 @@ class ProblemClusterer:
         """
         need = self.settings.min_incidents - 1
         scored = []
-        for cand in self.candidates.values():
+        for cand in self._comparable_candidates(profile):
             if cand.incident_id == profile.incident_id:
                 continue
             ok, threshold = self._comparable(profile, cand)

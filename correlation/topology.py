@@ -22,7 +22,7 @@ class Topology:
         self._below: dict[str, dict[str, int]] = {}
         self._dependents: dict[str, dict[str, int]] = {}
         self._near: dict[tuple[str, int], list[str]] = {}
-        self._reach: dict[tuple[frozenset[str], int], dict[str, int]] = {}
+        self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""
@@ -56,32 +56,30 @@ class Topology:
             self._dependents[ci] = got
         return got
 
-    def reach(self, cis: frozenset[str], hops: int) -> dict[str, int]:
-        """Everything within `hops` below any of `cis`, with the smallest distance."""
-        key = (cis, hops)
-        got = self._reach.get(key)
-        if got is None:
-            got = {}
-            for c in cis:
-                below = self.below(c)
-                for r in self.below_within(c, hops):
-                    d = below[r]
-                    if d < got.get(r, hops + 1):
-                        got[r] = d
-            if len(self._reach) > 20_000:
-                self._reach.clear()
-            self._reach[key] = got
-        return got
-
     def related_to_any(self, a: str, cis: frozenset[str], max_hops: int) -> bool:
-        """Whether `a` shares a common cause within `max_hops` with one of `cis`."""
-        reach = self.reach(cis, max_hops)
-        ba = self.below(a)
-        for via in self.below_within(a, max_hops):
-            d2 = reach.get(via)
-            if d2 is not None and ba[via] + d2 <= max_hops:
+        """Whether `a` shares a common cause within `max_hops` with one of `cis`: for some
+        split k + (max_hops - k), a CI within k hops below `a` lies within the rest
+        below one of them. Set intersections over cached layers keep this cheap when
+        everything near a hub is within reach of everything else."""
+        mine = self._layers(a, max_hops)
+        for c in cis:
+            theirs = self._layers(c, max_hops)
+            if any(not mine[k].isdisjoint(theirs[max_hops - k]) for k in range(max_hops + 1)):
                 return True
         return False
+
+    def _layers(self, ci: str, hops: int) -> tuple[frozenset[str], ...]:
+        """What lies within 0, 1, ..., `hops` hops below `ci` (each including `ci`)."""
+        key = (ci, hops)
+        got = self._layer_cache.get(key)
+        if got is None:
+            below = self.below(ci)
+            near = self.below_within(ci, hops)
+            got = tuple(frozenset(r for r in near if below[r] <= k) for k in range(hops + 1))
+            if len(self._layer_cache) > 100_000:
+                self._layer_cache.clear()
+            self._layer_cache[key] = got
+        return got
 
     def chain(self, top: str, bottom: str) -> list[str]:
         """CIs on a shortest dependency chain from `top` down to `bottom` (both included)."""

@@ -139,9 +139,10 @@ class ProblemsPart:
         self._roles_of: Any = None
         self._by_role: dict[tuple[str, Any], set[str]] | None = None
         self._roles: dict[str, frozenset[str]] = {}
+        self._nbrs: dict[str, frozenset[str]] = {}
         kinds = getattr(incidents.correlator, "kinds", None)
         self._kind_weight = kinds.weight if kinds is not None else None
-        self.clusterer = ProblemClusterer(settings, same_role=self._same_role if cmdb else None)
+        self.clusterer = ProblemClusterer(settings, role_peers=self._role_peers if cmdb else None)
         self.problems: dict[str, Problem] = {}
         self.by_incident: dict[str, str] = {}  # incident id -> problem id
         self._next_seq = 1
@@ -189,22 +190,17 @@ class ProblemsPart:
         item = cmdb.get(ci) if cmdb is not None else None
         return getattr(item, "type", None)
 
-    def _same_role(self, a: str, b: str) -> bool:
-        """Interchangeable CIs: the same `role` attribute when the CMDB gives one, else
-        structurally equivalent (Lorrain and White): of one type, with nearly the same
-        neighbours in the dependency graph, both what they serve and what they need,
-        as the hosts of one pool running the same workloads."""
-        return b in self._role_peers(a)
-
     def _role_peers(self, a: str) -> frozenset[str]:
-        """The CIs of `a`'s role, worked out once per CI (and again after a reload). Only
-        CIs sharing a neighbour with `a` can be structurally equivalent to it, so only
-        those are compared; CIs with a `role` attribute are looked up by it."""
+        """The CIs interchangeable with `a`: the same `role` attribute when the CMDB gives
+        one, else structurally equivalent (Lorrain and White): of one type, with nearly
+        the same neighbours in the dependency graph, both what they serve and what they
+        need, as the hosts of one pool running the same workloads. Worked out once per
+        CI (and again after a reload)."""
         cmdb = self._cmdb()
         if cmdb is None:
             return frozenset()
         if self._roles_of is not cmdb:  # a reloaded CMDB: forget what was worked out
-            self._roles_of, self._roles, self._by_role = cmdb, {}, None
+            self._roles_of, self._roles, self._by_role, self._nbrs = cmdb, {}, None, {}
         peers = self._roles.get(a)
         if peers is None:
             ca = cmdb.get(a)
@@ -220,26 +216,37 @@ class ProblemsPart:
                             self._by_role.setdefault((ci.type, r), set()).add(cid)
                 found = set(self._by_role.get((ca.type, role), ()))
             else:
-                near = set()
-                for n in set(cmdb.dependents_of(a)) | set(cmdb.depends_on(a)):
-                    near.update(cmdb.dependents_of(n))
-                    near.update(cmdb.depends_on(n))
-                found = {b for b in near if b != a and self._same_role_in(cmdb, a, b)}
+                found = self._structural_peers(cmdb, a, ca.type)
             peers = self._roles[a] = frozenset(found)
         return peers
 
-    def _same_role_in(self, cmdb: Any, a: str, b: str) -> bool:
-        ca, cb = cmdb.get(a), cmdb.get(b)
-        if ca is None or cb is None or ca.type != cb.type:
-            return False
-        ra, rb = ca.attrs.get("role"), cb.attrs.get("role")
-        if ra is not None or rb is not None:
-            return ra == rb
-        na = set(cmdb.dependents_of(a)) | set(cmdb.depends_on(a))
-        nb = set(cmdb.dependents_of(b)) | set(cmdb.depends_on(b))
-        if not na or not nb:
-            return False
-        return jaccard(na, nb) >= self.clusterer.settings.role_similarity
+    def _neighbours(self, cmdb: Any, ci: str) -> frozenset[str]:
+        got = self._nbrs.get(ci)
+        if got is None:
+            got = self._nbrs[ci] = frozenset(cmdb.dependents_of(ci)) | frozenset(cmdb.depends_on(ci))
+        return got
+
+    def _structural_peers(self, cmdb: Any, a: str, ci_type: str) -> set[str]:
+        """CIs of `a`'s type without a role attribute whose neighbours overlap `a`'s by
+        `role_similarity` (Jaccard). Counting, for every CI two hops away, how many of
+        `a`'s neighbours it shares gives each overlap in one pass over those neighbours."""
+        na = self._neighbours(cmdb, a)
+        if not na:
+            return set()
+        shared: dict[str, int] = {}
+        for n in na:
+            for b in self._neighbours(cmdb, n):
+                shared[b] = shared.get(b, 0) + 1
+        shared.pop(a, None)
+        need = self.clusterer.settings.role_similarity
+        found = set()
+        for b, common in shared.items():
+            cb = cmdb.get(b)
+            if cb is None or cb.type != ci_type or cb.attrs.get("role") is not None:
+                continue
+            if common / (len(na) + len(self._neighbours(cmdb, b)) - common) >= need:
+                found.add(b)
+        return found
 
     # -- loading --------------------------------------------------------------------------
 
@@ -253,7 +260,7 @@ class ProblemsPart:
             for iid in p.links:
                 self.by_incident[iid] = p.id
             self.clusterer.add_cluster(p.id, p.part_profiles())
-        for (doc,) in store.query("SELECT doc FROM problem_candidates"):
+        for (doc,) in store.query("SELECT doc FROM problem_candidates ORDER BY resolved_at"):
             prof = Profile.from_dict(json.loads(doc))
             if prof.incident_id not in self.by_incident:
                 self.clusterer.add_candidate(prof)
@@ -330,7 +337,7 @@ class ProblemsPart:
             return
         p = self._create(now)
         for cand in rec.with_candidates:
-            self.clusterer.candidates.pop(cand.incident_id, None)
+            self.clusterer.drop_candidate(cand.incident_id)
             self._candidate_writes[cand.incident_id] = None
             link = Link(
                 cand.incident_id, cand.opened_at, cand.resolved_at, cand.ci, "resolve", cand

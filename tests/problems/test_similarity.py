@@ -102,8 +102,8 @@ def test_a_resource_alert_that_happens_to_fire_says_little_about_the_failure_mod
 
 
 def test_only_cis_of_one_role_are_compared_and_only_at_the_strict_threshold():
-    roles = {frozenset({"a-1", "a-2"})}
-    c = ProblemClusterer(ClusterSettings(), same_role=lambda x, y: frozenset({x, y}) in roles)
+    roles = {"a-1": frozenset({"a-2"}), "a-2": frozenset({"a-1"})}
+    c = ProblemClusterer(ClusterSettings(), role_peers=lambda x: roles.get(x, frozenset()))
     a1 = profile(incident("1", "a-1", ("NodeDown", "a-1", {"node": "a-1"})))
     a2 = profile(incident("2", "a-2", ("NodeDown", "a-2", {"node": "a-2"})))
     b1 = profile(incident("3", "b-1", ("NodeDown", "b-1", {"node": "b-1"})))
