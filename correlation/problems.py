@@ -489,9 +489,3 @@ def most_common_names(members: list[Profile]) -> tuple[str, ...]:
     if not common and counts:
         common = [counts.most_common(1)[0][0]]
     return tuple(sorted(common))
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)

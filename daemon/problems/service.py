@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile, jaccard
+from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile
 from daemon.config import Config
 from daemon.problems.model import (
     KNOWN_ERROR,
