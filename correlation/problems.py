@@ -318,6 +318,7 @@ class ProblemClusterer:
         self.clusters: dict[str, Cluster] = {}
         self.candidates: dict[str, Profile] = {}  # resolved incidents in no problem yet
         self._by_root: dict[str, dict[str, Profile]] = {}  # the same, by root CI
+        self._clusters_of: dict[str, set[str]] = {}  # incident -> clusters that held it (or still do)
 
     # -- state ----------------------------------------------------------------------
 
@@ -328,6 +329,7 @@ class ProblemClusterer:
         for p in c.members:
             self.idf.add(p)
             self.drop_candidate(p.incident_id)
+            self._clusters_of.setdefault(p.incident_id, set()).add(cluster_id)
         return c
 
     def add_candidate(self, profile: Profile) -> None:
@@ -348,8 +350,9 @@ class ProblemClusterer:
     def remove_incident(self, incident_id: str) -> None:
         """Forget an incident (merged into another, or moved by a person)."""
         self.drop_candidate(incident_id)
-        for c in self.clusters.values():
-            if any(p.incident_id == incident_id for part in c.parts for p in part):
+        for cid in self._clusters_of.pop(incident_id, ()):
+            c = self.clusters.get(cid)
+            if c is not None and any(p.incident_id == incident_id for part in c.parts for p in part):
                 for part in c.parts:
                     part[:] = [p for p in part if p.incident_id != incident_id]
                 c.parts = [part for part in c.parts if part]
