@@ -325,7 +325,8 @@ class Explainer:
         """The best hypothesis for `weights` plus the alert `ev` on `ci` when it explains
         `ci`; None when a fault that leaves `ci` unexplained is likelier. Grouping asks
         this for every new alert and every incident near it; the census of possible
-        roots is worked out from the incident's."""
+        roots is worked out from the incident's. The full ranking is kept: the alert
+        usually joins, and analysis asks for it next."""
         joint = dict(weights)
         joint[ci] = ev.stronger(weights.get(ci))
         key = self._key(joint)
@@ -333,7 +334,7 @@ class Explainer:
             count = self.census_with(frozenset(weights), ci)
             if len(self._ranked) >= 4096:
                 self._ranked.clear()
-            self._ranked[key] = (self._scored(joint, self.candidates(joint, count), 1), 1)
+            self._ranked[key] = (self._scored(joint, self.candidates(joint, count), self.keep), self.keep)
         hyp = self.best(joint)
         return hyp if hyp is not None and ci not in hyp.unexplained else None
 
