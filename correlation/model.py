@@ -256,7 +256,11 @@ class Explainer:
         ln_prop = ln(m.propagate)
         for d, x in explained:
             below_x = belows[x]
-            hops, parent = min(((below_x[y], y) for y in reached if y in below_x), default=(d, root))
+            hops, parent = d, root  # the nearest explained CI below x, by name on a tie
+            for y in reached:
+                h = below_x.get(y)
+                if h is not None and (h < hops or (h == hops and y < parent)):
+                    hops, parent = h, y
             total += hops * ln_prop + dep.get(weights[x].kind, self._ln_dep_other)
             t = weights[x].first_at
             followed = weights[parent].onset_before(t) if parent in weights else start
