@@ -54,6 +54,39 @@ def topology(n_cis: int, seed: int = 7) -> dict:
     return {"cis": cis[:n_cis] if len(cis) > n_cis else cis}
 
 
+def tiered_topology(n_cis: int, seed: int = 7) -> dict:
+    """Clusters shaped like a microservice shop (Sock Shop, DeathStarBench): an ingress,
+    four tiers of services each calling two or three services of the next tier, the
+    back tier on datastores, everything on nodes in three zones; 100 CIs a cluster."""
+    rnd = random.Random(seed)
+    cis: list[dict] = []
+    clusters = max(1, n_cis // 100)
+    for c in range(clusters):
+        cl = f"t{c}"
+        zones = [f"net-{cl}-{z}" for z in "abc"]
+        for z, zid in enumerate(zones):
+            cis.append({"id": zid, "type": "network", "match": {"cluster": cl, "job": "blackbox", "instance": f"10.{c}.{z}.1"}})
+        nodes = [f"node-{cl}-{i}" for i in range(12)]
+        for nid in nodes:
+            cis.append({"id": nid, "type": "host", "match": {"cluster": cl, "node": nid}, "depends_on": [rnd.choice(zones)]})
+        dbs = [f"db{i}.{cl}" for i in range(12)]
+        for d in dbs:
+            cis.append({"id": d, "type": "database", "match": {"cluster": cl, "namespace": "app", "service": d.split(".")[0]},
+                        "depends_on": [rnd.choice(nodes)]})
+        tiers = [[f"svc{t}{i}.{cl}" for i in range(n)] for t, n in enumerate((4, 14, 24, 30))]
+        for t, tier in enumerate(tiers):
+            for s in tier:
+                below = rnd.sample(tiers[t + 1], rnd.randint(2, 3)) if t + 1 < len(tiers) else [rnd.choice(dbs)]
+                cis.append({"id": s, "type": "service", "criticality": "high",
+                            "match": {"cluster": cl, "namespace": "app", "service": s.split(".")[0]},
+                            "depends_on": below + rnd.sample(nodes, 2)})
+        cis.append({"id": f"gw.{cl}", "type": "load_balancer", "match": {"cluster": cl, "ingress": "gw"},
+                    "depends_on": tiers[0]})
+    cis.append({"id": "biz", "type": "business_service", "match": {"slo": "biz"},
+                "depends_on": [f"gw.t{c}" for c in range(clusters)]})
+    return {"cis": cis}
+
+
 def bench_mapping(n_cis: int) -> None:
     doc = topology(n_cis)
     t0 = time.perf_counter()
@@ -128,17 +161,18 @@ def events_file(path: str, n_events: int, cmdb_path: str, n_cis: int) -> None:
         fh.write("\n".join(lines[:n_events]) + "\n")
 
 
-def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, seed: int = 11) -> None:
+def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, seed: int = 11,
+                          shape: str = "dense") -> None:
     """Alertmanager-like delivery over days: per 1,000-CI cluster about one fault an hour
     (root plus dependents within two hops, each after a delay, for 10-60 minutes) and two
     noise alerts an hour; every firing alert re-sent every 5 minutes, resolved once."""
-    doc = topology(n_cis)
+    doc = tiered_topology(n_cis) if shape == "tiered" else topology(n_cis)
     with open(cmdb_path, "w") as fh:
         json.dump(doc, fh)
     cmdb = load_cmdb_docs([("generated", doc)])
     rnd = random.Random(seed)
     ids = list(cmdb.cis)
-    clusters = max(1, n_cis // 1000)
+    clusters = max(1, n_cis // 1000)  # the fault and noise rates are per 1,000 CIs
     t0 = 1_767_225_600.0
     pending: list[tuple[float, int, str, dict, float]] = []  # (send at, seq, status, labels, ends)
     seq = 0
@@ -184,7 +218,14 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
         fh.write("\n".join(lines) + "\n")
 
 
-def bench_replay(n_events: int, n_cis: int, realistic: bool = True) -> None:
+KINDS = {
+    "tiered": "Alertmanager-like delivery, tiered shop topology (100-CI clusters)",
+    "random": "Alertmanager-like delivery, random service DAG (1,000-CI clusters)",
+    "stream": "dense stream (a fault every ~3 minutes, re-sends every ~35 s), random service DAG",
+}
+
+
+def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
     """`incidentd replay` as a whole process, then the same run in this process split
     into start-up (config, CMDB load and check) and the event loop."""
     from daemon import checks
@@ -194,7 +235,10 @@ def bench_replay(n_events: int, n_cis: int, realistic: bool = True) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ev, cm, cfg, out = (os.path.join(tmp, n) for n in ("events.jsonl", "cmdb.yaml", "config.yaml", "r.json"))
-        (realistic_events_file if realistic else events_file)(ev, n_events, cm, n_cis)
+        if kind == "stream":
+            events_file(ev, n_events, cm, n_cis)
+        else:
+            realistic_events_file(ev, n_events, cm, n_cis, shape="tiered" if kind == "tiered" else "dense")
         with open(cfg, "w") as fh:
             fh.write(f"cmdb: [{cm}]\n")
         t0 = time.perf_counter()
@@ -213,8 +257,7 @@ def bench_replay(n_events: int, n_cis: int, realistic: bool = True) -> None:
             t2 = time.perf_counter()
             build_result(components, store)
             store.close()
-        kind = "Alertmanager-like delivery" if realistic else "dense (a fault every ~3 minutes, re-sends every ~35 s)"
-        print(f"replay, {kind}: {n_events} events on a {n_cis}-CI CMDB, {len(res['incidents'])} incidents\n"
+        print(f"replay, {KINDS[kind]}: {n_events} events on a {n_cis}-CI CMDB, {len(res['incidents'])} incidents\n"
               f"  whole process {whole:.2f}s = {n_events / whole:,.0f} events/s; in process: start-up "
               f"{t1 - t0:.2f}s, event loop {t2 - t1:.2f}s = {n_events / (t2 - t1):,.0f} events/s")
 
@@ -224,12 +267,13 @@ def main() -> None:
     p.add_argument("--events", type=int, default=50_000)
     p.add_argument("--cis", type=int, default=50_000)
     p.add_argument("--replay-cis", type=int, default=5_000)
+    p.add_argument("--replay", default=",".join(KINDS), help="which event files: " + ", ".join(KINDS))
     args = p.parse_args()
     if args.cis:
         bench_mapping(args.cis)
     if args.events:
-        bench_replay(args.events, args.replay_cis, realistic=True)
-        bench_replay(args.events, args.replay_cis, realistic=False)
+        for kind in args.replay.split(","):
+            bench_replay(args.events, args.replay_cis, kind)
 
 
 if __name__ == "__main__":

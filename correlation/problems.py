@@ -319,6 +319,7 @@ class ProblemClusterer:
         self.candidates: dict[str, Profile] = {}  # resolved incidents in no problem yet
         self._by_root: dict[str, dict[str, Profile]] = {}  # the same, by root CI
         self._clusters_of: dict[str, set[str]] = {}  # incident -> clusters that held it (or still do)
+        self._clusters_at: dict[str, set[str]] = {}  # root CI -> clusters that had it (or still do)
 
     # -- state ----------------------------------------------------------------------
 
@@ -330,6 +331,8 @@ class ProblemClusterer:
             self.idf.add(p)
             self.drop_candidate(p.incident_id)
             self._clusters_of.setdefault(p.incident_id, set()).add(cluster_id)
+        for root in c.root_set:
+            self._clusters_at.setdefault(root, set()).add(cluster_id)
         return c
 
     def add_candidate(self, profile: Profile) -> None:
@@ -368,14 +371,18 @@ class ProblemClusterer:
                 return
             self.drop_candidate(p.incident_id)
 
-    def _comparable_candidates(self, profile: Profile) -> list[Profile]:
-        """Candidates on the incident's root CI and on CIs of its role."""
+    def _comparable_roots(self, profile: Profile) -> list[str]:
+        """The incident's root CI and the CIs of its role (see `_comparable`)."""
         roots = [profile.root]
         if self.settings.cross_ci and self.role_peers is not None and profile.ci_type is not None \
                 and not profile.root.startswith("group:"):
             roots.extend(self.role_peers(profile.root))
+        return roots
+
+    def _comparable_candidates(self, profile: Profile) -> list[Profile]:
+        """Candidates on the incident's root CI and on CIs of its role."""
         out: list[Profile] = []
-        for r in roots:
+        for r in self._comparable_roots(profile):
             out.extend(self._by_root.get(r, {}).values())
         return out
 
@@ -423,14 +430,15 @@ class ProblemClusterer:
         s = self.settings
         best: Match | None = None
         best_margin = 0.0
+        # a cluster is comparable only through a member on the incident's root or a
+        # CI of its role: look at those, in the clusters' own order
+        near: set[str] = set()
+        for r in self._comparable_roots(profile):
+            near.update(self._clusters_at.get(r, ()))
+        if not near:
+            return None
         for c in self.clusters.values():
-            if exclude and c.id in exclude:
-                continue
-            if profile.root not in c.root_set and (
-                not self.settings.cross_ci
-                or profile.ci_type is None
-                or profile.ci_type not in c.type_set
-            ):
+            if c.id not in near or (exclude and c.id in exclude):
                 continue
             for part in c.parts:
                 # the most recent members: bounded work on long-lived problems, and a
