@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from daemon.build import Components, build_pipeline
 from daemon.clock import VirtualClock
 from daemon.config import Config
@@ -137,7 +139,8 @@ def run_replay(config: Config, input_path: str, output_path: str) -> dict[str, A
         finally:
             store.close()
     tmp = output_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=1)
+    with open(tmp, "wb") as fh:
+        # orjson: the standard encoder falls back to pure Python when indenting
+        fh.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     os.replace(tmp, output_path)
     return result
