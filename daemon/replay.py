@@ -8,7 +8,6 @@ SQLite file in a temporary directory; nothing touches the network.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -75,13 +74,13 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 continue
             where = f"{input_path}:{lineno}"
             try:
-                ev = json.loads(line)
+                ev = orjson.loads(line.rstrip())
                 if not isinstance(ev, dict):
                     raise PayloadError("", "an event must be a JSON object")
                 at = parse_time(ev.get("at"), "at")
                 if at is None:
                     raise PayloadError("at", "the zero time is not an event time")
-            except (json.JSONDecodeError, PayloadError) as exc:
+            except (orjson.JSONDecodeError, PayloadError) as exc:
                 raise ReplayError(f"{where}: {exc}") from None
             if not started:
                 clock.set(at)
