@@ -43,7 +43,9 @@ from daemon.pipeline import AlertEvent, Analysis, Placement
 class CorrelationConfig:
     """The `correlation:` section of the config."""
 
-    window: float = 600.0
+    # a dependent alerts only after its own `for:` (up to 15 minutes in the common rule
+    # sets) once the fault reaches it, so symptoms keep coming well after ten minutes
+    window: float = 720.0
     max_span: float = 3600.0
     max_hops: int = 3
     depth: int = 8
