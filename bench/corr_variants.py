@@ -1,0 +1,173 @@
+"""Robustness of correlation: the scenario and harder variants of it, replayed and scored.
+
+    python bench/corr_variants.py [--shared ../shared/corr] [--scenario dev-sockshop]
+                                  [--only slow1.5,busy,...] [--seed 1]
+
+One scenario is a small sample of the settings correlation meets, and its
+scores flatter whatever was tuned on it. The variants change one condition
+each, the way deployments differ:
+
+- `slow1.5`, `slow2`: every time stretched 1.5x or 2x, so faults propagate
+  (and `for:` delays run) that much slower;
+- `busy`: a copy of the scenario shifted by 2h13m laid over it: twice the
+  faults and noise, with unrelated faults overlapping;
+- `stale`: a fifth of the service-to-service and service-to-datastore
+  dependencies dropped from the CMDB in every cluster alike (so no other
+  cluster's records reveal them).
+
+The truth is transformed with the events, so the scenario's own `score.py`
+scores each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from daemon.timefmt import format_rfc3339  # noqa: E402
+
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def _ts(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def _retime(obj, f: Callable[[float], float]):
+    """Every RFC 3339 time in a JSON value, mapped through `f`."""
+    if isinstance(obj, dict):
+        return {k: _retime(v, f) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_retime(v, f) for v in obj]
+    if isinstance(obj, str) and len(obj) >= 20 and obj[4] == "-" and obj[10] == "T" and obj.endswith("Z"):
+        return obj if obj == ZERO else format_rfc3339(f(_ts(obj)), millis=True)
+    return obj
+
+
+def _read(scen: str) -> tuple[list[dict], dict, dict]:
+    with open(os.path.join(scen, "events.jsonl")) as fh:
+        events = [json.loads(line) for line in fh if line.strip()]
+    with open(os.path.join(scen, "truth.json")) as fh:
+        truth = json.load(fh)
+    with open(os.path.join(scen, "cmdb.yaml")) as fh:
+        cmdb = yaml.safe_load(fh)
+    return events, truth, cmdb
+
+
+def stretched(k: float):
+    def make(events, truth, cmdb, rnd):
+        t0 = min(_ts(e["at"]) for e in events)
+        f = lambda t: t0 + (t - t0) * k  # noqa: E731
+        return _retime(events, f), _retime(truth, f), cmdb
+    return make
+
+
+def busy(events, truth, cmdb, rnd, shift: float = 2 * 3600 + 13 * 60):
+    """The scenario and a shifted copy of it: fault and noise ids of the copy get a `b`."""
+    f = lambda t: t + shift  # noqa: E731
+    copy = _retime(events, f)
+    for e in copy:
+        if e.get("kind") == "change" and "id" in e:
+            e["id"] = f"{e['id']}b"
+    merged = sorted(events + copy, key=lambda e: _ts(e["at"]))
+    t2 = _retime(truth, f)
+    for a in t2["alerts"]:
+        if a["fault"] != "noise":
+            a["fault"] += "b"
+        a["group"] += "b"
+    for fault in t2["faults"]:
+        fault["id"] += "b"
+        fault["concurrent_with"] = [c + "b" for c in fault.get("concurrent_with", [])]
+    out = dict(truth)
+    out["alerts"] = truth["alerts"] + t2["alerts"]
+    out["faults"] = truth["faults"] + t2["faults"]
+    return merged, out, cmdb
+
+
+def stale(events, truth, cmdb, rnd, share: float = 0.2):
+    """Drop a share of service dependencies on services and datastores, by name in
+    every cluster (`orders.euw1 -> carts.euw1` and `orders.use1 -> carts.use1` alike)."""
+    types = {c["id"]: c.get("type") for c in cmdb["cis"]}
+    kept_types = ("service", "database", "datastore", "queue", "cache")
+    dropped: dict[tuple[str, str], bool] = {}
+    for ci in cmdb["cis"]:
+        if types[ci["id"]] != "service":
+            continue
+        keep = []
+        for dep in ci.get("depends_on", []):
+            if types.get(dep) in kept_types:
+                name = (ci["id"].split(".")[0], dep.split(".")[0])
+                if name not in dropped:
+                    dropped[name] = rnd.random() < share
+                if dropped[name]:
+                    continue
+            keep.append(dep)
+        ci["depends_on"] = keep
+    return events, truth, cmdb
+
+
+VARIANTS = {
+    "as is": lambda events, truth, cmdb, rnd: (events, truth, cmdb),
+    "slow1.5": stretched(1.5),
+    "slow2": stretched(2.0),
+    "busy": busy,
+    "stale": stale,
+}
+
+
+def run(scen: str, name: str, seed: int, score_py: str, tmp: str) -> dict:
+    events, truth, cmdb = _read(scen)
+    events, truth, cmdb = VARIANTS[name](events, truth, cmdb, random.Random(seed))
+    d = os.path.join(tmp, name.replace(" ", "_"))
+    os.makedirs(d)
+    paths = {n: os.path.join(d, n) for n in ("events.jsonl", "truth.json", "cmdb.yaml", "config.yaml", "r.json")}
+    with open(paths["events.jsonl"], "w") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in events)
+    with open(paths["truth.json"], "w") as fh:
+        json.dump(truth, fh)
+    with open(paths["cmdb.yaml"], "w") as fh:
+        yaml.safe_dump(cmdb, fh)
+    with open(paths["config.yaml"], "w") as fh:
+        fh.write(f"data_dir: {d}\ncmdb: [{paths['cmdb.yaml']}]\n")
+    subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", paths["config.yaml"],
+                    "--input", paths["events.jsonl"], "--output", paths["r.json"]], check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, score_py, "--truth", paths["truth.json"], "--result", paths["r.json"],
+                          "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "corr"))
+    p.add_argument("--scenario", default="dev-sockshop")
+    p.add_argument("--only", default=",".join(VARIANTS))
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    scen = os.path.join(args.shared, args.scenario)
+    if not os.path.isdir(scen):
+        print(f"scenario not found: {scen}", file=sys.stderr)
+        return 1
+    print(f"{'variant':10s} {'P':>6s} {'R':>6s} {'F1':>6s} {'AC@1':>6s} {'AC@3':>6s} {'impact':>7s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only.split(","):
+            s = run(scen, name, args.seed, os.path.join(args.shared, "score.py"), tmp)
+            g, rc = s["grouping"], s["root_cause"]
+            print(f"{name:10s} {g['precision']:6.3f} {g['recall']:6.3f} {g['f1']:6.3f} "
+                  f"{rc['ac1']:6.3f} {rc['ac3']:6.3f} {s['impact']['jaccard']:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
