@@ -22,6 +22,23 @@ from cmdb import load_cmdb_docs  # noqa: E402
 from daemon.timefmt import format_rfc3339  # noqa: E402
 
 
+def _infrastructure(cis: list[dict], rnd: random.Random, c: int, cl: str, n_nodes: int, n_dbs: int
+                    ) -> tuple[list[str], list[str]]:
+    """A cluster's three zone networks, its nodes (each in a zone) and its datastores
+    (each on a node), appended to `cis`; returns the nodes and the datastores."""
+    zones = [f"net-{cl}-{z}" for z in "abc"]
+    for z, zid in enumerate(zones):
+        cis.append({"id": zid, "type": "network", "match": {"cluster": cl, "job": "blackbox", "instance": f"10.{c}.{z}.1"}})
+    nodes = [f"node-{cl}-{i}" for i in range(n_nodes)]
+    for nid in nodes:
+        cis.append({"id": nid, "type": "host", "match": {"cluster": cl, "node": nid}, "depends_on": [rnd.choice(zones)]})
+    dbs = [f"db{i}.{cl}" for i in range(n_dbs)]
+    for d in dbs:
+        cis.append({"id": d, "type": "database", "match": {"cluster": cl, "namespace": "app", "service": d.split(".")[0]},
+                    "depends_on": [rnd.choice(nodes)]})
+    return nodes, dbs
+
+
 def topology(n_cis: int, seed: int = 7) -> dict:
     """Clusters of zones > nodes > datastores and services, a gateway and a business service."""
     rnd = random.Random(seed)
@@ -30,16 +47,7 @@ def topology(n_cis: int, seed: int = 7) -> dict:
     clusters = max(1, n_cis // per_cluster)
     for c in range(clusters):
         cl = f"c{c}"
-        zones = [f"net-{cl}-{z}" for z in "abc"]
-        for z, zid in enumerate(zones):
-            cis.append({"id": zid, "type": "network", "match": {"cluster": cl, "job": "blackbox", "instance": f"10.{c}.{z}.1"}})
-        nodes = [f"node-{cl}-{i}" for i in range(100)]
-        for nid in nodes:
-            cis.append({"id": nid, "type": "host", "match": {"cluster": cl, "node": nid}, "depends_on": [rnd.choice(zones)]})
-        dbs = [f"db{i}.{cl}" for i in range(200)]
-        for d in dbs:
-            cis.append({"id": d, "type": "database", "match": {"cluster": cl, "namespace": "app", "service": d.split(".")[0]},
-                        "depends_on": [rnd.choice(nodes)]})
+        nodes, dbs = _infrastructure(cis, rnd, c, cl, 100, 200)
         svcs = [f"svc{i}.{cl}" for i in range(694)]
         for i, s in enumerate(svcs):
             deps = rnd.sample(svcs[:i], min(i, 2)) + [rnd.choice(dbs)] + rnd.sample(nodes, 2)
@@ -63,16 +71,7 @@ def tiered_topology(n_cis: int, seed: int = 7) -> dict:
     clusters = max(1, n_cis // 100)
     for c in range(clusters):
         cl = f"t{c}"
-        zones = [f"net-{cl}-{z}" for z in "abc"]
-        for z, zid in enumerate(zones):
-            cis.append({"id": zid, "type": "network", "match": {"cluster": cl, "job": "blackbox", "instance": f"10.{c}.{z}.1"}})
-        nodes = [f"node-{cl}-{i}" for i in range(12)]
-        for nid in nodes:
-            cis.append({"id": nid, "type": "host", "match": {"cluster": cl, "node": nid}, "depends_on": [rnd.choice(zones)]})
-        dbs = [f"db{i}.{cl}" for i in range(12)]
-        for d in dbs:
-            cis.append({"id": d, "type": "database", "match": {"cluster": cl, "namespace": "app", "service": d.split(".")[0]},
-                        "depends_on": [rnd.choice(nodes)]})
+        nodes, dbs = _infrastructure(cis, rnd, c, cl, 12, 12)
         tiers = [[f"svc{t}{i}.{cl}" for i in range(n)] for t, n in enumerate((4, 14, 24, 30))]
         for t, tier in enumerate(tiers):
             for s in tier:
