@@ -10,9 +10,12 @@ deviation), and reports the Gaussian tail probability of that average:
 
     p = Q((mean(last SHORT scores) - mean(history)) / std(history))
 
-A single odd sample moves the short average by a tenth of its excess and
+A single odd score moves the short average by a tenth of its excess and
 rarely matters; a sustained change of behaviour, even a moderate one,
-drives p down quickly. Because the reference is the series' own score
+drives p down quickly. (A single odd *value* is another matter: it sits in
+each of the window features that contain it, so it raises several
+consecutive scores; on a bursty series that is routine, and the decision
+leaves it out, see `detectors.model.FittedModel.routine_burst`.) Because the reference is the series' own score
 history, a series whose scores are always noisy needs a larger excursion
 than a quiet one. The standard deviation of the history, not of the
 average, is used on purpose: it makes the test conservative for the
@@ -25,7 +28,8 @@ development files and leave-one-category-out.
 
 Alternatives measured on NAB, leave-one-category-out (standard /
 reward_low_FP_rate; the sensitivity chosen on the other six categories)
-against 68.3 / 58.3 for this design with refractory 100:
+against 68.3 / 58.3 for this design with refractory 100 (before the
+routine-burst rule of `detectors.model`):
 
 - two time scales (averages of 5 and 20 scores, alarm on either): 59.3 /
   44.5, the 5-sample average adds false alarms at every level; 10 and 30

@@ -20,9 +20,10 @@ on the older half, score the newer half), so it can alert soon after its
 first fit instead of waiting for a history to build up.
 
 Measured on NAB, leave-one-category-out standard / reward_low_FP_rate,
-against 68.3 / 58.3 for KNN with k = 10 on a 1000-sample window: k = 5,
-67.8 / 57.4; k = 3, 65.1 / 54.3 (meant to accept an event that recurs
-daily as normal; noisier scores cost more than it saved); a 2000-sample
+against 68.3 / 58.3 for KNN with k = 10 on a 1000-sample window (before
+the routine-burst rule below): k = 5, 67.8 / 57.4; k = 3, 65.1 / 54.3
+(meant to accept an event that recurs daily as normal; noisier scores
+cost more than it saved); a 2000-sample
 window, 56.2 / 46.7. Vetoing an alarm when the newest window is close to
 the window at the same time of day on one of the last three days: 65.2 /
 54.4.
