@@ -19,7 +19,8 @@ is the small state machine that does this:
   windows that follow closely; 0, i.e. hysteresis alone, added false
   alarms; raising the open level after each alarm lost more windows than
   it saved false alarms);
-- warm-up is the caller's: it says whether this sample may alert.
+- warm-up and routine bursts are the caller's: it says whether this sample
+  may alert (`detectors.series`).
 
 `open_probability_for` maps the one user-facing knob, ``sensitivity`` in
 [0, 1], to the open level on a log scale: 0 asks for a one-in-a-million

@@ -20,12 +20,21 @@ on the older half, score the newer half), so it can alert soon after its
 first fit instead of waiting for a history to build up.
 
 Measured on NAB, leave-one-category-out standard / reward_low_FP_rate,
-against 68.3 / 58.3 for KNN with k = 10 on a 1000-sample window: k = 5,
-67.8 / 57.4; k = 3, 65.1 / 54.3 (meant to accept an event that recurs
-daily as normal; noisier scores cost more than it saved); a 2000-sample
+against 68.3 / 58.3 for KNN with k = 10 on a 1000-sample window (before
+the routine-burst rule below): k = 5, 67.8 / 57.4; k = 3, 65.1 / 54.3
+(meant to accept an event that recurs daily as normal; noisier scores
+cost more than it saved); a 2000-sample
 window, 56.2 / 46.7. Vetoing an alarm when the newest window is close to
 the window at the same time of day on one of the last three days: 65.2 /
 54.4.
+
+Seeding from the whole first window instead of a time split (each row
+scored against the rows at least 8 samples away, so that overlapping
+windows are not neighbours): 68.4 / 58.3, no change; 50 samples away,
+66.0 / 56.0; re-seeding the history that way at every refit: 60.3 / 46.6;
+no seed (waiting for 50 online scores): 66.0 / 56.0. A distance that
+ignores the largest coordinate difference (a single odd sample then
+counts once, not in each of the 8 windows that hold it): 57.5 / 48.9.
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.features import RobustScaler, detect_period, feature_matrix, feature_row
+from detectors.calibration import SHORT
+from detectors.features import SPAN, RobustScaler, detect_period, feature_matrix, feature_row
 
 # name -> (module, class, default parameters). KNN is the default (see
 # DetectorSpec); the others are offered for experiments and special series.
@@ -56,6 +66,9 @@ MIN_TRAINING_ROWS = 50
 _KNN_METHODS = {"mean": np.mean, "largest": np.max, "median": np.median}
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
+# Values the current likelihood depends on: the last SHORT feature rows,
+# each SPAN values long.
+EVIDENCE_SPAN = SHORT + SPAN - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,36 @@ class FittedModel:
         if isinstance(self.detector, NearestNeighbours):
             return self.detector.score_row(z)
         return float(self.detector.decision_function(z[None, :])[0])
+
+    def routine_burst(self, tail: np.ndarray, calm: np.ndarray) -> bool:
+        """True when the newest values are a brief burst the series has made before without an alarm.
+
+        Bursty series (request counts, tweet volumes, cron jobs) jump outside
+        their usual range now and then as a matter of course, and the window
+        features turn one such value into ``SPAN`` high scores, enough for
+        the likelihood to cross the alarm level. The values behind the
+        current evidence (the last ``EVIDENCE_SPAN``) are such a burst when
+        some, but fewer than half, are outside the usual range of the
+        training window, and each of those lies within the range the series
+        reached earlier in ``tail`` at samples marked ``calm`` (outside
+        alarms: a level that paged before is no precedent). A burst that
+        breaks that range, lasts, or changes the pattern within the usual
+        range is not routine.
+
+        Measured on NAB, leave-one-category-out standard /
+        reward_low_FP_rate: 70.3 / 62.4 against 68.3 / 58.3 without the
+        rule (the false alarms on tweet volumes and on a daily cron spike
+        drop by a third); taking every earlier value as a precedent, alarms
+        included (and at most 3 values out of range), 68.6 / 61.2: a repeat
+        of an anomaly that had paged was then missed.
+        """
+        recent = tail[-EVIDENCE_SPAN:]
+        lo, hi = self.level_range
+        out = recent[(recent < lo) | (recent > hi)]
+        if not 0 < len(out) < len(recent) / 2:
+            return False
+        before = tail[:-EVIDENCE_SPAN][calm[:-EVIDENCE_SPAN]]
+        return len(before) > 0 and before.min() <= out.min() and out.max() <= before.max()
 
     def expected_range(self, tail: np.ndarray) -> tuple[float, float]:
         """Values the series took in training, around its one-period-ago level if seasonal."""

@@ -3,7 +3,9 @@
 Per sample it appends the value to a ring buffer, scores it with the current
 `FittedModel` (features -> PyOD score), turns the score into an anomaly
 likelihood against the series' own score history (`ScoreHistory`) and steps
-the `EpisodeTracker`. Every ``refit_every`` samples the model is refitted on the
+the `EpisodeTracker`, which may not open an episode for a routine burst
+(`FittedModel.routine_burst`; the series remembers which of its values
+belonged to alarms). Every ``refit_every`` samples the model is refitted on the
 last ``window`` values (never including the sample being scored, so that a
 point is not its own neighbour). With ``inline_refit`` the refit happens
 inside `update`, which makes the output a pure function of the prefix (used
@@ -22,7 +24,7 @@ import numpy as np
 
 from detectors.calibration import ScoreHistory
 from detectors.decision import DecisionParams, EpisodeTracker, Transition, open_probability_for
-from detectors.model import FittedModel, fit_model
+from detectors.model import EVIDENCE_SPAN, FittedModel, fit_model
 from detectors.spec import DetectorSpec
 
 _STEP_HISTORY = 32
@@ -52,7 +54,7 @@ class SeriesDetector:
 
     __slots__ = (
         "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
-        "_fitted_at", "_refit_pending", "_tracker", "_scores",
+        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_calm",
     )
 
     def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
@@ -61,6 +63,8 @@ class SeriesDetector:
         # Each value is written twice (i and i + window) so that the last
         # `window` values are always one contiguous slice, without copying.
         self._ring = np.zeros(2 * spec.window, dtype=np.float64)
+        # Per value, in the same layout: False when it belongs to an alarm.
+        self._calm = np.ones(2 * spec.window, dtype=bool)
         self._n = 0
         self._last_ts = -math.inf
         self._steps = np.zeros(_STEP_HISTORY, dtype=np.float64)
@@ -132,6 +136,7 @@ class SeriesDetector:
         i = self._n % w
         self._ring[i] = value
         self._ring[i + w] = value
+        self._calm[i] = self._calm[i + w] = not self._tracker.active
         self._n += 1
 
         fitted = self._fitted
@@ -144,7 +149,15 @@ class SeriesDetector:
         if not math.isnan(raw):
             self._scores.push(raw)
             p = self._scores.tail_probability()
-        transition = self._tracker.step(p, may_alert=self._n > self.spec.warmup)
+        may_alert = self._n > self.spec.warmup
+        if (may_alert and not self._tracker.active and p < self._tracker.params.open_probability
+                and fitted.routine_burst(tail, self._calm[i + w + 1 - len(tail) : i + w + 1])):
+            may_alert = False
+        transition = self._tracker.step(p, may_alert=may_alert)
+        if transition == "open":
+            # The values that built up the evidence belong to the alarm too.
+            for j in range(i - EVIDENCE_SPAN + 1, i + 1):
+                self._calm[j % w] = self._calm[j % w + w] = False
         low, high = fitted.expected_range(tail)
         score = 0.0 if math.isnan(p) else min(1.0, max(0.0, 1.0 - p))
         surprise = 0.0 if math.isnan(p) else -math.log10(max(p, 1e-300))

@@ -7,7 +7,7 @@ detectors:
     promql: 'avg by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
     model: knn                          # a PyOD model (see detectors.model.MODELS)
     params: {n_neighbors: 10}           # passed to the model
-    sensitivity: 0.5                    # 0 (fewest alerts) .. 1 (most)
+    sensitivity: 0.6                    # 0 (fewest alerts) .. 1 (most)
     warmup: 150                         # samples before a series may alert
     stale_after: 1h                     # drop a series not seen for this long
 ```
@@ -46,7 +46,7 @@ class DetectorSpec:
     promql: str | None = None
     model: str = "knn"
     params: Mapping[str, Any] = field(default_factory=dict)
-    sensitivity: float = 0.5
+    sensitivity: float = 0.6
     warmup: int = 150
     stale_after: float = 3600.0
     window: int = 1000
@@ -54,7 +54,7 @@ class DetectorSpec:
 
 
 DEFAULT_SPEC = DetectorSpec()
-"""Used when the config has no detectors: every series, KNN, sensitivity 0.5."""
+"""Used when the config has no detectors: every series, KNN, sensitivity 0.6."""
 
 
 def _duration(value: Any, where: str) -> float:

@@ -95,3 +95,20 @@ def test_out_of_order_and_nan_samples_are_ignored():
     assert det.update(50.0, 2.0).score == 0.0
     assert det.update(200.0, math.nan).score == 0.0
     assert det.samples_seen == 1
+
+
+def test_a_burst_beyond_the_range_of_earlier_bursts_pages():
+    rng = np.random.default_rng(11)
+    x = 50.0 + np.clip(rng.standard_t(df=2, size=2000), -15.0, 15.0)
+    x[50 + 48 * np.arange(40) + rng.integers(0, 20, size=40)] += 25.0
+    x[1900] += 80.0
+    opens, _ = run(x)
+    assert len(opens) == 1 and 1900 <= opens[0] <= 1905
+
+
+def test_a_burst_like_one_that_paged_before_pages_again():
+    x = noisy(1600, seed=12)
+    x[900:903] += 12.0
+    x[1400:1403] += 10.0
+    opens, _ = run(x)
+    assert len(opens) == 2 and 900 <= opens[0] <= 905 and 1400 <= opens[1] <= 1405
