@@ -60,9 +60,9 @@ class Cmdb:
         """The CI an alert with these labels belongs to (its most specific match), or None."""
         return self.index.lookup(labels)
 
-    def compatible_cis(self, labels: Mapping[str, str]) -> frozenset[str]:
-        """CIs an alert that matches none could be about (see `MatcherIndex.compatible`)."""
-        return self.index.compatible(labels)
+    def fits(self, labels: Mapping[str, str], ci: str) -> bool:
+        """Whether an alert that matches no CI could be about `ci` (see `MatcherIndex.fits`)."""
+        return self.index.fits(labels, ci)
 
     # -- direct neighbours -------------------------------------------------
 

@@ -67,8 +67,7 @@ class MatcherIndex:
         self._cache: dict[frozenset[tuple[str, str]], str] = {}
         self._cache_size = cache_size
         self._blocks = blocks
-        self._all_pairs: dict[tuple[str, str], list[MatchBlock]] | None = None
-        self._compat_cache: dict[frozenset[tuple[str, str]], frozenset[str]] = {}
+        self._by_ci: dict[str, list[MatchBlock]] | None = None
 
     @property
     def size(self) -> int:
@@ -86,30 +85,20 @@ class MatcherIndex:
         self._cache[key] = ci or _NO_CI
         return ci
 
-    def compatible(self, labels: Mapping[str, str]) -> frozenset[str]:
-        """CIs an alert that matches no CI could still be about: a match block shares a
-        label value with it and none of its matchers is contradicted by the alert's labels
-        (a cluster-wide `TargetDown` fits the cluster's nodes, not another namespace)."""
-        key = frozenset(labels.items())
-        hit = self._compat_cache.get(key)
-        if hit is not None:
-            return hit
-        if self._all_pairs is None:
-            self._all_pairs = {}
+    def fits(self, labels: Mapping[str, str], ci: str) -> bool:
+        """Whether an alert that matches no CI could still be about `ci`: one of its match
+        blocks shares a label value with the alert and none of its matchers is
+        contradicted by the alert's labels (a cluster-wide `TargetDown` fits the
+        cluster's nodes, not another namespace)."""
+        if self._by_ci is None:
+            self._by_ci = {}
             for block in self._blocks:
-                for m in block.matchers:
-                    if m.is_equality and m.value:
-                        self._all_pairs.setdefault((m.name, m.value), []).append(block)
-        out: set[str] = set()
-        for pair in labels.items():
-            for block in self._all_pairs.get(pair, ()):
-                if block.ci not in out and all(m.name not in labels or m.matches(labels) for m in block.matchers):
-                    out.add(block.ci)
-        result = frozenset(out)
-        if len(self._compat_cache) >= self._cache_size:
-            self._compat_cache.clear()
-        self._compat_cache[key] = result
-        return result
+                self._by_ci.setdefault(block.ci, []).append(block)
+        for block in self._by_ci.get(ci, ()):
+            shares = any(m.is_equality and m.value and labels.get(m.name) == m.value for m in block.matchers)
+            if shares and all(m.name not in labels or m.matches(labels) for m in block.matchers):
+                return True
+        return False
 
     def lookup_uncached(self, labels: Mapping[str, str]) -> str | None:
         return self._lookup(labels)

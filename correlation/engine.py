@@ -237,9 +237,8 @@ class TopologyCorrelator:
                         window: float) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
         root cause its labels fit, if there is one: the most recently active."""
-        scope = self.topology.cmdb.compatible_cis(event.alert.labels)
-        if not scope:
-            return None
+        labels = event.alert.labels
+        cmdb = self.topology.cmdb
         best: tuple[float, Any, str] | None = None
         for inc in open_incidents:
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
@@ -249,7 +248,7 @@ class TopologyCorrelator:
             if not weights:
                 continue
             _, hyp = self.explainer.fault_or_noise(weights)
-            if hyp is not None and hyp.ci in scope and (best is None or last > best[0]):
+            if hyp is not None and (best is None or last > best[0]) and cmdb.fits(labels, hyp.ci):
                 best = (last, inc, hyp.ci)
         if best is None:
             return None

@@ -88,3 +88,22 @@ def test_cycle_in_dependencies():
 def test_reason_names_the_path():
     mgr = run(("MongodbDown", "db", 0), ("HighErrorRate", "web", 30))
     assert mgr.reasons[1].startswith("web depends on db (2 hops)")
+
+
+def test_an_alert_on_no_ci_joins_the_active_incident_whose_root_its_labels_fit():
+    cmdb = cmdb_of(
+        {"id": "node-1", "type": "host", "match": {"cluster": "eu", "node": "node-1"}},
+        {"id": "shop", "match": {"cluster": "eu", "namespace": "shop", "service": "shop"}, "depends_on": ["node-1"]},
+        {"id": "node-2", "type": "host", "match": {"cluster": "us", "node": "node-2"}},
+    )
+    mgr = Manager(TopologyCorrelator(cmdb))
+    down = mgr.fire("NodeDown", "node-1", 0)
+    # a job-wide TargetDown of the node exporter names the cluster but no node
+    joined = mgr.fire("TargetDown", None, 60, cluster="eu", job="node-exporter")
+    assert joined is down
+    assert "they fit node-1" in mgr.reasons[-1]
+    # another cluster's, or one whose labels contradict every block, opens its own
+    other = mgr.fire("TargetDown", None, 90, cluster="us", job="node-exporter")
+    assert other is not down
+    apart = mgr.fire("KubeJobFailed", None, 120, cluster="eu", namespace="batch", node="node-9")
+    assert apart is not down
