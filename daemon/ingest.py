@@ -121,21 +121,32 @@ def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_t
         gen = ""
     elif type(gen) is not str:
         return None
+    status = None
     if status_field:
         status = obj.get("status", "firing")
-        if status == "resolved":
-            if ends_at is None:
-                ends_at = now
-        elif status != "firing":
+        if status not in ("firing", "resolved"):
             return None
-    elif ends_at is not None and ends_at <= now:
-        status = "resolved"
-    else:
-        status = "firing"
+    return _alert(labels, annotations, starts_at, ends_at, status, gen, now, source, resolve_timeout)
+
+
+def _alert(labels: dict[str, str], annotations: dict[str, str], starts_at: float | None, ends_at: float | None,
+           status: str | None, gen: str, now: float, source: str, resolve_timeout: float) -> Alert:
+    """The alert from validated fields. A webhook's `status` is taken as sent (a resolved
+    alert without `endsAt` ends now); without one (API v2) an `endsAt` in the past means
+    resolved, and a firing alert without one ends `resolve_timeout` from now unless
+    posted again, as in Alertmanager."""
+    if status == "resolved":
         if ends_at is None:
-            ends_at = now + resolve_timeout
-    return Alert(labels, annotations, now if starts_at is None else starts_at, ends_at, status, gen,
-                 source=source, received_at=now)
+            ends_at = now
+    elif status is None:
+        if ends_at is not None and ends_at <= now:
+            status = "resolved"
+        else:
+            status = "firing"
+            if ends_at is None:
+                ends_at = now + resolve_timeout
+    return Alert(labels=labels, annotations=annotations, starts_at=now if starts_at is None else starts_at,
+                 ends_at=ends_at, status=status, generator_url=gen, source=source, received_at=now)
 
 
 def parse_alert(obj: Any, where: str, *, now: float, source: str, status_field: bool,
@@ -155,23 +166,19 @@ def parse_alert(obj: Any, where: str, *, now: float, source: str, status_field: 
         gen = ""
     if not isinstance(gen, str):
         raise PayloadError(f"{where}.generatorURL", f"expected a string, got {_kind(gen)}")
+    status = None
     if status_field:
         status = obj.get("status", "firing")
         if status not in ("firing", "resolved"):
             raise PayloadError(f"{where}.status", f"expected 'firing' or 'resolved', got {status!r}"[:200])
-        if status == "resolved" and ends_at is None:
-            ends_at = now
-    else:
-        if ends_at is not None and ends_at <= now:
-            status = "resolved"
-        else:
-            status = "firing"
-            if ends_at is None:
-                ends_at = now + resolve_timeout
-    if starts_at is None:
-        starts_at = now
-    return Alert(labels=labels, annotations=annotations, starts_at=starts_at, ends_at=ends_at,
-                 status=status, generator_url=gen, source=source, received_at=now)
+    return _alert(labels, annotations, starts_at, ends_at, status, gen, now, source, resolve_timeout)
+
+
+def read_alert(obj: Any, where: str, *, now: float, source: str, status_field: bool,
+               resolve_timeout: float) -> Alert:
+    """`parse_alert`, through the fast path when the alert is a well-formed re-post."""
+    return _fast_alert(obj, now, source, status_field, resolve_timeout) or parse_alert(
+        obj, where, now=now, source=source, status_field=status_field, resolve_timeout=resolve_timeout)
 
 
 def parse_webhook(body: Any, *, now: float, resolve_timeout: float) -> list[Alert]:
@@ -184,24 +191,16 @@ def parse_webhook(body: Any, *, now: float, resolve_timeout: float) -> list[Aler
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("alerts", f"expected a list of alerts, got {_kind(alerts)}")
-    return [
-        _fast_alert(a, now, "alertmanager", True, resolve_timeout)
-        or parse_alert(a, f"alerts[{i}]", now=now, source="alertmanager", status_field=True,
-                       resolve_timeout=resolve_timeout)
-        for i, a in enumerate(alerts)
-    ]
+    return [read_alert(a, f"alerts[{i}]", now=now, source="alertmanager", status_field=True,
+                       resolve_timeout=resolve_timeout) for i, a in enumerate(alerts)]
 
 
 def parse_alert_list(body: Any, *, now: float, resolve_timeout: float, source: str = "api") -> list[Alert]:
     """A JSON list of alerts in Alertmanager API v2 form (`POST /api/v2/alerts`)."""
     if not isinstance(body, list):
         raise PayloadError("", f"expected a JSON list of alerts, got {_kind(body)}")
-    return [
-        _fast_alert(a, now, source, False, resolve_timeout)
-        or parse_alert(a, f"[{i}]", now=now, source=source, status_field=False,
-                       resolve_timeout=resolve_timeout)
-        for i, a in enumerate(body)
-    ]
+    return [read_alert(a, f"[{i}]", now=now, source=source, status_field=False, resolve_timeout=resolve_timeout)
+            for i, a in enumerate(body)]
 
 
 def parse_samples(body: Any) -> list[tuple[dict[str, str], float, float]]:

@@ -18,7 +18,7 @@ import orjson
 from daemon.build import Components, build_pipeline
 from daemon.clock import VirtualClock
 from daemon.config import Config
-from daemon.ingest import PayloadError, parse_alert, parse_time
+from daemon.ingest import PayloadError, parse_time, read_alert
 from daemon.metrics import Metrics
 from daemon.store import Store, Writes
 from daemon.views import incident_view, load_incident_docs
@@ -94,7 +94,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
             try:
                 if kind == "alert":
                     raw = ev.get("alert")
-                    alert = parse_alert(raw, "alert", now=at, source="replay",
+                    alert = read_alert(raw, "alert", now=at, source="replay",
                                         status_field=isinstance(raw, dict) and "status" in raw,
                                         resolve_timeout=rt)
                     pipeline.process_alerts([alert], at)
