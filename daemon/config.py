@@ -8,6 +8,7 @@ config file, and reports every error as `file:line: message`.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,46 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+class Section:
+    """A top-level section of the config that another package reads (`problems:`,
+    `sla:`, ...): its mapping, None when absent or not a mapping, and the
+    `file:line: message` errors found in it."""
+
+    def __init__(self, config: Config, name: str, shape: str = "a mapping") -> None:
+        self.name = name
+        self.where = config.path or "<config>"
+        self.errors: list[str] = []
+        raw = config.raw.get(name) if isinstance(config.raw, Mapping) else None
+        if raw is not None and not isinstance(raw, Mapping):
+            self.errors.append(f"{self.where}:{line_of(config.raw, name)}: {name} must be {shape}")
+            raw = None
+        self.raw: Mapping[str, Any] | None = raw
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self.raw.items()) if self.raw else []
+
+    def error(self, node: Any, key: str | None, msg: str) -> None:
+        self.errors.append(f"{self.where}:{line_of(node, key)}: {msg}")
+
+    def flag(self, key: str, value: Any) -> bool | None:
+        """A true/false value of the section, None (and an error) otherwise."""
+        if isinstance(value, bool):
+            return value
+        self.error(self.raw, key, f"{self.name}.{key} must be true or false")
+        return None
+
+    def duration(self, key: str, value: Any, node: Any = None, path: str | None = None) -> float | None:
+        """A duration (`90s`, `5m`, seconds), None (and an error) otherwise."""
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(self.raw if node is None else node, key, f"{path or f'{self.name}.{key}'}: {exc}")
+            return None
+
+    def unknown(self, key: str, node: Any = None, path: str | None = None) -> None:
+        self.error(self.raw if node is None else node, key, f"unknown key {path or f'{self.name}.{key}'}")
 
 
 def split_listen(listen: str) -> tuple[str, int]:

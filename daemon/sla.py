@@ -24,11 +24,10 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
-from daemon.config import Config
+from daemon.config import Config, Section
 from daemon.pipeline import IncidentChange
 from daemon.store import Store, Writes, dumps, register_schema
-from daemon.timefmt import format_rfc3339, parse_duration
-from daemon.yamlsrc import line_of
+from daemon.timefmt import format_rfc3339
 
 log = structlog.get_logger("incidentd.sla")
 
@@ -62,33 +61,23 @@ TARGETS = ("acknowledge", "resolve")
 def parse_sla(config: Config) -> tuple[dict[str, tuple[float | None, float | None]], list[str]]:
     """Targets per priority (seconds; None: no target), with `file:line: message` errors."""
     targets: dict[str, tuple[float | None, float | None]] = dict(DEFAULT_TARGETS)
-    raw = config.raw.get("sla") if isinstance(config.raw, Mapping) else None
-    errors: list[str] = []
-    if raw is None:
-        return targets, errors
-    where = config.path or "<config>"
-    if not isinstance(raw, Mapping):
-        return targets, [f"{where}:{line_of(config.raw, 'sla')}: sla must be a mapping of priority to targets"]
-    for pri, node in raw.items():
+    sec = Section(config, "sla", "a mapping of priority to targets")
+    for pri, node in sec.items():
         if pri not in DEFAULT_TARGETS:
-            errors.append(f"{where}:{line_of(raw, pri)}: sla.{pri}: priorities are P1..P5")
+            sec.error(sec.raw, pri, f"sla.{pri}: priorities are P1..P5")
             continue
         if not isinstance(node, Mapping):
-            errors.append(f"{where}:{line_of(raw, pri)}: sla.{pri} must be {{acknowledge: DURATION, resolve: DURATION}}")
+            sec.error(sec.raw, pri, f"sla.{pri} must be {{acknowledge: DURATION, resolve: DURATION}}")
             continue
         values: list[float | None] = [None, None]
         for i, key in enumerate(TARGETS):
-            if node.get(key) is None:
-                continue
-            try:
-                values[i] = parse_duration(node[key])
-            except ValueError as exc:
-                errors.append(f"{where}:{line_of(node, key)}: sla.{pri}.{key}: {exc}")
+            if node.get(key) is not None:
+                values[i] = sec.duration(key, node[key], node, f"sla.{pri}.{key}")
         for key in node:
             if key not in TARGETS:
-                errors.append(f"{where}:{line_of(node, key)}: unknown key sla.{pri}.{key}")
+                sec.unknown(key, node, f"sla.{pri}.{key}")
         targets[pri] = (values[0], values[1])
-    return targets, errors
+    return targets, sec.errors
 
 
 def check_sla(config: Config) -> list[str]:

@@ -29,10 +29,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from daemon.config import Config, ConfigError
+from daemon.config import Config, ConfigError, Section
 from daemon.store import Store, Writes, register_schema
-from daemon.timefmt import parse_duration
-from daemon.yamlsrc import line_of
 from rules.changes import Change, ChangeStore
 from rules.inhibit import InhibitStage
 from rules.loader import RuleFileError, load_rules, validate_rules
@@ -64,28 +62,19 @@ class ChangeSettings:
 
 def change_settings(config: Config) -> tuple[ChangeSettings, list[str]]:
     """The `changes:` section of the config, with `file:line: message` errors."""
-    settings, errors = ChangeSettings(), []
-    raw = config.raw.get("changes") if isinstance(config.raw, Mapping) else None
-    if raw is None:
-        return settings, errors
-    where = config.path or "<config>"
-    if not isinstance(raw, Mapping):
-        return settings, [f"{where}:{line_of(config.raw, 'changes')}: changes must be a mapping"]
-    for key, value in raw.items():
-        line = line_of(raw, key)
+    settings, sec = ChangeSettings(), Section(config, "changes")
+    for key, value in sec.items():
         if key == "cover_dependents":
-            if not isinstance(value, bool):
-                errors.append(f"{where}:{line}: changes.cover_dependents must be true or false")
-            else:
-                settings.cover_dependents = value
+            flag = sec.flag(key, value)
+            if flag is not None:
+                settings.cover_dependents = flag
         elif key == "suspect_window":
-            try:
-                settings.suspect_window = parse_duration(value)
-            except ValueError as exc:
-                errors.append(f"{where}:{line}: changes.suspect_window: {exc}")
+            window = sec.duration(key, value)
+            if window is not None:
+                settings.suspect_window = window
         else:
-            errors.append(f"{where}:{line}: unknown key changes.{key}")
-    return settings, errors
+            sec.unknown(key)
+    return settings, sec.errors
 
 
 def _names(node: Any) -> set[str] | None:

@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile
-from daemon.config import Config
+from daemon.config import Config, Section
 from daemon.problems.model import (
     KNOWN_ERROR,
     KNOWN_ERROR_FIELDS,
@@ -37,8 +37,6 @@ from daemon.problems.model import (
     known_problem_note,
 )
 from daemon.store import Store, Writes, dumps, register_schema
-from daemon.timefmt import parse_duration
-from daemon.yamlsrc import line_of
 
 if TYPE_CHECKING:
     from daemon.incidents import Incident, IncidentManager
@@ -77,38 +75,29 @@ class ProblemError(Exception):
 
 def problem_settings(config: Config) -> tuple[ClusterSettings, list[str]]:
     """The `problems:` section, with `file:line: message` errors."""
-    s, errors = ClusterSettings(), []
-    raw = config.raw.get("problems") if isinstance(config.raw, Mapping) else None
-    if raw is None:
-        return s, errors
-    where = config.path or "<config>"
-    if not isinstance(raw, Mapping):
-        return s, [f"{where}:{line_of(config.raw, 'problems')}: problems must be a mapping"]
-    for key, value in raw.items():
-        line = line_of(raw, key)
+    s, sec = ClusterSettings(), Section(config, "problems")
+    for key, value in sec.items():
         if key == "min_incidents":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                errors.append(f"{where}:{line}: problems.min_incidents must be an integer >= 1")
+                sec.error(sec.raw, key, "problems.min_incidents must be an integer >= 1")
             else:
                 s.min_incidents = value
         elif key in ("same_ci_threshold", "cross_ci_threshold", "role_similarity"):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-                errors.append(f"{where}:{line}: problems.{key} must be a number in (0, 1]")
+                sec.error(sec.raw, key, f"problems.{key} must be a number in (0, 1]")
             else:
                 setattr(s, key, float(value))
         elif key == "cross_ci":
-            if not isinstance(value, bool):
-                errors.append(f"{where}:{line}: problems.cross_ci must be true or false")
-            else:
-                s.cross_ci = value
+            flag = sec.flag(key, value)
+            if flag is not None:
+                s.cross_ci = flag
         elif key == "candidate_window":
-            try:
-                s.candidate_window = parse_duration(value)
-            except ValueError as exc:
-                errors.append(f"{where}:{line}: problems.candidate_window: {exc}")
+            window = sec.duration(key, value)
+            if window is not None:
+                s.candidate_window = window
         else:
-            errors.append(f"{where}:{line}: unknown key problems.{key}")
-    return s, errors
+            sec.unknown(key)
+    return s, sec.errors
 
 
 def check_problems(config: Config) -> list[str]:
