@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
-from correlation.topology import Topology
+from correlation.topology import Topology, remember
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +136,6 @@ class Explainer:
         kinds = (CAUSE, STATE, RESOURCE, SYMPTOM)
         self._ln_own = {k: self._ln(m.own(k)) for k in kinds}
         self._ln_dep = {k: self._ln(m.dep(k)) for k in kinds}
-        self._ln_own_other = self._ln(m.own(STATE))
-        self._ln_dep_other = self._ln(m.dep(STATE))
 
     def _ln(self, p: float) -> float:
         v = self._log.get(p)
@@ -157,7 +155,7 @@ class Explainer:
                 pool.update(topo.below_within(x, self.silent_reach))
             belows = [topo.below(x) for x in cis]
             got = {r: sum(1 for b in belows if r in b) for r in pool}
-            self._remember_census(cis, got)
+            remember(self._census, cis, got, 8192)
         return got
 
     def census_with(self, cis: frozenset[str], ci: str) -> dict[str, int]:
@@ -173,13 +171,8 @@ class Explainer:
             for r in topo.below_within(ci, self.silent_reach):
                 if r not in got:
                     got[r] = sum(1 for x in key if r in topo.below(x))
-            self._remember_census(key, got)
+            remember(self._census, key, got, 8192)
         return got
-
-    def _remember_census(self, key: frozenset[str], value: dict[str, int]) -> None:
-        if len(self._census) >= 8192:
-            self._census.clear()
-        self._census[key] = value
 
     def candidates(self, weights: Mapping[str, Evidence], count: Mapping[str, int] | None = None) -> list[str]:
         """The CIs worth scoring: alerting CIs, and unalerted CIs close below them that
@@ -212,8 +205,8 @@ class Explainer:
         for x, ev in weights.items():
             noise = self._ln(ev.noise)
             base += noise
-            gains.append((x, belows[x], prop + self._ln_dep.get(ev.kind, self._ln_dep_other) - noise,
-                          self._ln_own.get(ev.kind, self._ln_own_other) - noise))
+            gains.append((x, belows[x], prop + self._ln_dep.get(ev.kind, self._ln_dep[STATE]) - noise,
+                          self._ln_own.get(ev.kind, self._ln_own[STATE]) - noise))
         out = {}
         for r in roots:
             total = base if r in weights else base + silent + max(0, dependents(r) - n) * quiet
@@ -240,7 +233,7 @@ class Explainer:
         dep = self._ln_dep
         for x, ev in weights.items():
             if x == root:
-                total += self._ln_own.get(ev.kind, self._ln_own_other)
+                total += self._ln_own.get(ev.kind, self._ln_own[STATE])
                 continue
             d = belows[x].get(root)
             if d is None:
@@ -261,7 +254,7 @@ class Explainer:
                 h = below_x.get(y)
                 if h is not None and (h < hops or (h == hops and y < parent)):
                     hops, parent = h, y
-            total += hops * ln_prop + dep.get(weights[x].kind, self._ln_dep_other)
+            total += hops * ln_prop + dep.get(weights[x].kind, dep[STATE])
             t = weights[x].first_at
             followed = weights[parent].onset_before(t) if parent in weights else start
             if followed is not None and t - followed > m.delay_grace:
@@ -284,10 +277,7 @@ class Explainer:
         key = self._key(weights)
         got = self._ranked.get(key)
         if got is None or got[1] < need:
-            got = (self._scored(weights, self.candidates(weights), need), need)
-            if len(self._ranked) >= 4096:
-                self._ranked.clear()
-            self._ranked[key] = got
+            got = remember(self._ranked, key, (self._scored(weights, self.candidates(weights), need), need), 4096)
         return got[0][:limit]
 
     def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int) -> list[Hypothesis]:
@@ -336,9 +326,7 @@ class Explainer:
         key = self._key(joint)
         if key not in self._ranked and weights:
             count = self.census_with(frozenset(weights), ci)
-            if len(self._ranked) >= 4096:
-                self._ranked.clear()
-            self._ranked[key] = (self._scored(joint, self.candidates(joint, count), self.keep), self.keep)
+            remember(self._ranked, key, (self._scored(joint, self.candidates(joint, count), self.keep), self.keep), 4096)
         hyp = self.best(joint)
         return hyp if hyp is not None and ci not in hyp.unexplained else None
 

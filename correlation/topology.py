@@ -10,7 +10,21 @@ at all: a gateway sees every fault below it.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from cmdb.graph import Cmdb
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(cache: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Store `value` in a cache that is emptied when it reaches `limit` entries (what
+    is asked again is recomputed once; no bookkeeping on the hot path)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 class Topology:
@@ -30,9 +44,7 @@ class Topology:
         if got is None:
             got = self.cmdb.dependencies(ci, self.depth)
             got[ci] = 0
-            if len(self._below) > 200_000:
-                self._below.clear()
-            self._below[ci] = got
+            remember(self._below, ci, got, 200_000)
         return got
 
     def below_within(self, ci: str, hops: int) -> list[str]:
@@ -41,9 +53,7 @@ class Topology:
         got = self._near.get(key)
         if got is None:
             got = [r for r, d in self.below(ci).items() if d <= hops]
-            if len(self._near) > 200_000:
-                self._near.clear()
-            self._near[key] = got
+            remember(self._near, key, got, 200_000)
         return got
 
     def above(self, ci: str) -> dict[str, int]:
@@ -51,9 +61,7 @@ class Topology:
         got = self._dependents.get(ci)
         if got is None:
             got = self.cmdb.dependents(ci, self.depth)
-            if len(self._dependents) > 200_000:
-                self._dependents.clear()
-            self._dependents[ci] = got
+            remember(self._dependents, ci, got, 200_000)
         return got
 
     def related_to_any(self, a: str, cis: frozenset[str], max_hops: int) -> bool:
@@ -76,9 +84,7 @@ class Topology:
             below = self.below(ci)
             near = self.below_within(ci, hops)
             got = tuple(frozenset(r for r in near if below[r] <= k) for k in range(hops + 1))
-            if len(self._layer_cache) > 100_000:
-                self._layer_cache.clear()
-            self._layer_cache[key] = got
+            remember(self._layer_cache, key, got, 100_000)
         return got
 
     def chain(self, top: str, bottom: str) -> list[str]:
