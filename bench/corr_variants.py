@@ -11,6 +11,8 @@ each, the way deployments differ:
   (and `for:` delays run) that much slower;
 - `busy`: a copy of the scenario shifted by 2h13m laid over it: twice the
   faults and noise, with unrelated faults overlapping;
+- `long`: four weeks, the scenario's week repeated with its faults, noise
+  and changes, so every fault recurs weekly and problems grow long;
 - `stale`: a fifth of the service-to-service and service-to-datastore
   dependencies dropped from the CMDB in every cluster alike (so no other
   cluster's records reveal them).
@@ -96,6 +98,42 @@ def busy(events, truth, cmdb, rnd, shift: float = 2 * 3600 + 13 * 60):
     return merged, out, cmdb
 
 
+def long(events, truth, cmdb, rnd, weeks: int = 4):
+    """The scenario's week and `weeks - 1` copies after it: ids of the copies' faults,
+    noise groups and changes get `w2`, `w3`, ...; a fault recurs as the same problem."""
+    all_events, alerts, faults, changes = list(events), list(truth["alerts"]), list(truth["faults"]), \
+        list(truth.get("changes", []))
+    for w in range(2, weeks + 1):
+        f = lambda t, w=w: t + (w - 1) * 7 * 86400  # noqa: E731
+        tag = f"w{w}"
+        for e in _retime(events, f):
+            if e.get("kind") == "change" and "id" in e:
+                e["id"] += tag
+            all_events.append(e)
+        t2 = _retime(truth, f)
+        for a in t2["alerts"]:
+            if a["fault"] != "noise":
+                a["fault"] += tag
+            a["group"] += tag
+        for fault in t2["faults"]:
+            fault["id"] += tag
+            fault["concurrent_with"] = [c + tag for c in fault.get("concurrent_with", [])]
+        for c in t2.get("changes", []):
+            c["id"] += tag
+            if c.get("caused_fault"):
+                c["caused_fault"] += tag
+        alerts += t2["alerts"]
+        faults += t2["faults"]
+        changes += t2.get("changes", [])
+    by_key: dict[str, list[str]] = {}
+    for fault in faults:
+        by_key.setdefault(fault["problem"], []).append(fault["id"])
+    out = dict(truth)
+    out.update(alerts=alerts, faults=faults, changes=changes,
+               problems=[dict(p, faults=by_key.get(p["key"], [])) for p in truth["problems"]])
+    return sorted(all_events, key=lambda e: _ts(e["at"])), out, cmdb
+
+
 def stale(events, truth, cmdb, rnd, share: float = 0.2):
     """Drop a share of service dependencies on services and datastores, by name in
     every cluster (`orders.euw1 -> carts.euw1` and `orders.use1 -> carts.use1` alike)."""
@@ -123,6 +161,7 @@ VARIANTS = {
     "slow1.5": stretched(1.5),
     "slow2": stretched(2.0),
     "busy": busy,
+    "long": long,
     "stale": stale,
 }
 
@@ -159,13 +198,14 @@ def main() -> int:
     if not os.path.isdir(scen):
         print(f"scenario not found: {scen}", file=sys.stderr)
         return 1
-    print(f"{'variant':10s} {'P':>6s} {'R':>6s} {'F1':>6s} {'AC@1':>6s} {'AC@3':>6s} {'impact':>7s}")
+    print(f"{'variant':10s} {'P':>6s} {'R':>6s} {'F1':>6s} {'AC@1':>6s} {'AC@3':>6s} {'impact':>7s} "
+          f"{'problems':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):
             s = run(scen, name, args.seed, os.path.join(args.shared, "score.py"), tmp)
             g, rc = s["grouping"], s["root_cause"]
             print(f"{name:10s} {g['precision']:6.3f} {g['recall']:6.3f} {g['f1']:6.3f} "
-                  f"{rc['ac1']:6.3f} {rc['ac3']:6.3f} {s['impact']['jaccard']:7.3f}")
+                  f"{rc['ac1']:6.3f} {rc['ac3']:6.3f} {s['impact']['jaccard']:7.3f} {s['problems']['f1']:8.3f}")
     return 0
 
 

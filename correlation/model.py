@@ -231,6 +231,7 @@ class Explainer:
         explained: list[tuple[int, str]] = []
         unexplained: list[str] = []
         dep = self._ln_dep
+        direct = 0  # alerting CIs that depend on root directly
         for x, ev in weights.items():
             if x == root:
                 total += self._ln_own.get(ev.kind, self._ln_own[STATE])
@@ -241,6 +242,7 @@ class Explainer:
                 total += ln(ev.noise)
             else:
                 explained.append((d, x))
+                direct += d == 1
         # each explained CI pays for the hops from the nearest explained CI below it,
         # and for arriving much later than that CI (a fault spreads in minutes, not hours)
         explained.sort()
@@ -262,7 +264,7 @@ class Explainer:
             reached.append(x)
         quiet = 0
         if not alerted:
-            quiet = sum(1 for d in topo.cmdb.dependents_of(root) if d not in weights)
+            quiet = topo.cmdb.dependent_count(root) - direct
             total += quiet * ln(m.quiet_dependent)
         return Hypothesis(root, total, [x for _, x in explained], unexplained, alerted, quiet)
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from correlation.kinds import RESOURCE
+from correlation.topology import remember
 
 ROOT_NAME = 3.0  # weight of an alert name on the root CI: the failure mode
 SYMPTOM_NAME = 0.75  # an alert name on another CI: how the fault spread
@@ -221,12 +222,25 @@ def build_profile(
 
 
 class Idf:
-    """Document frequencies of tokens over the incidents profiled so far (online IDF)."""
+    """Document frequencies of tokens over the incidents profiled so far (online IDF).
 
-    def __init__(self) -> None:
+    The weights in use come from a snapshot of the counts, renewed once the number
+    of documents has grown by `refresh` (10 %) since the last one. Every vector
+    depends on the document count, so weights that moved with each new incident
+    would make each one recompute every vector it is compared with; a snapshot
+    keeps them valid for many incidents. Until 20 documents it is renewed with
+    every incident.
+    """
+
+    def __init__(self, refresh: float = 0.1) -> None:
         self.docs = 0
         self.df: Counter[str] = Counter()
         self._seen: set[str] = set()
+        self.refresh = refresh
+        self.version = 0  # the snapshot in use; vectors are cached per snapshot
+        self._snap_docs = 0
+        self._weights: dict[str, float] = {}
+        self._unseen = 1.0  # the weight of a token no snapshot document had
 
     def add(self, profile: Profile) -> None:
         if profile.incident_id in self._seen:
@@ -234,20 +248,27 @@ class Idf:
         self._seen.add(profile.incident_id)
         self.docs += 1
         self.df.update(profile.tokens.keys())
+        if self.docs - self._snap_docs >= max(1.0, self._snap_docs * self.refresh):
+            # scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1
+            n = self._snap_docs = self.docs
+            log_n = math.log(1 + n)
+            self._weights = {t: log_n - math.log(1 + df) + 1.0 for t, df in self.df.items()}
+            self._unseen = log_n + 1.0
+            self.version += 1
 
     def weight(self, token: str) -> float:
-        # scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1
-        return math.log((1 + self.docs) / (1 + self.df.get(token, 0))) + 1.0
+        return self._weights.get(token, self._unseen)
 
 
 def vector(profile: Profile, idf: Idf) -> dict[str, float]:
-    """The profile's unit TF-IDF vector (cached until the IDF learns another incident)."""
-    if profile.cached is not None and profile.cached[0] == idf.docs:
+    """The profile's unit TF-IDF vector (cached for the IDF's snapshot)."""
+    if profile.cached is not None and profile.cached[0] == idf.version:
         return profile.cached[1]
-    v = {t: w * idf.weight(t) for t, w in profile.tokens.items()}
+    weights, unseen = idf._weights, idf._unseen
+    v = {t: w * weights.get(t, unseen) for t, w in profile.tokens.items()}
     norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
     unit = {t: x / norm for t, x in v.items()}
-    profile.cached = (idf.docs, unit)
+    profile.cached = (idf.version, unit)
     return unit
 
 
@@ -291,6 +312,14 @@ class Cluster:
 
 
 @dataclass(slots=True)
+class _Group:
+    members: tuple[Profile, ...]
+    total: dict[str, float]  # the sum of the members' unit vectors
+    centroid: dict[str, float]
+    roots: Counter[tuple[str, str | None]]
+
+
+@dataclass(slots=True)
 class Match:
     cluster_id: str | None  # an existing problem, or None: a new one from `with_candidates`
     score: float
@@ -320,6 +349,8 @@ class ProblemClusterer:
         self._by_root: dict[str, dict[str, Profile]] = {}  # the same, by root CI
         self._clusters_of: dict[str, set[str]] = {}  # incident -> clusters that held it (or still do)
         self._clusters_at: dict[str, set[str]] = {}  # root CI -> clusters that had it (or still do)
+        self._groups: dict[tuple[int, tuple[int, ...]], _Group] = {}  # see `_group`
+        self._slid: dict[tuple[int, tuple[int, ...]], _Group] = {}  # the same, by all members but the first
 
     # -- state ----------------------------------------------------------------------
 
@@ -334,6 +365,22 @@ class ProblemClusterer:
         for root in c.root_set:
             self._clusters_at.setdefault(root, set()).add(cluster_id)
         return c
+
+    def append(self, cluster_id: str, part: int, profile: Profile, parts: int) -> bool:
+        """Add a member at the end of a part, as `add_cluster` would place it on a rebuild.
+        False (nothing done) when the cluster does not have `parts` parts, that is when
+        its parts do not line up with the problem's."""
+        c = self.clusters.get(cluster_id)
+        if c is None or len(c.parts) != parts:
+            return False
+        c.parts[part].append(profile)
+        c.root_set.add(profile.root)
+        c.type_set.add(profile.ci_type)
+        self.idf.add(profile)
+        self.drop_candidate(profile.incident_id)
+        self._clusters_of.setdefault(profile.incident_id, set()).add(cluster_id)
+        self._clusters_at.setdefault(profile.root, set()).add(cluster_id)
+        return True
 
     def add_candidate(self, profile: Profile) -> None:
         self.idf.add(profile)
@@ -390,17 +437,20 @@ class ProblemClusterer:
 
     def _comparable(self, a: Profile, b: Profile) -> tuple[bool, float]:
         """Whether two profiles may be the same problem, and the threshold that applies."""
+        return self._comparable_to(a, b.root, b.ci_type)
+
+    def _comparable_to(self, a: Profile, root: str, ci_type: str | None) -> tuple[bool, float]:
         s = self.settings
-        if a.root == b.root:
+        if a.root == root:
             return True, s.same_ci_threshold
         if (
             s.cross_ci
             and self.role_peers is not None
             and a.ci_type is not None
-            and a.ci_type == b.ci_type
+            and a.ci_type == ci_type
             and not a.root.startswith("group:")
-            and not b.root.startswith("group:")
-            and b.root in self.role_peers(a.root)
+            and not root.startswith("group:")
+            and root in self.role_peers(a.root)
         ):
             return True, s.cross_ci_threshold
         return False, 1.0
@@ -408,21 +458,68 @@ class ProblemClusterer:
     def similarity(self, a: Profile, b: Profile) -> float:
         return cosine(vector(a, self.idf), vector(b, self.idf))
 
+    def _group(self, members: list[Profile]) -> _Group:
+        """The members' centroid (mean unit vector) and how many sit on each root, cached
+        for the IDF snapshot: the mean of the cosines to the members is the cosine to it.
+
+        A part grows by appending, and its most recent `max_members` slide along: a
+        group one member longer, or one that slid by a member, is derived from the
+        previous one instead of summing every member again.
+        """
+        version = self.idf.version
+        ids = tuple(map(id, members))
+        got = self._groups.get((version, ids))
+        if got is not None:
+            return got
+        head = (version, ids[:-1])
+        prev = self._groups.get(head)  # the same members but the last
+        dropped = None
+        if prev is None:
+            prev = self._slid.get(head)  # the window before it slid by one
+            dropped = prev.members[0] if prev is not None else None
+        if prev is not None:
+            total, roots = dict(prev.total), Counter(prev.roots)
+            if dropped is not None:
+                for t, x in vector(dropped, self.idf).items():
+                    left = total[t] - x
+                    if abs(left) > 1e-12:
+                        total[t] = left
+                    else:
+                        del total[t]
+                roots[(dropped.root, dropped.ci_type)] -= 1
+                roots += Counter()  # drop the zero counts
+            new = members[-1]
+            for t, x in vector(new, self.idf).items():
+                total[t] = total.get(t, 0.0) + x
+            roots[(new.root, new.ci_type)] += 1
+        else:
+            total, roots = {}, Counter()
+            for m in members:
+                for t, x in vector(m, self.idf).items():
+                    total[t] = total.get(t, 0.0) + x
+                roots[(m.root, m.ci_type)] += 1
+        n = len(members)
+        # the group holds its members, so the ids in its keys stay theirs
+        got = _Group(tuple(members), total, {t: x / n for t, x in total.items()}, roots)
+        remember(self._groups, (version, ids), got, 4096)
+        remember(self._slid, (version, ids[1:]), got, 4096)
+        return got
+
     def _linkage(self, profile: Profile, members: list[Profile]) -> tuple[float, float] | None:
         """Average linkage: the mean similarity to the members and the mean margin over
         each pair's threshold (same-CI members count with the lenient threshold, members
         on other CIs of the role with the strict one). None when a member is not comparable."""
-        sims, margins = [], []
-        for m in members:
-            ok, threshold = self._comparable(profile, m)
+        if not members:
+            return None
+        group = self._group(members)
+        thresholds = 0.0
+        for (root, ci_type), count in group.roots.items():
+            ok, threshold = self._comparable_to(profile, root, ci_type)
             if not ok:
                 return None  # a part spanning CIs of another role is not this incident's
-            sim = self.similarity(profile, m)
-            sims.append(sim)
-            margins.append(sim - threshold)
-        if not sims:
-            return None
-        return sum(sims) / len(sims), sum(margins) / len(margins)
+            thresholds += count * threshold
+        sim = cosine(vector(profile, self.idf), group.centroid)
+        return sim, sim - thresholds / len(members)
 
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
         """The problem this incident belongs to, if one is similar enough (the largest

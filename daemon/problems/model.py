@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from correlation.problems import Profile, most_common_names, signature_of
@@ -19,6 +20,7 @@ OPEN, KNOWN_ERROR, RESOLVED = "open", "known_error", "resolved"
 STATUSES = (OPEN, KNOWN_ERROR, RESOLVED)
 KNOWN_ERROR_FIELDS = ("cause", "workaround", "fix_ref")
 DAY = 86400.0
+TITLE_BASIS = 50  # a problem's title is taken from this many of its latest incidents
 
 
 @dataclass(slots=True)
@@ -114,9 +116,17 @@ class Problem:
         return signature_of(ctype, most_common_names(profs))
 
     def default_title(self) -> str:
-        names = most_common_names(self.profiles) if self.profiles else ()
+        """`NodeDown, KubeNodeNotReady on node-3`: the alert names that at least half of
+        the last `TITLE_BASIS` incidents share (a long-lived problem is named by its
+        current form, and naming it stays cheap), and where it happens."""
+        recent = [
+            link.profile
+            for link in islice(reversed(self.links.values()), TITLE_BASIS)
+            if link.profile is not None
+        ]
+        names = most_common_names(recent) if recent else ()
         what = ", ".join(names[:3]) or "recurring incident"
-        roots = self.root_cis or sorted({p.where for p in self.profiles})
+        roots = self.root_cis or sorted({p.where for p in recent})
         where = (
             roots[0]
             if len(roots) == 1
@@ -261,7 +271,10 @@ def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, A
 
 
 def known_problem_note(p: Problem) -> dict[str, Any]:
-    """What an incident linked to this problem shows on-call."""
+    """What an incident linked to this problem shows on-call. `occurrences` is the
+    problem's number of incidents when the note was last written on this one: a new
+    link rewrites the notes of the earlier incidents only when something else in
+    the note changed."""
     return {
         "id": p.id,
         "title": p.title or p.default_title(),

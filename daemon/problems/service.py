@@ -73,6 +73,11 @@ class ProblemError(Exception):
         self.detail = detail
 
 
+def _shown(p: Problem) -> tuple[Any, ...]:
+    """The parts of a problem's note that every linked incident shows alike."""
+    return (p.title or p.default_title(), p.status, p.cause, p.workaround, p.fix_ref)
+
+
 def problem_settings(config: Config) -> tuple[ClusterSettings, list[str]]:
     """The `problems:` section, with `file:line: message` errors."""
     s, sec = ClusterSettings(), Section(config, "problems")
@@ -137,6 +142,8 @@ class ProblemsPart:
         self._next_seq = 1
         self._dirty: set[str] = set()
         self._touched: dict[str, str | None] = {}  # incident id -> problem id to write on it
+        self._looked: dict[str, tuple[str, dict[str, float]]] = {}  # open incident -> profile last matched
+        self._shown: dict[str, tuple[Any, ...]] = {}  # problem id -> its note as last written on its links
         self._candidate_writes: dict[str, Profile | None] = {}
         self._now = 0.0
         registry = getattr(metrics, "registry", None)
@@ -284,6 +291,10 @@ class ProblemsPart:
         if current is not None and self.problems[current].links[inc.id].how != "open":
             return  # a person's (or an earlier resolve's) link stands
         prof = self._profile(inc)
+        looked = (prof.root, prof.tokens)
+        if self._looked.get(inc.id) == looked:
+            return  # the same picture as last time: the problems it resembles are known
+        self._looked[inc.id] = looked
         match = self.clusterer.best_cluster(prof)
         target = match.cluster_id if match else None
         if target == current:
@@ -301,6 +312,7 @@ class ProblemsPart:
             )
 
     def _on_resolved(self, inc: Incident, now: float) -> None:
+        self._looked.pop(inc.id, None)
         current = self.by_incident.get(inc.id)
         prof = self._profile(inc)
         self.clusterer.idf.add(prof)
@@ -352,17 +364,23 @@ class ProblemsPart:
         return p
 
     def _attach(self, p: Problem, link: Link, part: int = 0) -> None:
+        replaced = link.incident_id in p.links
         p.links[link.incident_id] = link
         if not p.parts:
             p.parts = [[]]
-        if link.incident_id not in (i for prt in p.parts for i in prt):
-            p.parts[min(part, len(p.parts) - 1)].append(link.incident_id)
+        appended = link.incident_id not in (i for prt in p.parts for i in prt)
+        if appended:
+            part = min(part, len(p.parts) - 1)
+            p.parts[part].append(link.incident_id)
         self.by_incident[link.incident_id] = p.id
         p.updated_at = max(p.updated_at, self._now)
         if not p.title_by_person:
             p.title = p.default_title()
         self._dirty.add(p.id)
-        self._sync_cluster(p)
+        if replaced or not appended:
+            self._sync_cluster(p)
+        elif link.profile is not None and not self.clusterer.append(p.id, part, link.profile, len(p.parts)):
+            self._sync_cluster(p)
         self._touch(link.incident_id, p.id)
 
     def _link(self, p: Problem, inc: Incident, how: str, prof: Profile | None, now: float) -> None:
@@ -403,6 +421,7 @@ class ProblemsPart:
         """An incident merged into another one is no occurrence of its own."""
         if not incident_id:
             return
+        self._looked.pop(incident_id, None)
         self._unlink(incident_id, now)
         self.clusterer.remove_incident(incident_id)
         self._candidate_writes[incident_id] = None
@@ -476,8 +495,13 @@ class ProblemsPart:
                     dumps(p.to_doc()),
                 ),
             )
-            for iid in p.links:  # keep the note (status, workaround) on linked incidents current
-                self._touched.setdefault(iid, pid)
+            # keep the note (title, status, cause, workaround) on linked incidents
+            # current; a new link alone changes only the count, written on the new one
+            shown = _shown(p)
+            if self._shown.get(pid) != shown:
+                self._shown[pid] = shown
+                for iid in p.links:
+                    self._touched.setdefault(iid, pid)
         for iid, prof in sorted(self._candidate_writes.items()):
             if prof is None:
                 writes.add("DELETE FROM problem_candidates WHERE incident_id=?", (iid,))

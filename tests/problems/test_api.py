@@ -106,6 +106,11 @@ async def test_known_error_fields_are_patched_and_validated(shop_api):
     assert p["status"] == "known_error"  # a cause or workaround makes it a known error
     assert p["known_error"]["workaround"].startswith("purge binlogs")
     assert p["history"][-1]["actor"] == "alice"
+    for iid in p["incidents"]:
+        # the earlier, resolved incidents show the problem's new note too
+        detail = await c.incident(iid)
+        assert detail["workaround"].startswith("purge binlogs")
+        assert detail["known_problem"]["status"] == "known_error"
     status, p = await c.call(
         "PATCH", f"/api/v1/problems/{pid}", {"fix_ref": "CHG-42", "status": "resolved"}
     )

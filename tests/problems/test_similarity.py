@@ -1,10 +1,12 @@
 """The similarity behind problem clustering, on hand-made incidents: what counts as the
 same failure pattern, and which CIs may share a problem."""
 
+import math
+import random
 from dataclasses import dataclass, field
 
 from correlation.kinds import AlertKinds
-from correlation.problems import ClusterSettings, ProblemClusterer, build_profile
+from correlation.problems import ClusterSettings, Idf, ProblemClusterer, Profile, build_profile
 from daemon.cli import check_config_errors
 
 
@@ -121,3 +123,55 @@ def test_check_config_points_at_a_bad_problems_setting(tmp_path):
     assert f"{path}:2: problems.min_incidents must be an integer >= 1" in errors
     assert f"{path}:3: problems.cross_ci must be true or false" in errors
     assert f"{path}:4: unknown key problems.colour" in errors
+
+
+def _bag(rnd, iid: str, root: str):
+    tokens = {f"t{rnd.randrange(30)}": rnd.choice((0.25, 0.5, 3.0)) for _ in range(rnd.randint(2, 8))}
+    return Profile(incident_id=iid, root=root, ci_type="host", root_names=(), tokens=tokens,
+                   opened_at=0.0, resolved_at=60.0)
+
+
+def test_idf_weights_hold_between_snapshots_and_then_follow_the_counts():
+    rnd = random.Random(5)
+    idf = Idf(refresh=0.1)
+    docs = (_bag(rnd, str(i), "a-1") for i in range(1000))
+    for _ in range(100):
+        idf.add(next(docs))
+    version = idf.version
+    while idf.version == version:
+        idf.add(next(docs))
+    n = idf.docs  # a snapshot was just taken at n documents
+    held = {t: idf.weight(t) for t in idf.df}
+    version = idf.version
+    while idf.docs + 1 - n < 0.1 * n:  # under 10 % more documents: the snapshot holds
+        idf.add(next(docs))
+        assert idf.version == version and {t: idf.weight(t) for t in held} == held
+    idf.add(next(docs))  # 10 %: a new snapshot, scikit-learn's smoothed idf
+    assert idf.version == version + 1
+    for t, df in idf.df.items():
+        assert math.isclose(idf.weight(t), math.log((1 + idf.docs) / (1 + df)) + 1)
+    assert math.isclose(idf.weight("never-seen"), math.log(1 + idf.docs) + 1)
+
+
+ROLE = {"a-1": frozenset({"a-2"}), "a-2": frozenset({"a-1"}), "b-1": frozenset()}
+
+
+def test_average_linkage_kept_up_incrementally_equals_the_mean_of_the_similarities():
+    """A part grows by appending and its window slides; the linkage worked out from
+    the previous one must equal the plain mean over the members, including across
+    an IDF snapshot and with members on another CI of the role."""
+    rnd = random.Random(9)
+    c = ProblemClusterer(ClusterSettings(max_members=5), role_peers=ROLE.get)
+    part = []
+    for i in range(40):
+        p = _bag(rnd, f"m{i}", rnd.choice(("a-1", "a-2")))
+        c.idf.add(p)
+        part.append(p)
+        members = part[-5:]
+        probe = _bag(rnd, f"probe{i}", "a-1")
+        got = c._linkage(probe, members)
+        sims = [c.similarity(probe, m) for m in members]
+        margins = [s - (0.4 if m.root == "a-1" else 0.9) for s, m in zip(sims, members, strict=True)]
+        assert math.isclose(got[0], sum(sims) / len(sims), abs_tol=1e-9)
+        assert math.isclose(got[1], sum(margins) / len(margins), abs_tol=1e-9)
+    assert c._linkage(_bag(rnd, "x", "b-1"), part[-5:]) is None  # another role: not comparable
