@@ -34,7 +34,7 @@ from correlation.kinds import (
     AlertKinds,
 )
 from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
-from correlation.topology import Topology
+from correlation.topology import Topology, remember
 from daemon.config import IncidentSettings
 from daemon.pipeline import AlertEvent, Analysis, Placement
 
@@ -134,6 +134,9 @@ class TopologyCorrelator:
         self.model = FaultModel(**self.config.model)
         self._topo: Topology | None = None
         self._explainer: Explainer | None = None
+        self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
+        # (topology, {(incident id, revision): evidence}): see `evidence`
+        self._evidence_of: tuple[Topology | None, dict[tuple[str, int], dict[str, Evidence]]] = (None, {})
 
     @property
     def topology(self) -> Topology:
@@ -149,14 +152,56 @@ class TopologyCorrelator:
         topo = self.topology
         if self._explainer is None or self._explainer.topo is not topo:
             self._explainer = Explainer(topo, self.model)
+            self._wire_changes()
         return self._explainer
+
+    def attach_changes(self, changes: Any) -> None:
+        """Let recorded changes count as evidence in root-cause ranking: `changes` has
+        `suspected_change_for(ci, at)`, `base_rate(at, cis)` and `version`."""
+        self.changes = changes
+        self._wire_changes()
+
+    def _wire_changes(self) -> None:
+        ex = self._explainer
+        if ex is not None and self.changes is not None:
+            ex.changes = self.change_lookup
+            ex.changes_version = lambda: self.changes.version
+
+    def change_lookup(self, ci: str, at: float) -> tuple[float, str] | None:
+        """What a change recorded on `ci` shortly before `at` (the first alert) says for a
+        fault there: the likelihood ratio of seeing it if `ci` is the root (`after_change`)
+        against seeing one on any CI at a random moment (the changes' base rate)."""
+        c = self.changes.suspected_change_for(ci, at)
+        if c is None:
+            return None
+        p = self.changes.base_rate(at, len(self.topology.cmdb))
+        bonus = math.log(self.model.after_change / p)
+        if bonus <= 0:
+            return None
+        what = f"{c.id} ({c.summary})" if c.summary else c.id
+        return bonus, f"change {what} began {max(0.0, at - c.starts_at) / 60:.0f} min before the first alert"
 
     def alert_evidence(self, labels: Mapping[str, str], first_at: float) -> Evidence:
         kind = self.kinds.weight(labels)
         return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,))
 
     def evidence(self, incident: Any) -> dict[str, Evidence]:
-        """The incident's alerting CIs with what their alerts say (and when they began)."""
+        """The incident's alerting CIs with what their alerts say (and when they began).
+        Remembered per incident revision (see `Incident.revision`); callers must not
+        change what they get back."""
+        topo = self.topology
+        revision = _get(incident, "revision")
+        if revision is None:
+            return self._evidence(incident)
+        key = (_get(incident, "id"), revision)
+        if self._evidence_of[0] is not topo:
+            self._evidence_of = (topo, {})
+        got = self._evidence_of[1].get(key)
+        if got is None:
+            got = remember(self._evidence_of[1], key, self._evidence(incident), 20_000)
+        return got
+
+    def _evidence(self, incident: Any) -> dict[str, Evidence]:
         cmdb = self.topology.cmdb
         weights: dict[str, Evidence] = {}
         for _, m in _members(incident):
@@ -195,9 +240,7 @@ class TopologyCorrelator:
             if not self._active(inc, now, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
-            if not weights:
-                continue
-            if not topo.related_to_any(ci, frozenset(weights), self.config.max_hops):
+            if not weights or not topo.related_to_any(ci, weights.keys(), self.config.max_hops):
                 continue
             after = ex.best_with(weights, ci, w_x)
             if after is None:
@@ -331,6 +374,8 @@ class TopologyCorrelator:
             parts.append(f"its own alerts are {kind} alerts")
         else:
             parts.append("it raised no alert of its own" + (f" and {h.quiet} of its dependents are quiet" if h.quiet else ""))
+        if h.change:
+            parts.append(h.change)
         return f"{h.ci}: " + "; ".join(parts)
 
     @staticmethod

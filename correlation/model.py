@@ -18,6 +18,12 @@ not know about (real CMDBs go stale). So for a hypothesis `R`:
   `X` (the fault travels through the alerting CIs between), times how
   typical `X`'s alert is for a symptom of something below it.
 - otherwise: noise or a dependency the CMDB lacks, `noise`.
+- a change recorded on `R` shortly before the first alert (a deploy, a node
+  drain) multiplies the prior by the likelihood ratio of seeing it: a fault
+  follows a change on its root in `after_change` of cases, while a given CI
+  has such a change at a random moment only as often as the recorded changes'
+  base rate says (few changes on many CIs: strong evidence; changes
+  everywhere all the time: none).
 
 Grouping uses the same numbers: an alert joins an incident when one fault
 explaining both is more likely than two independent faults (`new_fault` is
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
@@ -49,6 +55,9 @@ class FaultModel:
     noise_resource: float = 0.25  # ... or a resource condition (throttling, a filling disk)
     noise_critical: float = 0.01  # ... and less often for a critical one
     new_fault: float = 0.05  # prior odds of a second, unrelated fault starting meanwhile
+    # a fault follows a change recorded on its root CI (a deploy, a config push, a node
+    # drain): one in five, a cautious reading of how many outages changes cause
+    after_change: float = 0.2
     settle: float = 300.0  # seconds: a fault's symptoms follow each other within a few of these
     coincidence: float = 600.0  # two unrelated faults starting closer than this are proportionally rarer
     delay_grace: float = 600.0  # a dependent alerting this long after what it depends on is still typical
@@ -117,6 +126,12 @@ class Hypothesis:
     unexplained: list[str]
     alerted: bool
     quiet: int  # direct dependents that stay quiet (unalerted roots only)
+    change: str = ""  # the recorded change on the CI shortly before, when one counted
+
+
+# (log-likelihood bonus, description) of a recorded change on `ci` shortly before a
+# fault whose first alert came at `at`; None when there is none
+ChangeLookup = Callable[[str, float], "tuple[float, str] | None"]
 
 
 class Explainer:
@@ -130,7 +145,9 @@ class Explainer:
         self.full_scores = 12  # candidates scored exactly at most, best by the quick estimate
         self.keep = 5  # the top places a full ranking gets right (analysis lists candidates)
         self._log: dict[float, float] = {}
-        self._ranked: dict[frozenset, tuple[list[Hypothesis], int]] = {}  # and how many are exact
+        self._ranked: dict[tuple, tuple[list[Hypothesis], int]] = {}  # and how many are exact
+        self.changes: ChangeLookup | None = None  # see `_change_bonus`
+        self.changes_version: Callable[[], int] = lambda: 0  # moves when a change is recorded
         self._census: dict[frozenset[str], dict[str, int]] = {}
         m = self.model
         kinds = (CAUSE, STATE, RESOURCE, SYMPTOM)
@@ -288,15 +305,26 @@ class Explainer:
         falls below the exact score, so once it drops under the `keep`-th best exact
         score no later candidate can enter that top."""
         belows = {x: self.topo.below(x) for x in weights}
+        changed = self._change_bonus(cands, weights)
+
+        def exact(r: str) -> Hypothesis:
+            h = self.score(r, weights, belows)
+            if r in changed:
+                bonus, h.change = changed[r]
+                h.loglik += bonus
+            return h
+
         if len(cands) <= keep:
-            return self._ordered([self.score(r, weights, belows) for r in cands], weights)
+            return self._ordered([exact(r) for r in cands], weights)
         bound = self._bounds(cands, weights, belows)
+        for r, (bonus, _) in changed.items():
+            bound[r] += bonus
         hyps: list[Hypothesis] = []
         top: list[float] = []  # the best `keep` exact scores so far, ascending
         for r in sorted(cands, key=lambda r: (-bound[r], r))[: self.full_scores]:
             if len(top) == keep and bound[r] < top[0]:
                 break
-            h = self.score(r, weights, belows)
+            h = exact(r)
             hyps.append(h)
             bisect.insort(top, h.loglik)
             if len(top) > keep:
@@ -309,13 +337,27 @@ class Explainer:
                                  weights[h.ci].first_at if h.alerted else math.inf, h.ci))
         return hyps
 
-    @staticmethod
-    def _key(weights: Mapping[str, Evidence]) -> frozenset:
-        """What a ranking depends on; for one alerting CI its onsets do not matter."""
-        if len(weights) == 1:
+    def _key(self, weights: Mapping[str, Evidence]) -> tuple:
+        """What a ranking depends on: the evidence (for one alerting CI without recorded
+        changes its onsets do not matter) and the changes recorded so far."""
+        version = self.changes_version()
+        if len(weights) == 1 and not version:
             ((ci, ev),) = weights.items()
-            return frozenset(((ci, ev.kind, ev.noise),))
-        return frozenset(weights.items())
+            return (frozenset(((ci, ev.kind, ev.noise),)), 0)
+        return (frozenset(weights.items()), version)
+
+    def _change_bonus(self, cands: Iterable[str], weights: Mapping[str, Evidence]) -> dict[str, tuple[float, str]]:
+        """The candidates with a recorded change shortly before the first alert, with the
+        log-likelihood it adds (see `TopologyCorrelator.change_lookup`)."""
+        if self.changes is None or not self.changes_version():
+            return {}
+        at = min(ev.first_at for ev in weights.values())
+        out = {}
+        for r in cands:
+            got = self.changes(r, at)
+            if got is not None:
+                out[r] = got
+        return out
 
     def best_with(self, weights: Mapping[str, Evidence], ci: str, ev: Evidence) -> Hypothesis | None:
         """The best hypothesis for `weights` plus the alert `ev` on `ci` when it explains

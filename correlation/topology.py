@@ -10,6 +10,7 @@ at all: a gateway sees every fault below it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from cmdb.graph import Cmdb
@@ -64,7 +65,7 @@ class Topology:
             remember(self._dependents, ci, got, 200_000)
         return got
 
-    def related_to_any(self, a: str, cis: frozenset[str], max_hops: int) -> bool:
+    def related_to_any(self, a: str, cis: Iterable[str], max_hops: int) -> bool:
         """Whether `a` shares a common cause within `max_hops` with one of `cis`: for some
         split k + (max_hops - k), a CI within k hops below `a` lies within the rest
         below one of them. Set intersections over cached layers keep this cheap when

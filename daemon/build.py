@@ -57,6 +57,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     ci_attrs, depends_on = cmdb_callables(parts.get("cmdb"))
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents
+    if hasattr(correlator, "attach_changes"):  # recorded changes are evidence for root causes
+        correlator.attach_changes(rules_part.changes)
     stages.extend(rules_part.stages)
     parts["problems"] = problems = ProblemsPart(config, incidents, store, metrics, parts.get("cmdb"))
     listeners: list[Any] = [rules_part.listener, problems]

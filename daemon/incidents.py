@@ -114,6 +114,9 @@ class Incident:
     merged_into: str | None = None
     resolve_due: float | None = None  # flapping incidents resolve once settled
     extra: dict[str, Any] = field(default_factory=dict)  # other packages' fields
+    # bumped whenever an alert joins or leaves or a member fires again: what is derived
+    # from the members (correlation's evidence) is cached per revision
+    revision: int = 0
 
     @property
     def cis(self) -> set[str]:
@@ -127,7 +130,7 @@ class Incident:
         return [m for m in self.alerts.values() if m.status == "firing"]
 
     def to_doc(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__slots__ if k != "alerts"}
+        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("alerts", "revision")}
         d["alerts"] = [m.to_dict() for m in self.alerts.values()]
         return d
 
@@ -403,6 +406,7 @@ class IncidentManager:
 
     def _attach(self, inc: Incident, m: Member, event: AlertEvent, now: float) -> None:
         inc.alerts[m.fingerprint] = m
+        inc.revision += 1
         self.by_fingerprint[m.fingerprint] = inc.id
         inc.last_alert_at = now
         inc.updated_at = now
@@ -433,6 +437,7 @@ class IncidentManager:
     def _member_fires(self, inc: Incident, m: Member, alert: Any, now: float) -> None:
         m.status = "firing"
         m.since = now
+        inc.revision += 1
         m.starts_at = alert.starts_at
         m.ends_at = alert.ends_at
         m.annotations = alert.annotations
@@ -519,6 +524,7 @@ class IncidentManager:
         for fp, m in src.alerts.items():
             dst.alerts[fp] = m
             self.by_fingerprint[fp] = dst.id
+        dst.revision += 1
         dst.opened_at = min(dst.opened_at, src.opened_at)
         dst.rule_priority = more_urgent(dst.rule_priority, src.rule_priority)
         src.alerts = {}
@@ -540,6 +546,7 @@ class IncidentManager:
         """Let alerts go that the incident's root cause does not explain; each is placed
         again as if it had just arrived (usually into an incident of its own)."""
         moved = [inc.alerts.pop(fp) for fp in fingerprints if fp in inc.alerts and len(inc.alerts) > 1]
+        inc.revision += 1
         for m in moved:
             self.by_fingerprint.pop(m.fingerprint, None)
             name = m.labels.get("alertname", m.fingerprint)

@@ -85,9 +85,19 @@ class ChangeStore:
     depends_on: DependsOn | None = None
     on_change: Callable[[Change], None] | None = None
     _changes: dict[str, Change] = field(default_factory=dict)
+    _by_ci: dict[str, dict[str, Change]] = field(default_factory=dict)
+    version: int = 0  # moves with every record added, replaced or removed
+
+    def _put(self, change: Change) -> None:
+        old = self._changes.get(change.id)
+        if old is not None:
+            self._by_ci.get(old.ci, {}).pop(old.id, None)
+        self._changes[change.id] = change
+        self._by_ci.setdefault(change.ci, {})[change.id] = change
+        self.version += 1
 
     def add(self, change: Change) -> Change:
-        self._changes[change.id] = change
+        self._put(change)
         if self.on_change:
             self.on_change(change)
         return change
@@ -95,14 +105,16 @@ class ChangeStore:
     def load(self, changes: Iterable[Change]) -> None:
         """Restore persisted changes (no `on_change` calls)."""
         for c in changes:
-            self._changes[c.id] = c
+            self._put(c)
 
     def replace_source(self, source: str, changes: Iterable[Change]) -> None:
         for cid in [cid for cid, c in self._changes.items() if c.source == source]:
-            del self._changes[cid]
+            c = self._changes.pop(cid)
+            self._by_ci.get(c.ci, {}).pop(cid, None)
         for c in changes:
             c.source = source
-            self._changes[c.id] = c
+            self._put(c)
+        self.version += 1
 
     def get(self, change_id: str) -> Change | None:
         return self._changes.get(change_id)
@@ -131,8 +143,8 @@ class ChangeStore:
         if ci is None:
             return None
         best: Change | None = None
-        for c in self._changes.values():
-            if c.ci != ci or c.starts_at > opened_at:
+        for c in self._by_ci.get(ci, {}).values():
+            if c.starts_at > opened_at:
                 continue
             end = c.ends_at if c.ends_at is not None else float("inf")
             if end < opened_at - self.suspect_window:
@@ -141,3 +153,13 @@ class ChangeStore:
             if best is None or end > best_end or (end == best_end and c.starts_at > best.starts_at):
                 best = c
         return best
+
+    def base_rate(self, at: float, cis: int, horizon: float = 7 * 86400.0) -> float:
+        """How likely a given CI is to have a suspected change at a moment chosen at random:
+        the changes that began within `horizon` before `at`, each suspected for its
+        `suspect_window`, spread over `cis` CIs and the time they were recorded in."""
+        starts = [c.starts_at for c in self._changes.values() if at - horizon <= c.starts_at <= at]
+        if not starts or cis <= 0:
+            return 1.0
+        span = max(at - min(starts), self.suspect_window)
+        return min(1.0, len(starts) * self.suspect_window / (cis * span))

@@ -107,3 +107,48 @@ def test_an_alert_on_no_ci_joins_the_active_incident_whose_root_its_labels_fit()
     assert other is not down
     apart = mgr.fire("KubeJobFailed", None, 120, cluster="eu", namespace="batch", node="node-9")
     assert apart is not down
+
+
+def changes_of(*records, window: float = 7200.0):
+    from rules.changes import Change, ChangeStore
+
+    store = ChangeStore(suspect_window=window)
+    for cid, ci, start, end in records:
+        store.add(Change(cid, ci, start, end, f"deploy {ci}"))
+    return store
+
+
+def test_a_change_shortly_before_makes_its_ci_the_likelier_silent_root():
+    """web alone alerts; of the four services it needs, the one deployed twenty minutes
+    earlier is the likelier cause, and the explanation says so."""
+    plain = run(("HighErrorRate", "web", 3600))
+    [inc] = plain.open_incidents()
+    before = [c["ci"] for c in plain.corr.analyze(inc, 3660).candidates]
+    assert before[0] == "web" and "search" != before[1]
+
+    mgr = Manager(TopologyCorrelator(SHOP))
+    mgr.corr.attach_changes(changes_of(("CHG-1", "search", 2400, 2500)))
+    mgr.fire("HighErrorRate", "web", 3600)
+    [inc] = mgr.open_incidents()
+    a = mgr.corr.analyze(inc, 3660)
+    ranked = [c["ci"] for c in a.candidates]
+    assert ranked.index("search") < ranked.index("cart")
+    assert ranked.index("search") <= 1
+    [why] = [c["why"] for c in a.candidates if c["ci"] == "search"]
+    assert "change CHG-1 (deploy search) began 20 min before the first alert" in why
+
+
+def test_changes_count_only_shortly_before_and_only_when_rare():
+    mgr = Manager(TopologyCorrelator(SHOP))
+    store = changes_of(("CHG-1", "search", 0, 100), ("CHG-2", "cart", 9000, 9100))
+    mgr.corr.attach_changes(store)
+    # CHG-1 ended over two hours before the alert, CHG-2 began after it: neither counts
+    assert mgr.corr.change_lookup("search", 8000) is None
+    assert mgr.corr.change_lookup("cart", 8000) is None
+    assert mgr.corr.change_lookup("search", 3000) is not None
+    # when every CI changes all the time a change says nothing about the root
+    busy = changes_of(*[(f"C{i}-{ci}", ci, t, t + 60) for i, t in enumerate(range(0, 7200, 600))
+                        for ci in SHOP.cis])
+    mgr.corr.attach_changes(busy)
+    assert busy.base_rate(7000, len(SHOP)) == 1.0
+    assert mgr.corr.change_lookup("search", 7000) is None

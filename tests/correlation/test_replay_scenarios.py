@@ -150,3 +150,19 @@ def test_replay_gives_the_same_result_in_every_process(tmp_path):
                        check=True, env={**os.environ, "PYTHONHASHSEED": seed})
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_a_change_recorded_shortly_before_counts_for_its_ci_in_the_ranking(tmp_path):
+    """orders alone alerts; its database and its host explain it equally well until the
+    host turns out to have been drained a quarter of an hour before. On a CMDB of eleven
+    CIs a change is weak evidence (one CI in eleven changing is no rarity), so orders
+    itself stays first; the host moves up and the ranking says why."""
+    change = {"kind": "change", "at": at(0), "ci": "host-b", "id": "CHG-7", "summary": "drain host-b",
+              "end": at(120)}
+    events = [alert(1000, "HighErrorRate", "warning", service="orders")]
+    [without] = replay(tmp_path, events)["incidents"]
+    [inc] = replay(tmp_path, [change, *events])["incidents"]
+    assert [c["ci"] for c in without["root_cause_candidates"][:3]] == ["orders", "db", "host-b"]
+    assert [c["ci"] for c in inc["root_cause_candidates"][:3]] == ["orders", "host-b", "db"]
+    why = inc["root_cause_candidates"][1]["why"]
+    assert "change CHG-7 (drain host-b) began 17 min before the first alert" in why
