@@ -217,7 +217,50 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
         fh.write("\n".join(lines) + "\n")
 
 
+SCENARIO = os.path.join(ROOT, "..", "shared", "corr", "dev-sockshop")
+
+
+def scenario_events_file(path: str, n_events: int, cmdb_path: str) -> None:
+    """The development scenario's week (its CMDB and its Alertmanager deliveries, changes
+    included) repeated week after week until `n_events` events: every fault recurs."""
+    from datetime import datetime, timedelta
+
+    import yaml
+
+    with open(os.path.join(SCENARIO, "cmdb.yaml")) as fh:
+        doc = yaml.safe_load(fh)
+    with open(cmdb_path, "w") as fh:
+        json.dump(doc, fh)
+    with open(os.path.join(SCENARIO, "events.jsonl")) as fh:
+        week = [line for line in fh if line.strip()]
+
+    def shift(v: str, days: int) -> str:
+        if not isinstance(v, str) or v.startswith("0001"):
+            return v
+        t = datetime.fromisoformat(v.replace("Z", "+00:00")) + timedelta(days=days)
+        return t.isoformat().replace("+00:00", "Z")
+
+    out = []
+    w = 0
+    while len(out) < n_events:
+        for line in week[: n_events - len(out)]:
+            e = json.loads(line)
+            for k in ("at", "start", "end"):
+                if k in e:
+                    e[k] = shift(e[k], 7 * w)
+            if e.get("kind") == "alert":
+                for k in ("startsAt", "endsAt"):
+                    e["alert"][k] = shift(e["alert"][k], 7 * w)
+            elif "id" in e:
+                e["id"] = f"{e['id']}-w{w}"
+            out.append(json.dumps(e))
+        w += 1
+    with open(path, "w") as fh:
+        fh.write("\n".join(out) + "\n")
+
+
 KINDS = {
+    "scenario": "the development scenario's week repeated (its 49-CI CMDB), 15 weeks",
     "tiered": "Alertmanager-like delivery, tiered shop topology (100-CI clusters)",
     "random": "Alertmanager-like delivery, random service DAG (1,000-CI clusters)",
     "stream": "dense stream (a fault every ~3 minutes, re-sends every ~35 s), random service DAG",
@@ -234,7 +277,12 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ev, cm, cfg, out = (os.path.join(tmp, n) for n in ("events.jsonl", "cmdb.yaml", "config.yaml", "r.json"))
-        if kind == "stream":
+        if kind == "scenario":
+            if not os.path.isdir(SCENARIO):
+                print(f"replay, {KINDS[kind]}: skipped ({SCENARIO} not found)")
+                return
+            scenario_events_file(ev, n_events, cm)
+        elif kind == "stream":
             events_file(ev, n_events, cm, n_cis)
         else:
             realistic_events_file(ev, n_events, cm, n_cis, shape="tiered" if kind == "tiered" else "dense")
@@ -256,7 +304,8 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
             t2 = time.perf_counter()
             build_result(components, store)
             store.close()
-        print(f"replay, {KINDS[kind]}: {n_events} events on a {n_cis}-CI CMDB, {len(res['incidents'])} incidents\n"
+        size = "the scenario's CMDB" if kind == "scenario" else f"a {n_cis}-CI CMDB"
+        print(f"replay, {KINDS[kind]}: {n_events} events on {size}, {len(res['incidents'])} incidents\n"
               f"  whole process {whole:.2f}s = {n_events / whole:,.0f} events/s; in process: start-up "
               f"{t1 - t0:.2f}s, event loop {t2 - t1:.2f}s = {n_events / (t2 - t1):,.0f} events/s")
 
