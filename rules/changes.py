@@ -11,6 +11,7 @@ transitively), because the graph belongs to the cmdb package.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,12 +89,16 @@ class ChangeStore:
     _by_ci: dict[str, dict[str, Change]] = field(default_factory=dict)
     version: int = 0  # moves with every record added, replaced or removed
 
+    _starts: list[float] = field(default_factory=list)  # every change's start, sorted
+
     def _put(self, change: Change) -> None:
         old = self._changes.get(change.id)
         if old is not None:
             self._by_ci.get(old.ci, {}).pop(old.id, None)
+            del self._starts[bisect.bisect_left(self._starts, old.starts_at)]
         self._changes[change.id] = change
         self._by_ci.setdefault(change.ci, {})[change.id] = change
+        bisect.insort(self._starts, change.starts_at)
         self.version += 1
 
     def add(self, change: Change) -> Change:
@@ -111,6 +116,7 @@ class ChangeStore:
         for cid in [cid for cid, c in self._changes.items() if c.source == source]:
             c = self._changes.pop(cid)
             self._by_ci.get(c.ci, {}).pop(cid, None)
+            del self._starts[bisect.bisect_left(self._starts, c.starts_at)]
         for c in changes:
             c.source = source
             self._put(c)
@@ -158,8 +164,9 @@ class ChangeStore:
         """How likely a given CI is to have a suspected change at a moment chosen at random:
         the changes that began within `horizon` before `at`, each suspected for its
         `suspect_window`, spread over `cis` CIs and the time they were recorded in."""
-        starts = [c.starts_at for c in self._changes.values() if at - horizon <= c.starts_at <= at]
-        if not starts or cis <= 0:
+        lo = bisect.bisect_left(self._starts, at - horizon)
+        n = bisect.bisect_right(self._starts, at) - lo
+        if n <= 0 or cis <= 0:
             return 1.0
-        span = max(at - min(starts), self.suspect_window)
-        return min(1.0, len(starts) * self.suspect_window / (cis * span))
+        span = max(at - self._starts[lo], self.suspect_window)
+        return min(1.0, n * self.suspect_window / (cis * span))

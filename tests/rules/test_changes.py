@@ -1,5 +1,7 @@
 """Changes: alerts under an active change are expected; a recent change is suspected."""
 
+import random
+
 from daemon.model import Alert
 from daemon.pipeline import AlertEvent
 from rules.changes import Change, ChangeStore
@@ -91,3 +93,25 @@ def test_change_sent_again_replaces_the_record():
     store.add(change())
     store.add(change(end="2026-01-01T00:10:00Z"))
     assert len(store.list()) == 1 and store.active_for("orders-db", T0 + 900) is None
+
+
+def test_the_base_rate_follows_records_added_replaced_and_removed():
+    """How often a CI has a suspected change at a random moment: the changes begun in
+    the horizon, each suspected for the window, over the CIs and the time they span."""
+    rnd = random.Random(3)
+    store = ChangeStore(suspect_window=3600.0)
+    assert store.base_rate(0.0, 10) == 1.0  # nothing recorded: no evidence either way
+    for i in range(200):
+        t = rnd.uniform(0, 30 * 86400)
+        store.add(Change(f"C{i % 150}", f"ci{i % 7}", t, t + 60, source="api" if i % 3 else "file"))
+    store.replace_source("file", [Change("F1", "ci1", 86400.0, None)])
+
+    def plain(at: float, horizon: float = 7 * 86400.0) -> float:
+        starts = [c.starts_at for c in store.list() if at - horizon <= c.starts_at <= at]
+        if not starts:
+            return 1.0
+        return min(1.0, len(starts) * 3600.0 / (100 * max(at - min(starts), 3600.0)))
+
+    for at in (0.0, 86400.0, 10 * 86400.0, 29 * 86400.0, 40 * 86400.0):
+        assert store.base_rate(at, 100) == plain(at)
+    assert 0 < store.base_rate(29 * 86400.0, 100) < 0.1
