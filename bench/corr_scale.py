@@ -222,41 +222,15 @@ SCENARIO = os.path.join(ROOT, "..", "shared", "corr", "dev-sockshop")
 
 def scenario_events_file(path: str, n_events: int, cmdb_path: str) -> None:
     """The development scenario's week (its CMDB and its Alertmanager deliveries, changes
-    included) repeated week after week until `n_events` events: every fault recurs."""
-    from datetime import datetime, timedelta
+    included) repeated week after week until `n_events` events: corr_variants' `long`."""
+    from corr_variants import _read, long
 
-    import yaml
-
-    with open(os.path.join(SCENARIO, "cmdb.yaml")) as fh:
-        doc = yaml.safe_load(fh)
+    events, truth, cmdb = _read(SCENARIO)
+    events, _, _ = long(events, truth, cmdb, random.Random(0), weeks=-(-n_events // len(events)))
     with open(cmdb_path, "w") as fh:
-        json.dump(doc, fh)
-    with open(os.path.join(SCENARIO, "events.jsonl")) as fh:
-        week = [line for line in fh if line.strip()]
-
-    def shift(v: str, days: int) -> str:
-        if not isinstance(v, str) or v.startswith("0001"):
-            return v
-        t = datetime.fromisoformat(v.replace("Z", "+00:00")) + timedelta(days=days)
-        return t.isoformat().replace("+00:00", "Z")
-
-    out = []
-    w = 0
-    while len(out) < n_events:
-        for line in week[: n_events - len(out)]:
-            e = json.loads(line)
-            for k in ("at", "start", "end"):
-                if k in e:
-                    e[k] = shift(e[k], 7 * w)
-            if e.get("kind") == "alert":
-                for k in ("startsAt", "endsAt"):
-                    e["alert"][k] = shift(e["alert"][k], 7 * w)
-            elif "id" in e:
-                e["id"] = f"{e['id']}-w{w}"
-            out.append(json.dumps(e))
-        w += 1
+        json.dump(cmdb, fh)
     with open(path, "w") as fh:
-        fh.write("\n".join(out) + "\n")
+        fh.writelines(json.dumps(e) + "\n" for e in events[:n_events])
 
 
 KINDS = {

@@ -135,14 +135,14 @@ class TopologyCorrelator:
         self._topo: Topology | None = None
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
-        # (topology, {(incident id, revision): evidence}): see `evidence`
-        self._evidence_of: tuple[Topology | None, dict[tuple[str, int], dict[str, Evidence]]] = (None, {})
+        self._evidence_of: dict[tuple[str, int], dict[str, Evidence]] = {}  # see `evidence`
 
     @property
     def topology(self) -> Topology:
         cmdb = self._cmdb()
         if self._topo is None or self._topo.cmdb is not cmdb:
             self._topo = Topology(cmdb, self.config.depth)
+            self._evidence_of.clear()  # whether a member's CI is in the CMDB may differ
         return self._topo
 
     # -- placement -------------------------------------------------------
@@ -189,20 +189,17 @@ class TopologyCorrelator:
         """The incident's alerting CIs with what their alerts say (and when they began).
         Remembered per incident revision (see `Incident.revision`); callers must not
         change what they get back."""
-        topo = self.topology
+        cmdb = self.topology.cmdb  # first: a new CMDB empties the cache
         revision = _get(incident, "revision")
         if revision is None:
-            return self._evidence(incident)
+            return self._evidence(incident, cmdb)
         key = (_get(incident, "id"), revision)
-        if self._evidence_of[0] is not topo:
-            self._evidence_of = (topo, {})
-        got = self._evidence_of[1].get(key)
+        got = self._evidence_of.get(key)
         if got is None:
-            got = remember(self._evidence_of[1], key, self._evidence(incident), 20_000)
+            got = remember(self._evidence_of, key, self._evidence(incident, cmdb), 20_000)
         return got
 
-    def _evidence(self, incident: Any) -> dict[str, Evidence]:
-        cmdb = self.topology.cmdb
+    def _evidence(self, incident: Any, cmdb: Cmdb) -> dict[str, Evidence]:
         weights: dict[str, Evidence] = {}
         for _, m in _members(incident):
             ci = _get(m, "ci")

@@ -359,12 +359,15 @@ class ProblemClusterer:
         c.reindex()
         self.clusters[cluster_id] = c
         for p in c.members:
-            self.idf.add(p)
-            self.drop_candidate(p.incident_id)
-            self._clusters_of.setdefault(p.incident_id, set()).add(cluster_id)
-        for root in c.root_set:
-            self._clusters_at.setdefault(root, set()).add(cluster_id)
+            self._enlist(cluster_id, p)
         return c
+
+    def _enlist(self, cluster_id: str, profile: Profile) -> None:
+        """The indexes' side of a member joining a cluster: no longer a candidate."""
+        self.idf.add(profile)
+        self.drop_candidate(profile.incident_id)
+        self._clusters_of.setdefault(profile.incident_id, set()).add(cluster_id)
+        self._clusters_at.setdefault(profile.root, set()).add(cluster_id)
 
     def append(self, cluster_id: str, part: int, profile: Profile, parts: int) -> bool:
         """Add a member at the end of a part, as `add_cluster` would place it on a rebuild.
@@ -376,10 +379,7 @@ class ProblemClusterer:
         c.parts[part].append(profile)
         c.root_set.add(profile.root)
         c.type_set.add(profile.ci_type)
-        self.idf.add(profile)
-        self.drop_candidate(profile.incident_id)
-        self._clusters_of.setdefault(profile.incident_id, set()).add(cluster_id)
-        self._clusters_at.setdefault(profile.root, set()).add(cluster_id)
+        self._enlist(cluster_id, profile)
         return True
 
     def add_candidate(self, profile: Profile) -> None:

@@ -94,12 +94,15 @@ class ChangeStore:
     def _put(self, change: Change) -> None:
         old = self._changes.get(change.id)
         if old is not None:
-            self._by_ci.get(old.ci, {}).pop(old.id, None)
-            del self._starts[bisect.bisect_left(self._starts, old.starts_at)]
-        self._changes[change.id] = change
+            self._unindex(old)
+        self._changes[change.id] = change  # a replaced record keeps its place
         self._by_ci.setdefault(change.ci, {})[change.id] = change
         bisect.insort(self._starts, change.starts_at)
         self.version += 1
+
+    def _unindex(self, change: Change) -> None:
+        self._by_ci.get(change.ci, {}).pop(change.id, None)
+        del self._starts[bisect.bisect_left(self._starts, change.starts_at)]
 
     def add(self, change: Change) -> Change:
         self._put(change)
@@ -114,9 +117,7 @@ class ChangeStore:
 
     def replace_source(self, source: str, changes: Iterable[Change]) -> None:
         for cid in [cid for cid, c in self._changes.items() if c.source == source]:
-            c = self._changes.pop(cid)
-            self._by_ci.get(c.ci, {}).pop(cid, None)
-            del self._starts[bisect.bisect_left(self._starts, c.starts_at)]
+            self._unindex(self._changes.pop(cid))
         for c in changes:
             c.source = source
             self._put(c)
