@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from cmdb.model import MatchBlock
-from rules.index import regex_keys
 
 _NO_CI = ""
 
@@ -27,10 +26,8 @@ def _key_options(block: MatchBlock) -> list[list[tuple[str, str]]]:
     for m in block.matchers:
         if m.is_equality and m.value:
             opts.append([(m.name, m.value)])
-        elif m.op == "=~":
-            got = regex_keys(m.value)
-            if got is not None and got[0] == "exact" and got[1] and "" not in got[1]:
-                opts.append([(m.name, v) for v in sorted(got[1])])
+        elif m.op == "=~" and m.literals and "" not in m.literals:
+            opts.append([(m.name, v) for v in sorted(m.literals)])
     return opts
 
 

@@ -524,25 +524,24 @@ class ProblemClusterer:
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
         """The problem this incident belongs to, if one is similar enough (the largest
         margin over the thresholds wins)."""
-        s = self.settings
+        keep = self.settings.max_members
         best: Match | None = None
         best_margin = 0.0
         # a cluster is comparable only through a member on the incident's root or a
-        # CI of its role: look at those, in the clusters' own order
+        # CI of its role: look at those only, oldest first (ids sort by creation), so
+        # that of two equally good problems the older one wins
         near: set[str] = set()
         for r in self._comparable_roots(profile):
             near.update(self._clusters_at.get(r, ()))
-        if not near:
-            return None
-        for c in self.clusters.values():
-            if c.id not in near or (exclude and c.id in exclude):
+        for cid in sorted(near):
+            c = self.clusters.get(cid)
+            if c is None or (exclude and cid in exclude):
                 continue
             for part in c.parts:
                 # the most recent members: bounded work on long-lived problems, and a
                 # problem whose pattern drifted over months is judged by its recent form
-                members = [m for m in part if m.incident_id != profile.incident_id][
-                    -s.max_members :
-                ]
+                # (the incident itself, if a member, is left out)
+                members = [m for m in part[-keep - 1 :] if m.incident_id != profile.incident_id][-keep:]
                 link = self._linkage(profile, members)
                 if link is None:
                     continue

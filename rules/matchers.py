@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from rules.literals import regex_keys
+
 OPS = ("=~", "!~", "!=", "=")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.S)
@@ -29,6 +31,9 @@ class Matcher:
     op: str
     value: str
     _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    # a regex that is a finite alternation of literals, as the set of strings it
+    # matches: tested by membership and never compiled
+    _values: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def create(cls, name: str, op: str, value: str) -> Matcher:
@@ -36,19 +41,30 @@ class Matcher:
             raise MatcherError(f"unknown matcher operator {op!r} (use =, !=, =~ or !~)")
         if not _NAME.match(name):
             raise MatcherError(f"invalid label name {name!r}")
-        regex = None
         if op in ("=~", "!~"):
+            keys = regex_keys(value)
+            if keys is not None and keys[0] == "exact":
+                return cls(name, op, value, None, frozenset(keys[1]))
             try:
-                # Alertmanager compiles `^(?:value)$` without flags: `.` does not
-                # match a newline, as in Go's RE2.
-                regex = re.compile(f"(?:{_scope_leading_flags(value)})")
+                return cls(name, op, value, re.compile(_pattern(value)))
             except re.error as exc:
                 raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc}") from exc
-        return cls(name, op, value, regex)
+        return cls(name, op, value)
 
     @property
     def is_equality(self) -> bool:
         return self.op == "="
+
+    @property
+    def literals(self) -> frozenset[str] | None:
+        """For =~ and !~: the strings the regex matches when it is a finite list of
+        literals (`a|b`, `api-(exporter|metrics)`), else None."""
+        return self._values
+
+    @property
+    def pattern(self) -> str:
+        """The regex as Python's `re` reads it (for =~ and !~)."""
+        return _pattern(self.value)
 
     def matches_value(self, value: str) -> bool:
         op = self.op
@@ -56,7 +72,10 @@ class Matcher:
             return value == self.value
         if op == "!=":
             return value != self.value
-        hit = self._regex.fullmatch(value) is not None  # type: ignore[union-attr]
+        if self._values is not None:
+            hit = value in self._values
+        else:
+            hit = self._regex.fullmatch(value) is not None  # type: ignore[union-attr]
         return hit if op == "=~" else not hit
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -68,6 +87,12 @@ class Matcher:
 
 
 _LEADING_FLAGS = re.compile(r"^\(\?([ims]+)\)")
+
+
+def _pattern(value: str) -> str:
+    # Alertmanager compiles `^(?:value)$` without flags: `.` does not match a
+    # newline, as in Go's RE2.
+    return f"(?:{_scope_leading_flags(value)})"
 
 
 def _scope_leading_flags(value: str) -> str:

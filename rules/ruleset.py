@@ -26,6 +26,7 @@ from rules.templates import attr_string
 
 CiAttrs = Callable[[str], Mapping[str, Any] | None]
 
+# 4 and 5 are =~ and !~ on a regex of literals, looked up in its set of strings
 _OP_CODES = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 
 
@@ -87,7 +88,7 @@ class AlertView(Mapping[str, str]):
 
 # --- compiled rules ------------------------------------------------------------
 
-_Compiled = tuple[tuple[str, bool, int, str, Any], ...]
+_Compiled = tuple[tuple[str, bool, int, Any, Any], ...]  # name, is_ci, op code, value(s), regex
 
 
 def _compile_matchers(matchers: Iterable[Matcher]) -> _Compiled:
@@ -95,7 +96,10 @@ def _compile_matchers(matchers: Iterable[Matcher]) -> _Compiled:
     for m in matchers:
         is_ci = m.name.startswith(CI_PREFIX)
         name = m.name[len(CI_PREFIX) :] if is_ci else m.name
-        out.append((name, is_ci, _OP_CODES[m.op], m.value, m._regex))
+        if m._values is not None:  # a regex of literals: a set to look up
+            out.append((name, is_ci, _OP_CODES[m.op] + 2, m._values, None))
+        else:
+            out.append((name, is_ci, _OP_CODES[m.op], m.value, m._regex))
     return tuple(out)
 
 
@@ -111,7 +115,13 @@ def _matches(compiled: _Compiled, labels: Mapping[str, str], ci: CiView) -> bool
         elif op == 2:
             if rx.fullmatch(v) is None:
                 return False
-        elif rx.fullmatch(v) is not None:
+        elif op == 3:
+            if rx.fullmatch(v) is not None:
+                return False
+        elif op == 4:
+            if v not in value:
+                return False
+        elif v in value:
             return False
     return True
 

@@ -408,12 +408,13 @@ class ProblemsPart:
         if pid is None:
             return None
         p = self.problems[pid]
-        p.links.pop(incident_id, None)
+        link = p.links.pop(incident_id, None)
         p.parts = [[i for i in prt if i != incident_id] for prt in p.parts]
         p.parts = [prt for prt in p.parts if prt] or [[]]
         p.updated_at = now
         self._dirty.add(pid)
-        self._sync_cluster(p)
+        if link is None or link.profile is not None:
+            self._sync_cluster(p)  # a link without a profile (an open incident's) is not in it
         self._touch(incident_id, None)
         return p
 

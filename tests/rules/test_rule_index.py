@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.index import regex_keys
+from rules.literals import regex_keys
 from rules.matchers import parse_matcher
 from rules.rule import Rule
 from rules.ruleset import RuleSet

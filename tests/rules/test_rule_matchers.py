@@ -60,3 +60,32 @@ def test_selector_with_commas_inside_quotes():
 def test_invalid_matchers_are_rejected(text):
     with pytest.raises(MatcherError):
         parse_matcher(text)
+
+
+LITERAL_REGEXES = [
+    "a|b|c", "", "a|", "(?:db-1|db-2)", "api-(exporter|metrics)", "x\\.y", "(a|b)(c|)",
+    "(?:Kube|Node)Pod(Down|Slow)", "a\\|b", "()", "a(b|c)d|e",
+]
+PROBES = [
+    "", "a", "b", "c", "ab", "db-1", "db-2", "db-3", "api-exporter", "api-metrics", "api-",
+    "x.y", "xzy", "ac", "bc", "a", "b", "KubePodDown", "NodePodSlow", "KubePod", "a|b",
+    "abd", "acd", "e", "ad", "a\n", "A",
+]
+
+
+@pytest.mark.parametrize("rx", LITERAL_REGEXES)
+def test_regex_of_literals_is_a_set_and_matches_as_the_regex_does(rx):
+    import re
+
+    for op in ("=~", "!~"):
+        m = parse_matcher(f'job{op}"{rx}"' if "\\" not in rx else f"job{op}{rx}")
+        assert m._values is not None, "read as a set of strings, not compiled"
+        compiled = re.compile(f"(?:{rx})")
+        for value in PROBES:
+            hit = compiled.fullmatch(value) is not None
+            assert m.matches({"job": value}) is (hit if op == "=~" else not hit), (rx, op, value)
+
+
+def test_regex_that_is_not_a_list_of_literals_is_compiled():
+    m = parse_matcher('job=~"api-.*"')
+    assert m._values is None and m.matches({"job": "api-x"}) and not m.matches({"job": "web"})
