@@ -233,6 +233,7 @@ class TopologyCorrelator:
         alone = {ci: w_x}
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
+        s_alone: float | None = None
         for inc in open_incidents:
             if not self._active(inc, now, window, ci, w_x):
                 continue
@@ -243,7 +244,8 @@ class TopologyCorrelator:
             if after is None:
                 continue  # no single fault explains this alert together with the incident
             s_inc, _ = ex.fault_or_noise(weights)
-            s_alone, _ = ex.fault_or_noise(alone)
+            if s_alone is None:
+                s_alone = ex.fault_or_noise(alone)[0]
             # the longer the incident has been quiet, the less a new alert looks like its fault
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
             gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - (s_inc + s_alone)
