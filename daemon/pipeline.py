@@ -143,6 +143,10 @@ class Pipeline:
         for sink in self.change_sinks:
             if sink not in self.components:
                 self.components.append(sink)
+        # asked before every replayed event: looked up once
+        self._deadlines = [self.incidents.next_deadline] + [
+            fn for c in self.components if (fn := getattr(c, "next_deadline", None)) is not None
+        ]
 
     @property
     def order(self) -> list[str]:
@@ -183,13 +187,12 @@ class Pipeline:
                 listener.on_changes(changes, now)
 
     def next_deadline(self) -> float | None:
-        deadlines = [self.incidents.next_deadline()]
-        for c in self.components:
-            fn = getattr(c, "next_deadline", None)
-            if fn is not None:
-                deadlines.append(fn())
-        due = [d for d in deadlines if d is not None]
-        return min(due) if due else None
+        first = None
+        for fn in self._deadlines:
+            due = fn()
+            if due is not None and (first is None or due < first):
+                first = due
+        return first
 
     def tick(self, now: float) -> None:
         """Fire every timer due at or before `now`, in every component."""
