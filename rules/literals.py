@@ -11,45 +11,51 @@ load a large CMDB.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 _META = set(".^$*+?{}[]\\|()")
 _RUN = re.compile(r"[^.^$*+?{}\[\]\\|()]+")  # literal characters
 _NESTING = re.compile(r"[\\()\[]")  # what makes a `|` other than top-level
 
 
+def _marks(rx: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """Each `(`, `)` and `|` of a regex from `start`, outside escapes and character
+    classes, with the depth of groups it stands in (a group's parentheses stand
+    outside it); last, ("", depth left open), or -1 when a class is left open."""
+    depth, i, in_class = 0, start, False
+    while i < len(rx):
+        c = rx[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            yield i, c, depth
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            yield i, c, depth
+        elif c == "|":
+            yield i, c, depth
+        i += 1
+    yield len(rx), "", -1 if in_class else depth
+
+
 def _split_top(rx: str) -> list[str] | None:
     """Split a regex on its top-level `|`; None if it cannot be read simply."""
     if not _NESTING.search(rx):
         return rx.split("|")
-    parts, cur, depth, i = [], [], 0, 0
-    in_class = False
-    while i < len(rx):
-        c = rx[i]
-        if c == "\\":
-            cur.append(rx[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-        elif c == "[":
-            in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == "|" and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    if depth != 0 or in_class:
-        return None
-    parts.append("".join(cur))
+    parts, last = [], 0
+    for i, c, depth in _marks(rx):
+        if depth < 0 or (not c and depth != 0):
+            return None
+        if c == "|" and depth == 0:
+            parts.append(rx[last:i])
+            last = i + 1
+    parts.append(rx[last:])
     return parts
 
 
@@ -66,23 +72,9 @@ _MAX_EXPANSION = 64
 
 
 def _matching_paren(rx: str, start: int) -> int:
-    depth, i, in_class = 0, start, False
-    while i < len(rx):
-        c = rx[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    for i, c, depth in _marks(rx, start):
+        if c == ")" and depth == 0:
+            return i
     return -1
 
 

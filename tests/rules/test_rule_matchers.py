@@ -1,6 +1,8 @@
 """Matchers behave as Alertmanager's (pkg/labels)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules.matchers import MatcherError, parse_matcher, parse_matchers
 
@@ -89,3 +91,21 @@ def test_regex_of_literals_is_a_set_and_matches_as_the_regex_does(rx):
 def test_regex_that_is_not_a_list_of_literals_is_compiled():
     m = parse_matcher('job=~"api-.*"')
     assert m._values is None and m.matches({"job": "api-x"}) and not m.matches({"job": "web"})
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(alphabet="ab-|()\\.?*+[]{}:", max_size=10),
+    st.lists(st.text(alphabet="ab-|().:", max_size=5), max_size=8),
+)
+def test_a_regex_read_as_literals_is_valid_and_matches_exactly_those(rx, probes):
+    import re
+
+    from rules.literals import regex_keys
+
+    keys = regex_keys(rx)
+    if keys is None or keys[0] != "exact":
+        return
+    compiled = re.compile(f"(?:{rx})")  # never a regex Alertmanager would reject
+    for value in [*keys[1], *probes]:
+        assert (compiled.fullmatch(value) is not None) is (value in keys[1]), (rx, value)
