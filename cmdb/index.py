@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from cmdb.model import MatchBlock
+from rules.matchers import Matcher
 
 _NO_CI = ""
 
@@ -46,21 +47,22 @@ class MatcherIndex:
         for opts in options.values():
             for keys in opts:
                 freq.update(keys)
-        self._by_pair: dict[tuple[str, str], list[MatchBlock]] = {}
-        self._scan: list[MatchBlock] = []
+        self._by_pair: dict[tuple[str, str], list[_Entry]] = {}
+        self._scan: list[_Entry] = []
         for block in blocks:
             opts = options[id(block)]
+            entry = _entry(block)
             if opts:
                 keys = min(opts, key=lambda ks: (max(freq[k] for k in ks), len(ks), sorted(ks)))
                 for key in keys:
-                    self._by_pair.setdefault(key, []).append(block)
+                    self._by_pair.setdefault(key, []).append(entry)
             else:
-                self._scan.append(block)
+                self._scan.append(entry)
         # Candidates are tried best first, so the first full match is the answer
         # within one list; lists are merged by comparing their winners.
         for lst in self._by_pair.values():
-            lst.sort(key=_sort_key)
-        self._scan.sort(key=_sort_key)
+            lst.sort(key=lambda e: e[0])
+        self._scan.sort(key=lambda e: e[0])
         self._cache: dict[frozenset[tuple[str, str]], str] = {}
         self._cache_size = cache_size
         self._blocks = blocks
@@ -101,22 +103,37 @@ class MatcherIndex:
         return self._lookup(labels)
 
     def _lookup(self, labels: Mapping[str, str]) -> str | None:
-        best: MatchBlock | None = None
+        best: _Entry | None = None
         by_pair = self._by_pair
         for pair in labels.items():
             cands = by_pair.get(pair)
-            if cands is None:
-                continue
-            for block in cands:
-                if best is not None and _sort_key(block) >= _sort_key(best):
-                    break
-                if all(m.matches(labels) for m in block.matchers):
-                    best = block
-                    break
-        for block in self._scan:
-            if best is not None and _sort_key(block) >= _sort_key(best):
+            if cands is not None:
+                best = _first_match(cands, labels, best)
+        best = _first_match(self._scan, labels, best)
+        return best[3].ci if best is not None else None
+
+
+# A block as the index tries it: its rank (`_sort_key`), its equality pairs (compared
+# inline, the cheap and usual case) and its other matchers.
+_Entry = tuple[tuple[int, int, int], tuple[tuple[str, str], ...], tuple[Matcher, ...], MatchBlock]
+
+
+def _entry(block: MatchBlock) -> _Entry:
+    eqs = tuple((m.name, m.value) for m in block.matchers if m.is_equality)
+    rest = tuple(m for m in block.matchers if not m.is_equality)
+    return (_sort_key(block), eqs, rest, block)
+
+
+def _first_match(entries: list[_Entry], labels: Mapping[str, str], best: _Entry | None) -> _Entry | None:
+    """The best of `best` and the first of `entries` (sorted by rank) the labels satisfy."""
+    get = labels.get
+    for entry in entries:
+        if best is not None and entry[0] >= best[0]:
+            break
+        for name, value in entry[1]:
+            if get(name, "") != value:
                 break
-            if all(m.matches(labels) for m in block.matchers):
-                best = block
-                break
-        return best.ci if best is not None else None
+        else:
+            if all(m.matches(labels) for m in entry[2]):
+                return entry
+    return best

@@ -1,0 +1,43 @@
+"""The CMDB's matcher index finds what trying every block in turn finds."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cmdb.index import MatcherIndex
+from cmdb.model import MatchBlock
+from rules.matchers import parse_matcher
+
+NAMES = ["cluster", "service", "job", "node"]
+VALUES = ["a", "b", "c", ""]
+REGEXES = ["a|b", "b", "(a|c)", "a.*", ".+", "c|"]
+
+matcher = st.one_of(
+    st.builds(lambda n, v: parse_matcher(f'{n}="{v}"'), st.sampled_from(NAMES), st.sampled_from(VALUES)),
+    st.builds(lambda n, v: parse_matcher(f'{n}!="{v}"'), st.sampled_from(NAMES), st.sampled_from(VALUES)),
+    st.builds(lambda n, r: parse_matcher(f'{n}=~"{r}"'), st.sampled_from(NAMES), st.sampled_from(REGEXES)),
+    st.builds(lambda n, r: parse_matcher(f'{n}!~"{r}"'), st.sampled_from(NAMES), st.sampled_from(REGEXES)),
+)
+blocks = st.lists(st.lists(matcher, min_size=1, max_size=4), max_size=12).map(
+    lambda ms: [MatchBlock(f"ci{i}", tuple(m), i) for i, m in enumerate(ms)]
+)
+label_sets = st.dictionaries(st.sampled_from(NAMES), st.sampled_from(VALUES[:3]))
+
+
+def naive(bs: list[MatchBlock], labels: dict[str, str]) -> str | None:
+    """The most specific block whose every matcher holds (most matchers, then most
+    equalities, then the first defined)."""
+    hits = [b for b in bs if all(m.matches(labels) for m in b.matchers)]
+    if not hits:
+        return None
+    return min(hits, key=lambda b: (-b.specificity[0], -b.specificity[1], b.order)).ci
+
+
+@settings(max_examples=400, deadline=None)
+@given(blocks, st.lists(label_sets, min_size=1, max_size=6))
+def test_index_lookup_equals_trying_every_block(bs, alerts):
+    index = MatcherIndex(bs)
+    for labels in alerts:
+        assert index.lookup_uncached(labels) == naive(bs, labels)
+        assert index.lookup(labels) == naive(bs, labels)  # and through the cache
