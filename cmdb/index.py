@@ -128,12 +128,13 @@ def _first_match(entries: list[_Entry], labels: Mapping[str, str], best: _Entry 
     """The best of `best` and the first of `entries` (sorted by rank) the labels satisfy."""
     get = labels.get
     for entry in entries:
-        if best is not None and entry[0] >= best[0]:
+        rank, eqs, rest, _ = entry
+        if best is not None and rank >= best[0]:
             break
-        for name, value in entry[1]:
+        for name, value in eqs:
             if get(name, "") != value:
                 break
         else:
-            if all(m.matches(labels) for m in entry[2]):
+            if all(m.matches(labels) for m in rest):
                 return entry
     return best

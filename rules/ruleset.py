@@ -26,8 +26,8 @@ from rules.templates import attr_string
 
 CiAttrs = Callable[[str], Mapping[str, Any] | None]
 
-# 4 and 5 are =~ and !~ on a regex of literals, looked up in its set of strings
 _OP_CODES = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
+_SET_OP_CODES = {"=~": 4, "!~": 5}  # on a regex of literals, looked up in its set of strings
 
 
 class CiView:
@@ -96,8 +96,8 @@ def _compile_matchers(matchers: Iterable[Matcher]) -> _Compiled:
     for m in matchers:
         is_ci = m.name.startswith(CI_PREFIX)
         name = m.name[len(CI_PREFIX) :] if is_ci else m.name
-        if m._values is not None:  # a regex of literals: a set to look up
-            out.append((name, is_ci, _OP_CODES[m.op] + 2, m._values, None))
+        if m.literals is not None:
+            out.append((name, is_ci, _SET_OP_CODES[m.op], m.literals, None))
         else:
             out.append((name, is_ci, _OP_CODES[m.op], m.value, m._regex))
     return tuple(out)
