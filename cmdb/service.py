@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from cmdb.holder import CmdbHolder
 from cmdb.loader import validate_cmdb
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from daemon.app import Daemon
     from daemon.config import Config
 
@@ -32,6 +32,8 @@ class CmdbPart:
         return list(self.holder.last_errors) or [self.holder.last_error or "CMDB reload failed"]
 
     def add_routes(self, app: web.Application, daemon: Daemon) -> None:
+        from aiohttp import web
+
         holder = self.holder
 
         async def get_status(request: web.Request) -> web.Response:

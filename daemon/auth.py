@@ -34,13 +34,17 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import web
 
 from daemon.config import Config, ConfigError, load_config
 from daemon.yamlsrc import line_of
+
+if TYPE_CHECKING:  # the HTTP side loads aiohttp when the daemon serves
+    from aiohttp import web
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = structlog.get_logger("incidentd.auth")
 
@@ -220,6 +224,8 @@ class AuthPart:
 
 
 def _deny(status: int, message: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    from aiohttp import web
+
     return web.json_response({"error": message, "detail": detail}, status=status, headers=headers)
 
 
@@ -236,12 +242,11 @@ def _take(tok: Token, now: float) -> float:
     return (1 - tok.tokens) / tok.rate_limit
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
     """The aiohttp middleware: 401 without a valid token, 403 with the wrong role,
     429 over the token's rate, 413 over its body size; sets `request["identity"]`."""
+    from aiohttp import web
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

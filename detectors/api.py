@@ -8,12 +8,13 @@ and the fingerprint of its ``MetricAnomaly`` alert.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from daemon.store import Store
 from daemon.timefmt import format_rfc3339
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def anomaly_views(store: Store, state: str = "all", limit: int | None = None) -> list[dict[str, Any]]:
@@ -49,6 +50,8 @@ def anomalies_section(components: Any, store: Store) -> list[dict[str, Any]]:
 
 
 async def list_anomalies(request: web.Request) -> web.Response:
+    from aiohttp import web
+
     from daemon.api import DAEMON_KEY, error
 
     daemon = request.app[DAEMON_KEY]

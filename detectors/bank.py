@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from detectors.model import FittedModel
-from detectors.series import SeriesDetector
 from detectors.spec import DEFAULT_SPEC, DetectorSpec
 from rules.matchers import matches_all
+
+if TYPE_CHECKING:  # numpy and PyOD load with the first series a detector selects
+    from detectors.model import FittedModel
+    from detectors.series import SeriesDetector
 
 ALERTNAME = "MetricAnomaly"
 
@@ -122,7 +124,11 @@ class DetectorBank:
             spec = self._spec_for(labels)
             # Series no detector selects are remembered too (detector None),
             # so that matching runs once per series, not once per sample.
-            detector = SeriesDetector(spec, inline_refit=self.inline) if spec else None
+            detector = None
+            if spec is not None:
+                from detectors.series import SeriesDetector
+
+                detector = SeriesDetector(spec, inline_refit=self.inline)
             entry = _Entry(spec or DEFAULT_SPEC, detector, ts)
             self._series[key] = entry
         entry.last_seen = max(entry.last_seen, ts)

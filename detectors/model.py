@@ -48,18 +48,7 @@ import numpy as np
 
 from detectors.calibration import SHORT
 from detectors.features import SPAN, RobustScaler, detect_period, feature_matrix, feature_row
-
-# name -> (module, class, default parameters). KNN is the default (see
-# DetectorSpec); the others are offered for experiments and special series.
-MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "knn": ("pyod.models.knn", "KNN", {"n_neighbors": 10, "method": "mean"}),
-    "hbos": ("pyod.models.hbos", "HBOS", {}),
-    "ecod": ("pyod.models.ecod", "ECOD", {}),
-    "copod": ("pyod.models.copod", "COPOD", {}),
-    "iforest": ("pyod.models.iforest", "IForest", {"n_estimators": 50, "random_state": 0}),
-    "loda": ("pyod.models.loda", "LODA", {}),
-    "lof": ("pyod.models.lof", "LOF", {"n_neighbors": 20}),
-}
+from detectors.spec import MODELS
 
 MIN_TRAINING_ROWS = 50
 # KNN parameters the numpy scorer reproduces (PyOD's defaults for the metric).

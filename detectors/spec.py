@@ -5,7 +5,7 @@ detectors:
   - name: node-cpu                      # unique
     match: ['__name__="node_cpu_busy"', 'env=~"prod|staging"']   # or {env: prod}
     promql: 'avg by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m]))'
-    model: knn                          # a PyOD model (see detectors.model.MODELS)
+    model: knn                          # a PyOD model (see MODELS below)
     params: {n_neighbors: 10}           # passed to the model
     sensitivity: 0.6                    # 0 (fewest alerts) .. 1 (most)
     warmup: 150                         # samples before a series may alert
@@ -26,8 +26,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.model import MODELS
 from rules.matchers import Matcher, parse_matchers
+
+# name -> (module, class, default parameters). KNN is the default (see
+# DetectorSpec); the others are offered for experiments and special series.
+MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "knn": ("pyod.models.knn", "KNN", {"n_neighbors": 10, "method": "mean"}),
+    "hbos": ("pyod.models.hbos", "HBOS", {}),
+    "ecod": ("pyod.models.ecod", "ECOD", {}),
+    "copod": ("pyod.models.copod", "COPOD", {}),
+    "iforest": ("pyod.models.iforest", "IForest", {"n_estimators": 50, "random_state": 0}),
+    "loda": ("pyod.models.loda", "LODA", {}),
+    "lof": ("pyod.models.lof", "LOF", {"n_neighbors": 20}),
+}
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

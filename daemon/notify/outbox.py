@@ -24,15 +24,17 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from daemon.notify.config import NotifySettings
 from daemon.notify.receivers import DeliveryError, Receiver, make_receiver
 from daemon.store import Store, dumps, register_schema
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = structlog.get_logger("incidentd.notify")
 
@@ -120,6 +122,8 @@ class Deliverer:
         self._wake.set()
 
     async def start(self) -> None:
+        import aiohttp
+
         self._session = aiohttp.ClientSession()
         for name, rc in self.settings.receivers.items():
             self._receivers[name] = _ReceiverLanes(make_receiver(rc, self._session))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from email.message import EmailMessage
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.notify.config import ReceiverConfig
 from daemon.notify.templates import Templates, context, render
+
+if TYPE_CHECKING:  # HTTP delivery loads aiohttp with the daemon's session
+    import aiohttp
 
 USER_AGENT = "incidentd-notify/1"
 _PD_SEVERITY = {"critical": "critical", "page": "critical", "error": "error", "warning": "warning"}
@@ -97,6 +98,8 @@ class HttpReceiver:
         return webhook_body(message, rc.name, text)
 
     async def send(self, message: dict[str, Any]) -> None:
+        import aiohttp
+
         rc = self.config
         headers = {"User-Agent": USER_AGENT, "Idempotency-Key": str(message["id"]), **rc.headers}
         try:
