@@ -165,3 +165,22 @@ def test_an_invalid_event_stops_replay_with_file_and_line(tmp_path):
         "events.jsonl:2: alert.labels.severity: expected a string, got a number"
     )
     assert not (tmp_path / "result.json").exists()
+
+
+def test_commands_that_serve_nothing_load_neither_the_http_stack_nor_numpy(tmp_path):
+    """check-config and an alert-only replay run many times in scripts and benchmarks:
+    aiohttp loads when the daemon serves or sends, numpy and PyOD with the first series
+    a detector selects."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"kind": "alert", "at": "2026-01-05T10:00:00Z", "alert": {
+        "labels": {"alertname": "Down", "service": "a"}, "startsAt": "2026-01-05T10:00:00Z"}}) + "\n")
+    probe = (
+        "import sys\n"
+        "from daemon.cli import main\n"
+        f"main(['replay', '--input', {str(events)!r}, '--output', {str(tmp_path / 'r.json')!r}])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'numpy', 'pyod'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert json.loads((tmp_path / "r.json").read_text())["incidents"][0]["alerts"][0]["labels"]["service"] == "a"
