@@ -16,6 +16,12 @@ each, the way deployments differ:
 - `stale`: a fifth of the service-to-service and service-to-datastore
   dependencies dropped from the CMDB in every cluster alike (so no other
   cluster's records reveal them).
+- `wide`: the shop in four clusters instead of two: a copy of every
+  cluster's CIs and alerts in two more clusters with their own nodes and
+  networks, its week shifted by 3h41m, behind the same business service
+  (the copy's SLO alerts are a second SLO of it); twice the faults and
+  noise, overlapping anywhere in a graph twice the size (unlike `busy`, no
+  alert of the copy shares a label set with the original).
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant.
@@ -27,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -156,6 +163,70 @@ def stale(events, truth, cmdb, rnd, share: float = 0.2):
     return events, truth, cmdb
 
 
+# the two added clusters of `wide`: euw1/use1 -> euw2/use2, node subnets 10.1/10.2 ->
+# 10.3/10.4, and the business service's SLO alerts -> its second SLO
+_WIDE_SUBS = (
+    (re.compile(r"(euw|use)1(?!\d)"), r"\g<1>2"),
+    (re.compile(r"\bip-10-([12])-"), lambda m: f"ip-10-{int(m[1]) + 2}-"),
+    (re.compile(r"\b10\.([12])\.(?=\d)"), lambda m: f"10.{int(m[1]) + 2}."),
+    (re.compile(r"^sock-shop-availability$"), "sock-shop-latency"),
+)
+
+
+def _renamed(obj):
+    """Every string in a JSON value with the second deployment's names."""
+    if isinstance(obj, dict):
+        return {k: _renamed(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_renamed(v) for v in obj]
+    if isinstance(obj, str):
+        for pattern, repl in _WIDE_SUBS:
+            obj = pattern.sub(repl, obj)
+    return obj
+
+
+def wide(events, truth, cmdb, rnd, shift: float = 3 * 3600 + 41 * 60):
+    """The scenario and a copy of it in two more clusters, shifted: ids of the copy's
+    faults, noise groups and changes get an `x`."""
+    from daemon.model import fingerprint
+
+    f = lambda t: t + shift  # noqa: E731
+    copy = _renamed(_retime(events, f))
+    for e in copy:
+        if e.get("kind") == "change" and "id" in e:
+            e["id"] += "x"
+        alert = e.get("alert")
+        if isinstance(alert, dict) and "fingerprint" in alert:
+            alert["fingerprint"] = fingerprint(alert["labels"])
+    t2 = _renamed(_retime(truth, f))
+    for a in t2["alerts"]:
+        a["fingerprint"] = fingerprint(a["labels"])
+        if a["fault"] != "noise":
+            a["fault"] += "x"
+        a["group"] += "x"
+    for fault in t2["faults"]:
+        fault["id"] += "x"
+        fault["concurrent_with"] = [c + "x" for c in fault.get("concurrent_with", [])]
+    for c in t2.get("changes", []):
+        c["id"] += "x"
+        if c.get("caused_fault"):
+            c["caused_fault"] += "x"
+    for prob in t2.get("problems", []):
+        prob["faults"] = [i + "x" for i in prob.get("faults", [])]
+    out = dict(truth)
+    for key in ("alerts", "faults", "changes", "problems"):
+        out[key] = truth.get(key, []) + t2.get(key, [])
+    cis = [dict(ci) for ci in cmdb["cis"]]
+    for ci in cis:
+        if ci.get("type") == "business_service":
+            twin = _renamed(ci)
+            ci["match"] = [ci["match"], twin["match"]]
+            ci["depends_on"] = list(ci.get("depends_on", [])) + twin.get("depends_on", [])
+    added = [c for c in _renamed(cmdb["cis"]) if c.get("type") != "business_service"]
+    out_cmdb = dict(cmdb, cis=cis + added)
+    return sorted(events + copy, key=lambda e: _ts(e["at"])), out, out_cmdb
+
+
 VARIANTS = {
     "as is": lambda events, truth, cmdb, rnd: (events, truth, cmdb),
     "slow1.5": stretched(1.5),
@@ -163,6 +234,7 @@ VARIANTS = {
     "busy": busy,
     "long": long,
     "stale": stale,
+    "wide": wide,
 }
 
 
