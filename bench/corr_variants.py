@@ -16,6 +16,9 @@ each, the way deployments differ:
 - `stale`: a fifth of the service-to-service and service-to-datastore
   dependencies dropped from the CMDB in every cluster alike (so no other
   cluster's records reveal them).
+- `moved`: a fifth of the workloads' node placements are out of date: the
+  CMDB says a replica runs on another node of the same pool than the one
+  it runs on (pods were rescheduled since the CMDB was written).
 - `wide`: the shop in four clusters instead of two: a copy of every
   cluster's CIs and alerts in two more clusters with their own nodes and
   networks, its week shifted by 3h41m, behind the same business service
@@ -163,6 +166,29 @@ def stale(events, truth, cmdb, rnd, share: float = 0.2):
     return events, truth, cmdb
 
 
+def moved(events, truth, cmdb, rnd, share: float = 0.2):
+    """Point a share of the workload -> host (node) edges at another host that CIs of the
+    workload's type in its cluster run on, one it is not on yet."""
+    types = {c["id"]: c.get("type") for c in cmdb["cis"]}
+    cis = [dict(c) for c in cmdb["cis"]]
+    pools: dict[tuple[str, str | None], set[str]] = {}  # (cluster, workload type) -> nodes
+    for ci in cis:
+        if types[ci["id"]] != "host":
+            for dep in ci.get("depends_on", []):
+                if types.get(dep) == "host":
+                    pools.setdefault((ci["id"].split(".")[-1], types[ci["id"]]), set()).add(dep)
+    for ci in cis:
+        deps = list(ci.get("depends_on", []))
+        pool = sorted(pools.get((ci["id"].split(".")[-1], types[ci["id"]]), ()))
+        for i, dep in enumerate(deps):
+            if types.get(dep) == "host" and rnd.random() < share:
+                others = [n for n in pool if n not in deps]
+                if others:
+                    deps[i] = rnd.choice(others)
+        ci["depends_on"] = deps
+    return events, truth, dict(cmdb, cis=cis)
+
+
 # the two added clusters of `wide`: euw1/use1 -> euw2/use2, node subnets 10.1/10.2 ->
 # 10.3/10.4, and the business service's SLO alerts -> its second SLO
 _WIDE_SUBS = (
@@ -234,6 +260,7 @@ VARIANTS = {
     "busy": busy,
     "long": long,
     "stale": stale,
+    "moved": moved,
     "wide": wide,
 }
 
