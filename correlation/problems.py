@@ -225,14 +225,16 @@ class Idf:
     """Document frequencies of tokens over the incidents profiled so far (online IDF).
 
     The weights in use come from a snapshot of the counts, renewed once the number
-    of documents has grown by `refresh` (10 %) since the last one. Every vector
-    depends on the document count, so weights that moved with each new incident
-    would make each one recompute every vector it is compared with; a snapshot
-    keeps them valid for many incidents. Until 20 documents it is renewed with
-    every incident.
+    of documents has grown by `refresh` (a quarter) since the last one. Every
+    vector depends on the document count, so weights that moved with each new
+    incident would make each one recompute every vector it is compared with; a
+    snapshot keeps them valid for many incidents. Between snapshots the document
+    count's share of every weight lags by at most ln(1 + refresh) (0.22), the same
+    for all tokens; a new token weighs as if no document had it. While fewer
+    than 1 / `refresh` documents, it is renewed with every incident.
     """
 
-    def __init__(self, refresh: float = 0.1) -> None:
+    def __init__(self, refresh: float = 0.25) -> None:
         self.docs = 0
         self.df: Counter[str] = Counter()
         self._seen: set[str] = set()
