@@ -78,6 +78,25 @@ def _read(scen: str) -> tuple[list[dict], dict, dict]:
     return events, truth, cmdb
 
 
+def _tag_copy(events: list[dict], truth: dict, tag: str) -> None:
+    """Mark a copy of the scenario: its change ids, and its faults, noise groups and
+    changes in the truth, get `tag` appended."""
+    for e in events:
+        if e.get("kind") == "change" and "id" in e:
+            e["id"] += tag
+    for a in truth["alerts"]:
+        if a["fault"] != "noise":
+            a["fault"] += tag
+        a["group"] += tag
+    for fault in truth["faults"]:
+        fault["id"] += tag
+        fault["concurrent_with"] = [c + tag for c in fault.get("concurrent_with", [])]
+    for c in truth.get("changes", []):
+        c["id"] += tag
+        if c.get("caused_fault"):
+            c["caused_fault"] += tag
+
+
 def stretched(k: float):
     def make(events, truth, cmdb, rnd):
         t0 = min(_ts(e["at"]) for e in events)
@@ -90,18 +109,9 @@ def busy(events, truth, cmdb, rnd, shift: float = 2 * 3600 + 13 * 60):
     """The scenario and a shifted copy of it: fault and noise ids of the copy get a `b`."""
     f = lambda t: t + shift  # noqa: E731
     copy = _retime(events, f)
-    for e in copy:
-        if e.get("kind") == "change" and "id" in e:
-            e["id"] = f"{e['id']}b"
-    merged = sorted(events + copy, key=lambda e: _ts(e["at"]))
     t2 = _retime(truth, f)
-    for a in t2["alerts"]:
-        if a["fault"] != "noise":
-            a["fault"] += "b"
-        a["group"] += "b"
-    for fault in t2["faults"]:
-        fault["id"] += "b"
-        fault["concurrent_with"] = [c + "b" for c in fault.get("concurrent_with", [])]
+    _tag_copy(copy, t2, "b")
+    merged = sorted(events + copy, key=lambda e: _ts(e["at"]))
     out = dict(truth)
     out["alerts"] = truth["alerts"] + t2["alerts"]
     out["faults"] = truth["faults"] + t2["faults"]
@@ -115,23 +125,9 @@ def long(events, truth, cmdb, rnd, weeks: int = 4):
         list(truth.get("changes", []))
     for w in range(2, weeks + 1):
         f = lambda t, w=w: t + (w - 1) * 7 * 86400  # noqa: E731
-        tag = f"w{w}"
-        for e in _retime(events, f):
-            if e.get("kind") == "change" and "id" in e:
-                e["id"] += tag
-            all_events.append(e)
-        t2 = _retime(truth, f)
-        for a in t2["alerts"]:
-            if a["fault"] != "noise":
-                a["fault"] += tag
-            a["group"] += tag
-        for fault in t2["faults"]:
-            fault["id"] += tag
-            fault["concurrent_with"] = [c + tag for c in fault.get("concurrent_with", [])]
-        for c in t2.get("changes", []):
-            c["id"] += tag
-            if c.get("caused_fault"):
-                c["caused_fault"] += tag
+        copy, t2 = _retime(events, f), _retime(truth, f)
+        _tag_copy(copy, t2, f"w{w}")
+        all_events += copy
         alerts += t2["alerts"]
         faults += t2["faults"]
         changes += t2.get("changes", [])
@@ -218,25 +214,14 @@ def wide(events, truth, cmdb, rnd, shift: float = 3 * 3600 + 41 * 60):
 
     f = lambda t: t + shift  # noqa: E731
     copy = _renamed(_retime(events, f))
+    t2 = _renamed(_retime(truth, f))
+    _tag_copy(copy, t2, "x")
     for e in copy:
-        if e.get("kind") == "change" and "id" in e:
-            e["id"] += "x"
         alert = e.get("alert")
         if isinstance(alert, dict) and "fingerprint" in alert:
             alert["fingerprint"] = fingerprint(alert["labels"])
-    t2 = _renamed(_retime(truth, f))
     for a in t2["alerts"]:
         a["fingerprint"] = fingerprint(a["labels"])
-        if a["fault"] != "noise":
-            a["fault"] += "x"
-        a["group"] += "x"
-    for fault in t2["faults"]:
-        fault["id"] += "x"
-        fault["concurrent_with"] = [c + "x" for c in fault.get("concurrent_with", [])]
-    for c in t2.get("changes", []):
-        c["id"] += "x"
-        if c.get("caused_fault"):
-            c["caused_fault"] += "x"
     for prob in t2.get("problems", []):
         prob["faults"] = [i + "x" for i in prob.get("faults", [])]
     out = dict(truth)
