@@ -245,13 +245,15 @@ class IncidentManager:
                     if not group:
                         del self._open_by_key[inc.group_key]
 
-    def set_extra(self, incident_id: str, key: str, value: Any) -> None:
+    def set_extra(self, incident_id: str, key: str, value: Any) -> bool:
         """Let another package attach a field to an incident (shown in the API and
-        the replay result) and have it persisted."""
+        the replay result) and have it persisted. False when the incident is not held here."""
         inc = self.incidents.get(incident_id)
-        if inc is not None:
-            inc.extra[key] = value
-            self._dirty.add(incident_id)
+        if inc is None:
+            return False
+        inc.extra[key] = value
+        self._dirty.add(incident_id)
+        return True
 
     def set_problem_id(self, incident_id: str, problem_id: str | None) -> bool:
         """Link an active incident to a problem (the problems package); persisted with

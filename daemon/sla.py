@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -98,6 +98,11 @@ class SlaRecord:
     resolved_at: float | None = None
     acknowledge_breached: bool = False
     resolve_breached: bool = False
+    shown: tuple | None = field(default=None, compare=False)  # what the incident's `sla` field says
+
+    def view_key(self) -> tuple:
+        return (self.priority, self.acknowledge_due, self.resolve_due, self.acknowledge_breached,
+                self.resolve_breached)
 
     def view(self) -> dict[str, Any]:
         return {"priority": self.priority,
@@ -164,7 +169,9 @@ class SlaTracker:
 
     def _touch(self, rec: SlaRecord) -> None:
         self._dirty[rec.incident_id] = rec
-        self.incidents.set_extra(rec.incident_id, "sla", rec.view())
+        key = rec.view_key()
+        if key != rec.shown:  # most changes (an alert joining) leave the deadlines as they were
+            rec.shown = key if self.incidents.set_extra(rec.incident_id, "sla", rec.view()) else None
 
     # -- listener -----------------------------------------------------------------
 
