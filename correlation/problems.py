@@ -297,20 +297,10 @@ class Cluster:
 
     id: str
     parts: list[list[Profile]] = field(default_factory=list)
-    root_set: set[str] = field(default_factory=set)  # for a quick look before comparing
-    type_set: set[str | None] = field(default_factory=set)
-
-    def reindex(self) -> None:
-        self.root_set = {p.root for p in self.members}
-        self.type_set = {p.ci_type for p in self.members}
 
     @property
     def members(self) -> list[Profile]:
         return [p for part in self.parts for p in part]
-
-    @property
-    def roots(self) -> set[str]:
-        return {p.root for p in self.members}
 
 
 @dataclass(slots=True)
@@ -358,7 +348,6 @@ class ProblemClusterer:
 
     def add_cluster(self, cluster_id: str, parts: list[list[Profile]]) -> Cluster:
         c = Cluster(cluster_id, [list(p) for p in parts if p])
-        c.reindex()
         self.clusters[cluster_id] = c
         for p in c.members:
             self._enlist(cluster_id, p)
@@ -379,8 +368,6 @@ class ProblemClusterer:
         if c is None or len(c.parts) != parts:
             return False
         c.parts[part].append(profile)
-        c.root_set.add(profile.root)
-        c.type_set.add(profile.ci_type)
         self._enlist(cluster_id, profile)
         return True
 
@@ -408,7 +395,6 @@ class ProblemClusterer:
                 for part in c.parts:
                     part[:] = [p for p in part if p.incident_id != incident_id]
                 c.parts = [part for part in c.parts if part]
-                c.reindex()
 
     def expire(self, now: float) -> None:
         """Drop candidates older than the window. They were added as they resolved, so
