@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 
@@ -40,8 +41,6 @@ class Cmdb:
         self.graph = graph
         self.sources = list(sources)
         self.index = MatcherIndex(block for ci in self.cis.values() for block in ci.match)
-        self._down: dict[str, tuple[str, ...]] | None = None  # adjacency as plain tuples, built on
-        self._up: dict[str, tuple[str, ...]] | None = None  # first use (walks run on every new alert)
 
     @classmethod
     def empty(cls) -> Cmdb:
@@ -68,15 +67,15 @@ class Cmdb:
 
     def depends_on(self, ci: str) -> list[str]:
         """What `ci` needs (one hop)."""
-        return list(self._adjacency(True).get(ci, ()))
+        return list(self._down.get(ci, ()))
 
     def dependents_of(self, ci: str) -> list[str]:
         """What needs `ci` (one hop)."""
-        return list(self._adjacency(False).get(ci, ()))
+        return list(self._up.get(ci, ()))
 
     def dependent_count(self, ci: str) -> int:
         """How many CIs need `ci` directly."""
-        return len(self._adjacency(False).get(ci, ()))
+        return len(self._up.get(ci, ()))
 
     def relation(self, a: str, b: str) -> str | None:
         data = self.graph.get_edge_data(a, b)
@@ -86,11 +85,11 @@ class Cmdb:
 
     def dependencies(self, ci: str, hops: int | None = None) -> dict[str, int]:
         """Everything `ci` depends on, directly or transitively, with the hop count."""
-        return self._bfs(ci, self._adjacency(True), hops)
+        return self._bfs(ci, self._down, hops)
 
     def dependents(self, ci: str, hops: int | None = None) -> dict[str, int]:
         """Everything that depends on `ci`, directly or transitively, with the hop count."""
-        return self._bfs(ci, self._adjacency(False), hops)
+        return self._bfs(ci, self._up, hops)
 
     def ancestors(self, ci: str) -> set[str]:
         """networkx naming: the CIs that depend on `ci` (they reach it)."""
@@ -100,16 +99,14 @@ class Cmdb:
         """networkx naming: the CIs `ci` depends on (it reaches them)."""
         return set(self.dependencies(ci))
 
-    def _adjacency(self, down: bool) -> dict[str, tuple[str, ...]]:
-        adj = self._down if down else self._up
-        if adj is None:
-            view = self.graph.succ if down else self.graph.pred
-            adj = {n: tuple(nbrs) for n, nbrs in view.items()}
-            if down:
-                self._down = adj
-            else:
-                self._up = adj
-        return adj
+    # adjacency as plain tuples, built on first use: walks run on every new alert
+    @cached_property
+    def _down(self) -> dict[str, tuple[str, ...]]:
+        return {n: tuple(nbrs) for n, nbrs in self.graph.succ.items()}
+
+    @cached_property
+    def _up(self) -> dict[str, tuple[str, ...]]:
+        return {n: tuple(nbrs) for n, nbrs in self.graph.pred.items()}
 
     @staticmethod
     def _bfs(start: str, adj: Mapping[str, tuple[str, ...]], hops: int | None) -> dict[str, int]:
