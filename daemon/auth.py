@@ -242,7 +242,6 @@ def _take(tok: Token, now: float) -> float:
     return (1 - tok.tokens) / tok.rate_limit
 
 
-
 def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
     """The aiohttp middleware: 401 without a valid token, 403 with the wrong role,
     429 over the token's rate, 413 over its body size; sets `request["identity"]`."""

@@ -74,7 +74,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 continue
             where = f"{input_path}:{lineno}"
             try:
-                ev = orjson.loads(line.rstrip())
+                ev = orjson.loads(line)
                 if not isinstance(ev, dict):
                     raise PayloadError("", "an event must be a JSON object")
                 at = parse_time(ev.get("at"), "at")
