@@ -37,6 +37,7 @@ import networkx as nx
 from cmdb.drift import infer_missing_edges
 from cmdb.graph import Cmdb
 from cmdb.model import CI, CRITICALITIES, RELATIONS, MatchBlock
+from daemon import heap
 from daemon.yamlsrc import SourceError, line_of, load_yaml
 from rules.matchers import Matcher, MatcherError, parse_matchers
 
@@ -92,9 +93,10 @@ def validate_cmdb(paths: Iterable[str]) -> list[str]:
 def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
     """Build a CMDB from already parsed documents `(name, data)` (tests, generators)."""
     b = _Builder()
-    for name, data in docs:
-        b.add_document(name, data)
-    cmdb = b.finish()
+    with heap.paused():
+        for name, data in docs:
+            b.add_document(name, data)
+        cmdb = b.finish()
     if b.errors:
         raise CmdbError(b.errors)
     return cmdb
@@ -102,14 +104,15 @@ def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
 
 def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
     b = _Builder()
-    for path in paths:
-        try:
-            data = load_yaml(path)
-        except SourceError as exc:
-            b.errors.append(exc)
-            continue
-        b.add_document(path, data)
-    return b.finish(), b.errors
+    with heap.paused():  # a CMDB is built once and lives long: see daemon.heap
+        for path in paths:
+            try:
+                data = load_yaml(path)
+            except SourceError as exc:
+                b.errors.append(exc)
+                continue
+            b.add_document(path, data)
+        return b.finish(), b.errors
 
 
 class _Builder:

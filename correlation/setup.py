@@ -32,4 +32,6 @@ def build_correlation(
     except CmdbError as exc:
         raise CorrelationSetupError([str(e) for e in exc.errors]) from exc
     correlator = TopologyCorrelator(lambda: holder.cmdb, settings, fallback)
+    # move to a new CMDB at once, not at the next alert: the old graph can then be freed
+    holder.on_reload(lambda _cmdb: correlator.explainer)
     return CmdbStage(holder), correlator, CmdbPart(holder)

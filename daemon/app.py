@@ -12,7 +12,6 @@ still holds is processed first.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from daemon import heap
 from daemon.build import Components, build_pipeline, load_state
 from daemon.clock import SystemClock
 from daemon.config import Config
@@ -38,7 +38,6 @@ log = structlog.get_logger("incidentd.daemon")
 
 STORE_FILE = "incidentd.sqlite3"
 BATCH_LIMIT = 4096  # alerts per pipeline batch: keeps the event loop responsive
-GC_THRESHOLD0 = 50_000  # allocations between young-generation GC passes (Python's default: 700)
 
 
 class InboxFull(Exception):
@@ -224,14 +223,9 @@ class Daemon:
         load_state(self.components, self.store, self.clock.now())
         self._recover_inbox()
         # Full passes of the cyclic GC pause the loop for tens of milliseconds once
-        # thousands of incidents are in memory. What start-up loaded lives as long
-        # as the process: freeze it out of those passes. Requests allocate many
-        # short-lived objects that wait in the inbox queue for the worker; with the
-        # default gen0 threshold (700) they were promoted and triggered a full pass
-        # every second or so under load.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_THRESHOLD0, 20, 100)
+        # thousands of incidents are in memory, and requests allocate many short-lived
+        # objects that wait in the inbox queue for the worker (see daemon.heap).
+        heap.settle()
         self.metrics.inbox_depth.set(self._depth)
         host, port = split_listen(listen or self.config.listen)
         app = make_app(self)
@@ -275,6 +269,7 @@ class Daemon:
             results[name] = {"ok": not errors, "errors": errors or []}
             ok = ok and not errors
         self.metrics.config_reload_ok.set(1 if ok else 0)
+        heap.resettle()
         if ok:
             log.info("configuration reloaded")
         else:

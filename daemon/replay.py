@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from daemon import heap
 from daemon.build import Components, build_pipeline
 from daemon.clock import VirtualClock
 from daemon.config import Config
@@ -60,6 +61,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
     clock = VirtualClock()
     store = Store(os.path.join(workdir, "replay.sqlite3"), threaded=False)
     components = build_pipeline(config, clock, Metrics(), store)
+    heap.settle()  # as the daemon does after start-up
     pipeline = components.pipeline
     rt = config.incidents.resolve_timeout
     started = False

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from daemon import heap
+
 
 class LineDict(dict):
     """A mapping from a YAML file; `line` is its own line, `key_lines[k]` each key's."""
@@ -32,9 +34,13 @@ class LineList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-# libyaml's parser when the system has it (several times faster on big CMDBs);
-# the constructors that record line numbers are the same either way.
+# libyaml's parser when the system has it (several times faster on big CMDBs).
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MAP = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+_SEQ = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
+_MERGE = "tag:yaml.org,2002:merge"  # a `<<` key
+_FLATTEN = {_MERGE, "tag:yaml.org,2002:value"}  # and a `=` key
 
 
 class _Loader(_Base):  # type: ignore[misc,valid-type]
@@ -42,34 +48,79 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    loader.flatten_mapping(node)
     out = LineDict()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, list | dict):
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a scalar", key_node.start_mark
-            )
-        if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
+    _fill_mapping(out, node, lambda n: loader.construct_object(n, deep=True), loader)
     return out
 
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
-    out = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    out = LineList()
+    _fill_sequence(out, node, lambda n: loader.construct_object(n, deep=True))
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+def _fill_mapping(out: LineDict, node: yaml.MappingNode, value: Any, loader: _Loader) -> None:
+    merged = 0  # leading pairs that `<<` merge keys brought in: the mapping's own keys override them
+    if any(k.tag in _FLATTEN for k, _ in node.value):
+        own = sum(1 for k, _ in node.value if k.tag != _MERGE)
+        loader.flatten_mapping(node)
+        merged = len(node.value) - own
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    own_keys: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
+        key = value(key_node)
+        if isinstance(key, list | dict):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a scalar", key_node.start_mark
+            )
+        if i >= merged:
+            if key in (own_keys if merged else out):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            if merged:
+                own_keys.add(key)
+        out[key] = value(value_node)
+        out.key_lines[key] = key_node.start_mark.line + 1
+
+
+def _fill_sequence(out: LineList, node: yaml.SequenceNode, value: Any) -> None:
+    out.extend(value(child) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+
+
+_Loader.add_constructor(_MAP, _construct_mapping)
+_Loader.add_constructor(_SEQ, _construct_sequence)
+
+
+class _Converter:
+    """The values of a composed document. Plain strings, mappings and sequences (nearly
+    everything in a config or CMDB) are built here directly, several times faster than
+    PyYAML's general constructor; every other tag goes through it, with the same
+    results. A node seen twice (an alias) gives the same value, as with PyYAML."""
+
+    def __init__(self, loader: _Loader) -> None:
+        self.loader = loader
+        self.done: dict[int, Any] = {}
+
+    def value(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag == _STR and type(node) is yaml.ScalarNode:
+            return node.value
+        got = self.done.get(id(node))
+        if got is not None:
+            return got
+        if tag == _MAP and type(node) is yaml.MappingNode:
+            out = self.done[id(node)] = LineDict()
+            _fill_mapping(out, node, self.value, self.loader)
+        elif tag == _SEQ and type(node) is yaml.SequenceNode:
+            out = self.done[id(node)] = LineList()
+            _fill_sequence(out, node, self.value)
+        else:
+            out = self.done[id(node)] = self.loader.construct_object(node, deep=True)
+        return out
 
 
 class SourceError(Exception):
@@ -110,14 +161,19 @@ def load_yaml(path: str) -> Any:
 
 
 def load_yaml_text(text: str, path: str = "<string>") -> Any:
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        with heap.paused():  # see daemon.heap: a big file is hundreds of thousands of objects
+            node = loader.get_single_node()
+            return None if node is None else _Converter(loader).value(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise SourceError(path, line, f"invalid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise SourceError(path, 0, f"invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
 
 
 def line_of(node: Any, key: str | int | None = None) -> int:

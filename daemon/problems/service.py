@@ -18,6 +18,7 @@ problems:
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +131,7 @@ class ProblemsPart:
         self.incidents = incidents
         self.store = store
         self.cmdb_part = cmdb
-        self._roles_of: Any = None
+        self._roles_of: weakref.ref[Any] | None = None
         self._by_role: dict[tuple[str, Any], set[str]] | None = None
         self._roles: dict[str, frozenset[str]] = {}
         self._nbrs: dict[str, frozenset[str]] = {}
@@ -195,8 +196,9 @@ class ProblemsPart:
         cmdb = self._cmdb()
         if cmdb is None:
             return frozenset()
-        if self._roles_of is not cmdb:  # a reloaded CMDB: forget what was worked out
-            self._roles_of, self._roles, self._by_role, self._nbrs = cmdb, {}, None, {}
+        if self._roles_of is None or self._roles_of() is not cmdb:  # a reloaded CMDB: forget
+            # what was worked out (a weak reference: the replaced CMDB is not kept alive)
+            self._roles_of, self._roles, self._by_role, self._nbrs = weakref.ref(cmdb), {}, None, {}
         peers = self._roles.get(a)
         if peers is None:
             ca = cmdb.get(a)

@@ -1,0 +1,86 @@
+"""The line-tracking YAML loader: PyYAML's values, with lines, and clear errors."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+
+import pytest
+import yaml
+
+from daemon import heap
+from daemon.yamlsrc import LineDict, LineList, SourceError, line_of, load_yaml_text
+
+DOC = """\
+base: &b {x: 1, y: [a, b]}
+one:
+  <<: *b
+  y: 2
+same: *b
+two:
+  <<: [*b, {z: 1, x: 9}]
+scalars: [1, 2.5, true, null, "3", 2020-01-01, 0x10, ~]
+"""
+
+
+def test_values_equal_pyyamls_safe_load_and_carry_lines():
+    got = load_yaml_text(DOC)
+    assert got == yaml.safe_load(DOC)
+    assert isinstance(got, LineDict) and isinstance(got["scalars"], LineList)
+    assert got["scalars"][5] == datetime.date(2020, 1, 1) and got["scalars"][6] == 16
+    assert line_of(got, "two") == 6 and line_of(got["one"], "y") == 4
+    assert got["scalars"].item_lines == [8] * 8
+    # an alias is the same value, as with PyYAML
+    assert got["same"] is got["base"]
+
+
+def test_merge_keys_are_overridden_by_the_mappings_own_keys():
+    got = load_yaml_text(DOC)
+    assert got["one"] == {"x": 1, "y": 2}
+    assert got["two"] == {"x": 1, "y": ["a", "b"], "z": 1}  # the first merged map wins
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("a: 1\na: 2\n", 2, "duplicate key 'a'"),
+        ("m:\n  <<: {a: 1}\n  b: 1\n  b: 2\n", 4, "duplicate key 'b'"),
+        ("x: !foo 1\n", 1, "could not determine a constructor for the tag '!foo'"),
+        ("? [a]\n: 1\n", 1, "a mapping key must be a scalar"),
+        ("a: [1\n", 2, "did not find expected ',' or ']'"),
+        ("a: 1\n---\nb: 2\n", 2, "but found another document"),
+    ],
+)
+def test_errors_name_file_and_line(text, line, message):
+    with pytest.raises(SourceError) as err:
+        load_yaml_text(text, "f.yaml")
+    assert err.value.line == line and message in str(err.value)
+    assert str(err.value).startswith(f"f.yaml:{line}: invalid YAML")
+
+
+def test_empty_documents_are_none():
+    assert load_yaml_text("") is None
+    assert load_yaml_text("# only a comment\n") is None
+
+
+def test_loading_leaves_no_garbage_cycles_and_restores_the_collector():
+    gc.collect()
+    assert gc.isenabled()
+    load_yaml_text(DOC)
+    assert gc.isenabled()
+    assert gc.collect() == 0  # everything built was freed by reference counting
+
+
+def test_paused_nests_and_restores_the_collectors_state():
+    with heap.paused():
+        with heap.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with heap.paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
