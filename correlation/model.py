@@ -170,8 +170,12 @@ class Explainer:
             pool: set[str] = set(cis)
             for x in cis:
                 pool.update(topo.below_within(x, self.silent_reach))
-            belows = [topo.below(x) for x in cis]
-            got = {r: sum(1 for b in belows if r in b) for r in pool}
+            got = dict.fromkeys(pool, 0)
+            for x in cis:
+                below = topo.below(x)
+                for r in pool:
+                    if r in below:
+                        got[r] += 1
             remember(self._census, cis, got, 8192)
         return got
 
@@ -202,7 +206,11 @@ class Explainer:
         need = max(2 if len(weights) > 1 else 1, top - 1)
         out = [r for r, n in count.items() if (r in weights and n >= top - 2) or n >= need]
         if len(out) > self.max_candidates:
-            out.sort(key=lambda r: (-count[r], r not in weights, r))
+            # most alerting CIs explained first, then alerting CIs, then by name (stable
+            # sorts with keys in C: this runs for every new alert near a hub)
+            out.sort()
+            out = [r for r in out if r in weights] + [r for r in out if r not in weights]
+            out.sort(key=count.__getitem__, reverse=True)
             out = out[: self.max_candidates]
         return out
 
