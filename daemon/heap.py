@@ -5,7 +5,7 @@ objects have survived younger passes. A 5,000-CI CMDB, its index and
 thousands of incidents are hundreds of thousands of objects that live as
 long as the process, and building them allocates so fast that the collector
 runs again and again over what was just built: loading such a CMDB took
-three times longer with the collector on than off. So:
+two to three times longer with the collector on than off. So:
 
 - `paused()` around building a large structure (a CMDB, a YAML document):
   nothing built there is garbage until the build is done;
