@@ -170,12 +170,7 @@ class Explainer:
             pool: set[str] = set(cis)
             for x in cis:
                 pool.update(topo.below_within(x, self.silent_reach))
-            got = dict.fromkeys(pool, 0)
-            for x in cis:
-                below = topo.below(x)
-                for r in pool:
-                    if r in below:
-                        got[r] += 1
+            got = self._explaining(pool, cis)
             remember(self._census, cis, got, 8192)
         return got
 
@@ -189,10 +184,19 @@ class Explainer:
             topo = self.topo
             below_ci = topo.below(ci)
             got = {r: n + 1 if r in below_ci else n for r, n in self.census(cis).items()}
-            for r in topo.below_within(ci, self.silent_reach):
-                if r not in got:
-                    got[r] = sum(1 for x in key if r in topo.below(x))
+            new = [r for r in topo.below_within(ci, self.silent_reach) if r not in got]
+            got.update(self._explaining(new, key))
             remember(self._census, key, got, 8192)
+        return got
+
+    def _explaining(self, roots: Iterable[str], cis: Iterable[str]) -> dict[str, int]:
+        """How many of `cis` each of `roots` lies below (one pass per CI's closure)."""
+        got = dict.fromkeys(roots, 0)
+        for x in cis:
+            below = self.topo.below(x)
+            for r in got:
+                if r in below:
+                    got[r] += 1
         return got
 
     def candidates(self, weights: Mapping[str, Evidence], count: Mapping[str, int] | None = None) -> list[str]:
