@@ -214,7 +214,8 @@ class TopologyCorrelator:
         joinable = getattr(incidents, "joinable_incidents", None)
         open_incidents = list(joinable(now) if joinable else incidents.open_incidents())
         for inc in open_incidents:
-            if fp in _get(inc, "alerts", {}):
+            m = _get(inc, "alerts", {}).get(fp)
+            if m is not None and _get(m, "status") != "resolved":
                 return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
         topo = self.topology
         ci = event.ci

@@ -5,6 +5,10 @@ open (or was resolved less than the reopen window ago), the same label set
 firing again updates that alert instead of opening anything. The lifecycle is
 open -> acknowledged -> resolved; an incident resolves by itself once all its
 alerts are resolved, and reopens if one fires again within the reopen window.
+An alert that resolved longer ago than that fires as a new occurrence, placed
+like any new alert, even while its incident stays open for other alerts (an
+SLO still burning): a database down again half an hour later is usually
+another fault, such as the node under it failing now.
 An alert that keeps changing state is marked flapping, and its incident waits
 for it to settle before resolving, instead of opening and closing over and over.
 
@@ -207,8 +211,11 @@ class IncidentManager:
                     m.last_at, m.ends_at = row[1], row[2]
             self._next_seq = max(self._next_seq, inc.seq + 1)
             self.incidents[inc.id] = inc
-            for fp in inc.alerts:
-                self.by_fingerprint[fp] = inc.id
+            for fp, m in inc.alerts.items():
+                # an alert that resolved in one incident and fired anew in another is the other's
+                held = self.incidents.get(self.by_fingerprint.get(fp, ""))
+                if held is None or held.alerts[fp].last_at <= m.last_at:
+                    self.by_fingerprint[fp] = inc.id
             self._schedule_incident_timers(inc)
             self._track(inc)
 
@@ -336,7 +343,7 @@ class IncidentManager:
                                            f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
                         self._refresh(inc, now)
                     return
-                if inc.is_open:
+                if inc.is_open and (m.flapping or now - (m.ends_at or m.last_at) < self.settings.reopen_window):
                     self._member_fires(inc, m, alert, now)
                     return
                 if inc.resolved_at is not None and now - inc.resolved_at < self.settings.reopen_window \
@@ -344,7 +351,8 @@ class IncidentManager:
                     self._member_fires(inc, m, alert, now)
                     self._reopen(inc, now, f"alert {alert.name or fp} fired again")
                     return
-                # too late to reopen: this is a new occurrence, placed afresh
+                # resolved too long ago to be the same occurrence (the incident may still be
+                # open for its other alerts): a new one, placed afresh
                 self._detach(fp)
             else:
                 if m.status == "firing":
@@ -524,7 +532,9 @@ class IncidentManager:
 
     def _merge(self, src: Incident, dst: Incident, now: float, reason: str) -> None:
         for fp, m in src.alerts.items():
-            dst.alerts[fp] = m
+            kept = dst.alerts.get(fp)  # an alert that fired once in each: keep the latest
+            if kept is None or m.last_at >= kept.last_at:
+                dst.alerts[fp] = m
             self.by_fingerprint[fp] = dst.id
         dst.revision += 1
         dst.opened_at = min(dst.opened_at, src.opened_at)

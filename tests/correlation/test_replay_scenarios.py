@@ -132,6 +132,28 @@ def test_late_alert_on_the_root_joins_while_its_ci_is_still_firing(tmp_path, lat
     assert len(inc["alerts"]) == 3
 
 
+def test_an_alert_firing_again_long_after_it_resolved_goes_with_the_new_fault(tmp_path):
+    # the database fails and recovers; the SLO keeps its incident open; half an hour
+    # later the database's host goes down and the database alert fires again
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "HighErrorRate", "critical", service="cart"),
+        alert(60, "ErrorBudgetBurn", "critical", slo="shop"),
+        alert(600, "MongodbDown", "critical", "resolved", service="db"),
+        alert(600, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(1800, "NodeDown", "critical", instance="host-c"),
+        alert(1830, "MongodbDown", "critical", service="db"),
+        alert(2400, "NodeDown", "critical", "resolved", instance="host-c"),
+        alert(2400, "MongodbDown", "critical", "resolved", service="db"),
+        alert(2700, "ErrorBudgetBurn", "critical", "resolved", slo="shop"),
+    ])
+    by_root = {inc["root_cause"]: names(inc) for inc in result["incidents"]}
+    assert by_root == {"db": {"MongodbDown@db", "HighErrorRate@cart", "ErrorBudgetBurn@shop"},
+                       "host-c": {"NodeDown@host-c", "MongodbDown@db"}}
+    second = next(i for i in result["incidents"] if i["root_cause"] == "host-c")
+    assert second["opened_at"] == at(1800) and second["resolved_at"] == at(2400)
+
+
 def test_replay_gives_the_same_result_in_every_process(tmp_path):
     """Ties are broken by CI id, never by set order (which changes with PYTHONHASHSEED)."""
     import os

@@ -9,7 +9,7 @@ from daemon.clock import VirtualClock
 from daemon.config import IncidentSettings
 from daemon.incidents import IncidentError, IncidentManager
 from daemon.model import Alert
-from daemon.pipeline import AlertEvent, Pipeline
+from daemon.pipeline import AlertEvent, Pipeline, Placement
 from daemon.store import Store, Writes
 
 T0 = 1_767_225_600.0
@@ -18,10 +18,10 @@ T0 = 1_767_225_600.0
 class World:
     """An incident manager with label grouping, driven by a virtual clock."""
 
-    def __init__(self, **settings) -> None:
+    def __init__(self, correlator=None, **settings) -> None:
         s = IncidentSettings(**settings)
         self.clock = VirtualClock(T0)
-        self.manager = IncidentManager(s, LabelGrouper(s.group_by, s.group_window))
+        self.manager = IncidentManager(s, correlator or LabelGrouper(s.group_by, s.group_window))
 
     @property
     def now(self) -> float:
@@ -229,3 +229,132 @@ def test_what_is_written_to_the_store_restores_the_same_incidents(tmp_path):
     again.advance(100)
     assert (inc.state, inc.resolved_at) == ("resolved", T0 + 340)
     store.close()
+
+
+
+class OpeningBurst(LabelGrouper):
+    """Groups what arrives within a minute of an incident's opening, whatever the labels."""
+
+    def __init__(self) -> None:
+        super().__init__([], 0)
+
+    def place(self, event, incidents, now):
+        for inc in incidents.open_incidents():
+            if now - inc.opened_at <= 60:
+                return Placement([inc.id], "within a minute of its opening", inc.group_key)
+        return Placement([], "", f"burst:{now}")
+
+
+def _members(inc) -> dict[str, str]:
+    return {m.labels["pod"]: m.status for m in inc.alerts.values()}
+
+
+def test_an_alert_resolved_within_the_reopen_window_fires_again_in_its_open_incident():
+    w = World(OpeningBurst(), reopen_window=600)
+    w.fire(pod="a", **DB)
+    w.fire(pod="b", **DB)  # keeps the incident open
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.advance(599)
+    w.fire(pod="a", **DB)
+    inc = w.only()
+    assert _members(inc) == {"a": "firing", "b": "firing"}
+    assert w.timeline(inc)[-1] == "alert_firing"
+
+
+def _fire_again_later(w: World) -> None:
+    w.fire(pod="a", **DB)
+    w.fire(pod="b", **DB)
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.advance(600)
+    w.fire(pod="a", **DB)
+
+
+def test_an_alert_resolved_longer_ago_is_a_new_occurrence_even_while_its_incident_is_open():
+    w = World(OpeningBurst(), reopen_window=600)
+    _fire_again_later(w)  # placed afresh: the correlator opens a new incident for it
+    first, second = w.incidents()
+    assert first.state == "open" and _members(first) == {"a": "resolved", "b": "firing"}
+    assert _members(second) == {"a": "firing"}
+    [fp] = second.alerts
+    assert w.manager.incident_for(fp) is second
+    w.advance(10)
+    w.resolve(pod="a", **DB)  # the new occurrence resolves its own incident
+    assert (first.state, second.state) == ("open", "resolved")
+
+
+def test_label_grouping_takes_a_new_occurrence_back_into_its_group_while_the_group_fires():
+    w = World(reopen_window=600)
+    _fire_again_later(w)
+    inc = w.only()
+    assert _members(inc) == {"a": "firing", "b": "firing"}
+    assert w.timeline(inc)[-1] == "alert_attached"
+    assert {m.labels["pod"]: m.first_at for m in inc.alerts.values()} == {"a": T0 + 610, "b": T0}
+
+
+def test_a_flapping_alert_stays_in_its_incident_however_long_it_was_resolved():
+    w = World(OpeningBurst(), flap_threshold=2, flap_window=900, reopen_window=600)
+    w.fire(pod="a", **DB)
+    w.fire(pod="b", **DB)
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.advance(10)
+    w.fire(pod="a", **DB)
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.advance(700)
+    w.fire(pod="a", **DB)
+    inc = w.only()
+    assert _members(inc) == {"a": "firing", "b": "firing"}
+
+
+class Scripted(LabelGrouper):
+    """Places each new alert as told: None opens an incident, n joins INC-n, (n, m, ...)
+    joins INC-n and merges the others into it."""
+
+    def __init__(self, *plan: int | tuple[int, ...] | None) -> None:
+        super().__init__([], 0)
+        self.plan = list(plan)
+
+    def place(self, event, incidents, now):
+        target = self.plan.pop(0)
+        seqs = () if target is None else target if isinstance(target, tuple) else (target,)
+        return Placement([f"INC-{n:06d}" for n in seqs], "as scripted", f"s:{now}")
+
+
+def test_restoring_gives_an_alert_in_two_incidents_to_the_one_where_it_fired_last(tmp_path):
+    w = World(Scripted(None, None, 2, 1), reopen_window=600)
+    w.fire(pod="c", **DB)  # INC-1
+    w.advance(100)
+    w.fire(pod="a", **DB)  # INC-2, with b
+    w.fire(pod="b", **DB)
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.advance(600)
+    w.fire(pod="a", **DB)  # a new occurrence, in the older incident
+    first, second = w.incidents()
+    assert (_members(first), _members(second)) == ({"c": "firing", "a": "firing"}, {"a": "resolved", "b": "firing"})
+    store = Store(str(tmp_path / "s.sqlite3"), threaded=False)
+    writes = Writes()
+    w.manager.drain_writes(writes)
+    store.apply_sync(writes)
+    again = World(LabelGrouper([], 0), reopen_window=600)
+    load_state(Components(Pipeline([], again.manager), again.manager), store, w.now)
+    fp = next(f for f, m in first.alerts.items() if m.labels["pod"] == "a")
+    assert again.manager.incident_for(fp).id == first.id
+    again.advance(1)
+    again.manager.apply([AlertEvent(Alert({"pod": "a", **DB}, {}, T0, again.now, "resolved"))], again.now)
+    assert again.manager.get(first.id).alerts[fp].status == "resolved"
+    store.close()
+
+
+def test_merging_two_incidents_that_both_hold_an_alert_keeps_its_latest_occurrence():
+    w = World(Scripted(None, 1, None, (2, 1)), reopen_window=600)
+    _fire_again_later(w)  # a and b in INC-1; a again, later, in INC-2
+    w.advance(10)
+    w.fire(pod="c", **DB)  # joins INC-2 and merges INC-1 into it
+    [inc] = [i for i in w.incidents() if i.state != "merged"]
+    assert inc.id == "INC-000002"
+    assert _members(inc) == {"a": "firing", "b": "firing", "c": "firing"}
+    assert {m.labels["pod"]: m.first_at for m in inc.alerts.values()} == {"a": T0 + 610, "b": T0, "c": T0 + 620}
