@@ -12,8 +12,11 @@ An alert on a CMDB CI joins an open incident when
 When it relates to several incidents it merges them only if its CI lies
 below CIs of each of them (a late alert on a shared host reveals one fault);
 a symptom shared by two incidents (the gateway, the SLO) joins the closest
-one instead: a gateway sees every fault below it. Alerts on CIs outside the
-CMDB fall back to Alertmanager-style grouping by labels.
+one instead: a gateway sees every fault below it. An alert that no incident
+explains on its own may still reveal the common cause of several (the third
+host of a zone going down): those incidents merge with it when one fault
+explains them all better than separate ones. Alerts on CIs outside the CMDB
+fall back to Alertmanager-style grouping by labels.
 """
 
 from __future__ import annotations
@@ -108,6 +111,15 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
+
+
+def _joined(*maps: Mapping[str, Evidence]) -> dict[str, Evidence]:
+    """The evidence of several alert sets together (the stronger where a CI is in several)."""
+    out: dict[str, Evidence] = {}
+    for weights in maps:
+        for x, w in weights.items():
+            out[x] = w.stronger(out.get(x))
+    return out
 
 
 class TopologyCorrelator:
@@ -235,12 +247,14 @@ class TopologyCorrelator:
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         s_alone: float | None = None
+        related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in open_incidents:
             if not self._active(inc, now, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
             if not weights or not topo.related_to_any(ci, weights.keys(), self.config.max_hops):
                 continue
+            related.append((inc, weights))
             after = ex.best_with(weights, ci, w_x)
             if after is None:
                 continue  # no single fault explains this alert together with the incident
@@ -253,20 +267,20 @@ class TopologyCorrelator:
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
+            common = self._common_cause(ci, w_x, related, now) if len(related) > 1 else None
+            if common is not None:
+                return common
             return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
-        merged = dict(best_weights)
-        merged[ci] = w_x.stronger(merged.get(ci))
+        merged = _joined(best_weights, {ci: w_x})
         ll_merged = best_hyp.loglik + ln_fault
         for _g, other, weights, _s, _h in options[1:]:
             apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
             s_other, _ = ex.fault_or_noise(weights, apart)
-            union = dict(merged)
-            for x, w in weights.items():
-                union[x] = w.stronger(union.get(x))
+            union = _joined(merged, weights)
             hyp = ex.best(union)
             if hyp is not None and hyp.loglik + ln_fault > ll_merged + s_other:
                 ids.append(other.id)
@@ -275,6 +289,38 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _common_cause(self, ci: str, w_x: Evidence, related: list[tuple[Any, dict[str, Evidence]]],
+                      now: float) -> Placement | None:
+        """An alert that no single incident explains may reveal what several share: the
+        third node of a zone going down says the zone's network failed, while each pair of
+        nodes looked like one node's fault and noise. Merges the incidents whose CIs one
+        fault explains together with the alert, if that is likelier than each apart."""
+        ex = self.explainer
+        hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in related)))
+        if hyp is None or ci in hyp.unexplained:
+            return None
+        covered = set(hyp.explained) | {hyp.ci}
+        members = sorted((r for r in related if not covered.isdisjoint(r[1])),
+                         key=lambda r: (_num(_get(r[0], "opened_at"), now), r[0].id))
+        if len(members) < 2:
+            return None
+        hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in members)))
+        if hyp is None or ci in hyp.unexplained:
+            return None
+        # apart: each incident a fault of its own (a later one starting close to the first
+        # is the rarer coincidence), and the alert noise or a fault of its own
+        first = _num(_get(members[0][0], "opened_at"), now)
+        apart = ex.fault_or_noise({ci: w_x})[0]
+        for k, (inc, weights) in enumerate(members):
+            apart += ex.fault_or_noise(weights, None if k == 0 else _num(_get(inc, "opened_at"), now) - first)[0]
+        quiet = min(max(0.0, now - _num(_get(inc, "last_alert_at"), now)) for inc, _ in members)
+        together = hyp.loglik + math.log(self.model.new_fault) - math.log1p(quiet / self.model.settle)
+        if together <= apart:
+            return None
+        ids = [inc.id for inc, _ in members]
+        return Placement(ids, f"one fault at {hyp.ci} explains this alert and the {len(ids)} incidents "
+                              "it relates to: merged", _get(members[0][0], "group_key", "") or f"ci:{ci}")
 
     def _place_in_scope(self, event: AlertEvent, open_incidents: list, now: float,
                         window: float) -> Placement | None:

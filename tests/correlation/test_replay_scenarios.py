@@ -154,6 +154,20 @@ def test_an_alert_firing_again_long_after_it_resolved_goes_with_the_new_fault(tm
     assert second["opened_at"] == at(1800) and second["resolved_at"] == at(2400)
 
 
+def test_hosts_going_down_together_are_one_incident_rooted_at_their_network(tmp_path):
+    # each pair looks like one host's fault plus noise; the third host shows the common cause
+    result = replay(tmp_path, [
+        alert(0, "NodeDown", "critical", instance="host-a"),
+        alert(2, "NodeDown", "critical", instance="host-b"),
+        alert(4, "NodeDown", "critical", instance="host-c"),
+    ])
+    [inc] = result["incidents"]
+    assert names(inc) == {"NodeDown@host-a", "NodeDown@host-b", "NodeDown@host-c"}
+    assert inc["root_cause"] == "net"
+    assert "one fault at net explains this alert and the 2 incidents it relates to: merged" in {
+        a["labels"]["instance"]: a["reason"] for a in inc["alerts"]}["host-c"]
+
+
 def test_replay_gives_the_same_result_in_every_process(tmp_path):
     """Ties are broken by CI id, never by set order (which changes with PYTHONHASHSEED)."""
     import os
