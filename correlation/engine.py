@@ -300,8 +300,11 @@ class TopologyCorrelator:
         hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in related)))
         if hyp is None or ci in hyp.unexplained:
             return None
+        # incidents that look like faults of their own (a lone disk warning is likelier
+        # noise, and no evidence of a common cause)
         covered = set(hyp.explained) | {hyp.ci}
-        members = sorted((r for r in related if not covered.isdisjoint(r[1])),
+        members = sorted((r for r in related if not covered.isdisjoint(r[1])
+                          and ex.fault_or_noise(r[1])[1] is not None),
                          key=lambda r: (_num(_get(r[0], "opened_at"), now), r[0].id))
         if len(members) < 2:
             return None

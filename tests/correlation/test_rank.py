@@ -152,3 +152,16 @@ def test_changes_count_only_shortly_before_and_only_when_rare():
     mgr.corr.attach_changes(busy)
     assert busy.base_rate(7000, len(SHOP)) == 1.0
     assert mgr.corr.change_lookup("search", 7000) is None
+
+
+def test_a_lone_resource_warning_is_no_evidence_of_a_common_cause():
+    # the disk warning on host-a is likelier noise than a fault, so the later alerts on
+    # CIs that run on host-a do not merge everything into a host-a incident
+    mgr = Manager(TopologyCorrelator(SHOP))
+    mgr.fire("NodeFilesystemSpaceFillingUp", "host-a", 0, severity="warning")
+    mgr.fire("KubeDeploymentReplicasMismatch", "orders", 300, severity="warning")
+    mgr.fire("HighErrorRate", "web", 500, severity="critical")
+    mgr.fire("HighErrorRate", "cart", 700, severity="critical")
+    assert {"NodeFilesystemSpaceFillingUp@host-a"} in mgr.groups()
+    assert not any("explains this alert and the" in r for r in mgr.reasons)
+
