@@ -79,7 +79,7 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
 
 def load_state(components: Components, store: Store, now: float) -> None:
     """Restore the incidents that can still change from the store."""
-    import json
+    import orjson
 
     reopen = components.incidents.settings.reopen_window
     rows = store.query(
@@ -89,4 +89,4 @@ def load_state(components: Components, store: Store, now: float) -> None:
     )
     seq = int(store.get_meta("next_incident_seq", "1") or 1)
     seen = store.query("SELECT fingerprint, incident_id, last_at, ends_at FROM alert_seen")
-    components.incidents.load((json.loads(r[0]) for r in rows), seq, now, seen)
+    components.incidents.load((orjson.loads(r[0]) for r in rows), seq, now, seen)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from daemon.store import Store
 from daemon.timefmt import format_rfc3339
@@ -70,7 +71,7 @@ def timeline_view(store: Store, incident_id: str) -> list[dict[str, Any]]:
     )
     return [
         {"at": format_rfc3339(at, millis=True), "kind": kind, "actor": actor, "text": text,
-         "data": json.loads(data) if data else None}
+         "data": orjson.loads(data) if data else None}
         for at, kind, actor, text, data in rows
     ]
 
@@ -83,9 +84,9 @@ def load_incident_docs(store: Store, state: str = "all") -> list[dict[str, Any]]
         rows = store.query("SELECT doc FROM incidents WHERE state='resolved' ORDER BY seq")
     else:
         rows = store.query("SELECT doc FROM incidents WHERE state != 'merged' ORDER BY seq")
-    return [json.loads(r[0]) for r in rows]
+    return [orjson.loads(r[0]) for r in rows]
 
 
 def load_incident_doc(store: Store, incident_id: str) -> dict[str, Any] | None:
     row = store.query_one("SELECT doc FROM incidents WHERE id=?", (incident_id,))
-    return json.loads(row[0]) if row else None
+    return orjson.loads(row[0]) if row else None
