@@ -341,12 +341,34 @@ class TopologyCorrelator:
                 continue
             _, hyp = self.explainer.fault_or_noise(weights)
             if hyp is not None and (best is None or last > best[0]) and cmdb.fits(labels, hyp.ci):
-                best = (last, inc, hyp.ci)
+                shared = self._shared_label(labels, inc, hyp.ci, cmdb)
+                if shared is not None:
+                    best = (last, inc, hyp.ci, shared)
         if best is None:
             return None
-        _, inc, root = best
-        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause",
-                         _get(inc, "group_key", ""))
+        _, inc, root, (key, value) = best
+        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause, "
+                                   f"and share {key}={value} with its alerts", _get(inc, "group_key", ""))
+
+    @staticmethod
+    def _shared_label(labels: Mapping[str, str], inc: Any, root: str, cmdb: Cmdb) -> tuple[str, str] | None:
+        """A label the alert shares with the incident's alerts on `root`, other than the
+        ones `root` is matched by (fitting them is what made it a candidate) and the alert
+        name and severity: the job that scrapes the CI, say. Fitting a cluster-wide
+        aggregate (a failing rule group, a failed batch job) to whatever fails in the
+        cluster at the time would be a guess."""
+        item = cmdb.get(root)
+        ignored = {"alertname", "severity"}
+        if item is not None:
+            ignored |= {m.name for block in item.match for m in block.matchers}
+        for _, m in _members(inc):
+            if _get(m, "ci") != root:
+                continue
+            theirs = _get(m, "labels", {}) or {}
+            for k, v in labels.items():
+                if k not in ignored and theirs.get(k) == v:
+                    return k, v
+        return None
 
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.

@@ -97,11 +97,14 @@ def test_an_alert_on_no_ci_joins_the_active_incident_whose_root_its_labels_fit()
         {"id": "node-2", "type": "host", "match": {"cluster": "us", "node": "node-2"}},
     )
     mgr = Manager(TopologyCorrelator(cmdb))
-    down = mgr.fire("NodeDown", "node-1", 0)
+    down = mgr.fire("NodeDown", "node-1", 0, cluster="eu", job="node-exporter")
     # a job-wide TargetDown of the node exporter names the cluster but no node
     joined = mgr.fire("TargetDown", None, 60, cluster="eu", job="node-exporter")
     assert joined is down
-    assert "they fit node-1" in mgr.reasons[-1]
+    assert "they fit node-1, the likely root cause, and share job=node-exporter" in mgr.reasons[-1]
+    # a cluster-wide aggregate that fits too but shares nothing else is no sign of the fault
+    rules = mgr.fire("PrometheusRuleFailures", None, 70, cluster="eu", namespace="monitoring")
+    assert rules is not down
     # another cluster's, or one whose labels contradict every block, opens its own
     other = mgr.fire("TargetDown", None, 90, cluster="us", job="node-exporter")
     assert other is not down
