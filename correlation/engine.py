@@ -328,7 +328,9 @@ class TopologyCorrelator:
     def _place_in_scope(self, event: AlertEvent, open_incidents: list, now: float,
                         window: float) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
-        root cause its labels fit, if there is one: the most recently active."""
+        root cause its labels fit, or else one of the alerting CIs that root explains (the
+        nodes below a failed network), if there is one: the most recently active. See
+        `_shared_label` for what else it takes."""
         labels = event.alert.labels
         cmdb = self.topology.cmdb
         best: tuple[float, Any, str] | None = None
@@ -340,14 +342,19 @@ class TopologyCorrelator:
             if not weights:
                 continue
             _, hyp = self.explainer.fault_or_noise(weights)
-            if hyp is not None and (best is None or last > best[0]) and cmdb.fits(labels, hyp.ci):
-                shared = self._shared_label(labels, inc, hyp.ci, cmdb)
-                if shared is not None:
-                    best = (last, inc, hyp.ci, shared)
+            if hyp is None or (best is not None and last <= best[0]):
+                continue
+            for x in (hyp.ci, *hyp.explained):
+                if cmdb.fits(labels, x):
+                    shared = self._shared_label(labels, inc, x, cmdb)
+                    if shared is not None:
+                        best = (last, inc, x, shared, hyp.ci)
+                        break
         if best is None:
             return None
-        _, inc, root, (key, value) = best
-        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {root}, the likely root cause, "
+        _, inc, x, (key, value), root = best
+        what = "the likely root cause" if x == root else f"which depends on the likely root cause {root}"
+        return Placement([inc.id], f"no CMDB CI matches its labels; they fit {x}, {what}, "
                                    f"and share {key}={value} with its alerts", _get(inc, "group_key", ""))
 
     @staticmethod

@@ -168,3 +168,20 @@ def test_a_lone_resource_warning_is_no_evidence_of_a_common_cause():
     assert {"NodeFilesystemSpaceFillingUp@host-a"} in mgr.groups()
     assert not any("explains this alert and the" in r for r in mgr.reasons)
 
+
+
+def test_an_alert_on_no_ci_may_fit_an_alerting_ci_below_a_silent_root():
+    cmdb = cmdb_of(
+        {"id": "net", "type": "network", "match": {"cluster": "eu", "job": "blackbox", "instance": "gw"}},
+        *({"id": f"node-{n}", "type": "host", "match": {"cluster": "eu", "node": f"node-{n}"}, "depends_on": ["net"]}
+          for n in (1, 2, 3)),
+    )
+    mgr = Manager(TopologyCorrelator(cmdb))
+    for n in (1, 2, 3):
+        mgr.fire("NodeDown", f"node-{n}", n, cluster="eu", job="node-exporter", node=f"node-{n}")
+    [inc] = mgr.open_incidents()
+    assert mgr.corr.analyze(inc, 10).root_cause == "net"
+    # the network's own match contradicts job=node-exporter; the nodes below it fit
+    assert mgr.fire("TargetDown", None, 60, cluster="eu", job="node-exporter") is inc
+    assert "they fit node-1, which depends on the likely root cause net, and share job=node-exporter" \
+        in mgr.reasons[-1]
