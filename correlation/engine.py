@@ -113,6 +113,15 @@ def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
+def _both(ex: Explainer, s_a: float, h_a: Any, s_b: float, h_b: Any, weights_b: Mapping[str, Evidence]) -> float:
+    """log L of two alert sets as separate faults (or noise), from each one's: a change
+    recorded on a CI explains the start of one fault there, not of two, so when both
+    rest on a change on the same CI the second does without it."""
+    if h_a is not None and h_b is not None and h_a.change and h_b.change and h_a.ci == h_b.ci:
+        return s_a + max(s_b - h_b.change_bonus, ex.noise_of(weights_b))
+    return s_a + s_b
+
+
 def _joined(*maps: Mapping[str, Evidence]) -> dict[str, Evidence]:
     """The evidence of several alert sets together (the stronger where a CI is in several)."""
     out: dict[str, Evidence] = {}
@@ -247,6 +256,7 @@ class TopologyCorrelator:
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         s_alone: float | None = None
+        h_alone = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in open_incidents:
             if not self._active(inc, now, window, ci, w_x):
@@ -258,12 +268,13 @@ class TopologyCorrelator:
             after = ex.best_with(weights, ci, w_x)
             if after is None:
                 continue  # no single fault explains this alert together with the incident
-            s_inc, _ = ex.fault_or_noise(weights)
+            s_inc, h_inc = ex.fault_or_noise(weights)
             if s_alone is None:
-                s_alone = ex.fault_or_noise(alone)[0]
+                s_alone, h_alone = ex.fault_or_noise(alone)
+            apart = _both(ex, s_inc, h_inc, s_alone, h_alone, alone)
             # the longer the incident has been quiet, the less a new alert looks like its fault
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
-            gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - (s_inc + s_alone)
+            gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - apart
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
@@ -276,15 +287,15 @@ class TopologyCorrelator:
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
         merged = _joined(best_weights, {ci: w_x})
-        ll_merged = best_hyp.loglik + ln_fault
+        ll_merged, h_merged = best_hyp.loglik + ln_fault, best_hyp
         for _g, other, weights, _s, _h in options[1:]:
             apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
-            s_other, _ = ex.fault_or_noise(weights, apart)
+            s_other, h_other = ex.fault_or_noise(weights, apart)
             union = _joined(merged, weights)
             hyp = ex.best(union)
-            if hyp is not None and hyp.loglik + ln_fault > ll_merged + s_other:
+            if hyp is not None and hyp.loglik + ln_fault > _both(ex, ll_merged, h_merged, s_other, h_other, weights):
                 ids.append(other.id)
-                merged, ll_merged = union, hyp.loglik + ln_fault
+                merged, ll_merged, h_merged = union, hyp.loglik + ln_fault, hyp
         reason = self._reason(ci, best_weights, best_hyp, topo)
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"

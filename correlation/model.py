@@ -127,6 +127,7 @@ class Hypothesis:
     alerted: bool
     quiet: int  # direct dependents that stay quiet (unalerted roots only)
     change: str = ""  # the recorded change on the CI shortly before, when one counted
+    change_bonus: float = 0.0  # what it added to `loglik`
 
 
 # (log-likelihood bonus, description) of a recorded change on `ci` shortly before a
@@ -324,6 +325,7 @@ class Explainer:
             if r in changed:
                 bonus, h.change = changed[r]
                 h.loglik += bonus
+                h.change_bonus = bonus
             return h
 
         if len(cands) <= keep:
@@ -392,7 +394,7 @@ class Explainer:
         of a fault, lower when it would start `apart` seconds from another) or unrelated
         noise; the hypothesis is None when noise is likelier."""
         hyp = self.best(weights)
-        noise = sum(self._ln(ev.noise) for ev in weights.values())
+        noise = self.noise_of(weights)
         if hyp is None:
             return noise, None
         odds = self.model.new_fault
@@ -400,6 +402,10 @@ class Explainer:
             odds *= min(1.0, (abs(apart) + 1.0) / self.model.coincidence)
         fault = hyp.loglik + math.log(odds)
         return (fault, hyp) if fault >= noise else (noise, None)
+
+    def noise_of(self, weights: Mapping[str, Evidence]) -> float:
+        """log L of every one of these alerts being noise."""
+        return sum(self._ln(ev.noise) for ev in weights.values())
 
     def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
         ranked = self.rank(weights, limit=1)

@@ -185,3 +185,16 @@ def test_an_alert_on_no_ci_may_fit_an_alerting_ci_below_a_silent_root():
     assert mgr.fire("TargetDown", None, 60, cluster="eu", job="node-exporter") is inc
     assert "they fit node-1, which depends on the likely root cause net, and share job=node-exporter" \
         in mgr.reasons[-1]
+
+
+def test_a_change_counts_for_one_fault_not_for_each_alert_on_its_ci():
+    """A deploy on the database just before it went down makes the database the likely
+    root cause. A later alert there is one more sign of that fault: read as a second,
+    separate fault it would be credited with the same deploy again, and split off."""
+    fillers = [{"id": f"svc-{i}"} for i in range(60)]  # among many CIs a change is rare
+    cmdb = cmdb_of({"id": "db", "type": "database"}, {"id": "app", "depends_on": ["db"]}, *fillers)
+    mgr = Manager(TopologyCorrelator(cmdb))
+    mgr.corr.attach_changes(changes_of(("CHG-1", "db", 3000, 3100)))
+    down = mgr.fire("MongodbDown", "db", 3600, severity="critical")
+    assert "change CHG-1" in mgr.corr.analyze(down, 3600).candidates[0]["why"]
+    assert mgr.fire("KubeStatefulSetReplicasMismatch", "db", 4300, severity="warning") is down
