@@ -249,26 +249,22 @@ def _members(inc) -> dict[str, str]:
     return {m.labels["pod"]: m.status for m in inc.alerts.values()}
 
 
-def test_an_alert_resolved_within_the_reopen_window_fires_again_in_its_open_incident():
-    w = World(OpeningBurst(), reopen_window=600)
-    w.fire(pod="a", **DB)
-    w.fire(pod="b", **DB)  # keeps the incident open
-    w.advance(10)
-    w.resolve(pod="a", **DB)
-    w.advance(599)
-    w.fire(pod="a", **DB)
-    inc = w.only()
-    assert _members(inc) == {"a": "firing", "b": "firing"}
-    assert w.timeline(inc)[-1] == "alert_firing"
-
-
-def _fire_again_later(w: World) -> None:
+def _fire_again_later(w: World, after: float = 600) -> None:
+    """a and b fire, a resolves, and fires again `after` seconds later (b keeps firing)."""
     w.fire(pod="a", **DB)
     w.fire(pod="b", **DB)
     w.advance(10)
     w.resolve(pod="a", **DB)
-    w.advance(600)
+    w.advance(after)
     w.fire(pod="a", **DB)
+
+
+def test_an_alert_resolved_within_the_reopen_window_fires_again_in_its_open_incident():
+    w = World(OpeningBurst(), reopen_window=600)
+    _fire_again_later(w, 599)
+    inc = w.only()
+    assert _members(inc) == {"a": "firing", "b": "firing"}
+    assert w.timeline(inc)[-1] == "alert_firing"
 
 
 def test_an_alert_resolved_longer_ago_is_a_new_occurrence_even_while_its_incident_is_open():
