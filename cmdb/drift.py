@@ -2,15 +2,19 @@
 
 The same application deployed in several clusters (or regions, or zones)
 has the same dependencies in each. When the CMDB records `carts -> carts-db`
-in one cluster but not in another that has both CIs, the edge was most
-likely forgotten there. Such edges are added with relation `inferred`, so
-correlation can follow them and every explanation that uses one says so.
+in enough clusters (at least a third of those that have both CIs) but not in
+another, the edge was most likely forgotten there. Such edges are added with
+relation `inferred`, so correlation can follow them and every explanation
+that uses one says so. Clusters that run different versions of an application,
+each recorded with its own dependencies, are not made alike: an edge that only
+a few of many record is left where it is.
 
 A CI's *role* is its type and its match labels without the partition
 labels; partition labels (`cluster`, `region`, ...) are found from the
 data: labels that most CIs carry, with a few distinct values each shared
-by many CIs. CIs whose match labels are unique to them (a node name, an
-instance address) have no counterpart elsewhere and are left alone.
+by many CIs, that dependencies rarely cross. CIs whose match labels are
+unique to them (a node name, an instance address) have no counterpart
+elsewhere and are left alone.
 """
 
 from __future__ import annotations
@@ -34,12 +38,20 @@ def _equalities(ci: CI) -> dict[str, str]:
     return out
 
 
-def partition_labels(cis: Mapping[str, CI]) -> set[str]:
-    """Labels that split the CMDB into a few large partitions (such as `cluster`)."""
+def partition_labels(cis: Mapping[str, CI], graph: nx.DiGraph | None = None) -> set[str]:
+    """Labels that split the CMDB into a few large partitions (such as `cluster`).
+
+    With many partitions a role label looks like one too (`service: carts` in twelve
+    clusters is twelve CIs, as `cluster: c1` is a dozen), but dependencies tell them
+    apart: they stay within a partition and connect different roles. So with the graph
+    a label is a partition only if most dependencies between CIs that carry it join
+    two CIs with the same value.
+    """
+    eqs = {cid: _equalities(ci) for cid, ci in cis.items()}
     carriers: Counter[str] = Counter()
     values: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for ci in cis.values():
-        for k, v in _equalities(ci).items():
+    for eq in eqs.values():
+        for k, v in eq.items():
             carriers[k] += 1
             values[k][v] += 1
     n = len(cis)
@@ -48,12 +60,25 @@ def partition_labels(cis: Mapping[str, CI]) -> set[str]:
         vals = values[label]
         if count >= n / 2 and 2 <= len(vals) <= max(2, n // 10) and min(vals.values()) >= 3:
             out.add(label)
+    if graph is not None and out:
+        same: Counter[str] = Counter()
+        both: Counter[str] = Counter()
+        for a, b in graph.edges():
+            ea, eb = eqs.get(a), eqs.get(b)
+            if ea is None or eb is None:
+                continue
+            for label in out:
+                va, vb = ea.get(label), eb.get(label)
+                if va is not None and vb is not None:
+                    both[label] += 1
+                    same[label] += va == vb
+        out = {label for label in out if not both[label] or same[label] * 2 >= both[label]}
     return out
 
 
 def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[str, str]]:
     """Add (and return) `a -> b` where a's role depends on b's role in another partition."""
-    parts = partition_labels(cis)
+    parts = partition_labels(cis, graph)
     if not parts:
         return []
     role_of: dict[str, tuple] = {}
@@ -68,17 +93,24 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
         role = (ci.type, rest)
         role_of[cid], place_of[cid] = role, place
         members[role][place] = cid
-    added: list[tuple[str, str]] = []
-    for a, b in list(graph.edges()):
+    # where each role-to-role dependency is recorded
+    recorded: dict[tuple[tuple, tuple], set[tuple]] = {}
+    for a, b in graph.edges():
         ra, rb = role_of.get(a), role_of.get(b)
-        if ra is None or rb is None or place_of[a] != place_of[b]:
+        if ra is not None and rb is not None and place_of[a] == place_of[b]:
+            recorded.setdefault((ra, rb), set()).add(place_of[a])
+    added: list[tuple[str, str]] = []
+    for (ra, rb), places in recorded.items():
+        peers_a, peers_b = members[ra], members[rb]
+        both = [place for place in peers_a if place in peers_b]
+        # forgotten where it is missing only if at least a third of the partitions that
+        # have both roles record it (with two or three, any one): many deployments that
+        # differ are not drift
+        if len(both) < 2 or len(places) * 3 < len(both):
             continue
-        peers_b = members[rb]
-        if len(members[ra]) < 2 or len(peers_b) < 2:
-            continue
-        for place, a2 in members[ra].items():
-            b2 = peers_b.get(place)
-            if b2 is not None and a2 != b2 and not graph.has_edge(a2, b2):
+        for place in both:
+            a2, b2 = peers_a[place], peers_b[place]
+            if place not in places and a2 != b2 and not graph.has_edge(a2, b2):
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))
     return added

@@ -145,3 +145,43 @@ def test_dependency_missing_in_one_cluster_is_inferred_from_another():
     assert cmdb.relation("carts.b", "carts-db.b") == INFERRED
     assert cmdb.relation("carts.a", "carts-db.a") == "depends_on"
     assert "inferred" in describe_path(cmdb.path("carts.b", "carts-db.b", 2))
+
+
+def test_inference_still_works_when_every_service_name_recurs_in_many_clusters():
+    """Twelve clusters of one shop: each service name is carried by twelve CIs, as a
+    partition label's values are; but dependencies connect different services, so the
+    service label is the role and the cluster the partition."""
+    from cmdb.drift import INFERRED
+
+    cis = []
+    for c in range(12):
+        cl = f"c{c}"
+        nodes = [f"node-{n}.{cl}" for n in range(4)]
+        cis += [{"id": n, "type": "host", "match": {"cluster": cl, "node": n}} for n in nodes]
+        for i, (name, deps) in enumerate((("web", ["carts", "orders"]), ("carts", ["carts-db"]),
+                                          ("orders", ["orders-db"]), ("catalogue", []),
+                                          ("carts-db", []), ("orders-db", []))):
+            if cl == "c5" and name == "carts":
+                deps = []  # forgotten in one cluster
+            cis.append({"id": f"{name}.{cl}", "type": "database" if name.endswith("-db") else "service",
+                        "match": {"cluster": cl, "service": name},
+                        "depends_on": [f"{d}.{cl}" for d in deps] + [nodes[i % 4]]})
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
+    assert cmdb.relation("carts.c5", "carts-db.c5") == INFERRED
+    assert sum(1 for *_, r in cmdb.graph.edges(data="relation") if r == INFERRED) == 1
+
+
+def test_clusters_recorded_with_different_dependencies_are_not_made_alike():
+    """Four clusters run different versions of the shop: carts uses redis in one of
+    them only. One cluster in four is too few to call the others stale."""
+    from cmdb.drift import partition_labels
+
+    cis = []
+    for cl in ("a", "b", "c", "d"):
+        cis += [{"id": f"{n}.{cl}", "match": {"cluster": cl, "service": n},
+                 "depends_on": [f"redis.{cl}"] if (n, cl) == ("carts", "a") else []}
+                for n in ("carts", "redis", "web", "orders", "user", "user-db", "payment", "shipping",
+                          "catalogue", "queue")]
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
+    assert partition_labels(cmdb.cis, cmdb.graph) == {"cluster"}
+    assert [cmdb.relation(f"carts.{cl}", f"redis.{cl}") for cl in "bcd"] == [None, None, None]
