@@ -47,14 +47,17 @@ def partition_labels(cis: Mapping[str, CI], graph: nx.DiGraph | None = None) -> 
     a label is a partition only if most dependencies between CIs that carry it join
     two CIs with the same value.
     """
-    eqs = {cid: _equalities(ci) for cid, ci in cis.items()}
+    return _partitions({cid: _equalities(ci) for cid, ci in cis.items()}, graph)
+
+
+def _partitions(eqs: Mapping[str, Mapping[str, str]], graph: nx.DiGraph | None) -> set[str]:
     carriers: Counter[str] = Counter()
     values: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for eq in eqs.values():
         for k, v in eq.items():
             carriers[k] += 1
             values[k][v] += 1
-    n = len(cis)
+    n = len(eqs)
     out = set()
     for label, count in carriers.items():
         vals = values[label]
@@ -78,14 +81,15 @@ def partition_labels(cis: Mapping[str, CI], graph: nx.DiGraph | None = None) -> 
 
 def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[str, str]]:
     """Add (and return) `a -> b` where a's role depends on b's role in another partition."""
-    parts = partition_labels(cis, graph)
+    eqs = {cid: _equalities(ci) for cid, ci in cis.items()}
+    parts = _partitions(eqs, graph)
     if not parts:
         return []
     role_of: dict[str, tuple] = {}
     place_of: dict[str, tuple] = {}
     members: defaultdict[tuple, dict[tuple, str]] = defaultdict(dict)  # role -> place -> CI
     for cid, ci in cis.items():
-        eq = _equalities(ci)
+        eq = eqs[cid]
         place = tuple(sorted((k, v) for k, v in eq.items() if k in parts))
         rest = tuple(sorted((k, v) for k, v in eq.items() if k not in parts))
         if not place or not rest:
@@ -102,15 +106,15 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
     added: list[tuple[str, str]] = []
     for (ra, rb), places in recorded.items():
         peers_a, peers_b = members[ra], members[rb]
-        both = [place for place in peers_a if place in peers_b]
+        both = len(peers_a.keys() & peers_b.keys())
         # forgotten where it is missing only if at least a third of the partitions that
         # have both roles record it (with two or three, any one): many deployments that
         # differ are not drift
-        if len(both) < 2 or len(places) * 3 < len(both):
+        if both < 2 or both == len(places) or len(places) * 3 < both:
             continue
-        for place in both:
-            a2, b2 = peers_a[place], peers_b[place]
-            if place not in places and a2 != b2 and not graph.has_edge(a2, b2):
+        for place, a2 in peers_a.items():
+            b2 = peers_b.get(place)
+            if b2 is not None and place not in places and a2 != b2 and not graph.has_edge(a2, b2):
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))
     return added
