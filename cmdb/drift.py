@@ -85,32 +85,41 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
     parts = _partitions(eqs, graph)
     if not parts:
         return []
-    role_of: dict[str, tuple] = {}
-    place_of: dict[str, tuple] = {}
-    members: defaultdict[tuple, dict[tuple, str]] = defaultdict(dict)  # role -> place -> CI
+    # roles and places by number: the passes below touch every relation
+    role_ids: dict[tuple, int] = {}
+    place_ids: dict[tuple, int] = {}
+    role_of: dict[str, int] = {}
+    place_of: dict[str, int] = {}
+    members: defaultdict[int, dict[int, str]] = defaultdict(dict)  # role -> place -> CI
     for cid, ci in cis.items():
         eq = eqs[cid]
         place = tuple(sorted((k, v) for k, v in eq.items() if k in parts))
         rest = tuple(sorted((k, v) for k, v in eq.items() if k not in parts))
         if not place or not rest:
             continue
-        role = (ci.type, rest)
-        role_of[cid], place_of[cid] = role, place
-        members[role][place] = cid
+        role = role_ids.setdefault((ci.type, rest), len(role_ids))
+        where = place_ids.setdefault(place, len(place_ids))
+        role_of[cid], place_of[cid] = role, where
+        members[role][where] = cid
     # where each role-to-role dependency is recorded
-    recorded: dict[tuple[tuple, tuple], set[tuple]] = {}
+    recorded: dict[tuple[int, int], set[int]] = {}
     for a, b in graph.edges():
         ra, rb = role_of.get(a), role_of.get(b)
         if ra is not None and rb is not None and place_of[a] == place_of[b]:
             recorded.setdefault((ra, rb), set()).add(place_of[a])
     added: list[tuple[str, str]] = []
+    everywhere = len(place_ids)
     for (ra, rb), places in recorded.items():
         peers_a, peers_b = members[ra], members[rb]
-        both = len(peers_a.keys() & peers_b.keys())
         # forgotten where it is missing only if at least a third of the partitions that
         # have both roles record it (with two or three, any one): many deployments that
-        # differ are not drift
-        if both < 2 or both == len(places) or len(places) * 3 < both:
+        # differ are not drift. (The partitions with both are at least as many as
+        # those with either, less those without the other: no need to count them then.)
+        n = len(places)
+        if n * 3 < len(peers_a) + len(peers_b) - everywhere:
+            continue
+        both = len(peers_a.keys() & peers_b.keys())
+        if both < 2 or both == n or n * 3 < both:
             continue
         for place, a2 in peers_a.items():
             b2 = peers_b.get(place)
