@@ -25,6 +25,9 @@ each, the way deployments differ:
   (the copy's SLO alerts are a second SLO of it); twice the faults and
   noise, overlapping anywhere in a graph twice the size (unlike `busy`, no
   alert of the copy shares a label set with the original).
+- `wide8`: the same with three copies, in eight clusters (each copy shifted
+  by another 3h41m): four times the faults and noise; every service name is
+  now carried by eight CIs.
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant.
@@ -187,55 +190,68 @@ def moved(events, truth, cmdb, rnd, share: float = 0.2):
 
 # the two added clusters of `wide`: euw1/use1 -> euw2/use2, node subnets 10.1/10.2 ->
 # 10.3/10.4, and the business service's SLO alerts -> its second SLO
-_WIDE_SUBS = (
-    (re.compile(r"(euw|use)1(?!\d)"), r"\g<1>2"),
-    (re.compile(r"\bip-10-([12])-"), lambda m: f"ip-10-{int(m[1]) + 2}-"),
-    (re.compile(r"\b10\.([12])\.(?=\d)"), lambda m: f"10.{int(m[1]) + 2}."),
-    (re.compile(r"^sock-shop-availability$"), "sock-shop-latency"),
-)
+def _wide_subs(j: int) -> tuple:
+    """Renames for the `j`-th extra deployment (1, 2, ...): clusters euw1/use1 become
+    euw{j+1}/use{j+1}, their node and network addresses move to their own ranges."""
+    return (
+        (re.compile(r"(euw|use)1(?!\d)"), rf"\g<1>{j + 1}"),
+        (re.compile(r"\bip-10-([12])-"), lambda m: f"ip-10-{int(m[1]) + 2 * j}-"),
+        (re.compile(r"\b10\.([12])\.(?=\d)"), lambda m: f"10.{int(m[1]) + 2 * j}."),
+        (re.compile(r"^sock-shop-availability$"), "sock-shop-latency" if j == 1 else f"sock-shop-latency-{j}"),
+    )
 
 
-def _renamed(obj):
-    """Every string in a JSON value with the second deployment's names."""
+def _renamed(obj, subs: tuple):
+    """Every string in a JSON value with another deployment's names."""
     if isinstance(obj, dict):
-        return {k: _renamed(v) for k, v in obj.items()}
+        return {k: _renamed(v, subs) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_renamed(v) for v in obj]
+        return [_renamed(v, subs) for v in obj]
     if isinstance(obj, str):
-        for pattern, repl in _WIDE_SUBS:
+        for pattern, repl in subs:
             obj = pattern.sub(repl, obj)
     return obj
 
 
-def wide(events, truth, cmdb, rnd, shift: float = 3 * 3600 + 41 * 60):
-    """The scenario and a copy of it in two more clusters, shifted: ids of the copy's
-    faults, noise groups and changes get an `x`."""
+def wide(events, truth, cmdb, rnd, shift: float = 3 * 3600 + 41 * 60, copies: int = 1):
+    """The scenario and `copies` copies of it, each in two more clusters and shifted by
+    another `shift`: ids of the j-th copy's faults, noise groups and changes get `x`
+    (`x2`, `x3`, ... after the first)."""
     from daemon.model import fingerprint
 
-    f = lambda t: t + shift  # noqa: E731
-    copy = _renamed(_retime(events, f))
-    t2 = _renamed(_retime(truth, f))
-    _tag_copy(copy, t2, "x")
-    for e in copy:
-        alert = e.get("alert")
-        if isinstance(alert, dict) and "fingerprint" in alert:
-            alert["fingerprint"] = fingerprint(alert["labels"])
-    for a in t2["alerts"]:
-        a["fingerprint"] = fingerprint(a["labels"])
-    for prob in t2.get("problems", []):
-        prob["faults"] = [i + "x" for i in prob.get("faults", [])]
-    out = dict(truth)
+    all_events, out = list(events), dict(truth)
     for key in ("alerts", "faults", "changes", "problems"):
-        out[key] = truth.get(key, []) + t2.get(key, [])
+        out[key] = list(truth.get(key, []))
     cis = [dict(ci) for ci in cmdb["cis"]]
-    for ci in cis:
-        if ci.get("type") == "business_service":
-            twin = _renamed(ci)
-            ci["match"] = [ci["match"], twin["match"]]
-            ci["depends_on"] = list(ci.get("depends_on", [])) + twin.get("depends_on", [])
-    added = [c for c in _renamed(cmdb["cis"]) if c.get("type") != "business_service"]
+    original = {ci["id"]: ci for ci in cmdb["cis"]}
+    added: list[dict] = []
+    for j in range(1, copies + 1):
+        subs = _wide_subs(j)
+        f = lambda t, j=j: t + shift * j  # noqa: E731
+        copy = _renamed(_retime(events, f), subs)
+        t2 = _renamed(_retime(truth, f), subs)
+        tag = "x" if j == 1 else f"x{j}"
+        _tag_copy(copy, t2, tag)
+        for e in copy:
+            alert = e.get("alert")
+            if isinstance(alert, dict) and "fingerprint" in alert:
+                alert["fingerprint"] = fingerprint(alert["labels"])
+        for a in t2["alerts"]:
+            a["fingerprint"] = fingerprint(a["labels"])
+        for prob in t2.get("problems", []):
+            prob["faults"] = [i + tag for i in prob.get("faults", [])]
+        for key in ("alerts", "faults", "changes", "problems"):
+            out[key] += t2.get(key, [])
+        all_events += copy
+        for ci in cis:
+            if ci.get("type") == "business_service":
+                twin = _renamed(original[ci["id"]], subs)
+                matches = ci["match"] if isinstance(ci["match"], list) else [ci["match"]]
+                ci["match"] = matches + [twin["match"]]
+                ci["depends_on"] = list(ci.get("depends_on", [])) + twin.get("depends_on", [])
+        added += [c for c in _renamed(cmdb["cis"], subs) if c.get("type") != "business_service"]
     out_cmdb = dict(cmdb, cis=cis + added)
-    return sorted(events + copy, key=lambda e: _ts(e["at"])), out, out_cmdb
+    return sorted(all_events, key=lambda e: _ts(e["at"])), out, out_cmdb
 
 
 VARIANTS = {
@@ -247,6 +263,7 @@ VARIANTS = {
     "stale": stale,
     "moved": moved,
     "wide": wide,
+    "wide8": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=3),
 }
 
 
