@@ -256,7 +256,7 @@ class TopologyCorrelator:
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         s_alone: float | None = None
-        h_alone = None
+        h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in open_incidents:
             if not self._active(inc, now, window, ci, w_x):
@@ -271,10 +271,10 @@ class TopologyCorrelator:
             s_inc, h_inc = ex.fault_or_noise(weights)
             if s_alone is None:
                 s_alone, h_alone = ex.fault_or_noise(alone)
-            apart = _both(ex, s_inc, h_inc, s_alone, h_alone, alone)
+            separate = _both(ex, s_inc, h_inc, s_alone, h_alone, alone)
             # the longer the incident has been quiet, the less a new alert looks like its fault
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
-            gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - apart
+            gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - separate
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
@@ -322,15 +322,15 @@ class TopologyCorrelator:
         hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in members)))
         if hyp is None or ci in hyp.unexplained:
             return None
-        # apart: each incident a fault of its own (a later one starting close to the first
-        # is the rarer coincidence), and the alert noise or a fault of its own
+        # separate: each incident a fault of its own (a later one starting close to the
+        # first is the rarer coincidence), and the alert noise or a fault of its own
         first = _num(_get(members[0][0], "opened_at"), now)
-        apart = ex.fault_or_noise({ci: w_x})[0]
+        separate = ex.fault_or_noise({ci: w_x})[0]
         for k, (inc, weights) in enumerate(members):
-            apart += ex.fault_or_noise(weights, None if k == 0 else _num(_get(inc, "opened_at"), now) - first)[0]
+            separate += ex.fault_or_noise(weights, None if k == 0 else _num(_get(inc, "opened_at"), now) - first)[0]
         quiet = min(max(0.0, now - _num(_get(inc, "last_alert_at"), now)) for inc, _ in members)
         together = hyp.loglik + math.log(self.model.new_fault) - math.log1p(quiet / self.model.settle)
-        if together <= apart:
+        if together <= separate:
             return None
         ids = [inc.id for inc, _ in members]
         return Placement(ids, f"one fault at {hyp.ci} explains this alert and the {len(ids)} incidents "
@@ -344,7 +344,7 @@ class TopologyCorrelator:
         `_shared_label` for what else it takes."""
         labels = event.alert.labels
         cmdb = self.topology.cmdb
-        best: tuple[float, Any, str] | None = None
+        best: tuple[float, Any, str, tuple[str, str], str] | None = None
         for inc in open_incidents:
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
             if now - last > window or not _get(inc, "is_open", True):
@@ -369,18 +369,18 @@ class TopologyCorrelator:
                                    f"and share {key}={value} with its alerts", _get(inc, "group_key", ""))
 
     @staticmethod
-    def _shared_label(labels: Mapping[str, str], inc: Any, root: str, cmdb: Cmdb) -> tuple[str, str] | None:
-        """A label the alert shares with the incident's alerts on `root`, other than the
-        ones `root` is matched by (fitting them is what made it a candidate) and the alert
-        name and severity: the job that scrapes the CI, say. Fitting a cluster-wide
-        aggregate (a failing rule group, a failed batch job) to whatever fails in the
-        cluster at the time would be a guess."""
-        item = cmdb.get(root)
+    def _shared_label(labels: Mapping[str, str], inc: Any, ci: str, cmdb: Cmdb) -> tuple[str, str] | None:
+        """A label the alert shares with the incident's alerts on `ci`, other than the ones
+        `ci` is matched by (fitting them is what made it a candidate) and the alert name
+        and severity: the job that scrapes the CI, say. Fitting a cluster-wide aggregate
+        (a failing rule group, a failed batch job) to whatever fails in the cluster at
+        the time would be a guess."""
+        item = cmdb.get(ci)
         ignored = {"alertname", "severity"}
         if item is not None:
             ignored |= {m.name for block in item.match for m in block.matchers}
         for _, m in _members(inc):
-            if _get(m, "ci") != root:
+            if _get(m, "ci") != ci:
                 continue
             theirs = _get(m, "labels", {}) or {}
             for k, v in labels.items():
