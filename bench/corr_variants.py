@@ -16,6 +16,8 @@ each, the way deployments differ:
 - `stale`: a fifth of the service-to-service and service-to-datastore
   dependencies dropped from the CMDB in every cluster alike (so no other
   cluster's records reveal them).
+- `stale1`: the same share dropped in each cluster on its own, as CMDBs kept
+  per cluster go stale: what one cluster lacks the other may still record.
 - `moved`: a fifth of the workloads' node placements are out of date: the
   CMDB says a replica runs on another node of the same pool than the one
   it runs on (pods were rescheduled since the CMDB was written).
@@ -143,9 +145,10 @@ def long(events, truth, cmdb, rnd, weeks: int = 4):
     return sorted(all_events, key=lambda e: _ts(e["at"])), out, cmdb
 
 
-def stale(events, truth, cmdb, rnd, share: float = 0.2):
+def stale(events, truth, cmdb, rnd, share: float = 0.2, alike: bool = True):
     """Drop a share of service dependencies on services and datastores, by name in
-    every cluster (`orders.euw1 -> carts.euw1` and `orders.use1 -> carts.use1` alike)."""
+    every cluster (`orders.euw1 -> carts.euw1` and `orders.use1 -> carts.use1` alike),
+    or with `alike=False` in each cluster on its own."""
     types = {c["id"]: c.get("type") for c in cmdb["cis"]}
     kept_types = ("service", "database", "datastore", "queue", "cache")
     dropped: dict[tuple[str, str], bool] = {}
@@ -155,7 +158,7 @@ def stale(events, truth, cmdb, rnd, share: float = 0.2):
         keep = []
         for dep in ci.get("depends_on", []):
             if types.get(dep) in kept_types:
-                name = (ci["id"].split(".")[0], dep.split(".")[0])
+                name = (ci["id"].split(".")[0], dep.split(".")[0]) if alike else (ci["id"], dep)
                 if name not in dropped:
                     dropped[name] = rnd.random() < share
                 if dropped[name]:
@@ -261,6 +264,7 @@ VARIANTS = {
     "busy": busy,
     "long": long,
     "stale": stale,
+    "stale1": lambda events, truth, cmdb, rnd: stale(events, truth, cmdb, rnd, alike=False),
     "moved": moved,
     "wide": wide,
     "wide8": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=3),
