@@ -355,9 +355,14 @@ class TopologyCorrelator:
             _, hyp = self.explainer.fault_or_noise(weights)
             if hyp is None or (best is not None and last <= best[0]):
                 continue
+            on: dict[str, list[Mapping[str, str]]] | None = None  # the incident's alert labels by CI
             for x in (hyp.ci, *hyp.explained):
                 if cmdb.fits(labels, x):
-                    shared = self._shared_label(labels, inc, x, cmdb)
+                    if on is None:
+                        on = {}
+                        for _, m in _members(inc):
+                            on.setdefault(_get(m, "ci"), []).append(_get(m, "labels", {}) or {})
+                    shared = self._shared_label(labels, on.get(x, ()), x, cmdb)
                     if shared is not None:
                         best = (last, inc, x, shared, hyp.ci)
                         break
@@ -369,20 +374,18 @@ class TopologyCorrelator:
                                    f"and share {key}={value} with its alerts", _get(inc, "group_key", ""))
 
     @staticmethod
-    def _shared_label(labels: Mapping[str, str], inc: Any, ci: str, cmdb: Cmdb) -> tuple[str, str] | None:
-        """A label the alert shares with the incident's alerts on `ci`, other than the ones
-        `ci` is matched by (fitting them is what made it a candidate) and the alert name
-        and severity: the job that scrapes the CI, say. Fitting a cluster-wide aggregate
-        (a failing rule group, a failed batch job) to whatever fails in the cluster at
-        the time would be a guess."""
+    def _shared_label(labels: Mapping[str, str], theirs_all: Iterable[Mapping[str, str]], ci: str,
+                      cmdb: Cmdb) -> tuple[str, str] | None:
+        """A label the alert shares with the incident's alerts on `ci` (`theirs_all`, their
+        labels), other than the ones `ci` is matched by (fitting them is what made it a
+        candidate) and the alert name and severity: the job that scrapes the CI, say.
+        Fitting a cluster-wide aggregate (a failing rule group, a failed batch job) to
+        whatever fails in the cluster at the time would be a guess."""
         item = cmdb.get(ci)
         ignored = {"alertname", "severity"}
         if item is not None:
             ignored |= {m.name for block in item.match for m in block.matchers}
-        for _, m in _members(inc):
-            if _get(m, "ci") != ci:
-                continue
-            theirs = _get(m, "labels", {}) or {}
+        for theirs in theirs_all:
             for k, v in labels.items():
                 if k not in ignored and theirs.get(k) == v:
                     return k, v
