@@ -20,6 +20,7 @@ sys.path.insert(0, ROOT)
 
 from cmdb import load_cmdb_docs  # noqa: E402
 from daemon import heap  # noqa: E402
+from daemon.model import fingerprint  # noqa: E402
 from daemon.timefmt import format_rfc3339  # noqa: E402
 
 
@@ -164,10 +165,12 @@ def events_file(path: str, n_events: int, cmdb_path: str, n_cis: int) -> None:
 
 
 def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, seed: int = 11,
-                          shape: str = "dense") -> None:
+                          shape: str = "dense", truth_path: str | None = None) -> None:
     """Alertmanager-like delivery over days: per 1,000-CI cluster about one fault an hour
     (root plus dependents within two hops, each after a delay, for 10-60 minutes) and two
-    noise alerts an hour; every firing alert re-sent every 5 minutes, resolved once."""
+    noise alerts an hour; every firing alert re-sent every 5 minutes, resolved once.
+    With `truth_path`, also writes which fault (or noise) each alert came from, in the
+    ground-truth form of ../shared/corr, for its scorer."""
     doc = tiered_topology(n_cis) if shape == "tiered" else topology(n_cis)
     with open(cmdb_path, "w") as fh:
         json.dump(doc, fh)
@@ -178,6 +181,8 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
     t0 = 1_767_225_600.0
     pending: list[tuple[float, int, str, dict, float]] = []  # (send at, seq, status, labels, ends)
     seq = 0
+    occurrences: list[dict] = []  # each alert's fault ("noise" for noise), for the ground truth
+    faults: list[dict] = []
 
     def labels_of(ci: str, name: str) -> dict:
         out = {"alertname": name, "severity": "critical" if name.endswith("Down") else "warning"}
@@ -185,10 +190,12 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
             out[m.name] = m.value
         return out
 
-    def alert(at: float, labels: dict, duration: float) -> None:
+    def alert(at: float, labels: dict, duration: float, ci: str, fault: str, group: str) -> None:
         nonlocal seq
         seq += 1
         pending.append((at, seq, "firing", labels, at + duration))
+        occurrences.append({"fingerprint": fingerprint(labels), "labels": labels, "ci": ci, "fault": fault,
+                            "group": group, "first_at": at, "last_at": at + duration})
 
     t = t0
     while t < t0 + 86400 * 60 and len(pending) < n_events * 2:
@@ -197,18 +204,26 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
             root = rnd.choice(ids)
             deps = [c for c in cmdb.dependents(root, 2) if rnd.random() < 0.6][:8]
             duration = rnd.uniform(600, 3600)
-            alert(t, labels_of(root, rnd.choice(["InstanceDown", "HighErrorRate", "HighLatency"])), duration)
+            fid = f"F{len(faults) + 1:05d}"
+            faults.append({"id": fid, "root_ci": root, "root_kind": cmdb.cis[root].type, "start": t,
+                           "impacted": sorted(cmdb.dependents(root)), "alerting_cis": [root, *deps]})
+            alert(t, labels_of(root, rnd.choice(["InstanceDown", "HighErrorRate", "HighLatency"])), duration,
+                  root, fid, fid)
             for c in deps:
-                alert(t + rnd.uniform(30, 600), labels_of(c, rnd.choice(["HighErrorRate", "HighLatency"])), duration)
+                alert(t + rnd.uniform(30, 600), labels_of(c, rnd.choice(["HighErrorRate", "HighLatency"])), duration,
+                      c, fid, fid)
         else:
-            alert(t, labels_of(rnd.choice(ids), rnd.choice(["CPUThrottlingHigh", "DiskFillingUp"])),
-                  rnd.uniform(300, 1800))
+            ci = rnd.choice(ids)
+            alert(t, labels_of(ci, rnd.choice(["CPUThrottlingHigh", "DiskFillingUp"])), rnd.uniform(300, 1800),
+                  ci, "noise", f"N{len(occurrences) + 1:05d}")
     import heapq
 
     heapq.heapify(pending)
     lines = []
+    last = t0
     while pending and len(lines) < n_events:
         at, s_, status, labels, ends = heapq.heappop(pending)
+        last = at
         stamp = format_rfc3339(at)
         resolved = at >= ends
         lines.append(json.dumps({"kind": "alert", "at": stamp, "alert": {
@@ -218,6 +233,27 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
             heapq.heappush(pending, (min(at + 300 + rnd.uniform(-20, 20), ends), s_, status, labels, ends))
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    if truth_path is not None:
+        with open(truth_path, "w") as fh:
+            json.dump(_truth(shape, n_cis, occurrences, faults, last), fh)
+
+
+def _truth(shape: str, n_cis: int, occurrences: list[dict], faults: list[dict], last: float) -> dict:
+    """The ground truth of the alerts a generated file holds (those that began by its
+    last event, cut at it), in ../shared/corr's form."""
+    occs = []
+    for o in occurrences:
+        if o["first_at"] <= last:
+            occs.append({**o, "first_at": format_rfc3339(o["first_at"]),
+                         "last_at": format_rfc3339(min(o["last_at"], last))})
+    out = []
+    for f in faults:
+        if f["start"] <= last:
+            at = format_rfc3339(f["start"])
+            out.append({**f, "mode": "generated", "start": at, "first_alert_at": at, "root_alerted": True,
+                        "problem": f["id"], "recurring": False, "change": None, "concurrent_with": []})
+    return {"version": 1, "scenario": {"name": f"generated-{shape}-{n_cis}"}, "faults": out, "problems": [],
+            "alerts": occs}
 
 
 SCENARIO = os.path.join(ROOT, "..", "shared", "corr", "dev-sockshop")
@@ -262,7 +298,8 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
         elif kind == "stream":
             events_file(ev, n_events, cm, n_cis)
         else:
-            realistic_events_file(ev, n_events, cm, n_cis, shape="tiered" if kind == "tiered" else "dense")
+            realistic_events_file(ev, n_events, cm, n_cis, shape="tiered" if kind == "tiered" else "dense",
+                                  truth_path=os.path.join(tmp, "truth.json"))
         with open(cfg, "w") as fh:
             fh.write(f"cmdb: [{cm}]\n")
         t0 = time.perf_counter()
@@ -285,6 +322,26 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
         print(f"replay, {KINDS[kind]}: {n_events} events on {size}, {len(res['incidents'])} incidents\n"
               f"  whole process {whole:.2f}s = {n_events / whole:,.0f} events/s; in process: start-up "
               f"{t1 - t0:.2f}s, event loop {t2 - t1:.2f}s = {n_events / (t2 - t1):,.0f} events/s")
+        truth = os.path.join(tmp, "truth.json")
+        if os.path.exists(truth):
+            _score(truth, out)
+
+
+SCORER = os.path.join(ROOT, "..", "shared", "corr", "score.py")
+
+
+def _score(truth: str, result: str) -> None:
+    """How well the replay grouped the generated faults and found their roots, by the
+    correlation benchmark's scorer (when ../shared is there)."""
+    if not os.path.exists(SCORER):
+        print(f"  quality: skipped ({SCORER} not found)")
+        return
+    got = subprocess.run([sys.executable, SCORER, "--truth", truth, "--result", result, "--json"],
+                         check=True, capture_output=True, text=True)
+    s = json.loads(got.stdout)
+    g, rc = s["grouping"], s["root_cause"]
+    print(f"  quality: pairwise P {g['precision']:.3f} R {g['recall']:.3f} F1 {g['f1']:.3f}, "
+          f"root cause AC@1 {rc['ac1']:.3f} AC@3 {rc['ac3']:.3f}")
 
 
 def main() -> None:
