@@ -19,18 +19,16 @@ from cmdb.model import CI
 
 @dataclass(frozen=True, slots=True)
 class PathStep:
-    """One hop of a path: from `src` to `dst`, along (`down`) or against a dependency edge."""
+    """One hop of a dependency chain: `src` depends on `dst` (by `relation`)."""
 
     src: str
     dst: str
     relation: str
-    down: bool  # True: src depends on dst; False: dst depends on src
 
     def describe(self) -> str:
-        a, b = (self.src, self.dst) if self.down else (self.dst, self.src)
         if self.relation == "inferred":
-            return f"{a} depends_on {b} (inferred: other deployments record it)"
-        return f"{a} {self.relation} {b}"
+            return f"{self.src} depends_on {self.dst} (inferred: other deployments record it)"
+        return f"{self.src} {self.relation} {self.dst}"
 
 
 class Cmdb:
@@ -128,67 +126,33 @@ class Cmdb:
         del seen[start]
         return seen
 
-    def path(self, a: str, b: str, max_hops: int | None = None) -> list[PathStep] | None:
-        """A shortest path between two CIs ignoring edge direction, within `max_hops`.
-
-        [] when a == b; None when there is none within the bound. Searches from
-        both ends, so a hub (a zone network under a thousand hosts) costs only
-        when it is on the way.
-        """
-        g = self.graph
-        if a not in g or b not in g:
+    def dependency_path(self, a: str, b: str, max_hops: int | None = None) -> list[PathStep] | None:
+        """A shortest chain of dependencies from `a` down to `b` (`a` depends on ... on
+        `b`), within `max_hops`: the way a fault at `b` reaches `a`. [] when a == b;
+        None when `a` does not depend on `b` within the bound."""
+        down = self._down
+        if a not in down or b not in down:
             return None
-        if a == b:
-            return []
-        limit = max_hops if max_hops is not None else len(g)
-        # parents on each side: node -> previous node toward the side's start
-        pa: dict[str, str | None] = {a: None}
-        pb: dict[str, str | None] = {b: None}
-        fa, fb = [a], [b]
-        da = db = 0
-        while fa and fb and da + db < limit:
-            # expand the smaller frontier
-            if len(fa) <= len(fb):
-                fa, meet = self._expand(fa, pa, pb)
-                da += 1
-            else:
-                fb, meet = self._expand(fb, pb, pa)
-                db += 1
-            if meet is not None:
-                return self._steps(meet, pa, pb)
-        return None
-
-    def _expand(self, frontier: list[str], parents: dict, other: dict) -> tuple[list[str], str | None]:
-        g = self.graph
-        nxt: list[str] = []
-        for node in frontier:
-            for n in _undirected_neighbours(g, node):
-                if n in parents:
-                    continue
-                parents[n] = node
-                if n in other:
-                    return nxt, n
-                nxt.append(n)
-        return nxt, None
-
-    def _steps(self, meet: str, pa: dict, pb: dict) -> list[PathStep]:
-        left: list[str] = []
-        n: str | None = meet
-        while n is not None:
-            left.append(n)
-            n = pa[n]
-        left.reverse()
-        n = pb[meet]
-        while n is not None:
-            left.append(n)
-            n = pb[n]
-        steps = []
-        for src, dst in zip(left, left[1:], strict=False):
-            if self.graph.has_edge(src, dst):
-                steps.append(PathStep(src, dst, self.relation(src, dst) or "depends_on", True))
-            else:
-                steps.append(PathStep(src, dst, self.relation(dst, src) or "depends_on", False))
-        return steps
+        parents: dict[str, str] = {}
+        frontier, seen, d = [a], {a}, 0
+        while frontier and b not in seen and (max_hops is None or d < max_hops):
+            d += 1
+            reached = []
+            for node in frontier:
+                for nxt in down[node]:
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        parents[nxt] = node
+                        reached.append(nxt)
+            frontier = reached
+        if b not in seen:
+            return None
+        chain = [b]
+        while chain[-1] != a:
+            chain.append(parents[chain[-1]])
+        chain.reverse()
+        return [PathStep(src, dst, self.relation(src, dst) or "depends_on")
+                for src, dst in zip(chain, chain[1:], strict=False)]
 
     def to_dict(self, ci: str, hops: int | None = 1) -> dict:
         """The CI with its dependencies and dependents, for the API."""
@@ -203,11 +167,6 @@ class Cmdb:
             for d, h in sorted(self.dependents(ci, hops).items(), key=lambda x: (x[1], x[0]))
         ]
         return out
-
-
-def _undirected_neighbours(g: nx.DiGraph, node: str):
-    yield from g._succ[node]
-    yield from g._pred[node]
 
 
 def describe_path(steps: list[PathStep]) -> str:

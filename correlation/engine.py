@@ -413,8 +413,8 @@ class TopologyCorrelator:
             return f"{ci} already has alerts in this incident"
         if root == ci:
             return f"a fault at {ci} explains this incident's alerts on " + ", ".join(sorted(weights)[:4])
-        path = describe_path(topo.cmdb.path(ci, root, self.config.depth) or [])
         hops = topo.below(ci).get(root, 0)
+        path = describe_path(topo.cmdb.dependency_path(ci, root, max(hops, 1)) or [])
         head = f"{ci} depends on {root} ({hops} hop{'s' if hops != 1 else ''}), the likely root cause"
         return f"{head}: {path}" if path else head
 

@@ -105,15 +105,19 @@ def test_cycles_are_legal_and_queries_terminate(tmp_path):
     """)])
     assert cmdb.dependencies("a") == {"b": 1, "c": 2}
     assert cmdb.dependents("a") == {"c": 1, "b": 2}
-    assert [s.dst for s in cmdb.path("a", "c", 3)] == ["c"]
+    assert [s.dst for s in cmdb.dependency_path("a", "c", 3)] == ["b", "c"]
 
 
-def test_bounded_undirected_path(tmp_path):
+def test_dependency_path_goes_down_the_dependencies_only(tmp_path):
     cmdb = load_cmdb([write(tmp_path, "c.yaml", SHOP)])
-    steps = cmdb.path("shop", "host-1", 2)
-    assert [s.dst for s in steps] == ["checkout", "host-1"]
-    assert cmdb.path("payments", "host-1", 1) is None
-    assert len(cmdb.path("payments", "host-1", 2)) == 2  # via orders-db or checkout
+    steps = cmdb.dependency_path("shop", "host-1")
+    assert [(s.src, s.relation, s.dst) for s in steps] == [("shop", "depends_on", "checkout"),
+                                                          ("checkout", "runs_on", "host-1")]
+    assert cmdb.dependency_path("shop", "host-1", 1) is None  # beyond the bound
+    assert cmdb.dependency_path("host-1", "shop") is None  # the host does not depend on the shop
+    assert cmdb.dependency_path("orders-db", "payments") is None  # payments depends on it, not it on payments
+    assert len(cmdb.dependency_path("payments", "host-1")) == 2  # via orders-db
+    assert cmdb.dependency_path("shop", "shop") == []
 
 
 def test_reload_keeps_old_cmdb_when_new_one_is_bad(tmp_path):
@@ -144,7 +148,7 @@ def test_dependency_missing_in_one_cluster_is_inferred_from_another():
     ]})])
     assert cmdb.relation("carts.b", "carts-db.b") == INFERRED
     assert cmdb.relation("carts.a", "carts-db.a") == "depends_on"
-    assert "inferred" in describe_path(cmdb.path("carts.b", "carts-db.b", 2))
+    assert "inferred" in describe_path(cmdb.dependency_path("carts.b", "carts-db.b", 2))
 
 
 def test_inference_still_works_when_every_service_name_recurs_in_many_clusters():

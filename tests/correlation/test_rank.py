@@ -198,3 +198,19 @@ def test_a_change_counts_for_one_fault_not_for_each_alert_on_its_ci():
     down = mgr.fire("MongodbDown", "db", 3600, severity="critical")
     assert "change CHG-1" in mgr.corr.analyze(down, 3600).candidates[0]["why"]
     assert mgr.fire("KubeStatefulSetReplicasMismatch", "db", 4300, severity="warning") is down
+
+
+def test_reason_follows_dependencies_not_a_shared_host():
+    # web and db share a host: the shortest route between them ignoring direction runs
+    # through it, but the fault reaches web along web -> api -> db
+    cmdb = cmdb_of(
+        {"id": "web", "depends_on": ["host", "api"]},
+        {"id": "api", "depends_on": ["db"]},
+        {"id": "db", "type": "database", "depends_on": ["host"]},
+        {"id": "host", "type": "host"},
+    )
+    mgr = Manager(TopologyCorrelator(cmdb))
+    mgr.fire("MongodbDown", "db", 0)
+    mgr.fire("HighErrorRate", "web", 30)
+    assert mgr.reasons[1] == ("web depends on db (2 hops), the likely root cause: "
+                              "web depends_on api, api depends_on db")
