@@ -107,8 +107,10 @@ class Cmdb:
         return {n: tuple(nbrs) for n, nbrs in self.graph.pred.items()}
 
     @staticmethod
-    def _bfs(start: str, adj: Mapping[str, tuple[str, ...]], hops: int | None) -> dict[str, int]:
-        """Breadth first, one hop level at a time, up to `hops` levels."""
+    def _bfs(start: str, adj: Mapping[str, tuple[str, ...]], hops: int | None,
+             parents: dict[str, str] | None = None) -> dict[str, int]:
+        """Breadth first, one hop level at a time, up to `hops` levels; with `parents`,
+        records there the node each reached node was first reached from."""
         if start not in adj:
             return {}
         seen = {start: 0}
@@ -122,6 +124,8 @@ class Cmdb:
                     if nxt not in seen:
                         seen[nxt] = d
                         reached.append(nxt)
+                        if parents is not None:
+                            parents[nxt] = node
             frontier = reached
         del seen[start]
         return seen
@@ -130,22 +134,10 @@ class Cmdb:
         """A shortest chain of dependencies from `a` down to `b` (`a` depends on ... on
         `b`), within `max_hops`: the way a fault at `b` reaches `a`. [] when a == b;
         None when `a` does not depend on `b` within the bound."""
-        down = self._down
-        if a not in down or b not in down:
-            return None
+        if a == b:
+            return [] if a in self._down else None
         parents: dict[str, str] = {}
-        frontier, seen, d = [a], {a}, 0
-        while frontier and b not in seen and (max_hops is None or d < max_hops):
-            d += 1
-            reached = []
-            for node in frontier:
-                for nxt in down[node]:
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        parents[nxt] = node
-                        reached.append(nxt)
-            frontier = reached
-        if b not in seen:
+        if b not in self._bfs(a, self._down, max_hops, parents):
             return None
         chain = [b]
         while chain[-1] != a:
