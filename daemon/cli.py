@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -160,9 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `incidentd` command: `main`, then an exit that leaves the heap to the
+    operating system. Freeing a replay's hundreds of thousands of objects one by one
+    at interpreter shutdown takes a tenth of the run; by then every command has
+    closed what it wrote (the store, the result file)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     # Run the imported `daemon.cli`, not this `__main__` copy: the packages
     # register their subcommands on the former.
-    from daemon.cli import main as _main
+    from daemon.cli import entry as _entry
 
-    sys.exit(_main())
+    _entry()

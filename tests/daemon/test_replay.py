@@ -2,6 +2,7 @@
 and 4): the exact incidents expected, from the real command."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -184,3 +185,20 @@ def test_commands_that_serve_nothing_load_neither_the_http_stack_nor_numpy(tmp_p
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert json.loads((tmp_path / "r.json").read_text())["incidents"][0]["alerts"][0]["labels"]["service"] == "a"
+
+
+def test_the_command_flushes_what_it_printed_and_keeps_its_exit_code(tmp_path):
+    """`incidentd` leaves its heap to the operating system at exit (no interpreter
+    teardown): buffered output must still arrive, with the command's exit code."""
+    good = tmp_path / "good.yaml"
+    good.write_text("incidents:\n  group_window: 5m\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("incidents:\n  group_window: soon\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe buffers stdout
+    ok = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", str(good)],
+                        cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert (ok.returncode, ok.stdout) == (0, f"{good}: OK\n")
+    broken = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", str(bad)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert broken.returncode == 1
+    assert broken.stdout.startswith(f"{bad}:2: ") and "group_window" in broken.stdout
