@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 
 # Go's zero time: Alertmanager's `endsAt` for an alert that is still firing.
@@ -71,10 +72,12 @@ def format_rfc3339(ts: float | None, millis: bool = False) -> str | None:
     """Format epoch seconds as RFC 3339 UTC (`...Z`); None stays None."""
     if ts is None:
         return None
+    if not millis:
+        # time.gmtime: a third of the cost of a datetime, and results and views format
+        # every timestamp they hold
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
     dt = datetime.fromtimestamp(ts, tz=UTC)
-    if millis:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def parse_duration(value: str | int | float) -> float:
