@@ -26,7 +26,9 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        # each module's logger is built on its first line and kept: building it for
+        # every line cost more than writing (or, below the level, dropping) the line
+        cache_logger_on_first_use=True,
     )
 
 
