@@ -105,8 +105,18 @@ def _members(incident: Any) -> Iterable[tuple[str, Any]]:
     return alerts.items() if isinstance(alerts, Mapping) else ((m.fingerprint, m) for m in alerts)
 
 
+_IS_MAPPING: dict[type, bool] = {}
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
-    return obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
+    """A field of an incident or alert given as an object or as a mapping (its
+    stored document). Whether a type is a mapping is looked up once: an ABC check
+    on every call cost as much as the rest of this hot helper."""
+    t = type(obj)
+    mapping = _IS_MAPPING.get(t)
+    if mapping is None:
+        mapping = _IS_MAPPING[t] = issubclass(t, Mapping)
+    return obj.get(name, default) if mapping else getattr(obj, name, default)
 
 
 def _num(value: Any, default: float) -> float:
