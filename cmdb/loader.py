@@ -93,7 +93,7 @@ def validate_cmdb(paths: Iterable[str]) -> list[str]:
 def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
     """Build a CMDB from already parsed documents `(name, data)` (tests, generators)."""
     b = _Builder()
-    with heap.paused():
+    with heap.paused(keep=True):
         for name, data in docs:
             b.add_document(name, data)
         cmdb = b.finish()
@@ -104,7 +104,7 @@ def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
 
 def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
     b = _Builder()
-    with heap.paused():  # a CMDB is built once and lives long: see daemon.heap
+    with heap.paused(keep=True):  # a CMDB is built once and lives long: see daemon.heap
         for path in paths:
             try:
                 data = load_yaml(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import weakref
 
 import pytest
 import yaml
@@ -84,3 +85,24 @@ def test_paused_nests_and_restores_the_collectors_state():
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_a_kept_build_is_out_of_later_collector_passes_until_resettled():
+    class Node:
+        def __init__(self):
+            self.me = self  # a reference cycle, as in a networkx graph
+
+    try:
+        with heap.paused(keep=True):
+            kept = Node()
+        assert gc.isenabled()
+        assert not any(o is kept for o in gc.get_objects())  # frozen: no pass scans it
+        ref = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert ref() is not None  # dropped, but only resettle() lets the collector see it
+        heap.resettle()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(700, 10, 10)
