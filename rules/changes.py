@@ -12,6 +12,7 @@ transitively), because the graph belongs to the cmdb package.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,8 @@ class ChangeStore:
     version: int = 0  # moves with every record added, replaced or removed
 
     _starts: list[float] = field(default_factory=list)  # every change's start, sorted
+    # the changes active over a span of time, for one `version`: see `_active_at`
+    _active: tuple[int, float, float, list[Change]] | None = None
 
     def _put(self, change: Change) -> None:
         old = self._changes.get(change.id)
@@ -134,7 +137,7 @@ class ChangeStore:
         then (with `cover_dependents`) one on a CI that `ci` depends on."""
         if ci is None:
             return None
-        active = [c for c in self._changes.values() if c.is_active(now)]
+        active = self._active_at(now)
         for c in active:
             if c.ci == ci:
                 return c
@@ -143,6 +146,29 @@ class ChangeStore:
                 if self.depends_on(ci, c.ci):
                     return c
         return None
+
+    def _active_at(self, now: float) -> list[Change]:
+        """The changes active at `now`, in record order. Every alert asks, and records
+        pile up (each deploy of a year), so the answer is kept with the span of time
+        around `now` in which no change starts or ends; it is worked out again when
+        `now` leaves that span or a record is added, replaced or removed."""
+        got = self._active
+        if got is not None and got[0] == self.version and got[1] <= now < got[2]:
+            return got[3]
+        lo, hi = -math.inf, math.inf
+        active = []
+        for c in self._changes.values():
+            for edge in (c.starts_at, c.ends_at):
+                if edge is None:
+                    continue
+                if edge <= now:
+                    lo = max(lo, edge)
+                else:
+                    hi = min(hi, edge)
+            if c.is_active(now):
+                active.append(c)
+        self._active = (self.version, lo, hi, active)
+        return active
 
     def suspected_change_for(self, ci: str | None, opened_at: float) -> Change | None:
         """The change on `ci` that ended within `suspect_window` before `opened_at`,

@@ -115,3 +115,23 @@ def test_the_base_rate_follows_records_added_replaced_and_removed():
     for at in (0.0, 86400.0, 10 * 86400.0, 29 * 86400.0, 40 * 86400.0):
         assert store.base_rate(at, 100) == plain(at)
     assert 0 < store.base_rate(29 * 86400.0, 100) < 0.1
+
+
+def test_the_active_change_follows_time_and_records_in_any_order():
+    """`active_for` keeps its answer while no change starts or ends: it must agree with
+    a scan of every record at each moment, forwards, backwards, and after records are
+    added, replaced or dropped in between."""
+    rnd = random.Random(3)
+    store = ChangeStore()
+    cis = ["a", "b", "c"]
+    for step in range(400):
+        if rnd.random() < 0.2:
+            start = T0 + rnd.randrange(0, 36_000, 300)
+            end = None if rnd.random() < 0.2 else start + rnd.randrange(0, 7200, 300)
+            store.add(Change(f"CHG-{rnd.randrange(30)}", rnd.choice(cis), start, end, "", "api"))
+        elif rnd.random() < 0.05:
+            store.replace_source("api", [])
+        now = T0 + rnd.randrange(-600, 40_000, 150)  # often right on a start or an end
+        ci = rnd.choice(cis)
+        expected = next((c for c in store._changes.values() if c.ci == ci and c.is_active(now)), None)
+        assert store.active_for(ci, now) is expected, (step, now)
