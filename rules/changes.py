@@ -91,6 +91,11 @@ class ChangeStore:
     version: int = 0  # moves with every record added, replaced or removed
 
     _starts: list[float] = field(default_factory=list)  # every change's start, sorted
+    # every change as (end, place, id), sorted: an open-ended one ends at infinity, and
+    # `place` is its position in `_changes` (record order: a replaced record keeps it)
+    _ends: list[tuple[float, int, str]] = field(default_factory=list)
+    _place: dict[str, int] = field(default_factory=dict)
+    _next_place: int = 0
     # the changes active over a span of time, for one `version`: see `_active_at`
     _active: tuple[int, float, float, list[Change]] | None = None
 
@@ -98,14 +103,23 @@ class ChangeStore:
         old = self._changes.get(change.id)
         if old is not None:
             self._unindex(old)
+        else:
+            self._place[change.id] = self._next_place
+            self._next_place += 1
         self._changes[change.id] = change  # a replaced record keeps its place
         self._by_ci.setdefault(change.ci, {})[change.id] = change
         bisect.insort(self._starts, change.starts_at)
+        bisect.insort(self._ends, self._end_key(change))
         self.version += 1
+
+    def _end_key(self, change: Change) -> tuple[float, int, str]:
+        end = math.inf if change.ends_at is None else change.ends_at
+        return end, self._place[change.id], change.id
 
     def _unindex(self, change: Change) -> None:
         self._by_ci.get(change.ci, {}).pop(change.id, None)
         del self._starts[bisect.bisect_left(self._starts, change.starts_at)]
+        del self._ends[bisect.bisect_left(self._ends, self._end_key(change))]
 
     def add(self, change: Change) -> Change:
         self._put(change)
@@ -121,6 +135,7 @@ class ChangeStore:
     def replace_source(self, source: str, changes: Iterable[Change]) -> None:
         for cid in [cid for cid, c in self._changes.items() if c.source == source]:
             self._unindex(self._changes.pop(cid))
+            del self._place[cid]
         for c in changes:
             c.source = source
             self._put(c)
@@ -151,22 +166,18 @@ class ChangeStore:
         """The changes active at `now`, in record order. Every alert asks, and records
         pile up (each deploy of a year), so the answer is kept with the span of time
         around `now` in which no change starts or ends; it is worked out again when
-        `now` leaves that span or a record is added, replaced or removed."""
+        `now` leaves that span or a record is added, replaced or removed, from the
+        changes that end after `now` (few: most records are of changes long over)."""
         got = self._active
         if got is not None and got[0] == self.version and got[1] <= now < got[2]:
             return got[3]
-        lo, hi = -math.inf, math.inf
-        active = []
-        for c in self._changes.values():
-            for edge in (c.starts_at, c.ends_at):
-                if edge is None:
-                    continue
-                if edge <= now:
-                    lo = max(lo, edge)
-                else:
-                    hi = min(hi, edge)
-            if c.is_active(now):
-                active.append(c)
+        starts, ends = self._starts, self._ends
+        s = bisect.bisect_right(starts, now)
+        e = bisect.bisect_right(ends, (now, math.inf))  # the first change that ends after now
+        lo = max(starts[s - 1] if s else -math.inf, ends[e - 1][0] if e else -math.inf)
+        hi = min(starts[s] if s < len(starts) else math.inf, ends[e][0] if e < len(ends) else math.inf)
+        active = [c for c in (self._changes[cid] for _, _, cid in ends[e:]) if c.starts_at <= now]
+        active.sort(key=lambda c: self._place[c.id])
         self._active = (self.version, lo, hi, active)
         return active
 
