@@ -59,7 +59,7 @@ def _flush(components: Components, store: Store) -> None:
 def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Components, Store]:
     """Run the events file through a fresh pipeline; returns it with its store."""
     clock = VirtualClock()
-    store = Store(os.path.join(workdir, "replay.sqlite3"), threaded=False)
+    store = Store(os.path.join(workdir, "replay.sqlite3"), threaded=False, scratch=True)
     components = build_pipeline(config, clock, Metrics(), store)
     heap.settle()  # as the daemon does after start-up
     pipeline = components.pipeline

@@ -84,3 +84,18 @@ async def test_every_alert_answered_2xx_survives_sigkill_and_ends_in_an_incident
         daemon.stop()
     missing = [i for i in acked if fingerprint(labels_of(i)) not in in_incidents]
     assert missing == [], f"{len(missing)} of {len(acked)} acknowledged alerts lost"
+
+
+def test_only_a_throwaway_store_skips_syncing_to_disk(tmp_path):
+    """The daemon's store syncs its write-ahead log at checkpoints (every commit with
+    `inbox.fsync`); replay's scratch store, deleted when the run ends, never does."""
+    from daemon.store import Store
+
+    levels = {}
+    for name, kw in (("daemon", {}), ("fsync", {"fsync": True}), ("replay", {"scratch": True})):
+        store = Store(str(tmp_path / f"{name}.sqlite3"), threaded=False, **kw)
+        try:
+            levels[name] = store.query_one("PRAGMA synchronous")[0]
+        finally:
+            store.close()
+    assert levels == {"daemon": 1, "fsync": 2, "replay": 0}  # NORMAL, FULL, OFF
