@@ -166,8 +166,11 @@ def entry() -> None:
     """The `incidentd` command: `main`, then an exit that leaves the heap to the
     operating system. Freeing a replay's hundreds of thousands of objects one by one
     at interpreter shutdown takes a tenth of the run; by then every command has
-    closed what it wrote (the store, the result file)."""
+    closed what it wrote (the store, the result file). Under a profiler or a tracer
+    (cProfile, coverage) the interpreter exits as usual, so that they write out."""
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -202,3 +202,13 @@ def test_the_command_flushes_what_it_printed_and_keeps_its_exit_code(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert broken.returncode == 1
     assert broken.stdout.startswith(f"{bad}:2: ") and "group_window" in broken.stdout
+
+
+def test_under_a_profiler_the_command_exits_as_usual_so_that_it_writes_out(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("incidents:\n  group_window: 5m\n")
+    out = tmp_path / "profile.out"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "daemon.cli", "check-config",
+                           "--config", str(cfg)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
