@@ -15,6 +15,7 @@ import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
@@ -91,9 +92,8 @@ class ChangeStore:
     version: int = 0  # moves with every record added, replaced or removed
 
     _starts: list[float] = field(default_factory=list)  # every change's start, sorted
-    # every change as (end, place, id), sorted: an open-ended one ends at infinity, and
-    # `place` is its position in `_changes` (record order: a replaced record keeps it)
-    _ends: list[tuple[float, int, str]] = field(default_factory=list)
+    _ends: list[tuple[float, str]] = field(default_factory=list)  # (end, id), sorted; open-ended: infinity
+    # each change's position in `_changes` (record order: a replaced record keeps it)
     _place: dict[str, int] = field(default_factory=dict)
     _next_place: int = 0
     # the changes active over a span of time, for one `version`: see `_active_at`
@@ -112,9 +112,9 @@ class ChangeStore:
         bisect.insort(self._ends, self._end_key(change))
         self.version += 1
 
-    def _end_key(self, change: Change) -> tuple[float, int, str]:
-        end = math.inf if change.ends_at is None else change.ends_at
-        return end, self._place[change.id], change.id
+    @staticmethod
+    def _end_key(change: Change) -> tuple[float, str]:
+        return (math.inf if change.ends_at is None else change.ends_at), change.id
 
     def _unindex(self, change: Change) -> None:
         self._by_ci.get(change.ci, {}).pop(change.id, None)
@@ -173,10 +173,10 @@ class ChangeStore:
             return got[3]
         starts, ends = self._starts, self._ends
         s = bisect.bisect_right(starts, now)
-        e = bisect.bisect_right(ends, (now, math.inf))  # the first change that ends after now
+        e = bisect.bisect_right(ends, now, key=itemgetter(0))  # the first change that ends after now
         lo = max(starts[s - 1] if s else -math.inf, ends[e - 1][0] if e else -math.inf)
         hi = min(starts[s] if s < len(starts) else math.inf, ends[e][0] if e < len(ends) else math.inf)
-        active = [c for c in (self._changes[cid] for _, _, cid in ends[e:]) if c.starts_at <= now]
+        active = [c for c in (self._changes[cid] for _, cid in ends[e:]) if c.starts_at <= now]
         active.sort(key=lambda c: self._place[c.id])
         self._active = (self.version, lo, hi, active)
         return active
