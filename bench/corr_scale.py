@@ -300,7 +300,8 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
     from daemon.replay import build_result, replay_events
 
     with tempfile.TemporaryDirectory() as tmp:
-        ev, cm, cfg, out = (os.path.join(tmp, n) for n in ("events.jsonl", "cmdb.yaml", "config.yaml", "r.json"))
+        ev, cm, cfg, out, truth = (os.path.join(tmp, n) for n in
+                                   ("events.jsonl", "cmdb.yaml", "config.yaml", "r.json", "truth.json"))
         if kind == "scenario":
             if not os.path.isdir(SCENARIO):
                 print(f"replay, {KINDS[kind]}: skipped ({SCENARIO} not found)")
@@ -310,7 +311,7 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
             events_file(ev, n_events, cm, n_cis)
         else:
             realistic_events_file(ev, n_events, cm, n_cis, shape="tiered" if kind == "tiered" else "dense",
-                                  truth_path=os.path.join(tmp, "truth.json"))
+                                  truth_path=truth)
         with open(cfg, "w") as fh:
             fh.write(f"cmdb: [{cm}]\n")
         t0 = time.perf_counter()
@@ -333,8 +334,7 @@ def bench_replay(n_events: int, n_cis: int, kind: str) -> None:
         print(f"replay, {KINDS[kind]}: {n_events} events on {size}, {len(res['incidents'])} incidents\n"
               f"  whole process {whole:.2f}s = {n_events / whole:,.0f} events/s; in process: start-up "
               f"{t1 - t0:.2f}s, event loop {t2 - t1:.2f}s = {n_events / (t2 - t1):,.0f} events/s")
-        truth = os.path.join(tmp, "truth.json")
-        if os.path.exists(truth):
+        if os.path.exists(truth):  # the generated files with a ground truth
             _score(truth, out)
 
 

@@ -191,8 +191,6 @@ def moved(events, truth, cmdb, rnd, share: float = 0.2):
     return events, truth, dict(cmdb, cis=cis)
 
 
-# the two added clusters of `wide`: euw1/use1 -> euw2/use2, node subnets 10.1/10.2 ->
-# 10.3/10.4, and the business service's SLO alerts -> its second SLO
 def _wide_subs(j: int) -> tuple:
     """Renames for the `j`-th extra deployment (1, 2, ...): clusters euw1/use1 become
     euw{j+1}/use{j+1}, their node and network addresses move to their own ranges."""
