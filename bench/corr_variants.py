@@ -30,6 +30,9 @@ each, the way deployments differ:
 - `wide8`: the same with three copies, in eight clusters (each copy shifted
   by another 3h41m): four times the faults and noise; every service name is
   now carried by eight CIs.
+- `wide32`: fifteen copies, in 32 clusters: sixteen times the faults and
+  noise, and sixteen SLOs on the one business service, so that CI alerts
+  for some fault almost all the time.
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant.
@@ -266,6 +269,7 @@ VARIANTS = {
     "moved": moved,
     "wide": wide,
     "wide8": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=3),
+    "wide32": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=15),
 }
 
 
