@@ -76,7 +76,7 @@ class ProblemError(Exception):
 
 def _shown(p: Problem) -> tuple[Any, ...]:
     """The parts of a problem's note that every linked incident shows alike."""
-    return (p.title or p.default_title(), p.status, p.cause, p.workaround, p.fix_ref)
+    return (p.shown_title(), p.status, p.cause, p.workaround, p.fix_ref)
 
 
 def problem_settings(config: Config) -> tuple[ClusterSettings, list[str]]:
@@ -376,8 +376,7 @@ class ProblemsPart:
             p.parts[part].append(link.incident_id)
         self.by_incident[link.incident_id] = p.id
         p.updated_at = max(p.updated_at, self._now)
-        if not p.title_by_person:
-            p.title = p.default_title()
+        p.retitle()
         self._dirty.add(p.id)
         if replaced or not appended:
             self._sync_cluster(p)
@@ -400,8 +399,7 @@ class ProblemsPart:
         link = p.links[inc.id]
         link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
         p.updated_at = now
-        if not p.title_by_person:
-            p.title = p.default_title()
+        p.retitle()
         self._dirty.add(p.id)
         self._sync_cluster(p)
 
@@ -414,6 +412,7 @@ class ProblemsPart:
         p.parts = [[i for i in prt if i != incident_id] for prt in p.parts]
         p.parts = [prt for prt in p.parts if prt] or [[]]
         p.updated_at = now
+        p.retitle()
         self._dirty.add(pid)
         if link is None or link.profile is not None:
             self._sync_cluster(p)  # a link without a profile (an open incident's) is not in it
@@ -573,13 +572,12 @@ class ProblemsPart:
             )
         changed = []
         for key in ("title", *KNOWN_ERROR_FIELDS):
-            if key in fields and fields[key] != getattr(p, key):
+            if key in fields and fields[key] != (p.shown_title() if key == "title" else getattr(p, key)):
                 setattr(p, key, fields[key][:10000])
                 changed.append(key)
         if "title" in fields:
             p.title_by_person = bool(fields["title"].strip())
-            if not p.title_by_person:
-                p.title = p.default_title()
+            p.retitle()
         if (
             status is None
             and p.status == OPEN
@@ -645,8 +643,7 @@ class ProblemsPart:
             self._dirty.add(src.id)
             self.clusterer.clusters.pop(src.id, None)
         target.updated_at = now
-        if not target.title_by_person:
-            target.title = target.default_title()
+        target.retitle()
         target.history.append(
             {
                 "at": now,
@@ -688,8 +685,7 @@ class ProblemsPart:
         p.parts = [prt for prt in p.parts if prt] or [[]]
         if title:
             new.title, new.title_by_person = title[:500], True
-        if not p.title_by_person:
-            p.title = p.default_title()
+        p.retitle()
         p.updated_at = now
         text = f"split {', '.join(incident_ids)} off into {new.id}"
         p.history.append({"at": now, "actor": actor, "action": "split", "text": text})

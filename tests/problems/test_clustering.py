@@ -1,7 +1,11 @@
 """Problem clustering through the real pipeline: recurrences become problems, different
 faults stay apart, the same pattern on hosts of one role is one problem."""
 
+import json
+
 from problemshop import DAY, HOUR, Shop, db_down, db_slow, disk_full
+
+from daemon.problems.model import problem_view
 
 
 def test_first_occurrence_is_no_problem_yet(tmp_path):
@@ -58,6 +62,26 @@ def test_the_same_pattern_on_several_hosts_of_one_role_is_one_problem(tmp_path):
     assert len(pids) == 1 and None not in pids
     [problem] = shop.problems.listing()
     assert problem.root_cis == ["web-1", "web-2", "web-3"]
+
+
+def test_a_problem_title_drops_an_incident_unlinked_from_it(tmp_path):
+    """An open incident linked on its first alerts is unlinked once more alerts make it
+    another fault; the problem's title no longer names its CI."""
+    shop = Shop(tmp_path)
+    for i, node in enumerate(["web-1", "web-2"]):
+        shop.fault(i * DAY, [disk_full(node)])
+    [problem] = shop.problems.listing()
+    shop.post(3 * DAY, [disk_full("web-3")])
+    web3 = shop.incident_of(disk_full("web-3")[0])
+    assert shop.problem_of(web3) == problem.id
+    assert problem_view(problem, shop.clock.now())["title"].endswith("on 3 CIs (web-1, web-2, web-3)")
+    down = [({"alertname": name, "node": "web-3", "severity": "critical"}, {"summary": name})
+            for name in ("NodeDown", "KubeNodeNotReady", "KubeNodeUnreachable")]
+    shop.post(3 * DAY + 60, down)
+    assert shop.incident_of(down[0][0]) == web3 and shop.problem_of(web3) is None
+    assert problem_view(problem, shop.clock.now())["title"].endswith("on 2 CIs (web-1, web-2)")
+    row = shop.store.query_one("SELECT doc FROM problems WHERE id=?", (problem.id,))
+    assert json.loads(row[0])["title"].endswith("on 2 CIs (web-1, web-2)")
 
 
 def test_the_same_pattern_on_a_host_of_another_role_is_not_joined(tmp_path):
