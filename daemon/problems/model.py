@@ -115,16 +115,10 @@ class Problem:
         ctype = max(sorted({t or "" for t in types}), key=lambda t: types.count(t or None)) or None
         return signature_of(ctype, most_common_names(profs))
 
-    def shown_title(self) -> str:
-        """A person's title, or the default one, worked out when first shown after a change."""
-        if not self.title:
-            self.title = self.default_title()
-        return self.title
-
     def retitle(self) -> None:
-        """The incidents changed: a default title is worked out again when next shown."""
+        """The incidents changed: a title not set by a person is worked out again."""
         if not self.title_by_person:
-            self.title = ""
+            self.title = self.default_title()
 
     def default_title(self) -> str:
         """`NodeDown, KubeNodeNotReady on node-3`: the alert names that at least half of
@@ -201,7 +195,7 @@ class Problem:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "status": self.status,
-            "title": self.shown_title(),
+            "title": self.title,
             "title_by_person": self.title_by_person,
             "created_by": self.created_by,
             "links": [link.to_dict() for link in self.sorted_links()],
@@ -244,7 +238,7 @@ def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, A
     st = p.stats()
     view: dict[str, Any] = {
         "id": p.id,
-        "title": p.shown_title(),
+        "title": p.title or p.default_title(),
         "status": p.status,
         "incidents": [link.incident_id for link in p.sorted_links()],
         "root_cause": p.root_cause,
@@ -288,7 +282,7 @@ def known_problem_note(p: Problem) -> dict[str, Any]:
     the note changed."""
     return {
         "id": p.id,
-        "title": p.shown_title(),
+        "title": p.title or p.default_title(),
         "status": p.status,
         "cause": p.cause or None,
         "workaround": p.workaround or None,

@@ -43,7 +43,7 @@ class Row:
 
     @property
     def title(self) -> str:
-        return self.problem.shown_title()
+        return self.problem.title or self.problem.default_title()
 
 
 @dataclass(slots=True)

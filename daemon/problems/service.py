@@ -76,7 +76,7 @@ class ProblemError(Exception):
 
 def _shown(p: Problem) -> tuple[Any, ...]:
     """The parts of a problem's note that every linked incident shows alike."""
-    return (p.shown_title(), p.status, p.cause, p.workaround, p.fix_ref)
+    return (p.title or p.default_title(), p.status, p.cause, p.workaround, p.fix_ref)
 
 
 def problem_settings(config: Config) -> tuple[ClusterSettings, list[str]]:
@@ -572,7 +572,7 @@ class ProblemsPart:
             )
         changed = []
         for key in ("title", *KNOWN_ERROR_FIELDS):
-            if key in fields and fields[key] != (p.shown_title() if key == "title" else getattr(p, key)):
+            if key in fields and fields[key] != getattr(p, key):
                 setattr(p, key, fields[key][:10000])
                 changed.append(key)
         if "title" in fields:
