@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
 from typing import Any
 
 from daemon.model import Alert
@@ -40,20 +39,10 @@ def parse_time(value: Any, where: str) -> float | None:
         return _TS_CACHE[value]
     except KeyError:
         pass
-    ts: float | None
     try:
-        if len(value) >= 20 and value[10] == "T" and value[-1] == "Z":
-            dt = datetime.fromisoformat(value)
-            ts = None if dt.year <= 1 else dt.timestamp()
-        else:
-            ts = parse_rfc3339(value)
-    except (ValueError, TimestampError):
-        try:
-            ts = parse_rfc3339(value)
-        except TimestampError as exc:
-            raise PayloadError(where, str(exc)) from None
-    if ts is not None and not math.isfinite(ts):
-        raise PayloadError(where, f"timestamp out of range: {value[:64]!r}")
+        ts = parse_rfc3339(value)
+    except TimestampError as exc:
+        raise PayloadError(where, str(exc)) from None
     if len(_TS_CACHE) > 100_000:
         _TS_CACHE.clear()
     _TS_CACHE[value] = ts
@@ -134,18 +123,20 @@ def _alert(labels: dict[str, str], annotations: dict[str, str], starts_at: float
     """The alert from validated fields. A webhook's `status` is taken as sent (a resolved
     alert without `endsAt` ends now); without one (API v2) an `endsAt` in the past means
     resolved, and a firing alert without one ends `resolve_timeout` from now unless
-    posted again, as in Alertmanager."""
+    posted again, as in Alertmanager. A `startsAt` ahead of the clock (a sender's clock
+    running fast) moves those default ends along, so that no alert ends before it starts."""
+    start = now if starts_at is None else starts_at
     if status == "resolved":
         if ends_at is None:
-            ends_at = now
+            ends_at = max(now, start)
     elif status is None:
         if ends_at is not None and ends_at <= now:
             status = "resolved"
         else:
             status = "firing"
             if ends_at is None:
-                ends_at = now + resolve_timeout
-    return Alert(labels=labels, annotations=annotations, starts_at=now if starts_at is None else starts_at,
+                ends_at = max(now, start) + resolve_timeout
+    return Alert(labels=labels, annotations=annotations, starts_at=start,
                  ends_at=ends_at, status=status, generator_url=gen, source=source, received_at=now)
 
 

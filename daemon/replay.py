@@ -23,6 +23,7 @@ from daemon.ingest import PayloadError, parse_time, read_alert
 from daemon.metrics import Metrics
 from daemon.store import Store, Writes
 from daemon.views import incident_view, load_incident_docs
+from rules.changes import Change
 
 DRAIN_HORIZON = 86400.0
 FLUSH_EVERY = 2000
@@ -67,7 +68,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
     started = False
     last_at = 0.0
     try:
-        fh = open(input_path, encoding="utf-8")
+        fh = open(input_path, "rb")  # orjson reads the bytes and checks they are UTF-8
     except OSError as exc:
         raise ReplayError(f"{input_path}: cannot read: {exc.strerror}") from exc
     with fh:
@@ -107,6 +108,10 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                                               "at": ev.get("at")}])
                     pipeline.process_samples(samples, at)
                 elif kind == "change":
+                    try:
+                        Change.from_dict(dict(ev, source="replay"), now=at)
+                    except ValueError as exc:
+                        raise PayloadError("", str(exc)) from None
                     pipeline.process_change(ev, at)
                 else:
                     raise PayloadError("kind", f"unknown event kind {kind!r}")

@@ -10,8 +10,14 @@ from datetime import UTC, datetime
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+    re.ASCII,
 )
+
+# The times incidentd accepts: from the epoch to the last second that RFC 3339's
+# four-digit year can write. Anything outside would come back out as no timestamp.
+MIN_TS = 0.0
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 class TimestampError(ValueError):
@@ -30,6 +36,12 @@ def parse_rfc3339(text: str) -> float | None:
         return None
     frac = m.group(7)
     tz = m.group(8)
+    if tz == "Z" and text[10] == "T" and (not frac or len(frac) <= 7):
+        # what the regex admits in this form, datetime's own parser reads five times faster
+        try:
+            return in_range(datetime.fromisoformat(text).timestamp(), text)
+        except ValueError:
+            pass  # an impossible date: the slow path says which
     try:
         dt = datetime(
             year,
@@ -46,8 +58,17 @@ def parse_rfc3339(text: str) -> float | None:
     if frac:
         ts += float(frac)
     if tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        ts -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+        hours, minutes = int(tz[1:3]), int(tz[4:6])
+        if hours > 23 or minutes > 59:
+            raise TimestampError(f"not a valid UTC offset: {text[:64]!r}")
+        ts -= (1 if tz[0] == "+" else -1) * (hours * 3600 + minutes * 60)
+    return in_range(ts, text)
+
+
+def in_range(ts: float, shown: object) -> float:
+    """`ts` if it lies between the epoch and the end of year 9999, else TimestampError."""
+    if not MIN_TS <= ts <= MAX_TS:  # also false for NaN
+        raise TimestampError(f"time out of range (1970 to 9999): {str(shown)[:64]!r}")
     return ts
 
 
@@ -57,11 +78,11 @@ def parse_time_value(value: object) -> float:
     if isinstance(value, bool):
         raise TimestampError("expected an RFC 3339 time")
     if isinstance(value, int | float):
-        return float(value)
+        return in_range(float(value), value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.timestamp()
+        return in_range(value.timestamp(), value)
     ts = parse_rfc3339(value)  # type: ignore[arg-type]
     if ts is None:
         raise TimestampError("expected a real time, not Go's zero time")

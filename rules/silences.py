@@ -140,8 +140,9 @@ def _parse_silence_matchers(raw: Any) -> list[Matcher]:
                 name, value = item.get("name"), item.get("value")
                 if not isinstance(name, str) or not isinstance(value, str):
                     raise MatcherError("name and value must be strings")
-                is_regex = bool(item.get("isRegex", False))
-                is_equal = item.get("isEqual", True) is not False
+                is_regex, is_equal = item.get("isRegex", False), item.get("isEqual", True)
+                if not isinstance(is_regex, bool) or not isinstance(is_equal, bool):
+                    raise MatcherError("isRegex and isEqual must be true or false")
                 op = {
                     (False, True): "=",
                     (False, False): "!=",

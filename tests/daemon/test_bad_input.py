@@ -122,6 +122,22 @@ BAD_ALERTS = [
         "[0].startsAt: not a valid date/time",
     ),
     (
+        "startsAt past year 9999",
+        [{"labels": GOOD, "startsAt": "9999-12-31T23:59:59-23:59"}],
+        "[0].startsAt: time out of range (1970 to 9999)",
+    ),
+    (
+        "startsAt offset over 23:59",
+        [{"labels": GOOD, "startsAt": "2026-11-24T04:00:00+99:99"}],
+        "[0].startsAt: not a valid UTC offset",
+    ),
+    *(
+        (f"startsAt in ISO 8601 but not RFC 3339: {text}", [{"labels": GOOD, "startsAt": text}],
+         "[0].startsAt: not an RFC 3339 timestamp")
+        for text in ("2026-11-24T040000Z", "2026-11-24T04:00:00.Z", "2026-11-24T04:00:00,5Z",
+                     "\uff12\uff10\uff12\uff16-11-24T04:00:00Z")
+    ),
+    (
         "endsAt a number",
         [{"labels": GOOD, "endsAt": 1767225600}],
         "[0].endsAt: expected an RFC 3339 timestamp string, got a number",

@@ -5,8 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from daemon.ingest import parse_alert
 from daemon.model import fingerprint, severity_rank
-from daemon.timefmt import format_rfc3339, parse_duration, parse_rfc3339
+from daemon.timefmt import (
+    TimestampError,
+    format_rfc3339,
+    parse_duration,
+    parse_rfc3339,
+    parse_time_value,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
@@ -56,3 +63,25 @@ def test_durations_in_prometheus_form():
 
 def test_severity_order():
     assert severity_rank("critical") > severity_rank("warning") > severity_rank("info") > severity_rank(None)
+
+
+def test_rfc3339_refuses_what_it_could_not_write_back():
+    for text in ("1969-12-31T23:59:59Z", "9999-12-31T23:59:59-23:59", "10000-01-01T00:00:00Z",
+                 "2026-11-24T04:00:00+24:00", "2026-11-24T04:00:00,5Z"):
+        with pytest.raises(TimestampError):
+            parse_rfc3339(text)
+    assert format_rfc3339(parse_rfc3339("9999-12-31T23:59:59Z")) == "9999-12-31T23:59:59Z"
+    assert parse_time_value(0) == 0.0
+    for value in (-1, 1e300, float("nan")):
+        with pytest.raises(TimestampError, match="out of range"):
+            parse_time_value(value)
+
+
+def test_an_alert_starting_ahead_of_the_clock_does_not_end_before_it_starts():
+    now, ahead = 1767225600.0, 1767225600.0 + 3600
+    v2 = parse_alert({"labels": {"alertname": "A"}, "startsAt": format_rfc3339(ahead)}, "[0]",
+                     now=now, source="api", status_field=False, resolve_timeout=300)
+    assert (v2.status, v2.starts_at, v2.ends_at) == ("firing", ahead, ahead + 300)
+    hook = parse_alert({"labels": {"alertname": "A"}, "status": "resolved", "startsAt": format_rfc3339(ahead)},
+                       "[0]", now=now, source="webhook", status_field=True, resolve_timeout=300)
+    assert hook.ends_at == ahead

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from daemon_helpers import REPO
 
 
@@ -165,6 +166,27 @@ def test_an_invalid_event_stops_replay_with_file_and_line(tmp_path):
     assert done.stderr.strip().endswith(
         "events.jsonl:2: alert.labels.severity: expected a string, got a number"
     )
+    assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"kind": "alert", "at": "2026-01-01T00:00:01Z", "alert": {"labels": {"a": "\xff"}}}',
+     "str is not valid UTF-8"),
+    (b'{"kind": "change", "at": "2026-01-01T00:00:01Z", "ci": "payments"}', "id: required string"),
+    (b'{"kind": "change", "at": "2026-01-01T00:00:01Z", "ci": "payments", "id": "C1", "end": 1e300}',
+     "end: time out of range"),
+    (b'{"kind": "alert", "at": "9999-12-31T23:59:59-23:59", "alert": {"labels": {"a": "b"}}}',
+     "at: time out of range"),
+])
+def test_a_line_of_bad_bytes_or_a_bad_change_stops_replay_with_file_and_line(tmp_path, line, message):
+    first = json.dumps(ev("00:00:00", {"alertname": "A"})).encode()
+    (tmp_path / "events.jsonl").write_bytes(first + b"\n" + line + b"\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"),
+                           "--output", str(tmp_path / "result.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    [err] = done.stderr.strip().splitlines()  # one line, no traceback
+    assert "events.jsonl:2: " in err and message in err, err
     assert not (tmp_path / "result.json").exists()
 
 

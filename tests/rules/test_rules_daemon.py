@@ -107,6 +107,12 @@ async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
     assert inc["alerts"][0]["expected"] == "CHG-7" and inc["paging"] is False
     status, body = await c.call("POST", "/api/v1/changes", {"id": "CHG-8"})
     assert status == 400 and body["detail"] == "ci: required string"
+    # times that could not be written back out are refused, not stored to fail later
+    for field, value in (("end", 1e300), ("start", -1e15), ("end", "9999-12-31T23:59:59-23:59")):
+        change = {"id": "CHG-9", "ci": "orders-db", "start": "2026-01-01T00:00:00Z", field: value}
+        status, body = await c.call("POST", "/api/v1/changes", change)
+        assert status == 400 and body["detail"].startswith(f"{field}: time out of range"), body
+    assert [ch["id"] for ch in (await c.call("GET", "/api/v1/changes"))[1]] == ["CHG-7"]
 
 
 async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, daemon_for):

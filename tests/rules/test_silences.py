@@ -94,6 +94,11 @@ def test_alertmanager_api_form_round_trips():
         ({"matchers": []}, "at least one matcher"),
         ({"matchers": ['env=~".*"']}, "must not match the empty string"),
         ({"endsAt": "soon"}, "endsAt: not an RFC 3339"),
+        ({"endsAt": 1e12}, "endsAt: time out of range"),
+        ({"endsAt": "9999-12-31T23:59:59-23:59"}, "endsAt: time out of range"),
+        ({"startsAt": -1e18}, "startsAt: time out of range"),
+        ({"matchers": [{"name": "a", "value": "x", "isRegex": "yes"}]}, "isRegex and isEqual must be true or false"),
+        ({"matchers": [{"name": "a", "value": "x", "isEqual": "no"}]}, "isRegex and isEqual must be true or false"),
     ],
 )
 def test_invalid_silences_are_rejected_with_the_field(bad, message):
