@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from daemon.incidents import IncidentError
 from daemon.ingest import PayloadError, parse_alert_list, parse_samples, parse_webhook
+from daemon.model import MAX_NAME, MAX_TEXT
 from daemon.views import incident_view, load_incident_doc, load_incident_docs, timeline_view
 
 if TYPE_CHECKING:
@@ -62,15 +63,26 @@ async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitab
         return error(500, "internal error", "see the daemon's log")
 
 
+
+_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras
+
+
 async def read_json(request: web.Request) -> tuple[bytes, Any]:
     """The request body as bytes and as parsed JSON; 415/413/400 errors name the problem."""
     ctype = request.content_type
     if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
         raise ApiError(415, "unsupported content type", f"expected application/json, got {ctype or 'none'}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+    if encoding not in _ENCODINGS:
+        raise ApiError(400, "bad content encoding",
+                       f"unsupported Content-Encoding: {encoding[:64]} (use gzip, deflate or none)")
     limit = request.app[DAEMON_KEY].config.inbox.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.RequestPayloadError:
+        raise ApiError(400, "bad content encoding", f"the body is not {encoding} data") from None
     if len(body) > limit:
         raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
     try:
@@ -213,7 +225,9 @@ def _actor(request: web.Request, data: dict[str, Any], key: str = "author") -> s
     value = data.get(key) or data.get("actor") or "anonymous"
     if not isinstance(value, str):
         raise ApiError(400, "invalid body", f"{key}: expected a string")
-    return value[:200]
+    if len(value) > MAX_NAME:
+        raise ApiError(400, "invalid body", f"{key}: at most {MAX_NAME} characters")
+    return value
 
 
 async def _command(request: web.Request, action: str) -> web.Response:
@@ -229,12 +243,16 @@ async def _command(request: web.Request, action: str) -> web.Response:
             note = data.get("note", "")
             if not isinstance(note, str):
                 raise ApiError(400, "invalid body", "note: expected a string")
+            if len(note) > MAX_TEXT:
+                raise ApiError(400, "invalid body", f"note: at most {MAX_TEXT} characters")
             daemon.incidents.resolve(iid, actor, now, note)
         else:
             text = data.get("text")
             if not isinstance(text, str) or not text.strip():
                 raise ApiError(400, "invalid note", "text: a non-empty string is required")
-            daemon.incidents.add_note(iid, text[:10000], actor, now)
+            if len(text) > MAX_TEXT:
+                raise ApiError(400, "invalid note", f"text: at most {MAX_TEXT} characters")
+            daemon.incidents.add_note(iid, text, actor, now)
         daemon.pipeline.publish(daemon.incidents.drain_changes(), now)
         await daemon.flush()
     except ApiError as exc:

@@ -8,6 +8,11 @@ _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 _MASK = 0xFFFFFFFFFFFFFFFF
 
+# the longest text a person may write: a note, a problem's title or known-error field,
+# and an author's name; the API refuses longer ones rather than cut them
+MAX_TEXT = 10_000
+MAX_NAME = 200
+
 SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "page": 4}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from daemon.store import Store
-from daemon.timefmt import format_rfc3339, parse_duration, parse_rfc3339
+from daemon.timefmt import format_rfc3339, in_range, parse_duration, parse_rfc3339
 
 DEFAULT_WINDOW = 7 * 86400.0
 
@@ -64,7 +64,7 @@ def parse_since(text: str | None, now: float) -> float:
     if not text:
         return now - DEFAULT_WINDOW
     if text[:1].isdigit() and "-" not in text:
-        return now - parse_duration(text)
+        return in_range(now - parse_duration(text), text)
     ts = parse_rfc3339(text)
     return ts if ts is not None else 0.0
 

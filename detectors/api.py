@@ -16,6 +16,8 @@ from daemon.timefmt import format_rfc3339
 if TYPE_CHECKING:
     from aiohttp import web
 
+MAX_LIMIT = 100_000  # anomalies in one answer
+
 
 def anomaly_views(store: Store, state: str = "all", limit: int | None = None) -> list[dict[str, Any]]:
     """Anomalies in the order they were raised (newest last)."""
@@ -59,9 +61,10 @@ async def list_anomalies(request: web.Request) -> web.Response:
     if state not in ("open", "resolved", "all"):
         return error(400, "invalid state", "state must be open, resolved or all")
     raw_limit = request.query.get("limit", "1000")
-    if not raw_limit.isdigit() or int(raw_limit) < 1:
-        return error(400, "invalid limit", "limit must be a positive integer")
-    views = anomaly_views(daemon.store, state, int(raw_limit))
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 9 else 0
+    if not 1 <= limit <= MAX_LIMIT:
+        return error(400, "invalid limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    views = anomaly_views(daemon.store, state, limit)
     return web.json_response({"anomalies": views})
 
 

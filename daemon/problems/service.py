@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile
 from daemon.config import Config, Section
+from daemon.model import MAX_TEXT
 from daemon.problems.model import (
     KNOWN_ERROR,
     KNOWN_ERROR_FIELDS,
@@ -565,6 +566,8 @@ class ProblemsPart:
         for key, value in fields.items():
             if not isinstance(value, str):
                 raise ProblemError(400, "invalid body", f"{key}: expected a string")
+            if len(value) > MAX_TEXT:
+                raise ProblemError(400, "invalid body", f"{key}: at most {MAX_TEXT} characters")
         status = fields.get("status")
         if status is not None and status not in STATUSES:
             raise ProblemError(
@@ -573,7 +576,7 @@ class ProblemsPart:
         changed = []
         for key in ("title", *KNOWN_ERROR_FIELDS):
             if key in fields and fields[key] != getattr(p, key):
-                setattr(p, key, fields[key][:10000])
+                setattr(p, key, fields[key])
                 changed.append(key)
         if "title" in fields:
             p.title_by_person = bool(fields["title"].strip())

@@ -62,6 +62,18 @@ async def test_wrong_content_type_is_415(client, path):
     }
 
 
+@pytest.mark.parametrize("encoding, detail", [
+    ("gzip", "the body is not gzip data"),
+    ("compress", "unsupported Content-Encoding: compress"),
+    ("zstd-x", "unsupported Content-Encoding: zstd-x"),
+])
+async def test_a_body_not_in_its_content_encoding_is_400(client, encoding, detail):
+    status, body, _ = await client.call("POST", ALERTS, data=b"[]", headers={
+        "Content-Type": "application/json", "Content-Encoding": encoding})
+    assert (status, body["error"]) == (400, "bad content encoding")
+    assert body["detail"].startswith(detail)
+
+
 async def test_body_over_the_size_limit_is_413(client):
     big = json.dumps([v2_alert({"alertname": "Big", "n": str(i)}) for i in range(100)]).encode()
     assert len(big) > 4096
@@ -251,3 +263,16 @@ async def test_unknown_endpoint_and_method_are_json_errors(client):
 
 async def test_empty_alert_list_is_accepted_and_stores_nothing(client):
     assert await client.post(ALERTS, []) == (200, {"status": "success", "accepted": 0})
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/api/v1/stats?since=99999999999999y", "invalid since"),
+    ("/api/v1/stats?since=1" + "0" * 400 + "s", "invalid since"),
+    ("/api/v1/stats?since=9999-12-31T23:59:59-23:59", "invalid since"),
+    ("/api/v1/anomalies?limit=99999999999999999999999", "invalid limit"),
+    ("/api/v1/anomalies?limit=%C2%B2", "invalid limit"),
+    ("/api/v1/anomalies?limit=0", "invalid limit"),
+])
+async def test_query_parameters_out_of_range_are_4xx(client, path, error):
+    status, body, _ = await client.call("GET", path)
+    assert 400 <= status < 500 and body["error"] == error, body

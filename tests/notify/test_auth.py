@@ -69,6 +69,16 @@ async def test_each_protected_endpoint_needs_a_valid_token_with_the_right_role(s
     assert status not in (401, 403), resp
 
 
+async def test_a_token_with_bytes_that_are_not_utf8_is_just_invalid(secured):
+    host, port = secured.base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/v1/incidents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                 b"Authorization: Bearer resp-secret\xe9\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401 ") and b'"invalid token"' in answer
+
+
 async def test_health_ready_and_metrics_stay_open(secured):
     for path in ("/healthz", "/readyz", "/metrics"):
         status, _ = await secured.call("GET", path)

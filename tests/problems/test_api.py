@@ -121,6 +121,8 @@ async def test_known_error_fields_are_patched_and_validated(shop_api):
     assert status == 400 and "unknown field" in err["detail"]
     status, err = await c.call("PATCH", f"/api/v1/problems/{pid}", {"cause": 3})
     assert status == 400 and err["detail"] == "cause: expected a string"
+    status, err = await c.call("PATCH", f"/api/v1/problems/{pid}", {"title": "x" * 10_001})
+    assert status == 400 and err["detail"] == "title: at most 10000 characters"
     # it recurs after being resolved: open again (a known error, since the cause is known)
     await c.fault(2 * DAY, db_down())
     _, p = await c.call("GET", f"/api/v1/problems/{pid}")
