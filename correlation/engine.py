@@ -40,6 +40,7 @@ from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
 from correlation.topology import Topology, remember
 from daemon.config import IncidentSettings
 from daemon.pipeline import AlertEvent, Analysis, Placement
+from rules.matchers import Regexes
 
 
 @dataclass(slots=True)
@@ -96,6 +97,10 @@ class CorrelationConfig:
                 value = data[key]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ValueError(f"correlation.{key} must be a list of strings")
+                try:
+                    Regexes(value)
+                except ValueError as exc:
+                    raise ValueError(f"correlation.{key}: {exc}") from None
                 setattr(cfg, key, list(value))
         return cfg
 

@@ -11,9 +11,10 @@ ranking and grouping weigh alerts by kind. The patterns are regexes on
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from rules.matchers import Regexes
 
 # weight of an alert as evidence that its own CI is the cause (0..1)
 CAUSE = 1.0
@@ -42,27 +43,26 @@ KIND_NAMES = {CAUSE: "cause", STATE: "state", RESOURCE: "resource", SYMPTOM: "sy
 
 @dataclass(frozen=True, slots=True)
 class AlertKinds:
-    cause: tuple[re.Pattern[str], ...]
-    symptom: tuple[re.Pattern[str], ...]
-    resource: tuple[re.Pattern[str], ...] = ()
+    cause: Regexes
+    symptom: Regexes
+    resource: Regexes = Regexes(())
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, cause: Sequence[str] = DEFAULT_CAUSE, symptom: Sequence[str] = DEFAULT_SYMPTOM,
               resource: Sequence[str] = DEFAULT_RESOURCE) -> AlertKinds:
-        return cls(tuple(re.compile(p) for p in cause), tuple(re.compile(p) for p in symptom),
-                   tuple(re.compile(p) for p in resource))
+        return cls(Regexes(cause), Regexes(symptom), Regexes(resource))
 
     def weight(self, labels: Mapping[str, str]) -> float:
         """How strongly an alert points at its own CI as the cause (CAUSE, STATE, RESOURCE or SYMPTOM)."""
         name = labels.get("alertname", "")
         w = self._cache.get(name)
         if w is None:
-            if any(p.fullmatch(name) for p in self.cause):
+            if self.cause.any(name):
                 w = CAUSE
-            elif any(p.fullmatch(name) for p in self.symptom):
+            elif self.symptom.any(name):
                 w = SYMPTOM
-            elif any(p.fullmatch(name) for p in self.resource):
+            elif self.resource.any(name):
                 w = RESOURCE
             else:
                 w = STATE

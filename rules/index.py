@@ -6,8 +6,8 @@ Each rule is filed under one of its positive matchers:
   `=~"(?:Kube|Node)Down"`) go into a hash index on the exact values;
 - regexes whose every alternative starts with a literal (`=~"db-.*|pg-.*"`)
   go into a prefix index (one dict lookup per distinct prefix length);
-- other regexes on the same name are OR-ed into one combined regex, a gate
-  that skips all of them with one `fullmatch` when it fails;
+- other regexes on the same name go into one RE2 set, a gate that tells in
+  one pass which of them match the value;
 - rules with only negative matchers are always candidates.
 
 A rule is filed under its rarest keys (counted over the whole rule set), so
@@ -18,12 +18,11 @@ values.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rules.literals import regex_keys
-from rules.matchers import Matcher
+from rules.matchers import Matcher, Regexes
 from rules.rule import Rule
 
 
@@ -31,7 +30,7 @@ from rules.rule import Rule
 class Index:
     exact: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     prefix: dict[str, tuple[tuple[int, ...], dict[str, list[int]]]] = field(default_factory=dict)
-    gated: dict[str, tuple[re.Pattern[str] | None, list[int]]] = field(default_factory=dict)
+    gated: dict[str, tuple[Regexes, list[int]]] = field(default_factory=dict)
     always: list[int] = field(default_factory=list)
 
 
@@ -74,9 +73,7 @@ def build_index(rules: list[Rule]) -> Index:
             for v in keys:
                 table.setdefault(name, {}).setdefault(v, []).append(idx)
             continue
-        gate = next(
-            (m for m in rule.matchers if m.op == "=~" and not re.search(r"\\\d", m.value)), None
-        )
+        gate = next((m for m in rule.matchers if m.op == "=~"), None)
         if gate is not None:
             gated.setdefault(gate.name, []).append((idx, gate.value))
         else:
@@ -85,13 +82,8 @@ def build_index(rules: list[Rule]) -> Index:
     for name, table in prefix.items():
         index.prefix[name] = (tuple(sorted({len(p) for p in table})), table)
     for name, items in gated.items():
-        try:
-            combined: re.Pattern[str] | None = re.compile(
-                "|".join(m.pattern for m in _gate_matchers(rules, items, name))
-            )
-        except re.error:
-            combined = None  # e.g. repeated group names; test each rule instead
-        index.gated[name] = (combined, [i for i, _ in items])
+        index.gated[name] = (Regexes([m.value for m in _gate_matchers(rules, items, name)]),
+                             [i for i, _ in items])
     return index
 
 
@@ -121,9 +113,8 @@ def candidates(index: Index, value: Callable[[str], str], after: int = -1) -> li
             hit = table.get(v[:n])
             if hit:
                 found.update(hit)
-    for name, (combined, idxs) in index.gated.items():
-        if combined is None or combined.fullmatch(value(name)) is not None:
-            found.update(idxs)
+    for name, (gates, idxs) in index.gated.items():
+        found.update(idxs[k] for k in gates.matching(value(name)))
     if after >= 0:
         return sorted(i for i in found if i > after)
     return sorted(found)

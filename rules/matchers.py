@@ -4,15 +4,21 @@
   (with `\\"`, `\\\\` and `\\n` escapes) or bare.
 - A missing label matches as the empty string, so `team=""` selects alerts
   without a `team` label and `team!=""` those that have one.
-- Regexes are fully anchored: `=~"web"` does not match `webserver`.
+- Regexes are fully anchored: `=~"web"` does not match `webserver`. They are
+  RE2 regexes, as in Alertmanager (Go's regexp is RE2): the same syntax (no
+  look-around, no back-references; `(?i)` anywhere) and matching in time linear
+  in the value, so no pattern a rule, silence or CMDB file holds can make
+  matching an alert take minutes (`(a+)+b` would in a backtracking engine).
 - Names may contain dots so that rules can match CMDB attributes (`ci.owner`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import re2
 
 from rules.literals import regex_keys
 
@@ -24,13 +30,51 @@ _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$
 class MatcherError(ValueError):
     """A matcher that cannot be parsed; the message says what is wrong."""
 
+    reason = ""  # for an invalid regex: what RE2 found wrong with it
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors are raised with their reason, not also printed
+
+
+class Regexes:
+    """Fully anchored RE2 regexes tested together: `matching(value)` gives the
+    positions of those that match it. Built on `re2.Set`, which answers which
+    patterns match without working out where (faster than a match per pattern)."""
+
+    __slots__ = ("_set", "patterns")
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._set = re2.Set.FullMatchSet(_RE2_OPTIONS)
+        for p in self.patterns:
+            try:
+                re2.compile(p, _RE2_OPTIONS)  # for the reason, which the set does not give
+            except re2.error as exc:
+                error = MatcherError(f"invalid regex {p!r}: {_reason(exc)}")
+                error.reason = _reason(exc)
+                raise error from None
+            self._set.Add(p)
+        self._set.Compile()
+
+    def matching(self, value: str) -> list[int]:
+        return self._set.Match(value) or []
+
+    def any(self, value: str) -> bool:
+        return self._set.Match(value) is not None
+
+
+def _reason(exc: Exception) -> str:
+    msg = exc.args[0] if exc.args else str(exc)
+    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Regexes | None = field(default=None, compare=False, repr=False)
     # a regex that is a finite alternation of literals, as the set of strings it
     # matches: tested by membership and never compiled
     _values: frozenset[str] | None = field(default=None, compare=False, repr=False)
@@ -46,9 +90,9 @@ class Matcher:
             if keys is not None and keys[0] == "exact":
                 return cls(name, op, value, None, frozenset(keys[1]))
             try:
-                return cls(name, op, value, re.compile(_pattern(value)))
-            except re.error as exc:
-                raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc}") from exc
+                return cls(name, op, value, Regexes([value]))
+            except MatcherError as exc:
+                raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc.reason}") from None
         return cls(name, op, value)
 
     @property
@@ -61,11 +105,6 @@ class Matcher:
         literals (`a|b`, `api-(exporter|metrics)`), else None."""
         return self._values
 
-    @property
-    def pattern(self) -> str:
-        """The regex as Python's `re` reads it (for =~ and !~)."""
-        return _pattern(self.value)
-
     def matches_value(self, value: str) -> bool:
         op = self.op
         if op == "=":
@@ -75,7 +114,7 @@ class Matcher:
         if self._values is not None:
             hit = value in self._values
         else:
-            hit = self._regex.fullmatch(value) is not None  # type: ignore[union-attr]
+            hit = self._regex.any(value)  # type: ignore[union-attr]
         return hit if op == "=~" else not hit
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -84,24 +123,6 @@ class Matcher:
     def __str__(self) -> str:
         escaped = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'{self.name}{self.op}"{escaped}"'
-
-
-_LEADING_FLAGS = re.compile(r"^\(\?([ims]+)\)")
-
-
-def _pattern(value: str) -> str:
-    # Alertmanager compiles `^(?:value)$` without flags: `.` does not match a
-    # newline, as in Go's RE2.
-    return f"(?:{_scope_leading_flags(value)})"
-
-
-def _scope_leading_flags(value: str) -> str:
-    """Go accepts `(?i)` anywhere and scopes it to the enclosing group; Python 3.11
-    only at the very start. `(?i)rest` inside the anchoring group is `(?i:rest)`."""
-    m = _LEADING_FLAGS.match(value)
-    if not m:
-        return value
-    return f"(?{m.group(1)}:{value[m.end() :]})"
 
 
 def _unquote(raw: str) -> str:

@@ -113,10 +113,10 @@ def _matches(compiled: _Compiled, labels: Mapping[str, str], ci: CiView) -> bool
             if v == value:
                 return False
         elif op == 2:
-            if rx.fullmatch(v) is None:
+            if not rx.any(v):
                 return False
         elif op == 3:
-            if rx.fullmatch(v) is not None:
+            if rx.any(v):
                 return False
         elif op == 4:
             if v not in value:

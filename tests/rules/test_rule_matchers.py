@@ -1,6 +1,7 @@
 """Matchers behave as Alertmanager's (pkg/labels)."""
 
 import pytest
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,23 @@ def test_leading_case_insensitive_flag_is_accepted():
     assert m.matches({"alertname": "DiskFull"}) and m.matches({"alertname": "NODEDOWN"})
 
 
+def test_regexes_are_go_syntax_as_in_alertmanager():
+    # a flag in the middle, as Go allows; no look-around or back-references, as Go refuses
+    m = parse_matcher('alertname=~"Disk(?i)full"')
+    assert m.matches({"alertname": "DiskFULL"}) and not m.matches({"alertname": "diskfull"})
+    for text in ('job=~"(?=api).*"', 'job=~"(a)\\\\1"', 'job=~"(?<!x)y"'):
+        with pytest.raises(MatcherError, match="invalid regex in job=~"):
+            parse_matcher(text)
+
+
+def test_a_regex_that_backtracks_exponentially_elsewhere_matches_in_linear_time():
+    # in a backtracking engine `(a+)+b` against 30 a's takes minutes; RE2 reads each
+    # character once, so a silence or rule holding it cannot stall the pipeline
+    m = parse_matcher('rl=~"(a+)+b"')
+    assert not m.matches({"rl": "a" * 100_000})
+    assert m.matches({"rl": "a" * 100_000 + "b"})
+
+
 def test_selector_with_commas_inside_quotes():
     ms = parse_matchers('{instance=~"a,b|c", job="x"}')
     assert [(m.name, m.op, m.value) for m in ms] == [("instance", "=~", "a,b|c"), ("job", "=", "x")]
@@ -77,12 +95,10 @@ PROBES = [
 
 @pytest.mark.parametrize("rx", LITERAL_REGEXES)
 def test_regex_of_literals_is_a_set_and_matches_as_the_regex_does(rx):
-    import re
-
     for op in ("=~", "!~"):
         m = parse_matcher(f'job{op}"{rx}"' if "\\" not in rx else f"job{op}{rx}")
         assert m._values is not None, "read as a set of strings, not compiled"
-        compiled = re.compile(f"(?:{rx})")
+        compiled = re2.compile(f"(?:{rx})")  # RE2, as Alertmanager
         for value in PROBES:
             hit = compiled.fullmatch(value) is not None
             assert m.matches({"job": value}) is (hit if op == "=~" else not hit), (rx, op, value)
@@ -99,13 +115,11 @@ def test_regex_that_is_not_a_list_of_literals_is_compiled():
     st.lists(st.text(alphabet="ab-|().:", max_size=5), max_size=8),
 )
 def test_a_regex_read_as_literals_is_valid_and_matches_exactly_those(rx, probes):
-    import re
-
     from rules.literals import regex_keys
 
     keys = regex_keys(rx)
     if keys is None or keys[0] != "exact":
         return
-    compiled = re.compile(f"(?:{rx})")  # never a regex Alertmanager would reject
+    compiled = re2.compile(f"(?:{rx})")  # never a regex Alertmanager would reject
     for value in [*keys[1], *probes]:
         assert (compiled.fullmatch(value) is not None) is (value in keys[1]), (rx, value)
