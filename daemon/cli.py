@@ -26,6 +26,11 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+def fail_first(errors: list[str]) -> int:
+    """`fail` with the first of several errors and how many more there are (one line)."""
+    return fail(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+
+
 def _load(path: str | None) -> Config:
     return load_config(path)
 
@@ -94,7 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args.config)
     errors = checks.check_all(config)
     if errors:
-        return fail(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+        return fail_first(errors)
     try:
         run_replay(config, args.input, args.output)
     except ReplayError as exc:
@@ -105,11 +110,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from daemon import checks
     from daemon.logs import quiet_logging
 
     quiet_logging()
     from detectors.nabcsv import detect_csv, load_spec
 
+    if args.config is not None:
+        errors = checks.check_all(_load(args.config))  # the whole config, as replay checks it
+        if errors:
+            return fail_first(errors)
     try:
         detect_csv(load_spec(args.config), args.input, args.output)
     except (OSError, ValueError) as exc:
@@ -157,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        return fail(exc.errors[0] + (f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""))
+        return fail_first(exc.errors)
     except KeyboardInterrupt:
         return 130
 

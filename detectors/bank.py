@@ -120,6 +120,15 @@ class DetectorBank:
         """Feed one sample; an event when the series' anomaly episode opens or closes."""
         key: SeriesKey = tuple(sorted(labels.items()))
         entry = self._series.get(key)
+        closed = None
+        if entry is not None and entry.detector is not None:
+            # what `expire` would have done had it run while the series was away
+            away = entry.detector.away(ts)
+            if away == "gone":
+                closed = self._drop(key, ts)
+                entry = None
+            elif away == "quiet" and entry.detector.end_episode():
+                closed = _closed(entry.spec, key, ts)
         if entry is None:
             spec = self._spec_for(labels)
             # Series no detector selects are remembered too (detector None),
@@ -140,7 +149,7 @@ class DetectorBank:
             self._due.append(RefitJob(key, entry.detector, entry.detector.refit_job()))
         d = entry.detector.update(ts, value)
         if d.transition is None:
-            return None
+            return closed
         return AnomalyEvent(d.transition, entry.spec.name, dict(labels), ts, value, d.score,
                             d.expected_low, d.expected_high)
 
@@ -163,19 +172,39 @@ class DetectorBank:
             job.detector.install(fitted)
 
     def expire(self, now: float) -> list[AnomalyEvent]:
-        """Drop series not seen for their detector's ``stale_after``.
-
-        An open episode of a dropped series is closed: the returned events
-        resolve its alert, so that a vanished series does not page forever.
+        """End the episodes of series that went quiet and drop the series that are gone
+        (`SeriesDetector.away`; series no detector selects go after ``stale_after``).
+        The returned events resolve the ended episodes' alerts, so that a vanished
+        series does not page forever.
         """
         closed: list[AnomalyEvent] = []
-        for key in [k for k, e in self._series.items() if now - e.last_seen > e.spec.stale_after]:
-            entry = self._series.pop(key)
-            if entry.detector is not None and entry.detector.active:
-                closed.append(AnomalyEvent("close", entry.spec.name, dict(key), now,
-                                           float("nan"), 0.0, None, None))
+        gone = []
+        for key, e in self._series.items():
+            if e.detector is None:
+                if now - e.last_seen > e.spec.stale_after:
+                    gone.append(key)
+                continue
+            away = e.detector.away(now)
+            if away == "gone":
+                gone.append(key)
+            elif away == "quiet" and e.detector.end_episode():
+                closed.append(_closed(e.spec, key, now))
+        closed.extend(event for event in (self._drop(key, now) for key in gone) if event is not None)
         return closed
+
+    def _drop(self, key: SeriesKey, now: float) -> AnomalyEvent | None:
+        """Forget a series; the event that closes its open episode, if it has one."""
+        entry = self._series.pop(key)
+        if entry.detector is not None and entry.detector.end_episode():
+            return _closed(entry.spec, key, now)
+        return None
+
 
     def series_count(self) -> int:
         """Number of series with detector state."""
         return sum(1 for e in self._series.values() if e.detector is not None)
+
+
+def _closed(spec: DetectorSpec, key: SeriesKey, now: float) -> AnomalyEvent:
+    """The event that ends a series' episode because the series went quiet."""
+    return AnomalyEvent("close", spec.name, dict(key), now, float("nan"), 0.0, None, None)

@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import io
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from detectors.decision import REFRACTORY
 from detectors.series import SeriesDetector
-from detectors.spec import DEFAULT_SPEC, DetectorSpec, parse_detectors
+from detectors.spec import DEFAULT_SPEC, DetectorSpec
 
 # anomaly_score = -log10(tail probability) / SURPRISE_FULL, capped at 1, on
 # the rows where that surprise is higher than on each of the previous
@@ -51,22 +50,34 @@ def _epoch(text: str) -> float:
 
 
 def load_spec(config_path: str | Path | None) -> DetectorSpec:
-    """The first detector of the config file, or the built-in default."""
+    """The first detector of the config file (read and checked as the daemon reads
+    it: errors are `file:line: message`), or the built-in default."""
     if config_path is None:
         return DEFAULT_SPEC
-    with open(config_path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{config_path}: expected a mapping at the top level")
-    specs = parse_detectors(doc.get("detectors"), str(config_path))
-    return specs[0] if specs else DEFAULT_SPEC
+    from daemon.config import ConfigError, load_config
+    from detectors.config import load_detector_settings
+
+    try:
+        config = load_config(str(config_path))
+    except ConfigError as exc:
+        raise ValueError(exc.errors[0]) from None
+    settings, errors = load_detector_settings(config)
+    if errors:
+        raise ValueError(errors[0])
+    return settings.specs[0] if settings.specs else DEFAULT_SPEC
 
 
 def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: str | Path) -> None:
     """Run the detector over ``input_path`` and write the scores to ``output_path``."""
     detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
     recent: collections.deque[float] = collections.deque(maxlen=REFRACTORY)
-    with open(input_path, newline="", encoding="utf-8") as src:
+    data = Path(input_path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{input_path}:{line}: not UTF-8 text") from None
+    with io.StringIO(text, newline="") as src:
         reader = csv.reader(src)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
@@ -83,6 +94,11 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
                 ts = _epoch(ts_text)
             except ValueError as exc:
                 raise ValueError(f"{input_path}:{lineno}: {exc}") from None
+            away = detector.away(ts)  # as the daemon treats a series that was away
+            if away == "gone":
+                detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
+            elif away == "quiet":
+                detector.end_episode()
             d = detector.update(ts, value)
             prior = max(recent, default=0.0)
             recent.append(d.surprise)
@@ -105,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         detect_csv(load_spec(args.config), args.input, args.output)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"detect: {exc}", file=sys.stderr)
         return 1
     return 0

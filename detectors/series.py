@@ -28,6 +28,13 @@ from detectors.model import EVIDENCE_SPAN, FittedModel, fit_model
 from detectors.spec import DetectorSpec
 
 _STEP_HISTORY = 32
+# A series is quiet once unseen for its detector's `stale_after` and for this many of
+# its own sampling intervals (an hourly series that misses a few hours, or a traffic
+# sensor off for a night, is not quiet yet): its open episode ends, so that a series
+# that vanished does not keep an alert firing. It keeps its model, which it needs
+# when it comes back; only after FORGET_FACTOR times as long is it gone and dropped.
+STALE_STEPS = 100
+FORGET_FACTOR = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +61,7 @@ class SeriesDetector:
 
     __slots__ = (
         "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
-        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_calm",
+        "_fitted_at", "_refit_pending", "_tracker", "_scores", "_calm", "_quiet",
     )
 
     def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
@@ -74,6 +81,7 @@ class SeriesDetector:
         self._fitted_at = 0
         self._refit_pending = False
         self._tracker = EpisodeTracker(DecisionParams(open_probability_for(spec.sensitivity)))
+        self._quiet = (-1, 0.0)  # (samples seen, the gap that makes the series quiet)
 
     @property
     def samples_seen(self) -> int:
@@ -89,6 +97,29 @@ class SeriesDetector:
         i = self._n % w
         size = min(self._n, w)
         return self._ring[i + w - size : i + w]
+
+    def away(self, ts: float) -> str | None:
+        """How long the series has been away at `ts`: None, "quiet" (its owner ends an
+        open episode: `end_episode`) or "gone" (its owner drops it and starts anew).
+        See `STALE_STEPS`."""
+        gap = ts - self._last_ts
+        if gap <= self.spec.stale_after:
+            return None
+        seen, quiet = self._quiet
+        if seen != self._n:  # worked out once per sample at most, not at every sweep
+            steps = self._steps[: min(self._n - 1, _STEP_HISTORY)]
+            quiet = max(self.spec.stale_after, STALE_STEPS * (float(np.median(steps)) if len(steps) else 0.0))
+            self._quiet = (self._n, quiet)
+        if gap > FORGET_FACTOR * quiet:
+            return "gone"
+        return "quiet" if gap > quiet else None
+
+    def end_episode(self) -> bool:
+        """End the open episode, if there is one (the series went quiet)."""
+        was = self._tracker.active
+        self._tracker.active = False
+        self._tracker.calm = 0
+        return was
 
     def refit_due(self) -> bool:
         """True when the schedule asks for a refit that is not already under way."""

@@ -9,7 +9,7 @@ detectors:
     params: {n_neighbors: 10}           # passed to the model
     sensitivity: 0.6                    # 0 (fewest alerts) .. 1 (most)
     warmup: 150                         # samples before a series may alert
-    stale_after: 1h                     # drop a series not seen for this long
+    stale_after: 1h                     # a series unseen this long (and for 100 of its intervals) ends its anomaly; 24 times as long, it is dropped
 ```
 
 The warm-up counts samples before the first model is fitted: a series
@@ -116,6 +116,10 @@ def _one(raw: Any, where: str) -> DetectorSpec:
         raise ValueError(f"{where}.model: expected one of {', '.join(sorted(MODELS))}, got {model_raw!r}")
     if not isinstance(params_raw, Mapping):
         raise ValueError(f"{where}.params: expected a mapping of model parameters")
+    if params_raw:
+        unknown = _unknown_params(model_raw.lower(), params_raw)
+        if unknown:
+            raise ValueError(f"{where}.params: {model_raw.lower()} takes no parameter {unknown[0]!r}")
     sens = raw.get("sensitivity", DEFAULT_SPEC.sensitivity)
     if isinstance(sens, bool) or not isinstance(sens, int | float) or not 0.0 <= sens <= 1.0:
         raise ValueError(f"{where}.sensitivity: expected a number between 0 and 1, got {sens!r}")
@@ -131,6 +135,18 @@ def _one(raw: Any, where: str) -> DetectorSpec:
         window=_int(raw.get("window", DEFAULT_SPEC.window), f"{where}.window", 100),
         refit_every=_int(raw.get("refit_every", DEFAULT_SPEC.refit_every), f"{where}.refit_every", 1),
     )
+
+
+def _unknown_params(model: str, params: Mapping[str, Any]) -> list[str]:
+    """The parameters the model's class does not take (PyOD is imported to ask it)."""
+    import importlib
+    import inspect
+
+    module, cls, _ = MODELS[model]
+    accepted = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return []
+    return sorted(str(k) for k in params if k not in accepted)
 
 
 def parse_detectors(raw: list | None, source: str) -> list[DetectorSpec]:

@@ -140,6 +140,7 @@ class DetectorPart:
         self._max_stale = max(stale)
         self._next_sweep: float | None = None
         self._last_input = -math.inf
+        self._tracking = False  # series with detector state at the last sweep
         # Live mode: the queue to the detector thread and the alerts coming back.
         self._backlog: deque[Item] = deque()
         self._expire_at: float | None = None
@@ -220,7 +221,9 @@ class DetectorPart:
         return events
 
     def _count_series(self) -> None:
-        self.metrics.series.set(sum(b.series_count() for b in self.banks.values()))
+        count = sum(b.series_count() for b in self.banks.values())
+        self.metrics.series.set(count)
+        self._tracking = count > 0
 
     def _work(self, items: list[Item], expire_at: float | None
               ) -> tuple[list[AnomalyEvent], list[tuple[str, RefitJob]]]:
@@ -273,8 +276,9 @@ class DetectorPart:
         """Alerts scored in the detector thread, and the sweep of stale series."""
         out, self._ready, self._ready_at = self._ready, [], None
         if self._next_sweep is not None and now >= self._next_sweep:
-            # Sweep until every series seen could have gone stale.
-            active = now - self._last_input <= self._max_stale + self.sweep_every
+            # Sweep while series are kept (a quiet one is dropped only once gone), and
+            # until every series seen since could have gone stale.
+            active = self._tracking or now - self._last_input <= self._max_stale + self.sweep_every
             self._next_sweep = now + self.sweep_every if active else None
             if self.live:
                 self._expire_at = now

@@ -20,7 +20,7 @@ def test_anomaly_opens_and_closes_an_alert_for_the_series():
     assert float(notes["score"]) > 0.99 and "expected_low" in notes and "expected_high" in notes
 
 
-def test_stale_series_are_dropped_and_their_open_alert_resolved():
+def test_a_quiet_series_resolves_its_alert_and_a_gone_one_is_dropped():
     spec = dataclasses.replace(DEFAULT_SPEC, stale_after=600.0)
     bank = DetectorBank([spec])
     x = noisy(1000, seed=2)
@@ -28,11 +28,32 @@ def test_stale_series_are_dropped_and_their_open_alert_resolved():
     for i, v in enumerate(x):
         bank.observe({"s": "a"}, i * STEP, float(v))
         bank.observe({"s": "b"}, i * STEP, 1.0)
+    # eleven intervals away: past stale_after, but a series may miss a few samples
     bank.observe({"s": "b"}, 1010 * STEP, 1.0)
-    assert bank.series_count() == 2
-    closed = bank.expire(now=1010 * STEP)
-    assert bank.series_count() == 1
+    assert bank.expire(now=1010 * STEP) == []
+    # a hundred intervals: quiet; its alert resolves, its model stays for its return
+    closed = bank.expire(now=(999 + 101) * STEP)
     assert [(e.transition, dict(e.labels)) for e in closed] == [("close", {"s": "a"})]
+    assert bank.series_count() == 2 and bank.expire(now=(999 + 102) * STEP) == []
+    # 24 times as long: gone, and dropped
+    bank.observe({"s": "b"}, (999 + 2401) * STEP, 1.0)
+    assert bank.expire(now=(999 + 2401) * STEP) == []
+    assert bank.series_count() == 1
+
+
+def test_a_series_back_after_a_gap_keeps_its_model_and_ends_its_episode():
+    spec = dataclasses.replace(DEFAULT_SPEC, stale_after=600.0)
+    bank = DetectorBank([spec])
+    x = noisy(1000, seed=2)
+    x[950:] += 20
+    for i, v in enumerate(x):
+        bank.observe({"s": "a"}, i * STEP, float(v))
+    detector = bank._series[(("s", "a"),)].detector
+    assert detector.active
+    # back after 200 intervals, with no sweep in between: as if the sweep had run
+    event = bank.observe({"s": "a"}, (999 + 200) * STEP, 0.0)
+    assert event is not None and event.transition == "close"
+    assert bank._series[(("s", "a"),)].detector is detector and detector.samples_seen == 1001
 
 
 def test_series_are_routed_by_matchers_and_unmatched_ones_ignored():

@@ -59,14 +59,15 @@ def test_replayed_samples_give_anomalies_and_a_metric_anomaly_incident(tmp_path)
     assert replay(tmp_path, events) == result  # inline refits: the same every time
 
 
-def test_an_anomalous_series_that_stops_reporting_resolves_after_stale_after(tmp_path):
+def test_an_anomalous_series_that_stops_reporting_resolves_once_quiet(tmp_path):
     labels = {"__name__": "latency_seconds", "service": "checkout"}
     events = sample_events(320, labels, spike=range(300, 320))  # ends while anomalous
     result = replay(tmp_path, events)
     (anomaly,) = result["anomalies"]
-    # dropped by the first sweep after 30 minutes without samples (sweeps every 7.5 minutes)
+    # quiet, and its episode ended, at the first sweep (every 7.5 minutes) after both
+    # stale_after (30 minutes) and 100 of its one-minute intervals without samples
     resolved = anomaly["resolved_at"]
-    assert at(319 + 30) < resolved <= at(319 + 38)
+    assert at(319 + 100) < resolved <= at(319 + 108)
     assert result["incidents"][0]["resolved_at"] == resolved
 
 
@@ -130,3 +131,35 @@ def test_promql_detectors_need_a_prometheus_section(tmp_path):
     assert check_config_errors(str(path)) == [
         f"{path}:2: detectors with promql need a prometheus: {{url: ...}} section"]
     assert main(["replay", "--config", str(path), "--input", "x", "--output", "y"]) == 1
+
+
+def test_detect_decides_as_replay_does_on_a_series_with_gaps(tmp_path):
+    """`detect`'s is_anomaly is the daemon's decision (CONTRACT section 5), also where a
+    series pauses: an hourly series that misses a few hours goes on as before, one away
+    for more than 100 of its intervals has its episode ended and keeps its model."""
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(3)
+    times, t = [], T0
+    for i in range(900):
+        t += 3600 * (4 if i in (300, 500) else 150 if i == 606 else 1)
+        times.append(t)
+    values = 10.0 + rng.normal(0.0, 0.3, 900)
+    values[590:606] += 6.0  # an episode open when the series goes away for 150 hours
+    values[800:816] += 6.0
+    (tmp_path / "series.csv").write_text("timestamp,value\n" + "".join(
+        f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S},{v:.4f}\n" for t, v in zip(times, values, strict=True)))
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    assert main(["detect", "--config", str(tmp_path / "config.yaml"), "--input", str(tmp_path / "series.csv"),
+                 "--output", str(tmp_path / "out.csv")]) == 0
+    rows = (tmp_path / "out.csv").read_text().splitlines()[1:]
+    by_detect = [times[i] for i, row in enumerate(rows) if row.endswith(",1")]
+
+    events = [{"kind": "sample", "at": f"{datetime.fromtimestamp(t, UTC):%Y-%m-%dT%H:%M:%SZ}",
+               "labels": {"__name__": "latency_seconds"}, "value": float(v)} for t, v in zip(times, values, strict=True)]
+    anomalies = replay(tmp_path, events)["anomalies"]
+    by_replay = [datetime.fromisoformat(a["at"]).timestamp() for a in anomalies]
+    assert by_detect == by_replay
+    first, second = (times.index(t) for t in by_detect)
+    assert 590 <= first < 606 and 800 <= second < 816  # the second one opens anew
+    assert times[605] < datetime.fromisoformat(anomalies[0]["resolved_at"]).timestamp() < times[606]

@@ -64,3 +64,33 @@ def test_invalid_config_is_rejected(tmp_path, text):
     cfg.write_text(text)
     with pytest.raises(ValueError, match="detectors"):
         load_spec(cfg)
+
+
+def _detect(tmp_path, config: str | None, csv_bytes: bytes) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    (tmp_path / "in.csv").write_bytes(csv_bytes)
+    cmd = [sys.executable, "-m", "daemon.cli", "detect", "--input", str(tmp_path / "in.csv"),
+           "--output", str(tmp_path / "out.csv")]
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config)
+        cmd += ["--config", str(tmp_path / "c.yaml")]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                          timeout=120)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("config, csv_bytes, message", [
+    ("cmdb: [cmdb.yaml\n", b"timestamp,value\n", "c.yaml:2: invalid YAML"),
+    ("detectors:\n  - name: d\n    params: {bogus_param: 1}\n", b"timestamp,value\n",
+     "c.yaml:3: detectors[0].params: knn takes no parameter 'bogus_param'"),
+    ("cmdb: [missing.yaml]\n", b"timestamp,value\n", "missing.yaml"),
+    (None, b"timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,\xff\n", "in.csv:3: not UTF-8 text"),
+])
+def test_detect_fails_in_one_line_naming_the_file_and_line(tmp_path, config, csv_bytes, message):
+    code, err = _detect(tmp_path, config, csv_bytes)
+    assert code == 1
+    [line] = err.strip().splitlines()  # no traceback
+    assert line.startswith("incidentd: ") and message in line, line
+    assert not (tmp_path / "out.csv").exists()
