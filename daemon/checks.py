@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from daemon.config import Config
+from daemon.config import CORE_KEYS, Config
+from daemon.yamlsrc import line_of
 
 # Each package adds a checker: Config -> list of `file:line: message`.
 Checker = Callable[[Config], list[str]]
 _CHECKERS: dict[str, Checker] = {}
+_KEYS: set[str] = set(CORE_KEYS)  # the top-level keys some part of incidentd reads
 
 
-def register_checker(name: str, checker: Checker) -> None:
+def register_checker(name: str, checker: Checker, keys: tuple[str, ...] = ()) -> None:
+    """`checker` validates the top-level `keys` of the config (and the files they name)."""
     _CHECKERS[name] = checker
+    _KEYS.update(keys)
+
+
+def _check_keys(config: Config) -> list[str]:
+    """A top-level key nothing reads is a typo (`listne:`) that would silently use a default."""
+    raw = config.raw
+    if not isinstance(raw, dict):
+        return []
+    return [f"{config.path}:{line_of(raw, key)}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})"
+            for key in raw if key not in _KEYS]
 
 
 def _check_files_exist(config: Config) -> list[str]:
@@ -30,7 +43,7 @@ def _check_files_exist(config: Config) -> list[str]:
 def check_all(config: Config) -> list[str]:
     from daemon import plugins  # noqa: F401
 
-    errors = _check_files_exist(config)
+    errors = _check_keys(config) + _check_files_exist(config)
     for checker in _CHECKERS.values():
         errors.extend(checker(config))
     return errors

@@ -84,7 +84,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     errors = check_config_errors(args.config)
     if errors:
         for e in errors:
-            print(e)
+            print(e, file=sys.stderr)  # as every command's errors; stdout has only the OK
         return 1
     print(f"{args.config}: OK")
     return 0

@@ -118,7 +118,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-_CORE_KEYS = {"listen", "data_dir", "cmdb", "rules", "incidents", "inbox", "log"}
+CORE_KEYS = ("listen", "data_dir", "cmdb", "rules", "incidents", "inbox", "log")  # read here
 
 
 def load_config(path: str | None) -> Config:

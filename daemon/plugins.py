@@ -18,14 +18,14 @@ from detectors.config import check_detectors
 from rules.daemon import check_rules
 from rules.testing import configure_test_rules, run_test_rules_command
 
-register_checker("cmdb", check_cmdb)
-register_checker("rules", check_rules)
-register_checker("detectors", check_detectors)
+register_checker("cmdb", check_cmdb, ("correlation",))
+register_checker("rules", check_rules, ("changes",))
+register_checker("detectors", check_detectors, ("detectors", "prometheus"))
 register_result_section("anomalies", anomalies_section)
-register_checker("problems", check_problems)
-register_checker("notify", check_notify)
-register_checker("sla", check_sla)
-register_checker("auth", check_auth)
+register_checker("problems", check_problems, ("problems",))
+register_checker("notify", check_notify, ("receivers", "teams", "escalation_policies", "notify"))
+register_checker("sla", check_sla, ("sla",))
+register_checker("auth", check_auth, ("auth", "tls"))
 register_subcommand("hash-token", "print the SHA-256 of an API token (auth.tokens[].token_sha256)",
                     configure_hash_token, run_hash_token)
 register_subcommand("test-rules", "run rule unit tests (YAML)", configure_test_rules, run_test_rules_command)

@@ -223,7 +223,7 @@ def test_the_command_flushes_what_it_printed_and_keeps_its_exit_code(tmp_path):
     broken = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", str(bad)],
                             cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert broken.returncode == 1
-    assert broken.stdout.startswith(f"{bad}:2: ") and "group_window" in broken.stdout
+    assert broken.stderr.startswith(f"{bad}:2: ") and "group_window" in broken.stderr and broken.stdout == ""
 
 
 def test_under_a_profiler_the_command_exits_as_usual_so_that_it_writes_out(tmp_path):
@@ -234,3 +234,12 @@ def test_under_a_profiler_the_command_exits_as_usual_so_that_it_writes_out(tmp_p
                            "--config", str(cfg)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 0
+
+
+def test_check_config_names_a_top_level_key_nothing_reads(tmp_path):
+    from daemon.cli import check_config_errors
+
+    path = tmp_path / "config.yaml"
+    path.write_text("incidents: {group_window: 5m}\nlistne: 127.0.0.1:9095\nproblems: {}\nsla: {}\n")
+    [error] = check_config_errors(str(path))
+    assert error.startswith(f"{path}:2: unknown key 'listne' (known: ") and "listen" in error
