@@ -19,13 +19,16 @@ def register_checker(name: str, checker: Checker, keys: tuple[str, ...] = ()) ->
     _KEYS.update(keys)
 
 
-def _check_keys(config: Config) -> list[str]:
-    """A top-level key nothing reads is a typo (`listne:`) that would silently use a default."""
+def unknown_keys(config: Config) -> list[str]:
+    """Warnings for the top-level keys nothing reads: a typo (`listne:`) that leaves a
+    default in force. Not errors: the contract lets other tools' keys share the file."""
+    from daemon import plugins  # noqa: F401 - they register the keys they read
+
     raw = config.raw
     if not isinstance(raw, dict):
         return []
-    return [f"{config.path}:{line_of(raw, key)}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})"
-            for key in raw if key not in _KEYS]
+    return [f"{config.path}:{line_of(raw, key)}: warning: unknown key {key!r}, ignored"
+            f" (known: {', '.join(sorted(_KEYS))})" for key in raw if key not in _KEYS]
 
 
 def _check_files_exist(config: Config) -> list[str]:
@@ -43,7 +46,7 @@ def _check_files_exist(config: Config) -> list[str]:
 def check_all(config: Config) -> list[str]:
     from daemon import plugins  # noqa: F401
 
-    errors = _check_keys(config) + _check_files_exist(config)
+    errors = _check_files_exist(config)
     for checker in _CHECKERS.values():
         errors.extend(checker(config))
     return errors

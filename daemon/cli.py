@@ -50,6 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             return fail(str(exc))
         config.listen = args.listen
     configure_logging(config.log_level, config.log_format)
+    import structlog
+
+    from daemon import checks
+
+    for warning in checks.unknown_keys(config):
+        structlog.get_logger().warning("config key ignored", detail=warning)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
@@ -81,10 +87,17 @@ def check_config_errors(config_path: str) -> list[str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    errors = check_config_errors(args.config)
+    from daemon import checks
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        errors, warnings = exc.errors, []
+    else:
+        errors, warnings = checks.check_all(config), checks.unknown_keys(config)
+    for line in errors + warnings:
+        print(line, file=sys.stderr)  # as every command's errors; stdout has only the OK
     if errors:
-        for e in errors:
-            print(e, file=sys.stderr)  # as every command's errors; stdout has only the OK
         return 1
     print(f"{args.config}: OK")
     return 0
