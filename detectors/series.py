@@ -35,6 +35,10 @@ _STEP_HISTORY = 32
 # when it comes back; only after FORGET_FACTOR times as long is it gone and dropped.
 STALE_STEPS = 100
 FORGET_FACTOR = 24
+# Larger values are ignored like NaN: no metric measures anything this size, and the
+# features (differences, deviations) of a value near the float range overflow to
+# infinity, which would blind the series' model for a whole window.
+MAX_MAGNITUDE = 1e100
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +157,10 @@ class SeriesDetector:
     def update(self, ts: float, value: float) -> Decision:
         """Score the sample at ``ts`` and step the episode state.
 
-        Samples that are not newer than the previous one, or not finite, are
-        ignored (the current state is returned unchanged).
+        Samples that are not newer than the previous one, not finite, or beyond
+        `MAX_MAGNITUDE` are ignored (the current state is returned unchanged).
         """
-        if ts <= self._last_ts or not math.isfinite(value):
+        if ts <= self._last_ts or not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also False for NaN
             return Decision(0.0, self._tracker.active)
         if self.inline_refit and self.refit_due():
             self.install(self.refit_job()())

@@ -97,6 +97,15 @@ def test_out_of_order_and_nan_samples_are_ignored():
     assert det.samples_seen == 1
 
 
+def test_values_near_the_float_range_are_ignored_and_do_not_blind_the_model():
+    x = noisy(1200, seed=1)
+    x[900:902] += 15.0
+    clean, _ = run(x)
+    x[610], x[611] = 1e308, -1e308  # finite, but any difference of them overflows
+    opens, decisions = run(x)
+    assert opens == clean and decisions[610].score == 0.0
+
+
 def test_a_burst_beyond_the_range_of_earlier_bursts_pages():
     rng = np.random.default_rng(11)
     x = 50.0 + np.clip(rng.standard_t(df=2, size=2000), -15.0, 15.0)
