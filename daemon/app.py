@@ -51,6 +51,7 @@ class InboxItem:
     items: list[Any]
     received_at: float
     accepted_mono: float
+    suspect: bool = False  # in a batch the pipeline failed on before: processed alone
 
 
 def _insert_inbox_row(now: float, source: str, kind: str, n: int, body: bytes) -> Callable[[sqlite3.Connection], int]:
@@ -129,6 +130,7 @@ class Daemon:
         """Queue every inbox row: a row is deleted in the same transaction that
         commits what processing it changed, so whatever is left was not processed."""
         rows = self.store.query("SELECT id, received_at, source, kind, body FROM inbox ORDER BY id")
+        suspects = {r for (r,) in self.store.query("SELECT row_id FROM inbox_suspect")}
         rt = self.config.incidents.resolve_timeout
         for row_id, received_at, source, kind, body in rows:
             try:
@@ -136,10 +138,14 @@ class Daemon:
             except Exception:  # stored only after validation; never expected
                 log.error("unreadable inbox row skipped", row=row_id)
                 continue
-            self._queue.append(InboxItem(row_id, kind, items, received_at, time.monotonic()))
+            self._queue.append(InboxItem(row_id, kind, items, received_at, time.monotonic(), row_id in suspects))
             self._depth += len(items)
         if rows:
             log.info("recovering unprocessed inbox rows", rows=len(rows), items=self._depth)
+        [(dead,)] = self.store.query("SELECT count(*) FROM inbox_dead")
+        if dead:
+            log.warning("inbox rows the pipeline failed on are set aside in the store's inbox_dead table",
+                        rows=dead)
 
     # -- worker -----------------------------------------------------------------
 
@@ -152,9 +158,13 @@ class Daemon:
             batch: list[InboxItem] = []
             count = 0
             while self._queue and count < BATCH_LIMIT:
+                if batch and self._queue[0].suspect:
+                    break
                 item = self._queue.popleft()
                 batch.append(item)
                 count += len(item.items)
+                if item.suspect:
+                    break  # alone: if it fails again, it is the one
             now = self.clock.now()
             try:
                 for item in batch:
@@ -165,15 +175,18 @@ class Daemon:
                     elif item.kind == "change":
                         for change in item.items:
                             self.pipeline.process_change(change, now)
-            except Exception:
+            except Exception as exc:
                 log.exception("pipeline failed on a batch; its inbox rows stay for the next start",
                               first_row=batch[0].row_id)
+                await self._set_aside(batch, exc)
                 raise
             writes = Writes()
             self.pipeline.drain_writes(writes)
             # the processed rows go in the same transaction as what processing them
             # changed: a crash before the commit processes them again, after it never
             writes.extend("DELETE FROM inbox WHERE id = ?", [(item.row_id,) for item in batch])
+            if batch[0].suspect:
+                writes.add("DELETE FROM inbox_suspect WHERE row_id = ?", (batch[0].row_id,))
             await self.store.apply(writes)
             self._depth -= count
             self.metrics.inbox_depth.set(self._depth)
@@ -184,6 +197,27 @@ class Daemon:
                 if item.kind == "alerts":
                     self.metrics.pipeline_latency.observe(done - item.accepted_mono)
             await asyncio.sleep(0)
+
+    async def _set_aside(self, batch: list[InboxItem], exc: Exception) -> None:
+        """After the pipeline failed on `batch` (the worker then stops and the daemon
+        exits for a supervisor to restart): its rows are marked to be processed one by
+        one at the next start, and a row that already failed on its own moves to
+        `inbox_dead`. A row the pipeline cannot take costs two restarts, not all of them."""
+        writes = Writes()
+        if len(batch) == 1 and batch[0].suspect:
+            row = batch[0].row_id
+            writes.add("INSERT INTO inbox_dead (id, received_at, source, kind, count, body, failed_at, error)"
+                       " SELECT id, received_at, source, kind, count, body, ?, ? FROM inbox WHERE id = ?",
+                       (self.clock.now(), f"{type(exc).__name__}: {exc}"[:2000], row))
+            writes.add("DELETE FROM inbox WHERE id = ?", (row,))
+            writes.add("DELETE FROM inbox_suspect WHERE row_id = ?", (row,))
+            log.error("inbox row moved to inbox_dead: the pipeline fails on it alone", row=row)
+        else:
+            writes.extend("INSERT OR IGNORE INTO inbox_suspect (row_id) VALUES (?)", [(i.row_id,) for i in batch])
+        try:
+            await self.store.apply(writes)
+        except Exception:
+            log.exception("could not set the failed inbox rows aside")
 
     async def _timers(self) -> None:
         while not self._stopping:

@@ -33,6 +33,20 @@ CREATE TABLE IF NOT EXISTS inbox (
     count INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+-- the rows of an inbox batch the pipeline failed on: at the next start each is
+-- processed alone, and one that fails alone moves to inbox_dead, for a person to
+-- look at, so that one row the pipeline cannot take does not stop every start
+CREATE TABLE IF NOT EXISTS inbox_suspect (row_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS inbox_dead (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    failed_at REAL NOT NULL,
+    error TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,

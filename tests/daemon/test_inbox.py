@@ -165,3 +165,42 @@ async def test_a_failing_pipeline_stops_the_daemon_with_an_error_and_keeps_the_a
     with pytest.raises(WorkerFailed, match="stage exploded"):
         await asyncio.wait_for(serving, 10)
     assert inbox_rows(tmp_path) == 1, "the alert stays in the inbox for the next start"
+
+
+async def test_a_row_the_pipeline_fails_on_alone_is_set_aside_and_the_others_go_through(
+    start_daemon, tmp_path, monkeypatch
+):
+    original = Pipeline.process_alerts
+
+    def with_a_bug(self, alerts, now):  # a bug that one alert's labels set off
+        if any(a.labels.get("poison") for a in alerts):
+            raise RuntimeError("stage exploded")
+        return original(self, alerts, now)
+
+    monkeypatch.setattr(Pipeline, "process_alerts", with_a_bug)
+    c = await start_daemon("log: {level: error}\n")
+    await stall_worker(c.daemon)
+    for labels in ({"alertname": "A"}, {"alertname": "P", "poison": "yes"}, {"alertname": "B"}):
+        assert (await c.post(ALERTS, [v2_alert(labels)]))[0] == 200
+    resume_worker(c.daemon)  # the three rows in one batch: it fails
+    with pytest.raises(RuntimeError, match="stage exploded"):
+        await asyncio.wait_for(c.daemon._tasks[0], 10)
+    await c.daemon.stop()
+    assert inbox_rows(tmp_path) == 3
+
+    # the next start takes the rows one by one: A goes through, P fails alone and is
+    # set aside with its error, and the worker stops again
+    c2 = await start_daemon("log: {level: error}\n")
+    with pytest.raises(RuntimeError, match="stage exploded"):
+        await asyncio.wait_for(c2.daemon._tasks[0], 10)
+    await c2.daemon.stop()
+    with sqlite3.connect(tmp_path / "data" / STORE_FILE) as conn:
+        [(body, error)] = conn.execute("SELECT body, error FROM inbox_dead").fetchall()
+    assert b'"poison"' in (zlib.decompress(body) if body[:1] == b"x" else body)
+    assert error == "RuntimeError: stage exploded"
+
+    # and the start after that is a normal one
+    c3 = await start_daemon("log: {level: error}\n")
+    names = sorted(i["alerts"][0]["labels"]["alertname"] for i in await c3.incidents())
+    assert names == ["A", "B"] and inbox_rows(tmp_path) == 0
+    assert not c3.daemon._tasks[0].done()
