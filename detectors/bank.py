@@ -146,7 +146,14 @@ class DetectorBank:
         if not self.inline and entry.detector.refit_due():
             # Cut the training data now, at the sample where the schedule asks for it,
             # as inline refits do: samples arriving in bulk must not move the cut.
-            self._due.append(RefitJob(key, entry.detector, entry.detector.refit_job()))
+            job = RefitJob(key, entry.detector, entry.detector.refit_job())
+            if entry.detector.has_model:
+                self._due.append(job)  # scored with the previous model meanwhile
+            else:
+                # the first model: without one nothing can be scored, so the samples
+                # of a burst (a backfill) would all pass unseen while it is fitted
+                # elsewhere; fitted here, they are scored as `detect` scores them
+                entry.detector.install(job())
         d = entry.detector.update(ts, value)
         if d.transition is None:
             return closed

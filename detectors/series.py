@@ -92,6 +92,10 @@ class SeriesDetector:
         return self._n
 
     @property
+    def has_model(self) -> bool:
+        return self._fitted is not None
+
+    @property
     def active(self) -> bool:
         """True while an anomaly episode is open."""
         return self._tracker.active

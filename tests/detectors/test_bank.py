@@ -64,15 +64,34 @@ def test_series_are_routed_by_matchers_and_unmatched_ones_ignored():
     assert bank.series_count() == 1
 
 
-def test_deferred_refits_are_plain_callables_run_by_the_owner():
+def test_the_first_model_is_fitted_at_once_and_later_refits_are_callables_run_by_the_owner():
     spec = dataclasses.replace(DEFAULT_SPEC, warmup=100)
     bank = DetectorBank([spec], refit="deferred")
     x = noisy(400, seed=3)
     for i, v in enumerate(x[:150]):
         bank.observe({"s": "a"}, i * STEP, float(v))
-    jobs = bank.pending_refits()
+    # without a model nothing is scored: the first one is fitted when due, in place
+    detector = bank._series[(("s", "a"),)].detector
+    assert detector.has_model and bank.pending_refits() == []
+    for i, v in enumerate(x[150:250]):
+        bank.observe({"s": "a"}, (150 + i) * STEP, float(v))
+    jobs = bank.pending_refits()  # the next ones are left to the owner
     assert len(jobs) == 1 and bank.pending_refits() == []
     bank.complete(jobs[0], jobs[0]())
-    decisions = [bank.observe({"s": "a"}, (150 + i) * STEP, float(v)) for i, v in enumerate(x[150:])]
+    decisions = [bank.observe({"s": "a"}, (250 + i) * STEP, float(v)) for i, v in enumerate(x[250:])]
     assert decisions.count(None) == len(decisions)
     assert len(bank.pending_refits()) == 1
+
+
+def test_a_burst_of_samples_is_scored_live_as_detect_scores_it():
+    """A backfill posted in one request: with deferred refits (the daemon), every sample
+    after warmup is scored, and the spike opens the episode it opens inline (`detect`)."""
+    spec = dataclasses.replace(DEFAULT_SPEC, warmup=100, refit_every=10_000)
+    x = noisy(400, seed=4)
+    x[380:] += 25
+    opened = {}
+    for mode in ("inline", "deferred"):
+        bank = DetectorBank([spec], refit=mode)
+        events = [bank.observe({"s": "a"}, i * STEP, float(v)) for i, v in enumerate(x)]
+        opened[mode] = [i for i, e in enumerate(events) if e is not None and e.transition == "open"]
+    assert opened["deferred"] == opened["inline"] and opened["inline"] and opened["inline"][0] >= 380
