@@ -25,9 +25,10 @@ class CmdbPart:
     def __init__(self, holder: CmdbHolder) -> None:
         self.holder = holder
 
-    def reload(self) -> list[str]:
-        """Load the files again; [] when the new CMDB is live, else its errors (the old one stays)."""
-        if self.holder.reload():
+    def reload(self, fresh: Config) -> list[str]:
+        """Load the files of the fresh config; [] when the new CMDB is live, else its
+        errors (the old one stays)."""
+        if self.holder.reload(fresh.cmdb):
             return []
         return list(self.holder.last_errors) or [self.holder.last_error or "CMDB reload failed"]
 

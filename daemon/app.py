@@ -29,7 +29,7 @@ from aiohttp import web
 from daemon import heap
 from daemon.build import Components, build_pipeline, load_state
 from daemon.clock import SystemClock
-from daemon.config import Config
+from daemon.config import Config, ConfigError, load_config
 from daemon.ingest import parse_alert_list, parse_samples, parse_webhook
 from daemon.metrics import Metrics
 from daemon.store import Store, Writes
@@ -289,15 +289,23 @@ class Daemon:
         return self._ready and self.store.ping()
 
     async def reload(self) -> dict[str, Any]:
-        """Re-read the configured files; a bad file keeps what is running."""
+        """Re-read the config file and the files it names (CMDB, rules: its lists may have
+        changed too); a bad file keeps what is running. Each part takes its sections of
+        the fresh config (`part.reload(fresh)`); what needs a restart (`listen`,
+        `data_dir`, the inbox) does not change."""
         results: dict[str, Any] = {}
         ok = True
-        for name, part in self.components.parts.items():
+        try:
+            fresh = load_config(self.config.path) if self.config.path else self.config
+        except ConfigError as exc:
+            fresh, ok = None, False
+            results["config"] = {"ok": False, "errors": exc.errors}
+        for name, part in self.components.parts.items() if fresh is not None else ():
             fn = getattr(part, "reload", None)
             if fn is None:
                 continue
             try:
-                errors = fn()
+                errors = fn(fresh)
             except Exception as exc:  # a reload must never take the daemon down
                 errors = [str(exc)]
             results[name] = {"ok": not errors, "errors": errors or []}

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError
 from daemon.yamlsrc import line_of
 
 if TYPE_CHECKING:  # the HTTP side loads aiohttp when the daemon serves
@@ -206,13 +206,8 @@ class AuthPart:
         else:
             log.warning("API is open: no auth tokens configured (auth.tokens)")
 
-    def reload(self) -> list[str]:
-        if self.config.path is None:
-            return []
-        try:
-            settings, errors = parse_auth(load_config(self.config.path))
-        except ConfigError as exc:
-            return exc.errors
+    def reload(self, fresh: Config) -> list[str]:
+        settings, errors = parse_auth(fresh)
         if errors:
             return errors
         old = {t.name: t for t in self.settings.tokens.values()}

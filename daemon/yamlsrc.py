@@ -149,15 +149,20 @@ def load_yaml(path: str) -> Any:
         hit = _FILE_CACHE.get(path)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise SourceError(path, 0, f"cannot read file: {exc.strerror or exc}") from exc
-    data = load_yaml_text(text, path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # YAML files are UTF-8 (an export in Latin-1 is not)
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(path, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    value = load_yaml_text(text, path)
     if len(_FILE_CACHE) > 64:
         _FILE_CACHE.clear()
-    _FILE_CACHE[path] = (stamp, data)
-    return data
+    _FILE_CACHE[path] = (stamp, value)
+    return value
 
 
 def load_yaml_text(text: str, path: str = "<string>") -> Any:

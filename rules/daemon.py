@@ -222,13 +222,15 @@ class RulesPart:
 
     # -- reload -------------------------------------------------------------------
 
-    def reload(self) -> list[str]:
-        """Re-read the rule files; on any error keep the running rules and return the errors."""
+    def reload(self, fresh: Config) -> list[str]:
+        """Read the fresh config's rule files; on any error keep the running rules and
+        return the errors."""
         try:
-            ruleset = load_rules(self.config.rules)
+            ruleset = load_rules(fresh.rules)
         except RuleFileError as exc:
             log.error("rule files rejected; the running rules stay", errors=exc.errors)
             return exc.errors
+        self.config.rules = list(fresh.rules)
         self.ruleset = ruleset
         self.rules_stage.ruleset = ruleset
         self.inhibit_stage.set_rules(ruleset.inhibit_rules)

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError
 from daemon.notify.config import NotifySettings, parse_notify
 from daemon.notify.outbox import Deliverer
 from daemon.notify.policy import NotifyPolicy
@@ -52,14 +52,8 @@ class NotifyPart:
         if self.deliverer is not None:
             await self.deliverer.stop()
 
-    def reload(self) -> list[str]:
-        """Re-read the config file's notification sections; errors keep the running ones."""
-        if self.config.path is None:
-            return []
-        try:
-            fresh = load_config(self.config.path)
-        except ConfigError as exc:
-            return exc.errors
+    def reload(self, fresh: Config) -> list[str]:
+        """The fresh config's notification sections; errors keep the running ones."""
         settings, errors = parse_notify(fresh)
         if errors:
             return errors

@@ -75,3 +75,29 @@ async def test_reload_keeps_the_old_graph_on_error_and_takes_a_good_one(tmp_path
     await c.post_alerts(alert("RedisDown", service="cache"))
     status, doc = await c.call("GET", f"/api/v1/incidents/{inc['id']}")
     assert status == 200
+
+
+async def test_reload_takes_the_files_the_config_names_now(tmp_path, daemon_for):
+    (tmp_path / "cmdb.yaml").write_text(GOOD)
+    (tmp_path / "extra.yaml").write_text("cis:\n  - {id: cache, type: cache, match: {service: cache}}\n")
+    (tmp_path / "extra_bad.yaml").write_text("cis:\n  - {id: queue, depends_on: [nowhere]}\n")
+    config = write_config(tmp_path, "cmdb: [cmdb.yaml]\n")
+    c = await daemon_for(config)
+    text = open(config).read()
+
+    # a file added to the config's list: its CIs are live after the reload
+    open(config, "w").write(text.replace("cmdb: [cmdb.yaml]", "cmdb: [cmdb.yaml, extra.yaml]"))
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 200 and body["ok"]
+    assert (await c.call("GET", "/api/v1/cmdb/cis/cache"))[0] == 200
+
+    # a bad file in the list, or a config that no longer reads: the running CMDB stays
+    open(config, "w").write(text.replace("cmdb: [cmdb.yaml]", "cmdb: [cmdb.yaml, extra_bad.yaml]"))
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and "nowhere" in " ".join(body["components"]["cmdb"]["errors"])
+    open(config, "w").write(text.replace("cmdb: [cmdb.yaml]", "cmdb: [cmdb.yaml, extra.yaml]\nincidents: 3"))
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and "incidents must be a mapping" in body["components"]["config"]["errors"][0]
+    assert (await c.call("GET", "/api/v1/cmdb/cis/cache"))[0] == 200
+    assert (await c.call("GET", "/api/v1/cmdb/cis/queue"))[0] == 404
+    assert await c.metric("incidentd_config_last_reload_successful") == 0

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from daemon import heap
-from daemon.yamlsrc import LineDict, LineList, SourceError, line_of, load_yaml_text
+from daemon.yamlsrc import LineDict, LineList, SourceError, line_of, load_yaml, load_yaml_text
 
 DOC = """\
 base: &b {x: 1, y: [a, b]}
@@ -57,6 +57,14 @@ def test_errors_name_file_and_line(text, line, message):
         load_yaml_text(text, "f.yaml")
     assert err.value.line == line and message in str(err.value)
     assert str(err.value).startswith(f"f.yaml:{line}: invalid YAML")
+
+
+def test_a_file_that_is_not_utf8_is_an_error_at_its_line(tmp_path):
+    path = tmp_path / "cmdb.yaml"
+    path.write_bytes(b"cis:\n  - id: caf\xe9\n")  # a Latin-1 export
+    with pytest.raises(SourceError) as err:
+        load_yaml(str(path))
+    assert str(err.value) == f"{path}:2: not UTF-8 text (byte 0xe9)"
 
 
 def test_empty_documents_are_none():
