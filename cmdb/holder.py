@@ -75,17 +75,21 @@ class CmdbHolder:
             try:
                 cmdb = load_cmdb(new_paths)
             except CmdbError as exc:
-                self.last_reload_ok = False
-                self.last_errors = [str(e) for e in exc.errors]
-                self.last_error = str(exc)
-                self.metrics.reload_ok.set(0)
-                self.metrics.reloads.labels(result="failure").inc()
-                log.error("cmdb_reload_failed", error=self.last_error, errors=len(exc.errors))
+                self.failed([str(e) for e in exc.errors])
                 return False
             self.paths = new_paths
             self._swap(cmdb)
             log.info("cmdb_reloaded", cis=len(cmdb), relations=cmdb.graph.number_of_edges())
             return True
+
+    def failed(self, errors: list[str]) -> None:
+        """Record a reload that did not take (the running CMDB stays)."""
+        self.last_reload_ok = False
+        self.last_errors = list(errors)
+        self.last_error = "\n".join(errors)
+        self.metrics.reload_ok.set(0)
+        self.metrics.reloads.labels(result="failure").inc()
+        log.error("cmdb_reload_failed", error=self.last_error, errors=len(errors))
 
     def _swap(self, cmdb: Cmdb) -> None:
         self.cmdb = cmdb

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from daemon import heap
+from daemon import checks, heap
 from daemon.build import Components, build_pipeline, load_state
 from daemon.clock import SystemClock
 from daemon.config import Config, ConfigError, load_config
@@ -300,6 +300,16 @@ class Daemon:
         except ConfigError as exc:
             fresh, ok = None, False
             results["config"] = {"ok": False, "errors": exc.errors}
+        if fresh is not None:
+            # all of it checked first, as check-config and a start would: a reload takes
+            # the whole new configuration or none of it
+            bad = {name: errors for name, errors in checks.check_parts(fresh).items() if errors}
+            if bad:
+                fresh, ok = None, False
+                results.update({name: {"ok": False, "errors": errors} for name, errors in bad.items()})
+                cmdb = self.components.parts.get("cmdb")
+                if "cmdb" in bad and cmdb is not None:
+                    cmdb.holder.failed(bad["cmdb"])
         for name, part in self.components.parts.items() if fresh is not None else ():
             fn = getattr(part, "reload", None)
             if fn is None:

@@ -43,10 +43,15 @@ def _check_files_exist(config: Config) -> list[str]:
     return errors
 
 
-def check_all(config: Config) -> list[str]:
+def check_parts(config: Config) -> dict[str, list[str]]:
+    """The errors of each checker (by its name; files that do not exist under "config")."""
     from daemon import plugins  # noqa: F401
 
-    errors = _check_files_exist(config)
-    for checker in _CHECKERS.values():
-        errors.extend(checker(config))
-    return errors
+    found = {"config": _check_files_exist(config)}
+    for name, checker in _CHECKERS.items():
+        found[name] = checker(config)
+    return found
+
+
+def check_all(config: Config) -> list[str]:
+    return [e for errors in check_parts(config).values() for e in errors]

@@ -116,7 +116,9 @@ async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
 
 
 async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, daemon_for):
-    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n")
+    teams = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
+             "teams: {first: {receivers: [hook]}, second: {receivers: [hook]}}\n")
+    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", teams)
     c = await daemon_for(config)
     (tmp_path / "rules.yaml").write_text("rules:\n  - {match: ['a=~\"(\"'], team: broken}\n")
     status, body = await c.call("POST", "/-/reload")
@@ -128,6 +130,10 @@ async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, da
     [inc] = await c.incidents(1)
     assert inc["team"] == "first"
 
+    # checked as check-config checks it: a team the config does not know is refused too
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: [], team: third}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and "unknown team 'third'" in body["components"]["rules"]["errors"][0]
     (tmp_path / "rules.yaml").write_text("rules:\n  - {match: [], team: second}\n")
     status, body = await c.call("POST", "/-/reload")
     assert status == 200 and body["ok"]
@@ -208,3 +214,20 @@ def test_daemon_refuses_to_start_with_broken_rules(tmp_path):
     with pytest.raises(ConfigError) as exc:
         Daemon(load_config(config))
     assert exc.value.errors[0].startswith(f"{tmp_path}/rules.yaml:2:")
+
+
+async def test_a_reload_takes_the_whole_new_configuration_or_none_of_it(tmp_path, daemon_for):
+    teams = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
+             "teams: {first: {receivers: [hook]}, second: {receivers: [hook]}}\n")
+    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", teams)
+    c = await daemon_for(config)
+    # good rules, but a section the daemon would not start with: nothing is taken
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: [], team: second}\n")
+    with open(config, "a") as fh:
+        fh.write("sla: {P9: {acknowledge: 5m}}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and not body["ok"] and "P9" in body["components"]["sla"]["errors"][0]
+    assert await c.metric("incidentd_config_last_reload_successful") == 0
+    await c.call("POST", "/api/v1/alerts", [alert(alertname="A")])
+    [inc] = await c.incidents(1)
+    assert inc["team"] == "first"
