@@ -302,8 +302,10 @@ class Daemon:
             results["config"] = {"ok": False, "errors": exc.errors}
         if fresh is not None:
             # all of it checked first, as check-config and a start would: a reload takes
-            # the whole new configuration or none of it
-            bad = {name: errors for name, errors in checks.check_parts(fresh).items() if errors}
+            # the whole new configuration or none of it (the CMDB part's reload below
+            # finds the CMDB the check built: see cmdb.loader._load_once)
+            found = checks.check_parts(fresh)
+            bad = {name: errors for name, errors in found.items() if errors}
             if bad:
                 fresh, ok = None, False
                 results.update({name: {"ok": False, "errors": errors} for name, errors in bad.items()})
