@@ -193,6 +193,14 @@ class IncidentManager:
         self._seen: dict[str, Member] = {}  # re-posted alerts whose incident is not dirty
         self._expire_due: dict[str, float] = {}  # fingerprint -> earliest pending expire timer
         self._open_by_key: dict[str, dict[str, Incident]] = {}
+        # Re-posts of a firing alert skip the stages (`absorb_repost`) while nothing that
+        # could now silence, inhibit or expect it has changed: the stages' `epoch` (a
+        # silence or change added, an inhibiting alert come or gone) against the one
+        # each alert last went through them at. `must_see(labels)`: an alert the stages
+        # must see every time (a source of an inhibit rule keeps its inhibition alive).
+        self.epoch = 0
+        self.must_see: Any = None
+        self._stages_saw: dict[str, int] = {}
 
     # -- loading ----------------------------------------------------------------
 
@@ -297,6 +305,9 @@ class IncidentManager:
             return False
         inc = self.incidents[iid]
         m = inc.alerts[alert.fingerprint]
+        if self._stages_saw.get(alert.fingerprint) != self.epoch or (
+                self.must_see is not None and self.must_see(alert.labels)):
+            return False
         if m.status != "firing" or m.suppressed:
             # a suppressed alert goes through the stages again: its silence,
             # change or inhibiting alert may have ended
@@ -325,6 +336,7 @@ class IncidentManager:
     def _apply_one(self, event: AlertEvent, now: float) -> None:
         alert = event.alert
         fp = alert.fingerprint
+        self._stages_saw[fp] = self.epoch
         inc = self.incident_for(fp)
         if inc is not None:
             m = inc.alerts[fp]
@@ -338,9 +350,15 @@ class IncidentManager:
                         self._schedule_expire(fp, alert.ends_at)
                     m.annotations = alert.annotations
                     self._dirty.add(inc.id)
-                    if was_suppressed and not m.suppressed and inc.is_open:
-                        self._timeline_add(inc, now, "alert_unsuppressed", "incidentd",
-                                           f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
+                    if was_suppressed != m.suppressed and inc.is_open:
+                        if m.suppressed:  # a silence, change or inhibiting alert that came later
+                            why = m.silenced_by and f"silenced by {m.silenced_by}" or \
+                                m.expected and f"expected: {m.expected}" or f"inhibited by {m.inhibited_by}"
+                            self._timeline_add(inc, now, "alert_suppressed", "incidentd",
+                                               f"alert {alert.name or fp} is now {why}")
+                        else:
+                            self._timeline_add(inc, now, "alert_unsuppressed", "incidentd",
+                                               f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
                         self._refresh(inc, now)
                     return
                 if inc.is_open and (m.flapping or now - (m.ends_at or m.last_at) < self.settings.reopen_window):
@@ -498,6 +516,7 @@ class IncidentManager:
 
     def _detach(self, fp: str) -> None:
         self.by_fingerprint.pop(fp, None)
+        self._stages_saw.pop(fp, None)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -582,6 +601,7 @@ class IncidentManager:
         sev_member = max(live, key=lambda m: severity_rank(m.labels.get("severity")), default=None)
         old_sev, old_pri = inc.severity, inc.priority
         inc.severity = (sev_member.labels.get("severity") or "none") if sev_member else "none"
+        was_paging = inc.paging
         inc.paging = any(not m.suppressed for m in members)
         base = _SEVERITY_PRIORITY[min(severity_rank(inc.severity), 4)]
         priority = more_urgent(base, inc.extra.get("impact_priority"))
@@ -594,6 +614,9 @@ class IncidentManager:
             self._emit("severity_raised", inc, now, {"from": old_sev, "to": inc.severity})
         if inc.is_open and inc.priority < old_pri and len(members) > 1:
             self._emit("priority_raised", inc, now, {"from": old_pri, "to": inc.priority})
+        if inc.is_open and inc.paging and not was_paging:
+            # notifications wait while an incident does not page, and go out once it does
+            self._emit("paging", inc, now, {})
 
     def _analyze_pending(self, now: float) -> None:
         for iid in sorted(self._to_analyze):
@@ -720,6 +743,7 @@ class IncidentManager:
         for fp in inc.alerts:
             if self.by_fingerprint.get(fp) == inc.id:
                 del self.by_fingerprint[fp]
+                self._stages_saw.pop(fp, None)
 
     # -- output -----------------------------------------------------------------------
 

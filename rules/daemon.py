@@ -194,6 +194,7 @@ class RulesPart:
         self.inhibit_stage = InhibitStage(
             ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout
         )
+        self.inhibit_stage.on_change = self._stages_changed
         registry = getattr(metrics, "registry", None)
         self.rules_loaded = Gauge(
             "incidentd_rules_loaded", "Rules loaded from the rule files, by kind (rule, inhibit_rule, silence, change).",
@@ -269,7 +270,14 @@ class RulesPart:
 
     # -- persistence --------------------------------------------------------------
 
+    def _stages_changed(self) -> None:
+        """A silence, change or inhibiting alert came or went: firing alerts go through the
+        stages again at their next re-post (see `IncidentManager.epoch`)."""
+        if self.incidents is not None:
+            self.incidents.epoch += 1
+
     def _silence_changed(self, s: Silence) -> None:
+        self._stages_changed()
         if s.source == "api":
             self._writes.append((
                 "INSERT INTO silences (id, ends_at, doc) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE"
@@ -278,6 +286,7 @@ class RulesPart:
             ))  # fmt: skip
 
     def _change_changed(self, c: Change) -> None:
+        self._stages_changed()
         if c.source in ("api", "replay"):
             self._writes.append((
                 "INSERT INTO changes (id, ci, ends_at, doc) VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE"

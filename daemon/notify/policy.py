@@ -181,7 +181,8 @@ class NotifyPolicy:
             elif kind == "repeat":
                 st.repeat_due = None
                 if inc.state == "open":
-                    self._send(st, inc, st.notified, "repeat", {}, now)
+                    if inc.paging:  # silenced since: no reminder, but the schedule goes on
+                        self._send(st, inc, st.notified, "repeat", {}, now)
                     self._arm_repeat(st, now)
             self._dirty.add(iid)
 
@@ -300,6 +301,11 @@ class NotifyPolicy:
         st.escalation_due = None
         levels = self.settings.escalation_policies.get(st.escalation_policy or "")
         if not levels or inc.state != "open":
+            return
+        if not inc.paging:
+            # silenced, inhibited or expected since it paged: the next level waits
+            st.escalation_due = now + max(60.0, levels[min(st.level, len(levels) - 1)].delay)
+            self._schedule(st)
             return
         nxt = escalation.step(self.settings, levels, st.level, now)
         if nxt is None:

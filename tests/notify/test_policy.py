@@ -230,3 +230,49 @@ def test_replay_runs_the_policy_without_sending(tmp_path):
     assert inc["sla"] == {"priority": "P5", "acknowledge_by": "2026-01-02T00:00:00Z",
                           "resolve_by": "2026-01-08T00:00:00Z", "acknowledge_breached": False,
                           "resolve_breached": False}
+
+
+def _resolved(w, name: str, **labels: str) -> None:
+    labels = {"alertname": name, **labels}
+    a = Alert(labels=labels, annotations={}, starts_at=T0, ends_at=w.clock.now(), status="resolved")
+    w.c.pipeline.process_alerts([a], w.clock.now())
+    w.flush()
+
+
+def test_an_alert_no_longer_inhibited_pages_then(tmp_path):
+    (tmp_path / "rules.yaml").write_text(
+        "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
+        " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
+    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    w.fire("HostDown", instance="h1")
+    w.run_until(60)
+    w.fire("DiskFull", instance="h1")  # inhibited: an incident that does not page
+    w.run_until(60)
+    assert [(why, msg["incident"]["id"]) for _, why, _, msg in w.outbox()] == [("opened", "INC-000001")]
+    _resolved(w, "HostDown", instance="h1")
+    w.run_until(60)
+    w.fire("DiskFull", instance="h1")  # still firing, no longer inhibited: it pages now
+    w.run_until(30)
+    assert [(why, at) for _, why, at, msg in w.outbox() if msg["incident"]["id"] == "INC-000002"] == [
+        ("opened", 180)]
+    assert w.timeline("INC-000002", "alert_unsuppressed")
+
+
+def test_a_silence_added_while_an_alert_fires_stops_its_reminders(tmp_path):
+    from rules.silences import Silence
+
+    w = World(tmp_path)
+    w.fire("Errors", service="checkout")
+    w.run_until(60)
+    silences = w.c.parts["rules"].silences
+    s = silences.add(Silence.from_dict({"matchers": ['alertname="Errors"'], "endsAt": T0 + 3 * 3600},
+                                       now=w.clock.now()), w.clock.now())
+    w.fire("Errors", service="checkout")  # the next re-post meets the silence
+    assert w.c.incidents.get("INC-000001").paging is False
+    assert w.timeline("INC-000001", "alert_suppressed") == [f"alert Errors is now silenced by {s.id}"]
+    w.run_until(2 * 3600)
+    assert [why for _, why, _, _ in w.outbox()] == ["opened"]  # no reminders while silenced
+    silences.expire(s.id, w.clock.now())
+    w.fire("Errors", service="checkout")
+    w.run_until(3600)
+    assert [why for _, why, _, _ in w.outbox()] == ["opened", "repeat"]
