@@ -60,7 +60,8 @@ class IncidentChange:
     """Something that happened to an incident, for the listeners after the incident stage.
 
     kind: opened, alert_added, alert_resolved, severity_raised, priority_raised,
-    root_cause_changed, acknowledged, resolved, reopened, merged, note.
+    root_cause_changed, paging (it pages again: its alerts are no longer all
+    silenced, inhibited or expected), acknowledged, resolved, reopened, merged, note.
     """
 
     kind: str

@@ -17,6 +17,7 @@ sla:
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,8 +140,12 @@ class SlaTracker:
         self.targets = targets
         self.incidents = incidents
         self.active: dict[str, SlaRecord] = {}
+        self.store = store
+        # resolved lately: a reopened incident takes its record back (see `_reopened`)
+        self._resolved: OrderedDict[str, SlaRecord] = OrderedDict()
         self._heap: list[tuple[float, str, str]] = []
         self._dirty: dict[str, SlaRecord] = {}
+        self._gone: list[str] = []  # merged away: their rows go
         self._timeline: list[tuple[Any, ...]] = []
         self.breaches = Counter("incidentd_sla_breaches_total",
                                 "SLA targets missed, by target (acknowledge, resolve) and priority.",
@@ -180,14 +185,20 @@ class SlaTracker:
             inc = ch.incident
             rec = self.active.get(inc.id)
             if ch.kind in ("opened", "reopened") and rec is None:
-                rec = SlaRecord(inc.id, inc.priority, inc.team, service_of(inc), len(inc.alerts), inc.opened_at)
-                self._deadlines(rec)
-                if ch.kind == "reopened":
-                    rec.acknowledged_at = None
+                rec = self._reopened(inc.id) if ch.kind == "reopened" else None
+                if rec is None:
+                    rec = SlaRecord(inc.id, inc.priority, inc.team, service_of(inc), len(inc.alerts), inc.opened_at)
+                    self._deadlines(rec)
                 self.active[inc.id] = rec
                 self._schedule(rec)
                 self._touch(rec)
                 continue
+            if ch.kind == "merged":
+                # the incident merged into this one is not an incident of its own any more
+                gone = self.active.pop(ch.detail.get("merged", ""), None)
+                if gone is not None:
+                    self._dirty.pop(gone.incident_id, None)
+                    self._gone.append(gone.incident_id)
             if rec is None:
                 continue
             rec.alerts, rec.team = len(inc.alerts), inc.team or rec.team
@@ -196,7 +207,8 @@ class SlaTracker:
                 rec.priority = inc.priority
                 self._deadlines(rec)
                 self._schedule(rec)
-            if ch.kind == "acknowledged":
+            if ch.kind == "acknowledged" and rec.acknowledged_at is None:
+                # the first one: an incident reopened and acknowledged again keeps it
                 rec.acknowledged_at = now
                 self._decide(rec, "acknowledge", now)
             elif ch.kind == "resolved":
@@ -205,7 +217,24 @@ class SlaTracker:
                 rec.resolved_at = now
                 self._decide(rec, "resolve", now)
                 del self.active[inc.id]
+                self._resolved[inc.id] = rec
+                if len(self._resolved) > 10_000:
+                    self._resolved.popitem(last=False)
             self._touch(rec)
+
+    def _reopened(self, incident_id: str) -> SlaRecord | None:
+        """The record of an incident that resolved and opened again: the same occurrence,
+        so its deadlines, acknowledgement and breaches stand (a new record would count
+        a breach of the acknowledgement it already had). None if there is none."""
+        rec = self._resolved.pop(incident_id, None)
+        if rec is None and self.store is not None:
+            rows = self.store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE incident_id = ?", (incident_id,))
+            if rows:
+                rec = SlaRecord(*rows[0])
+                rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
+        if rec is not None:
+            rec.resolved_at = None
+        return rec
 
     def _decide(self, rec: SlaRecord, target: str, now: float) -> None:
         due = rec.acknowledge_due if target == "acknowledge" else rec.resolve_due
@@ -262,8 +291,10 @@ class SlaTracker:
                       [tuple(getattr(r, c) for c in _COLUMNS) for r in self._dirty.values()])
         writes.extend("INSERT INTO timeline (incident_id, at, kind, actor, text, data) VALUES (?,?,?,?,?,?)",
                       self._timeline)
+        writes.extend("DELETE FROM sla WHERE incident_id = ?", [(i,) for i in self._gone])
         self._dirty = {}
         self._timeline = []
+        self._gone = []
 
 
 class SlaPart:

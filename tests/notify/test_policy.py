@@ -276,3 +276,40 @@ def test_a_silence_added_while_an_alert_fires_stops_its_reminders(tmp_path):
     w.fire("Errors", service="checkout")
     w.run_until(3600)
     assert [why for _, why, _, _ in w.outbox()] == ["opened", "repeat"]
+
+
+def test_a_reopened_incident_keeps_its_acknowledgement_and_deadlines(tmp_path):
+    from daemon.stats import compute_stats
+
+    w = World(tmp_path)
+    w.fire("CardDeclines", service="payments", severity="critical")  # P2: acknowledge within 15m
+    w.run_until(60)
+    w.ack("INC-000001")
+    _resolved(w, "CardDeclines", service="payments", severity="critical")
+    w.run_until(300)
+    assert w.c.incidents.get("INC-000001").state == "resolved"
+    w.fire("CardDeclines", service="payments", severity="critical")  # within the reopen window
+    assert w.c.incidents.get("INC-000001").state == "open"  # to be acknowledged again
+    w.run_until(3600)
+    assert w.timeline("INC-000001", "sla_breach") == []  # it was acknowledged in time
+    w.ack("INC-000001", "bob")
+    w.resolve("INC-000001")
+    s = compute_stats(w.store, T0 - 1, w.clock.now())
+    assert (s["incidents"], s["mtta_seconds"]) == (1, 60)
+    assert s["by_priority"]["P2"]["sla_acknowledge_compliance"] == 1.0
+
+
+def test_an_incident_merged_away_leaves_no_sla_record(tmp_path):
+    from daemon.pipeline import IncidentChange
+
+    w = World(tmp_path)
+    w.fire("A", service="payments", severity="critical")
+    w.fire("B", service="orders", severity="critical")
+    tracker = w.c.parts["sla"].tracker
+    into = w.c.incidents.get("INC-000002")
+    tracker.on_changes([IncidentChange("merged", into, w.clock.now(), detail={"merged": "INC-000001"})],
+                       w.clock.now())
+    w.flush()
+    w.run_until(3600)
+    assert set(tracker.active) == {"INC-000002"} and w.timeline("INC-000001", "sla_breach") == []
+    assert [i for (i,) in w.store.query("SELECT incident_id FROM sla")] == ["INC-000002"]
