@@ -56,11 +56,12 @@ class Report:
     top: int
     total_problems: int
     total_incidents: int
+    origin: float = 0.0  # the first bucket's start: UTC midnight of `since`'s day
 
     @property
     def bucket_starts(self) -> list[float]:
         return (
-            [self.since + i * self.bucket for i in range(len(self.rows[0].buckets))]
+            [self.origin + i * self.bucket for i in range(len(self.rows[0].buckets))]
             if self.rows
             else []
         )
@@ -91,7 +92,10 @@ def _trend(buckets: list[int]) -> str:
 def build_report(problems: list[Problem], since: float, until: float, top: int = 10) -> Report:
     span = max(until - since, DAY)
     bucket = DAY if span <= 45 * DAY else 7 * DAY
-    n = max(1, int(-(-span // bucket)))
+    # buckets are calendar days (or weeks from `since`'s day), so that each is
+    # labelled with the date its incidents opened on
+    origin = since - since % DAY
+    n = max(1, int(-(-(until - origin) // bucket)))
     rows = []
     for p in problems:
         links = [link for link in p.sorted_links() if since <= link.opened_at <= until]
@@ -101,7 +105,7 @@ def build_report(problems: list[Problem], since: float, until: float, top: int =
         mean = sum(ttrs) / len(ttrs) if ttrs else None
         buckets = [0] * n
         for link in links:
-            buckets[min(n - 1, int((link.opened_at - since) // bucket))] += 1
+            buckets[min(n - 1, int((link.opened_at - origin) // bucket))] += 1
         rows.append(
             Row(
                 p,
@@ -120,6 +124,7 @@ def build_report(problems: list[Problem], since: float, until: float, top: int =
         since=since,
         until=until,
         bucket=bucket,
+        origin=origin,
         rows=rows,
         top=top,
         total_problems=len(rows),
@@ -169,7 +174,7 @@ def recurrence_svg(row: Row, report: Report, width: int = 640, height: int = 150
         if count:
             h = plot_h * count / peak
             x = left + i * bw + bw * 0.15
-            start = report.since + i * report.bucket
+            start = report.origin + i * report.bucket
             parts.append(
                 f'<rect x="{x:.1f}" y="{top_pad + plot_h - h:.1f}" width="{max(bw * 0.7, 1):.1f}" '
                 f'height="{h:.1f}" class="bar"><title>{_day(start)}: {count}</title></rect>'
@@ -179,7 +184,7 @@ def recurrence_svg(row: Row, report: Report, width: int = 640, height: int = 150
         x = left + i * bw + bw / 2
         parts.append(
             f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick">'
-            f"{_day(report.since + i * report.bucket)}</text>"
+            f"{_day(report.origin + i * report.bucket)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -345,7 +350,10 @@ def run_problems_command(args: argparse.Namespace) -> int:
         return fail(f"--since: {exc}")
     until = time.time()
     if args.until:
-        parsed = parse_rfc3339(args.until)
+        try:
+            parsed = parse_rfc3339(args.until)
+        except ValueError as exc:
+            return fail(f"--until: {exc}")
         if parsed is None:
             return fail(f"--until: not an RFC 3339 time: {args.until!r}")
         until = parsed

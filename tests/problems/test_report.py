@@ -115,3 +115,20 @@ def test_a_period_without_incidents_gives_an_empty_report(tmp_path):
 
 def test_sparkline_scales_to_the_busiest_period():
     assert sparkline([0, 1, 2, 4]) == "·▃▅█"
+
+
+def test_the_plot_counts_incidents_on_the_calendar_day_they_opened(tmp_path):
+    shop = seeded(tmp_path)  # T0 is midnight; the database went down on days 1, 8 and 20
+    until = T0 + 30 * DAY + 5 * HOUR  # the period starts at 05:00 on day 0
+    report = build_report(load_problems(shop.store), until - 30 * DAY, until)
+    [down] = [r for r in report.rows if r.count == 3 and r.ttr_mean == 2 * HOUR]
+    days = {format_rfc3339(start)[:10]: n for start, n in zip(report.bucket_starts, down.buckets, strict=True) if n}
+    opened = sorted(format_rfc3339(link.opened_at)[:10] for link in down.links)
+    assert sorted(days) == opened and set(days.values()) == {1}
+    assert report.bucket_starts[0] == T0
+
+
+def test_the_report_command_names_a_bad_until_in_one_line(tmp_path, capsys):
+    assert main(["problems", "report", "--until", "garbage", "--data-dir", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("incidentd: --until: not an RFC 3339 timestamp")
