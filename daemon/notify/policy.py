@@ -217,6 +217,8 @@ class NotifyPolicy:
                 self._start_timers(st, now)
             elif kind in ("priority_raised", "root_cause_changed"):
                 self._send(st, inc, st.notified, kind, dict(ch.detail), now, only_if=kind)
+                if kind == "priority_raised" and inc.paging:
+                    self._route_again(st, inc, dict(ch.detail), now)
             elif kind == "acknowledged":
                 st.escalation_due = None
                 st.repeat_due = None
@@ -283,6 +285,25 @@ class NotifyPolicy:
         self._send(st, inc, targets, reason, {}, now, only_if="open")
         if inc.state == "open":
             self._start_timers(st, now)
+
+    def _route_again(self, st: NotifyState, inc: Any, detail: dict[str, Any], now: float) -> None:
+        """A priority raised after the first message may bring the incident under a route
+        of its own (`match: {priority: [P1]}` to the pager): its receivers that have not
+        heard of the incident get it now, and its escalation policy starts if there was
+        none. Receivers already told keep getting it."""
+        route, explicit = self.route_for(inc)
+        if not explicit or inc.receiver:
+            return
+        new = [r for r in route.receivers if r not in st.notified and r in self.settings.receivers]
+        if new:
+            self._send(st, inc, new, "priority_raised", detail, now)
+            st.receivers = st.receivers + [r for r in new if r not in st.receivers]
+        policy = route.escalation_policy
+        if policy in self.settings.escalation_policies and not st.escalation_policy and inc.state == "open":
+            st.escalation_policy = policy
+            st.level = 0
+            st.escalation_due = escalation.first_due(self.settings.escalation_policies[policy], now)
+            self._schedule(st)
 
     def _start_timers(self, st: NotifyState, now: float) -> None:
         st.level = 0

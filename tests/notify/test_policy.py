@@ -313,3 +313,18 @@ def test_an_incident_merged_away_leaves_no_sla_record(tmp_path):
     w.run_until(3600)
     assert set(tracker.active) == {"INC-000002"} and w.timeline("INC-000001", "sla_breach") == []
     assert [i for (i,) in w.store.query("SELECT incident_id FROM sla")] == ["INC-000002"]
+
+
+def test_a_priority_raised_later_brings_in_the_route_for_that_priority(tmp_path):
+    config = CONFIG.replace("  default: {receivers: [chat]}\n",
+                            "  default: {receivers: [chat]}\n  routes: [{match: {priority: [P2]}, receivers: [pager]}]\n")
+    w = World(tmp_path, config)
+    w.fire("Errors", service="checkout", severity="warning")
+    w.run_until(30)
+    assert w.c.incidents.get("INC-000001").priority != "P2"
+    w.fire("Errors", service="checkout", severity="critical", instance="b")
+    assert w.c.incidents.get("INC-000001").priority == "P2"
+    assert [(r, why) for r, why, _, _ in w.outbox()] == [
+        ("chat", "opened"), ("chat", "priority_raised"), ("pager", "priority_raised")]
+    w.run_until(3600)
+    assert sorted(r for r, why, _, _ in w.outbox() if why == "repeat") == ["chat", "pager"]
