@@ -191,13 +191,75 @@ def _build_config(doc: LineDict, path: str, workdir: str) -> Any:
 
     base = os.path.dirname(os.path.abspath(path))
     raw: dict[str, Any] = dict(doc.get("config") or {})
-    raw["rules"] = [os.path.join(base, p) for p in doc.get("rule_files") or []]
-    raw["cmdb"] = [os.path.join(base, p) for p in doc.get("cmdb") or []]
+    raw["rules"] = [os.path.join(base, p) for p in _paths(doc.get("rule_files"))]
+    raw["cmdb"] = [os.path.join(base, p) for p in _paths(doc.get("cmdb"))]
     raw["data_dir"] = workdir
     cfg_path = os.path.join(workdir, "config.yaml")
     with open(cfg_path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(_plain(raw), fh)
     return load_config(cfg_path)
+
+
+def _paths(value: Any) -> list[str]:
+    """A file list, or one file as a string (as the config takes them)."""
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _shape_errors(doc: LineDict, path: str) -> list[str]:
+    """What in the file is not of the form the module docstring shows, as
+    `file:line: message` (before anything runs, so no test fails on a typo's
+    Python error)."""
+    errors: list[str] = []
+
+    def err(node: Any, key: str | int | None, message: str) -> None:
+        errors.append(f"{path}:{line_of(node, key) or line_of(node) or 1}: {message}")
+
+    def mappings(node: Any, key: str, where: str) -> list[Any]:
+        items = node.get(key)
+        if items is None:
+            return []
+        if not isinstance(items, list) or not all(isinstance(x, Mapping) for x in items):
+            err(node, key, f"{where}: expected a list of mappings")
+            return []
+        return items
+
+    for key in ("rule_files", "cmdb"):
+        value = doc.get(key)
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, list) and all(isinstance(x, str) for x in value)):
+            err(doc, key, f"{key}: expected a file path or a list of them")
+    cis = doc.get("cis")
+    if cis is not None and not (isinstance(cis, Mapping) and all(isinstance(v, Mapping) for v in cis.values())):
+        err(doc, "cis", "cis: expected a mapping of CI ids to their attributes")
+    if doc.get("config") is not None and not isinstance(doc["config"], Mapping):
+        err(doc, "config", "config: expected a mapping of config keys")
+    for i, test in enumerate(doc["tests"]):
+        where = f"tests[{i}]"
+        if not isinstance(test, Mapping):
+            err(doc["tests"], i, f"{where}: expected a mapping (name, alerts, expect, ...)")
+            continue
+        mappings(test, "silences", f"{where}.silences")
+        mappings(test, "changes", f"{where}.changes")
+        for j, alert in enumerate(mappings(test, "alerts", f"{where}.alerts")):
+            if not isinstance(alert.get("labels"), Mapping):
+                err(alert, "labels", f"{where}.alerts[{j}].labels: expected a mapping of label names to values")
+            if alert.get("annotations") is not None and not isinstance(alert["annotations"], Mapping):
+                err(alert, "annotations", f"{where}.alerts[{j}].annotations: expected a mapping")
+        for j, exp in enumerate(mappings(test, "expect", f"{where}.expect")):
+            if not isinstance(exp.get("alert"), Mapping):
+                err(exp, "alert", f"{where}.expect[{j}].alert: expected the labels that name one alert")
+            for key in ("labels", "annotations"):
+                if exp.get(key) is not None and not isinstance(exp[key], Mapping):
+                    err(exp, key, f"{where}.expect[{j}].{key}: expected a mapping")
+        incidents = test.get("incidents")
+        if incidents is not None and not isinstance(incidents, list):
+            err(test, "incidents", f"{where}.incidents: expected a list of incidents")
+        for j, inc in enumerate(incidents if isinstance(incidents, list) else []):
+            alerts = inc.get("alerts") if isinstance(inc, Mapping) else inc
+            if not isinstance(alerts, list) or not all(isinstance(x, Mapping) for x in alerts):
+                err(incidents, j, f"{where}.incidents[{j}]: expected a list of alert selectors"
+                                  " (or {alerts: [...], ...})")
+    return errors
 
 
 def _plain(value: Any) -> Any:
@@ -348,7 +410,10 @@ def _check_alert(exp: LineDict, run: _Run, path: str, start: float) -> list[str]
     fp = _select(exp.get("alert"), run, where)
     passes = run.outcomes.get(fp) or []
     if "at" in exp:
-        at = start + parse_duration(exp["at"])
+        try:
+            at = start + parse_duration(exp["at"])
+        except ValueError as exc:
+            raise TestFileError([f"{path}:{exp.line_of('at')}: at: {exc}"]) from None
         passes = [p for p in passes if p.at == at]
         if not passes:
             raise TestFileError([f"{where}: the alert is not sent at {exp['at']}"])
@@ -447,9 +512,11 @@ def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
                     start = parse_rfc3339(str(raw)) or DEFAULT_START
                 except ValueError as exc:
                     errors.append(f"{path}:{doc.line_of('start')}: start: {exc}")
+        errors += _shape_errors(doc, path)
         for test in doc["tests"]:
             _unknown(test, TEST_KEYS, "a test", path, errors)
-            for exp in test.get("expect") or [] if isinstance(test, Mapping) else []:
+            expect = test.get("expect") if isinstance(test, Mapping) else None
+            for exp in expect if isinstance(expect, list) else []:
                 _unknown(exp, EXPECT_KEYS, "expect", path, errors)
         if errors:
             print("\n".join(errors), file=out)

@@ -218,3 +218,36 @@ def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
     )
     out = io.StringIO()
     assert run_rule_tests([str(path)], out) == 0, out.getvalue()
+
+
+def test_a_test_file_of_the_wrong_shape_is_reported_with_lines_not_python_errors(tmp_path):
+    code, out = run(tmp_path, """
+        cis: {db: [1, 2]}
+        tests:
+          - just a string
+          - name: t
+            alerts: [{at: 0m, labels: [a]}]
+            expect:
+              - {alert: {alertname: A}, labels: [a]}
+              - oops
+            incidents: [[{alertname: A}], 3]
+        """)
+    p = f"{tmp_path}/rules_test.yaml"
+    assert code == 1
+    assert out.splitlines()[:-1] == [
+        f"{p}:3: cis: expected a mapping of CI ids to their attributes",
+        f"{p}:5: tests[0]: expected a mapping (name, alerts, expect, ...)",
+        f"{p}:7: tests[1].alerts[0].labels: expected a mapping of label names to values",
+        f"{p}:8: tests[1].expect: expected a list of mappings",
+        f"{p}:11: tests[1].incidents[1]: expected a list of alert selectors (or {{alerts: [...], ...}})",
+    ]
+
+
+def test_a_bad_time_in_an_expectation_names_its_line_and_a_rule_file_may_be_a_string(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    path = tmp_path / "t.yaml"
+    path.write_text("rule_files: rules.yaml\ntests:\n  - alerts: [{labels: {alertname: A}}]\n"
+                    "    expect: [{alert: {alertname: A}, at: zz}]\n")
+    out = io.StringIO()
+    assert run_rule_tests([str(path)], out) == 1
+    assert out.getvalue().startswith(f"{path}:4: at: not a duration")
