@@ -724,13 +724,31 @@ class ProblemsPart:
         self._unlink(incident_id, now)
         self.clusterer.remove_incident(incident_id)
         self._candidate_writes[incident_id] = None
-        self._attach(p, Link(incident_id, opened, resolved, root, "person", prof))
+        self._attach(p, Link(incident_id, opened, resolved, root, "person", prof), self._part_for(p, prof))
         p.history.append(
             {"at": now, "actor": actor, "action": "link", "text": f"linked {incident_id}"}
         )
         self.m_linked.labels("person").inc()
         self._count()
         return p
+
+    def _part_for(self, p: Problem, prof: Profile | None) -> int:
+        """The part of `p` an incident a person links goes to: the one it resembles most,
+        or a part of its own when it is like none of them (another CI or failure mode).
+        In a part it is not comparable with, it would stop that part from matching the
+        problem's later recurrences (see ProblemClusterer._linkage)."""
+        if prof is None or not any(p.parts):
+            return 0
+        best, part = -1.0, -1
+        for i, ids in enumerate(p.parts):
+            profs = [p.links[x].profile for x in ids if x in p.links and p.links[x].profile is not None]
+            link = self.clusterer._linkage(prof, profs) if profs else None
+            if link is not None and link[0] > best:
+                best, part = link[0], i
+        if part < 0:
+            p.parts.append([])
+            part = len(p.parts) - 1
+        return part
 
     def _stored_incident(self, incident_id: str) -> dict[str, Any] | None:
         if self.store is None:

@@ -218,3 +218,17 @@ async def test_a_person_links_an_incident_by_hand(shop_api):
     assert (await c.incident(odd))["problem_id"] == pid
     status, err = await c.call("POST", f"/api/v1/problems/{pid}/incidents", {"incident": "INC-404"})
     assert status == 400
+
+
+async def test_an_incident_linked_by_hand_does_not_stop_the_problem_collecting_its_recurrences(shop_api):
+    c = await shop_api()
+    down = [await c.fault(i * DAY, db_down()) for i in range(2)]
+    _, body = await c.call("GET", "/api/v1/problems")
+    pid = body["problems"][0]["id"]
+    disk = await c.fault(3 * DAY, [disk_full("web-1")])  # another CI, another failure mode
+    status, p = await c.call("POST", f"/api/v1/problems/{pid}/incidents", {"incident": disk})
+    assert status == 200 and p["incidents"] == [*down, disk]
+    again = await c.fault(5 * DAY, db_down())
+    assert (await c.incident(again))["problem_id"] == pid
+    _, body = await c.call("GET", "/api/v1/problems")
+    assert [q["id"] for q in body["problems"]] == [pid]
