@@ -82,6 +82,7 @@ class _ReceiverLanes:
         self.semaphore = asyncio.Semaphore(receiver.config.max_concurrency)
         self.recovered = asyncio.Event()
         self.lanes: dict[str, deque[Pending]] = {}
+        self.removed = False  # a reload took the receiver out of the config
 
 
 class Deliverer:
@@ -113,6 +114,7 @@ class Deliverer:
                              "Notifications in the outbox not yet delivered or given up, by receiver.",
                              ["receiver"], registry=registry)
         self._count: dict[str, int] = {}
+        self._orphans: dict[str, list[Pending]] = {}  # rows for receivers not in the config
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -159,16 +161,7 @@ class Deliverer:
             " WHERE state='pending' AND id > ? ORDER BY id", (self._seen,))
         for rid, iid, receiver, attempts, created_at, message in rows:
             self._seen = max(self._seen, rid)
-            lanes = self._receivers.get(receiver)
-            if lanes is None:  # the receiver was removed from the config
-                log.warning("notification for an unknown receiver left pending", id=rid, receiver=receiver)
-                continue
-            p = Pending(rid, iid, receiver, attempts, created_at, json.loads(message))
-            lanes.lanes.setdefault(iid, deque()).append(p)
-            self._count[receiver] = self._count.get(receiver, 0) + 1
-            key = (receiver, iid)
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.get_running_loop().create_task(self._lane(lanes, iid))
+            self._enqueue(Pending(rid, iid, receiver, attempts, created_at, json.loads(message)))
         for name, n in self._count.items():
             self.pending.labels(name).set(n)
         self._expected = max(self._expected, self._seen)
@@ -191,11 +184,39 @@ class Deliverer:
 
     # -- delivering ---------------------------------------------------------------
 
+    def _enqueue(self, p: Pending) -> None:
+        lanes = self._receivers.get(p.receiver)
+        if lanes is None or lanes.removed:  # not in the config (now): kept until it is again
+            if p.receiver not in self._orphans:
+                log.warning("notifications for a receiver not in the config stay pending", receiver=p.receiver)
+            self._orphans.setdefault(p.receiver, []).append(p)
+            return
+        lanes.lanes.setdefault(p.incident_id, deque()).append(p)
+        self._count[p.receiver] = self._count.get(p.receiver, 0) + 1
+        key = (p.receiver, p.incident_id)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._lane(lanes, p.incident_id))
+
+    def receivers_changed(self) -> None:
+        """After a reload: rows kept for a receiver that is back go out; a receiver that
+        left stops sending (its rows stay pending, and go out if it comes back)."""
+        for name, lanes in self._receivers.items():
+            lanes.removed = name not in self.settings.receivers
+        for name in [n for n in self._orphans if n in self._receivers and not self._receivers[n].removed]:
+            for p in self._orphans.pop(name):
+                self._enqueue(p)
+            self.pending.labels(name).set(self._count.get(name, 0))
+
     async def _lane(self, lanes: _ReceiverLanes, iid: str) -> None:
         queue = lanes.lanes[iid]
         key = (lanes.receiver.name, iid)
         try:
             while queue:
+                if lanes.removed:
+                    self._count[lanes.receiver.name] -= len(queue)
+                    self._orphans.setdefault(lanes.receiver.name, []).extend(queue)
+                    queue.clear()
+                    break
                 p = queue[0]
                 done = await self._attempt(lanes, p)
                 if done:

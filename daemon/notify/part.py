@@ -73,4 +73,5 @@ class NotifyPart:
                     d._receivers[name] = _ReceiverLanes(receiver)
                 else:
                     lanes.receiver = receiver
+            d.receivers_changed()
         return []

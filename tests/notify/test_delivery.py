@@ -96,6 +96,33 @@ async def test_a_restart_resumes_undelivered_notifications(tmp_path, sink, daemo
     assert len(steady.received) == 2  # nothing sent twice to the receiver that had it
 
 
+async def test_notifications_for_a_receiver_out_of_the_config_wait_until_a_reload_brings_it_back(
+        tmp_path, sink, daemon_for):
+    port = free_port()
+    steady = await sink()
+    path = write_config(tmp_path, flaky_config(f"http://127.0.0.1:{port}/hook", steady.url))
+    c = await daemon_for(path, clock=VirtualClock(T0))
+    await c.post_alerts(alert("A", service="x"))
+    await steady.wait_for(1)
+    await c.stop()
+    # started without the receiver: its row stays pending
+    without = flaky_config(f"http://127.0.0.1:{port}/hook", steady.url).replace(
+        "  - {name: flaky, type: webhook", "  # - {name: flaky, type: webhook").replace("[flaky, steady]", "[steady]")
+    with open(path, "w") as fh:
+        fh.write(f"data_dir: {tmp_path / 'data'}\n{without}")
+    c2 = await daemon_for(path, clock=VirtualClock(T0 + 60))
+    flaky = await sink(port)
+    await asyncio.sleep(0.3)
+    assert flaky.received == []
+    # a reload brings it back: the row goes out
+    write_config(tmp_path, flaky_config(f"http://127.0.0.1:{port}/hook", steady.url))
+    status, body = await c2.call("POST", "/-/reload")
+    assert status == 200, body
+    [got] = await flaky.wait_for(1)
+    assert got["body"]["incident"]["id"] == "INC-000001"
+    assert [state for r, state in await asyncio.to_thread(_rows, tmp_path) if r == "flaky"] == ["delivered"]
+
+
 def _rows(tmp_path):
     import sqlite3
 
