@@ -20,14 +20,21 @@ def test_anomaly_opens_and_closes_an_alert_for_the_series():
     assert float(notes["score"]) > 0.99 and "expected_low" in notes and "expected_high" in notes
 
 
-def test_a_quiet_series_resolves_its_alert_and_a_gone_one_is_dropped():
-    spec = dataclasses.replace(DEFAULT_SPEC, stale_after=600.0)
-    bank = DetectorBank([spec])
+def _anomalous_at_the_end(*steady: str) -> DetectorBank:
+    """A bank whose series `a` is in an anomaly when its 1000 samples end (and the
+    series `steady` run alongside)."""
+    bank = DetectorBank([dataclasses.replace(DEFAULT_SPEC, stale_after=600.0)])
     x = noisy(1000, seed=2)
     x[950:] += 20
     for i, v in enumerate(x):
         bank.observe({"s": "a"}, i * STEP, float(v))
-        bank.observe({"s": "b"}, i * STEP, 1.0)
+        for name in steady:
+            bank.observe({"s": name}, i * STEP, 1.0)
+    return bank
+
+
+def test_a_quiet_series_resolves_its_alert_and_a_gone_one_is_dropped():
+    bank = _anomalous_at_the_end("b")
     # eleven intervals away: past stale_after, but a series may miss a few samples
     bank.observe({"s": "b"}, 1010 * STEP, 1.0)
     assert bank.expire(now=1010 * STEP) == []
@@ -42,12 +49,7 @@ def test_a_quiet_series_resolves_its_alert_and_a_gone_one_is_dropped():
 
 
 def test_a_series_back_after_a_gap_keeps_its_model_and_ends_its_episode():
-    spec = dataclasses.replace(DEFAULT_SPEC, stale_after=600.0)
-    bank = DetectorBank([spec])
-    x = noisy(1000, seed=2)
-    x[950:] += 20
-    for i, v in enumerate(x):
-        bank.observe({"s": "a"}, i * STEP, float(v))
+    bank = _anomalous_at_the_end()
     detector = bank._series[(("s", "a"),)].detector
     assert detector.active
     # back after 200 intervals, with no sweep in between: as if the sweep had run

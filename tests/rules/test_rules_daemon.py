@@ -115,10 +115,12 @@ async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
     assert [ch["id"] for ch in (await c.call("GET", "/api/v1/changes"))[1]] == ["CHG-7"]
 
 
+TEAMS = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
+         "teams: {first: {receivers: [hook]}, second: {receivers: [hook]}}\n")
+
+
 async def test_reload_keeps_the_running_rules_when_a_file_is_broken(tmp_path, daemon_for):
-    teams = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
-             "teams: {first: {receivers: [hook]}, second: {receivers: [hook]}}\n")
-    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", teams)
+    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", TEAMS)
     c = await daemon_for(config)
     (tmp_path / "rules.yaml").write_text("rules:\n  - {match: ['a=~\"(\"'], team: broken}\n")
     status, body = await c.call("POST", "/-/reload")
@@ -217,9 +219,7 @@ def test_daemon_refuses_to_start_with_broken_rules(tmp_path):
 
 
 async def test_a_reload_takes_the_whole_new_configuration_or_none_of_it(tmp_path, daemon_for):
-    teams = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
-             "teams: {first: {receivers: [hook]}, second: {receivers: [hook]}}\n")
-    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", teams)
+    config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", TEAMS)
     c = await daemon_for(config)
     # good rules, but a section the daemon would not start with: nothing is taken
     (tmp_path / "rules.yaml").write_text("rules:\n  - {match: [], team: second}\n")
