@@ -100,6 +100,9 @@ class SlaRecord:
     acknowledge_breached: bool = False
     resolve_breached: bool = False
     shown: tuple | None = field(default=None, compare=False)  # what the incident's `sla` field says
+    # when it first paged: the acknowledge target counts from then (an incident whose
+    # alerts are all silenced, inhibited or expected pages nobody, and has none to miss)
+    paged_at: float | None = field(default=None, compare=False)
 
     def view_key(self) -> tuple:
         return (self.priority, self.acknowledge_due, self.resolve_due, self.acknowledge_breached,
@@ -124,6 +127,15 @@ def service_of(inc: Any) -> str | None:
 
 _COLUMNS = ("incident_id", "priority", "team", "service", "alerts", "opened_at", "acknowledge_due",
             "resolve_due", "acknowledged_at", "resolved_at", "acknowledge_breached", "resolve_breached")
+
+
+def _record(row: tuple) -> SlaRecord:
+    """A record read back from the store (when it first paged is not stored: from its
+    acknowledge deadline, it paged at its opening or never)."""
+    rec = SlaRecord(*row)
+    rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
+    rec.paged_at = rec.opened_at if rec.acknowledge_due is not None else None
+    return rec
 
 
 class SlaTracker:
@@ -156,8 +168,7 @@ class SlaTracker:
         if store is not None:
             rows = store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE resolved_at IS NULL")
             for row in rows:
-                rec = SlaRecord(*row)
-                rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
+                rec = _record(row)
                 self.active[rec.incident_id] = rec
                 self._schedule(rec)
 
@@ -169,7 +180,7 @@ class SlaTracker:
 
     def _deadlines(self, rec: SlaRecord) -> None:
         ack, res = self.targets.get(rec.priority, (None, None))
-        rec.acknowledge_due = rec.opened_at + ack if ack is not None else None
+        rec.acknowledge_due = rec.paged_at + ack if ack is not None and rec.paged_at is not None else None
         rec.resolve_due = rec.opened_at + res if res is not None else None
 
     def _touch(self, rec: SlaRecord) -> None:
@@ -188,6 +199,7 @@ class SlaTracker:
                 rec = self._reopened(inc.id) if ch.kind == "reopened" else None
                 if rec is None:
                     rec = SlaRecord(inc.id, inc.priority, inc.team, service_of(inc), len(inc.alerts), inc.opened_at)
+                    rec.paged_at = inc.opened_at if inc.paging else None
                     self._deadlines(rec)
                 self.active[inc.id] = rec
                 self._schedule(rec)
@@ -201,6 +213,10 @@ class SlaTracker:
                     self._gone.append(gone.incident_id)
             if rec is None:
                 continue
+            if ch.kind == "paging" and rec.paged_at is None:
+                rec.paged_at = now
+                self._deadlines(rec)
+                self._schedule(rec)
             rec.alerts, rec.team = len(inc.alerts), inc.team or rec.team
             rec.service = service_of(inc) or rec.service
             if inc.priority != rec.priority:
@@ -230,8 +246,7 @@ class SlaTracker:
         if rec is None and self.store is not None:
             rows = self.store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE incident_id = ?", (incident_id,))
             if rows:
-                rec = SlaRecord(*rows[0])
-                rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
+                rec = _record(rows[0])
         if rec is not None:
             rec.resolved_at = None
         return rec
@@ -249,7 +264,8 @@ class SlaTracker:
     def _breach(self, rec: SlaRecord, target: str, now: float) -> None:
         setattr(rec, f"{target}_breached", True)
         due = rec.acknowledge_due if target == "acknowledge" else rec.resolve_due
-        limit = int((due or now) - rec.opened_at)
+        since = rec.paged_at if target == "acknowledge" and rec.paged_at is not None else rec.opened_at
+        limit = int((due or now) - since)
         verb = "acknowledged" if target == "acknowledge" else "resolved"
         text = f"SLA breached: {rec.priority} incident not {verb} within {limit}s"
         self._timeline.append((rec.incident_id, now, "sla_breach", "incidentd", text,

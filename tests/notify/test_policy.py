@@ -11,6 +11,7 @@ from daemon.config import load_config
 from daemon.metrics import Metrics
 from daemon.model import Alert
 from daemon.store import Store, Writes
+from daemon.timefmt import format_rfc3339
 
 CONFIG = """
 receivers:
@@ -328,3 +329,20 @@ def test_a_priority_raised_later_brings_in_the_route_for_that_priority(tmp_path)
         ("chat", "opened"), ("chat", "priority_raised"), ("pager", "priority_raised")]
     w.run_until(3600)
     assert sorted(r for r, why, _, _ in w.outbox() if why == "repeat") == ["chat", "pager"]
+
+
+def test_the_acknowledge_target_counts_from_when_the_incident_first_pages(tmp_path):
+    (tmp_path / "rules.yaml").write_text(
+        "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
+        " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
+    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    w.fire("HostDown", instance="h1", severity="critical")
+    w.fire("DiskFull", instance="h1", severity="critical")  # P2, inhibited: pages nobody
+    w.ack("INC-000001")
+    w.run_until(20 * 60)
+    assert w.timeline("INC-000002", "sla_breach") == []  # nobody was asked to acknowledge it
+    _resolved(w, "HostDown", instance="h1", severity="critical")
+    w.fire("DiskFull", instance="h1", severity="critical")  # pages now: 15 minutes from here
+    assert w.c.incidents.get("INC-000002").extra["sla"]["acknowledge_by"] == format_rfc3339(T0 + 35 * 60)
+    w.run_until(16 * 60)
+    assert w.timeline("INC-000002", "sla_breach") == ["SLA breached: P2 incident not acknowledged within 900s"]
