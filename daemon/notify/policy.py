@@ -80,6 +80,8 @@ def snapshot(inc: Any) -> dict[str, Any]:
         "resolved_at": format_rfc3339(inc.resolved_at), "alerts_total": len(inc.alerts),
         "alerts_firing": sum(1 for m in inc.alerts.values() if m.status == "firing"),
         "alerts": alerts, "problem_id": inc.problem_id,
+        # the problem it recurs of, when that one is known: its title, cause and workaround
+        "known_problem": inc.extra.get("known_problem"),
     }
 
 

@@ -2,7 +2,7 @@
 
 A template sees `incident` (the snapshot taken when the notification was
 written: id, state, title, priority, severity, team, root_cause, impacted,
-alerts, ...), `reason` (opened, priority_raised, root_cause_changed, resolved,
+alerts, problem_id, known_problem (title, status, cause, workaround), ...), `reason` (opened, priority_raised, root_cause_changed, resolved,
 acknowledged, reopened, escalated, repeat, merged), `headline` (the reason as
 a phrase), `detail`, `link` and `receiver`.
 """
@@ -22,6 +22,9 @@ Severity {{ incident.severity }}, state {{ incident.state }}\
 {% if incident.team %}, team {{ incident.team }}{% endif %}
 Root cause: {{ incident.root_cause or "not determined yet" }}
 Impacted: {{ incident.impacted | join(", ") or "nothing known" }}
+{% if incident.known_problem %}Known problem {{ incident.problem_id }}: {{ incident.known_problem.title }}
+{% if incident.known_problem.workaround %}Workaround: {{ incident.known_problem.workaround }}
+{% endif %}{% endif %}\
 Alerts: {{ firing | length }} firing of {{ incident.alerts_total }}
 {% for a in incident.alerts[:10] %}- {{ a.labels.alertname or a.fingerprint }} ({{ a.status }})\
 {% if a.summary %}: {{ a.summary }}{% endif %}
@@ -35,6 +38,9 @@ Severity *{{ incident.severity }}*, state *{{ incident.state }}*\
 {% if incident.team %}, team *{{ incident.team }}*{% endif %}
 Root cause: *{{ incident.root_cause or "not determined yet" }}*\
 {% if incident.impacted %}  Impacted: {{ incident.impacted | join(", ") }}{% endif %}
+{% if incident.known_problem %}Known problem {{ incident.problem_id }}: {{ incident.known_problem.title }}\
+{% if incident.known_problem.workaround %} — workaround: {{ incident.known_problem.workaround }}{% endif %}
+{% endif %}\
 {% for a in incident.alerts[:10] %}• `{{ a.labels.alertname or a.fingerprint }}` {{ a.status }}\
 {% if a.summary %}: {{ a.summary }}{% endif %}
 {% endfor %}{% if incident.alerts_total > 10 %}• and {{ incident.alerts_total - 10 }} more
@@ -53,6 +59,10 @@ HTML = """\
 {% if incident.team %}<tr><th align="left">Team</th><td>{{ incident.team }}</td></tr>{% endif %}
 <tr><th align="left">Root cause</th><td>{{ incident.root_cause or "not determined yet" }}</td></tr>
 <tr><th align="left">Impacted</th><td>{{ incident.impacted | join(", ") or "nothing known" }}</td></tr>
+{% if incident.known_problem %}<tr><th align="left">Known problem</th><td>{{ incident.problem_id }}: \
+{{ incident.known_problem.title }}</td></tr>
+{% if incident.known_problem.workaround %}<tr><th align="left">Workaround</th>\
+<td>{{ incident.known_problem.workaround }}</td></tr>{% endif %}{% endif %}
 </table>
 <h3>Alerts ({{ firing | length }} firing of {{ incident.alerts_total }})</h3>
 <ul>{% for a in incident.alerts[:25] %}

@@ -346,3 +346,29 @@ def test_the_acknowledge_target_counts_from_when_the_incident_first_pages(tmp_pa
     assert w.c.incidents.get("INC-000002").extra["sla"]["acknowledge_by"] == format_rfc3339(T0 + 35 * 60)
     w.run_until(16 * 60)
     assert w.timeline("INC-000002", "sla_breach") == ["SLA breached: P2 incident not acknowledged within 900s"]
+
+
+def test_the_first_message_of_a_known_problem_recurring_carries_its_workaround(tmp_path):
+    from daemon.notify.config import ReceiverConfig
+    from daemon.notify.templates import Templates, context, render
+
+    w = World(tmp_path)
+    for _ in range(2):  # the same fault twice: a problem
+        w.fire("MysqlDown", service="orders-db", severity="critical")
+        w.run_until(600)
+        _resolved(w, "MysqlDown", service="orders-db", severity="critical")
+        w.run_until(86400)
+    problems = w.c.parts["problems"]
+    [pid] = list(problems.problems)
+    problems.update(pid, {"workaround": "fail over to the replica"}, "alice", w.clock.now())
+    w.flush()
+    w.fire("MysqlDown", service="orders-db", severity="critical")
+    w.run_until(30)
+    _, why, _, msg = w.outbox()[-1]
+    assert why == "opened" and msg["incident"]["known_problem"]["workaround"] == "fail over to the replica"
+    webhook, slack = (Templates.for_receiver(ReceiverConfig(name="x", type=t, url="http://127.0.0.1:9/"))
+                      for t in ("webhook", "slack"))
+    text = render(webhook.text, context(msg, "x"))
+    assert f"Known problem {pid}: " in text and "Workaround: fail over to the replica\n" in text
+    assert "workaround: fail over to the replica" in render(slack.text, context(msg, "x"))
+    assert "<td>fail over to the replica</td>" in render(webhook.html, context(msg, "x"))
