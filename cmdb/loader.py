@@ -132,11 +132,12 @@ class _Builder:
         if data is None:
             return
         if not isinstance(data, Mapping):
-            self.err(path, line_of(data), "a CMDB file must be a mapping with a `cis` list")
+            self.err(path, line_of(data) or 1, "a CMDB file must be a mapping with a `cis` list")
             return
         for key in data:
-            if key not in _TOP_KEYS:
-                self.err(path, line_of(data, key), f"unknown key {key!r} (expected cis, relations)")
+            # `x-...` keys are the file's own (YAML anchors shared by CIs, as in Compose files)
+            if key not in _TOP_KEYS and not (isinstance(key, str) and key.startswith("x-")):
+                self.err(path, line_of(data, key), f"unknown key {key!r} (expected cis, relations, or x-...)")
         cis = data.get("cis", [])
         if not isinstance(cis, list):
             self.err(path, line_of(data, "cis"), "`cis` must be a list of CIs")

@@ -87,6 +87,21 @@ def test_errors_carry_file_and_line(tmp_path):
         load_cmdb([path])
 
 
+def test_x_keys_hold_anchors_for_the_cis_and_other_keys_are_errors(tmp_path):
+    path = write(tmp_path, "cmdb.yaml", """
+    x-service: &service {type: service, owner: team-shop, criticality: high}
+    cis:
+      - {<<: *service, id: web, match: {service: web}}
+      - {<<: *service, id: api, match: {service: api}}
+    """)
+    cmdb = load_cmdb([path])
+    assert (cmdb.cis["api"].owner, cmdb.cis["api"].criticality_rank) == ("team-shop", cmdb.cis["web"].criticality_rank)
+    bad = write(tmp_path, "bad.yaml", "defaults: {type: service}\ncis: []\n")
+    assert validate_cmdb([bad]) == [f"{bad}:1: unknown key 'defaults' (expected cis, relations, or x-...)"]
+    scalar = write(tmp_path, "scalar.yaml", "just a string\n")
+    assert validate_cmdb([scalar]) == [f"{scalar}:1: a CMDB file must be a mapping with a `cis` list"]
+
+
 def test_several_files_merge_and_refer_to_each_other(tmp_path):
     a = write(tmp_path, "a.yaml", "cis:\n  - id: app\n    depends_on: [db]\n")
     b = write(tmp_path, "b.yaml", "cis:\n  - id: db\nrelations:\n  - {from: app, to: db, type: connects_to}\n")
