@@ -252,7 +252,10 @@ async def _command(request: web.Request, action: str) -> web.Response:
                 raise ApiError(400, "invalid note", "text: a non-empty string is required")
             if len(text) > MAX_TEXT:
                 raise ApiError(400, "invalid note", f"text: at most {MAX_TEXT} characters")
-            daemon.incidents.add_note(iid, text, actor, now)
+            if daemon.incidents.get(iid) is None and load_incident_doc(daemon.store, iid) is not None:
+                daemon.incidents.add_note_to_stored(iid, text, actor, now)
+            else:
+                daemon.incidents.add_note(iid, text, actor, now)
         daemon.pipeline.publish(daemon.incidents.drain_changes(), now)
         await daemon.flush()
     except ApiError as exc:

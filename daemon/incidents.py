@@ -148,6 +148,9 @@ class Incident:
         return inc
 
 
+ENDED_KEPT = 100_000  # fingerprints whose last occurrence's end is remembered (see `_ended`)
+
+
 @dataclass(slots=True)
 class TimelineEntry:
     incident_id: str
@@ -201,6 +204,10 @@ class IncidentManager:
         self.epoch = 0
         self.must_see: Any = None
         self._stages_saw: dict[str, int] = {}
+        # alerts of incidents let go after the reopen window: fingerprint -> when the
+        # occurrence ended, so that a re-send of its resolution (Prometheus re-sends a
+        # resolved alert for 15 minutes) is not taken for a new occurrence
+        self._ended: dict[str, float] = {}
 
     # -- loading ----------------------------------------------------------------
 
@@ -336,8 +343,13 @@ class IncidentManager:
     def _apply_one(self, event: AlertEvent, now: float) -> None:
         alert = event.alert
         fp = alert.fingerprint
-        self._stages_saw[fp] = self.epoch
         inc = self.incident_for(fp)
+        if inc is None and alert.status != "firing":
+            ended = self._ended.get(fp)
+            if ended is not None and alert.starts_at is not None and alert.starts_at <= ended:
+                # the resolution of an occurrence already recorded and let go, sent again
+                return
+        self._stages_saw[fp] = self.epoch
         if inc is not None:
             m = inc.alerts[fp]
             was_suppressed = m.suppressed
@@ -680,6 +692,14 @@ class IncidentManager:
         self._emit("note", inc, now, {"text": text}, actor=author)
         return entry
 
+    def add_note_to_stored(self, incident_id: str, text: str, author: str, now: float) -> TimelineEntry:
+        """A note on an incident let go from memory (resolved before the reopen window):
+        a postmortem remark goes to its timeline all the same. The caller checks that the
+        store has the incident."""
+        entry = TimelineEntry(incident_id, now, "note", author, text)
+        self._timeline.append(entry)
+        return entry
+
     # -- timers ---------------------------------------------------------------------
 
     def _schedule(self, due: float, kind: str, key: str) -> None:
@@ -740,10 +760,14 @@ class IncidentManager:
         self._evicted.append(inc.id)
         if inc.id in self._dirty:
             self._pending_docs[inc.id] = inc
-        for fp in inc.alerts:
+        for fp, m in inc.alerts.items():
             if self.by_fingerprint.get(fp) == inc.id:
                 del self.by_fingerprint[fp]
                 self._stages_saw.pop(fp, None)
+                self._ended.pop(fp, None)  # to the end: the dict keeps the most recent last
+                self._ended[fp] = m.ends_at if m.ends_at is not None else m.last_at
+                if len(self._ended) > ENDED_KEPT:
+                    del self._ended[next(iter(self._ended))]
 
     # -- output -----------------------------------------------------------------------
 

@@ -325,3 +325,33 @@ async def test_endsat_moved_by_reposts_survives_a_restart(start_daemon):
     assert (await c2.incidents())[0]["state"] == "open"
     await c2.advance(1)
     assert (await c2.incidents())[0]["state"] == "resolved"
+
+
+async def test_the_resolution_of_an_incident_let_go_sent_again_opens_nothing(start_daemon):
+    # Prometheus re-sends a resolved alert for 15 minutes, past the reopen window (10m)
+    c = await start_daemon()
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 240)])
+    await c.advance(60)
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 60)])
+    for _ in range(15):
+        await c.advance(60)
+        await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 60)])
+    [inc] = await c.incidents(state="all")
+    assert (inc["id"], inc["state"]) == ("INC-000001", "resolved")
+    # a new occurrence, starting after the last one ended, is an incident of its own
+    await c.post(ALERTS, [v2_alert(db_down(), starts=T0 + 1000, ends=T0 + 1010)])
+    assert [i["id"] for i in await c.incidents(state="all")] == ["INC-000001", "INC-000002"]
+
+
+async def test_a_note_on_an_incident_resolved_long_ago_is_taken(start_daemon):
+    c = await start_daemon()
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 60)])
+    await c.advance(120)
+    await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 60)])
+    await c.advance(3600)  # well past the reopen window: the incident is only in the store
+    status, _ = await c.post("/api/v1/incidents/INC-000001/notes", {"text": "postmortem: PRB-7", "author": "alice"})
+    assert status == 201
+    note = (await c.incident("INC-000001"))["timeline"][-1]
+    assert (note["kind"], note["actor"], note["text"]) == ("note", "alice", "postmortem: PRB-7")
+    status, _ = await c.post("/api/v1/incidents/INC-000404/notes", {"text": "x"})
+    assert status == 404
