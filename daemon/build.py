@@ -57,7 +57,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     ci_attrs, depends_on = cmdb_callables(parts.get("cmdb"))
     parts["rules"] = rules_part = RulesPart(config, store, metrics, ci_attrs, depends_on)
     rules_part.incidents = incidents
-    incidents.must_see = rules_part.inhibit_stage.may_be_source  # they keep their inhibition alive
+    incidents.must_see = rules_part.inhibit_stage.sources  # they keep their inhibition alive
+    incidents.next_start = rules_part.next_start  # silences and changes recorded ahead of time
     if hasattr(correlator, "attach_changes"):  # recorded changes are evidence for root causes
         correlator.attach_changes(rules_part.changes)
     stages.extend(rules_part.stages)

@@ -20,7 +20,8 @@ change; `drain_writes` hands what changed to the store.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -197,12 +198,15 @@ class IncidentManager:
         self._expire_due: dict[str, float] = {}  # fingerprint -> earliest pending expire timer
         self._open_by_key: dict[str, dict[str, Incident]] = {}
         # Re-posts of a firing alert skip the stages (`absorb_repost`) while nothing that
-        # could now silence, inhibit or expect it has changed: the stages' `epoch` (a
-        # silence or change added, an inhibiting alert come or gone) against the one
-        # each alert last went through them at. `must_see(labels)`: an alert the stages
-        # must see every time (a source of an inhibit rule keeps its inhibition alive).
+        # could now silence or expect it has changed: the stages' `epoch` (a silence or
+        # change added or ended, one recorded ahead of time starting, the rules reloaded)
+        # against the one each alert last went through them at. `must_see`: fingerprints
+        # the stages must see every time (an inhibit rule's sources keep its inhibition
+        # alive). `next_start(now)`: when the next silence or change recorded ahead starts.
         self.epoch = 0
-        self.must_see: Any = None
+        self.must_see: Container[str] = ()
+        self.next_start: Callable[[float], float | None] | None = None
+        self._epoch_due: float | None = -math.inf  # when `epoch` moves on by itself (`next_start`)
         self._stages_saw: dict[str, int] = {}
         # alerts of incidents let go after the reopen window: fingerprint -> when the
         # occurrence ended, so that a re-send of its resolution (Prometheus re-sends a
@@ -312,8 +316,12 @@ class IncidentManager:
             return False
         inc = self.incidents[iid]
         m = inc.alerts[alert.fingerprint]
-        if self._stages_saw.get(alert.fingerprint) != self.epoch or (
-                self.must_see is not None and self.must_see(alert.labels)):
+        due = self._epoch_due
+        if due is not None and now >= due:
+            if due != -math.inf:  # a silence or change recorded ahead has started
+                self.epoch += 1
+            self._epoch_due = self.next_start(now) if self.next_start is not None else None
+        if self._stages_saw.get(alert.fingerprint) != self.epoch or alert.fingerprint in self.must_see:
             return False
         if m.status != "firing" or m.suppressed:
             # a suppressed alert goes through the stages again: its silence,
@@ -339,6 +347,12 @@ class IncidentManager:
             self._apply_one(event, now)
         self._analyze_pending(now)
         return self.drain_changes()
+
+    def stages_changed(self) -> None:
+        """Something the stages decide by changed: every firing alert goes through them
+        again at its next re-post."""
+        self.epoch += 1
+        self._epoch_due = -math.inf  # and when the next one recorded ahead starts, asked then
 
     def _apply_one(self, event: AlertEvent, now: float) -> None:
         alert = event.alert
@@ -408,6 +422,7 @@ class IncidentManager:
             # silenced and related to nothing open: recorded (the silence stage
             # counts it in the metrics; the log here), no incident
             log.info("alert silenced", fingerprint=alert.fingerprint, silence=event.silenced_by)
+            self._stages_saw.pop(alert.fingerprint, None)
             return
         member = Member(
             fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,

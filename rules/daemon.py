@@ -194,7 +194,6 @@ class RulesPart:
         self.inhibit_stage = InhibitStage(
             ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout
         )
-        self.inhibit_stage.on_change = self._stages_changed
         registry = getattr(metrics, "registry", None)
         self.rules_loaded = Gauge(
             "incidentd_rules_loaded", "Rules loaded from the rule files, by kind (rule, inhibit_rule, silence, change).",
@@ -236,6 +235,7 @@ class RulesPart:
         self.rules_stage.ruleset = ruleset
         self.inhibit_stage.set_rules(ruleset.inhibit_rules)
         self._apply_file_entries(ruleset)
+        self._stages_changed()
         self._count_loaded(ruleset)
         log.info("rules reloaded", rules=len(ruleset), inhibit_rules=len(ruleset.inhibit_rules),
                  files=len(ruleset.files))  # fmt: skip
@@ -271,10 +271,16 @@ class RulesPart:
     # -- persistence --------------------------------------------------------------
 
     def _stages_changed(self) -> None:
-        """A silence, change or inhibiting alert came or went: firing alerts go through the
-        stages again at their next re-post (see `IncidentManager.epoch`)."""
+        """A silence or change came or went, or the rules changed: firing alerts go through
+        the stages again at their next re-post (see `IncidentManager.epoch`)."""
         if self.incidents is not None:
-            self.incidents.epoch += 1
+            self.incidents.stages_changed()
+
+    def next_start(self, now: float) -> float | None:
+        """When the next silence or change recorded ahead of time starts."""
+        starts = [s.starts_at for s in self.silences.list() if s.starts_at > now]
+        starts += [c.starts_at for c in self.changes.list() if c.starts_at > now]
+        return min(starts, default=None)
 
     def _silence_changed(self, s: Silence) -> None:
         self._stages_changed()

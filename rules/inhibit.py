@@ -71,7 +71,9 @@ class InhibitStage:
         self.depends_on = depends_on
         self.resolve_timeout = resolve_timeout
         self._firing: dict[str, _Source] = {}
-        self.on_change: Callable[[], None] | None = None  # a possible source came or went
+        # firing alerts that are (after the rules) a source of some rule: their re-posts
+        # must come through here to keep the inhibition alive (`IncidentManager.must_see`)
+        self.sources: set[str] = set()
 
     def set_rules(self, rules: list[InhibitRule]) -> None:
         self.rules = list(rules)
@@ -83,23 +85,21 @@ class InhibitStage:
 
     def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
         # Sources first, so that a storm arriving in one batch inhibits itself.
-        changed = False
         for ev in events:
             if ev.dropped:
                 continue
             alert = ev.alert
             if alert.is_firing(now):
                 until = alert.ends_at if alert.ends_at is not None else now + self.resolve_timeout
-                changed = changed or (ev.fingerprint not in self._firing and self.may_be_source(alert.labels))
-                self._firing[ev.fingerprint] = _Source(
-                    ev.fingerprint, alert.labels, self._view(ev), ev.ci, until
-                )
+                source = _Source(ev.fingerprint, alert.labels, self._view(ev), ev.ci, until)
+                self._firing[ev.fingerprint] = source
+                if self.may_be_source(source.view):
+                    self.sources.add(ev.fingerprint)
             elif self._firing.pop(ev.fingerprint, None) is not None:
-                changed = changed or self.may_be_source(alert.labels)
+                self.sources.discard(ev.fingerprint)
         for fp in [fp for fp, s in self._firing.items() if s.until <= now]:
-            changed = changed or self.may_be_source(self._firing.pop(fp).labels)
-        if changed and self.on_change is not None:
-            self.on_change()
+            del self._firing[fp]
+            self.sources.discard(fp)
         if not self.rules:
             return events
         for ev in events:
@@ -111,11 +111,10 @@ class InhibitStage:
                 ev.notes.append(f"inhibited by {by}")
         return events
 
-    def may_be_source(self, labels: Mapping[str, str]) -> bool:
-        """Whether an alert with these labels may be a source of a rule (a matcher on a
-        CI attribute is taken to match)."""
-        return any(all(m.name.startswith("ci.") or m.matches(labels) for m in matchers)
-                   for rule in self.rules for matchers in rule.sources)
+    def may_be_source(self, view: Any) -> bool:
+        """Whether an alert (its view: labels after the rules, and `ci.ATTR`) is a source
+        of some rule."""
+        return any(_all(matchers, view) for rule in self.rules for matchers in rule.sources)
 
     def inhibited_by(self, ev: AlertEvent) -> str | None:
         """Why `ev` is inhibited ("rule: Source[fp], ..."), or None."""

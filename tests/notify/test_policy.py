@@ -372,3 +372,41 @@ def test_the_first_message_of_a_known_problem_recurring_carries_its_workaround(t
     assert f"Known problem {pid}: " in text and "Workaround: fail over to the replica\n" in text
     assert "workaround: fail over to the replica" in render(slack.text, context(msg, "x"))
     assert "<td>fail over to the replica</td>" in render(webhook.html, context(msg, "x"))
+
+
+def test_a_silence_recorded_ahead_silences_a_firing_alert_when_it_starts(tmp_path):
+    from rules.silences import Silence
+
+    w = World(tmp_path)
+    w.fire("Errors", service="checkout")
+    w.run_until(60)
+    silences = w.c.parts["rules"].silences
+    silences.add(Silence.from_dict({"matchers": ['alertname="Errors"'], "startsAt": T0 + 600,
+                                    "endsAt": T0 + 5 * 3600}, now=w.clock.now()), w.clock.now())
+    for _ in range(3):  # re-posts every 5 minutes; the silence starts at 10 minutes
+        w.run_until(300)
+        w.fire("Errors", service="checkout")
+    assert w.c.incidents.get("INC-000001").paging is False
+    w.run_until(3 * 3600)
+    assert [why for _, why, _, _ in w.outbox()] == ["opened"]
+
+
+def test_an_inhibiting_alert_a_rule_marks_keeps_inhibiting_while_it_fires(tmp_path):
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - {match: ['alertname=\"HostDown\"'], set_labels: {role: cause}}\n"
+        "inhibit_rules:\n  - {name: cause, source_matchers: ['role=\"cause\"'],"
+        " target_matchers: ['role!=\"cause\"'], equal: [instance]}\n")
+    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    host = {"instance": "h1", "severity": "critical"}
+    for minute in range(12):  # HostDown re-posted each minute with a 4-minute endsAt
+        a = Alert(labels={"alertname": "HostDown", **host}, annotations={}, starts_at=T0,
+                  ends_at=w.clock.now() + 240, status="firing")
+        w.c.pipeline.process_alerts([a], w.clock.now())
+        if minute == 0:
+            w.fire("DiskFull", **host)
+        elif minute % 2 == 0:
+            w.fire("DiskFull", **host)
+        w.flush()
+        w.run_until(60)
+    assert [msg["incident"]["id"] for _, _, _, msg in w.outbox()] == ["INC-000001"]
+    assert w.timeline("INC-000002", "alert_unsuppressed") == []
