@@ -20,7 +20,7 @@ def impacted(root: str | None, alerting: Iterable[str], topo: Topology) -> list[
     out: set[str] = set()
     for x in alerting:
         if x != root and root in topo.below(x):
-            out.update(topo.between(x, root))
+            out.update(topo.chain(x, root))
     out.discard(root)
     cis = topo.cmdb.cis
     return sorted(out, key=lambda c: (not cis[c].business_service, -cis[c].criticality_rank, c))

@@ -88,16 +88,6 @@ class Topology:
             remember(self._layer_cache, key, got, 100_000)
         return got
 
-    def between(self, top: str, bottom: str) -> list[str]:
-        """CIs on every shortest dependency chain from `top` down to `bottom` (both
-        included): a fault reaches a service through each of its paths alike."""
-        down = self.below(top)
-        hops = down.get(bottom)
-        if hops is None:
-            return [top, bottom] if top != bottom else [top]
-        up = self.above(bottom)
-        return [u for u, d in down.items() if u == bottom or d + up.get(u, 1 << 30) == hops]
-
     def chain(self, top: str, bottom: str) -> list[str]:
         """CIs on a shortest dependency chain from `top` down to `bottom` (both included)."""
         if top == bottom:
