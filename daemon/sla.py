@@ -129,12 +129,14 @@ _COLUMNS = ("incident_id", "priority", "team", "service", "alerts", "opened_at",
             "resolve_due", "acknowledged_at", "resolved_at", "acknowledge_breached", "resolve_breached")
 
 
-def _record(row: tuple) -> SlaRecord:
-    """A record read back from the store (when it first paged is not stored: from its
-    acknowledge deadline, it paged at its opening or never)."""
+def _record(row: tuple, targets: Mapping[str, tuple[float | None, float | None]]) -> SlaRecord:
+    """A record read back from the store. When it first paged is not stored: it is its
+    acknowledge deadline less its priority's target (none: it never paged)."""
     rec = SlaRecord(*row)
     rec.acknowledge_breached, rec.resolve_breached = bool(rec.acknowledge_breached), bool(rec.resolve_breached)
-    rec.paged_at = rec.opened_at if rec.acknowledge_due is not None else None
+    ack = targets.get(rec.priority, (None, None))[0]
+    if rec.acknowledge_due is not None:
+        rec.paged_at = rec.acknowledge_due - ack if ack is not None else rec.opened_at
     return rec
 
 
@@ -168,7 +170,7 @@ class SlaTracker:
         if store is not None:
             rows = store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE resolved_at IS NULL")
             for row in rows:
-                rec = _record(row)
+                rec = _record(row, self.targets)
                 self.active[rec.incident_id] = rec
                 self._schedule(rec)
 
@@ -205,12 +207,14 @@ class SlaTracker:
                 self._schedule(rec)
                 self._touch(rec)
                 continue
-            if ch.kind == "merged":
-                # the incident merged into this one is not an incident of its own any more
-                gone = self.active.pop(ch.detail.get("merged", ""), None)
-                if gone is not None:
-                    self._dirty.pop(gone.incident_id, None)
-                    self._gone.append(gone.incident_id)
+            if ch.kind == "merged" and ch.detail.get("merged"):
+                # the incident merged into this one (open, or resolved lately) is not an
+                # incident of its own any more
+                gone = ch.detail["merged"]
+                self.active.pop(gone, None)
+                self._resolved.pop(gone, None)
+                self._dirty.pop(gone, None)
+                self._gone.append(gone)
             if rec is None:
                 continue
             if ch.kind == "paging" and rec.paged_at is None:
@@ -246,8 +250,11 @@ class SlaTracker:
         if rec is None and self.store is not None:
             rows = self.store.query(f"SELECT {', '.join(_COLUMNS)} FROM sla WHERE incident_id = ?", (incident_id,))
             if rows:
-                rec = _record(rows[0])
+                rec = _record(rows[0], self.targets)
         if rec is not None:
+            if rec.acknowledged_at is None and rec.resolved_at is not None:
+                # its resolution answered the page (and was counted so): not a miss now
+                rec.acknowledged_at = rec.resolved_at
             rec.resolved_at = None
         return rec
 

@@ -28,8 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import structlog
+
 from detectors.spec import DEFAULT_SPEC, DetectorSpec
 from rules.matchers import matches_all
+
+log = structlog.get_logger("incidentd.detectors")
 
 if TYPE_CHECKING:  # numpy and PyOD load with the first series a detector selects
     from detectors.model import FittedModel
@@ -153,7 +157,12 @@ class DetectorBank:
                 # the first model: without one nothing can be scored, so the samples
                 # of a burst (a backfill) would all pass unseen while it is fitted
                 # elsewhere; fitted here, they are scored as `detect` scores them
-                entry.detector.install(job())
+                try:
+                    fitted = job()
+                except Exception as exc:  # as a background refit: no model yet, retried later
+                    log.warning("first fit failed", series=dict(key), error=str(exc))
+                    fitted = None
+                entry.detector.install(fitted)
         d = entry.detector.update(ts, value)
         if d.transition is None:
             return closed

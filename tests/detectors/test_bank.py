@@ -97,3 +97,12 @@ def test_a_burst_of_samples_is_scored_live_as_detect_scores_it():
         events = [bank.observe({"s": "a"}, i * STEP, float(v)) for i, v in enumerate(x)]
         opened[mode] = [i for i, e in enumerate(events) if e is not None and e.transition == "open"]
     assert opened["deferred"] == opened["inline"] and opened["inline"] and opened["inline"][0] >= 380
+
+
+def test_a_first_fit_that_fails_leaves_the_series_to_try_again(tmp_path):
+    spec = dataclasses.replace(DEFAULT_SPEC, warmup=100, model="lof", params={"n_neighbors": 0})
+    bank = DetectorBank([spec], refit="deferred")
+    for i, v in enumerate(noisy(150, seed=5)):
+        assert bank.observe({"s": "a"}, i * STEP, float(v)) is None  # no exception escapes
+    detector = bank._series[(("s", "a"),)].detector
+    assert not detector.has_model and detector.refit_due()

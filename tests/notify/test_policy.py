@@ -410,3 +410,29 @@ def test_an_inhibiting_alert_a_rule_marks_keeps_inhibiting_while_it_fires(tmp_pa
         w.run_until(60)
     assert [msg["incident"]["id"] for _, _, _, msg in w.outbox()] == ["INC-000001"]
     assert w.timeline("INC-000002", "alert_unsuppressed") == []
+
+
+def test_reopening_an_incident_that_resolved_by_itself_is_no_acknowledge_breach(tmp_path):
+    w = World(tmp_path)
+    w.fire("CardDeclines", service="payments", severity="critical")  # P2: acknowledge within 15m
+    w.run_until(600)
+    _resolved(w, "CardDeclines", service="payments", severity="critical")  # answered by resolving
+    w.run_until(480)
+    w.fire("CardDeclines", service="payments", severity="critical")  # reopens at 18m
+    w.run_until(600)
+    assert w.timeline("INC-000001", "sla_breach") == []
+
+
+def test_an_incident_resolved_then_merged_away_leaves_no_sla_record(tmp_path):
+    from daemon.pipeline import IncidentChange
+
+    w = World(tmp_path)
+    w.fire("A", service="payments", severity="critical")
+    _resolved(w, "A", service="payments", severity="critical")
+    w.fire("B", service="orders", severity="critical")
+    tracker = w.c.parts["sla"].tracker
+    into = w.c.incidents.get("INC-000002")
+    tracker.on_changes([IncidentChange("merged", into, w.clock.now(), detail={"merged": "INC-000001"})],
+                       w.clock.now())
+    w.flush()
+    assert [i for (i,) in w.store.query("SELECT incident_id FROM sla")] == ["INC-000002"]
