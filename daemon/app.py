@@ -175,13 +175,13 @@ class Daemon:
                     elif item.kind == "change":
                         for change in item.items:
                             self.pipeline.process_change(change, now)
+                writes = Writes()
+                self.pipeline.drain_writes(writes)  # what the batch changed, serialised
             except Exception as exc:
                 log.exception("pipeline failed on a batch; its inbox rows stay for the next start",
                               first_row=batch[0].row_id)
                 await self._set_aside(batch, exc)
                 raise
-            writes = Writes()
-            self.pipeline.drain_writes(writes)
             # the processed rows go in the same transaction as what processing them
             # changed: a crash before the commit processes them again, after it never
             writes.extend("DELETE FROM inbox WHERE id = ?", [(item.row_id,) for item in batch])

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from daemon.model import Alert
-from daemon.timefmt import TimestampError, parse_rfc3339
+from daemon.timefmt import MAX_TS, TimestampError, parse_rfc3339
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TS_CACHE: dict[str, float | None] = {}
@@ -135,7 +135,7 @@ def _alert(labels: dict[str, str], annotations: dict[str, str], starts_at: float
         else:
             status = "firing"
             if ends_at is None:
-                ends_at = max(now, start) + resolve_timeout
+                ends_at = min(max(now, start) + resolve_timeout, MAX_TS)
     return Alert(labels=labels, annotations=annotations, starts_at=start,
                  ends_at=ends_at, status=status, generator_url=gen, source=source, received_at=now)
 

@@ -8,6 +8,7 @@ cached for a few seconds so a busy scraper costs little).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 
 from daemon.store import Store
-from daemon.timefmt import format_rfc3339, in_range, parse_duration, parse_rfc3339
+from daemon.timefmt import MIN_TS, format_rfc3339, parse_duration, parse_rfc3339
 
 DEFAULT_WINDOW = 7 * 86400.0
 
@@ -64,7 +65,10 @@ def parse_since(text: str | None, now: float) -> float:
     if not text:
         return now - DEFAULT_WINDOW
     if text[:1].isdigit() and "-" not in text:
-        return in_range(now - parse_duration(text), text)
+        back = parse_duration(text)
+        if not math.isfinite(back):
+            raise ValueError(f"not a duration: {text[:64]!r}")
+        return max(MIN_TS, now - back)  # a window reaching before 1970: all there is
     ts = parse_rfc3339(text)
     return ts if ts is not None else 0.0
 

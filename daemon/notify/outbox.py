@@ -213,8 +213,10 @@ class Deliverer:
         try:
             while queue:
                 if lanes.removed:
-                    self._count[lanes.receiver.name] -= len(queue)
-                    self._orphans.setdefault(lanes.receiver.name, []).extend(queue)
+                    name = lanes.receiver.name
+                    self._count[name] -= len(queue)
+                    self.pending.labels(name).set(self._count[name])
+                    self._orphans.setdefault(name, []).extend(queue)
                     queue.clear()
                     break
                 p = queue[0]
