@@ -125,8 +125,13 @@ class SeriesDetector:
     def end_episode(self) -> bool:
         """End the open episode, if there is one (the series went quiet)."""
         was = self._tracker.active
-        self._tracker.active = False
-        self._tracker.calm = 0
+        if was:
+            # and no new one on the evidence of before the pause: its end is what the
+            # series' owner reports for this sample
+            self._tracker.active = False
+            self._tracker.calm = 0
+            self._tracker.recent.clear()
+            self._tracker.since_open = 0
         return was
 
     def refit_due(self) -> bool:
