@@ -64,6 +64,8 @@ async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 
 
+MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be
+
 _ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras
 
 
@@ -147,6 +149,10 @@ async def post_samples(request: web.Request) -> web.Response:
     try:
         body, data = await read_json(request)
         samples = parse_samples(data)
+        ahead = daemon.clock.now() + MAX_AHEAD
+        for i, (_, at, _) in enumerate(samples):
+            if at > ahead:  # a series' detector takes no sample older than its newest
+                raise PayloadError(f"[{i}].at", f"more than {int(MAX_AHEAD)}s ahead of the daemon's clock")
     except ApiError as exc:
         daemon.metrics.samples_received.labels("rejected").inc()
         return exc.response()

@@ -117,9 +117,9 @@ def _one(raw: Any, where: str) -> DetectorSpec:
     if not isinstance(params_raw, Mapping):
         raise ValueError(f"{where}.params: expected a mapping of model parameters")
     if params_raw:
-        unknown = _unknown_params(model_raw.lower(), params_raw)
-        if unknown:
-            raise ValueError(f"{where}.params: {model_raw.lower()} takes no parameter {unknown[0]!r}")
+        problem = _params_problem(model_raw.lower(), params_raw)
+        if problem:
+            raise ValueError(f"{where}.params: {problem}")
     sens = raw.get("sensitivity", DEFAULT_SPEC.sensitivity)
     if isinstance(sens, bool) or not isinstance(sens, int | float) or not 0.0 <= sens <= 1.0:
         raise ValueError(f"{where}.sensitivity: expected a number between 0 and 1, got {sens!r}")
@@ -137,16 +137,26 @@ def _one(raw: Any, where: str) -> DetectorSpec:
     )
 
 
-def _unknown_params(model: str, params: Mapping[str, Any]) -> list[str]:
-    """The parameters the model's class does not take (PyOD is imported to ask it)."""
+def _params_problem(model: str, params: Mapping[str, Any]) -> str | None:
+    """What is wrong with a model's parameters, if anything: one it does not take, or
+    values it refuses when fitted (tried on a small random sample; PyOD is imported)."""
     import importlib
     import inspect
 
-    module, cls, _ = MODELS[model]
-    accepted = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        return []
-    return sorted(str(k) for k in params if k not in accepted)
+    module, cls, defaults = MODELS[model]
+    klass = getattr(importlib.import_module(module), cls)
+    accepted = inspect.signature(klass).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(str(k) for k in params if k not in accepted)
+        if unknown:
+            return f"{model} takes no parameter {unknown[0]!r}"
+    import numpy as np
+
+    try:
+        klass(**{**defaults, **dict(params)}).fit(np.random.default_rng(0).normal(size=(120, 4)))
+    except Exception as exc:  # whatever the model says of its parameters
+        return f"{model} refuses them: {str(exc).splitlines()[0][:200]}"
+    return None
 
 
 def parse_detectors(raw: list | None, source: str) -> list[DetectorSpec]:

@@ -244,6 +244,12 @@ BAD_SAMPLES = [
         [{"labels": {"__name__": "m"}, "value": 1}],
         "[0].at: expected an RFC 3339 timestamp string",
     ),
+    (
+        "at far ahead of the clock",  # it would hide every later sample of its series
+        [{"labels": {"__name__": "m"}, "value": 1, "at": ts(T0)},
+         {"labels": {"__name__": "m"}, "value": 1, "at": "9999-12-31T23:59:59Z"}],
+        "[1].at: more than 3600s ahead of the daemon's clock",
+    ),
 ]
 
 
