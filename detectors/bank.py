@@ -177,7 +177,10 @@ class DetectorBank:
             if limit is not None and len(jobs) >= limit:
                 break
             det = entry.detector
-            if det is not None and det.refit_due():
+            # a series without a model fits its first one in place with its next sample
+            # (see `observe`), as `detect` does; cut here, it would be fitted elsewhere
+            # while the samples of a burst pass unscored
+            if det is not None and det.has_model and det.refit_due():
                 jobs.append(RefitJob(key, det, det.refit_job()))
         return jobs
 

@@ -106,3 +106,23 @@ def test_a_first_fit_that_fails_leaves_the_series_to_try_again(tmp_path):
         assert bank.observe({"s": "a"}, i * STEP, float(v)) is None  # no exception escapes
     detector = bank._series[(("s", "a"),)].detector
     assert not detector.has_model and detector.refit_due()
+
+
+def test_the_owner_never_gets_a_series_first_fit_even_when_it_falls_due_at_a_chunk_end():
+    """The daemon asks for due refits after each chunk; a series that reached its warmup
+    with the chunk's last sample must still fit its first model in place, at its next
+    sample (fitted elsewhere, it came in too late for the spike of a backfill)."""
+    spec = dataclasses.replace(DEFAULT_SPEC, warmup=100, refit_every=10_000)
+    x = noisy(400, seed=4)
+    x[300:315] += 25
+    inline = DetectorBank([spec])
+    want = [i for i, v in enumerate(x) if (e := inline.observe({"s": "a"}, i * STEP, float(v))) and e.transition == "open"]
+    bank = DetectorBank([spec], refit="deferred")
+    got = []
+    for start in range(0, 400, 100):  # chunks that end exactly at the warmup
+        for i in range(start, start + 100):
+            e = bank.observe({"s": "a"}, i * STEP, float(x[i]))
+            if e is not None and e.transition == "open":
+                got.append(i)
+        assert bank.pending_refits() == []  # never the first fit (and no refit due yet)
+    assert got == want and want and 300 <= want[0] < 315
