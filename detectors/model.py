@@ -194,6 +194,8 @@ def fit_model(
     series that has no score history yet.
     """
     x = np.asarray(values, dtype=float)
+    if len(x) < MIN_TRAINING_ROWS:  # fewer values than rows a model needs: nothing to learn yet
+        return None
     period = detect_period(x, step_seconds, max_lag=len(x) // 2)
     rows = feature_matrix(x, period)
     rows = rows[np.all(np.isfinite(rows), axis=1)]

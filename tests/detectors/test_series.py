@@ -121,3 +121,14 @@ def test_a_burst_like_one_that_paged_before_pages_again():
     x[1400:1403] += 10.0
     opens, _ = run(x)
     assert len(opens) == 2 and 900 <= opens[0] <= 905 and 1400 <= opens[1] <= 1405
+
+
+def test_a_warmup_shorter_than_a_model_needs_waits_for_enough_values():
+    import dataclasses
+
+    from detectors.series import SeriesDetector
+
+    det = SeriesDetector(dataclasses.replace(DEFAULT_SPEC, warmup=0))
+    decisions = [det.update(i * 60.0, float(v)) for i, v in enumerate(noisy(120, seed=3))]
+    assert not det.has_model or det.samples_seen >= 50  # no fit on a handful of values
+    assert all(d.transition is None for d in decisions[:50])
