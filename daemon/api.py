@@ -63,7 +63,6 @@ async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitab
         return error(500, "internal error", "see the daemon's log")
 
 
-
 MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be
 
 _ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras

@@ -127,14 +127,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from daemon.logs import quiet_logging
 
     quiet_logging()
-    from detectors.nabcsv import detect_csv, load_spec
+    from detectors.nabcsv import DEFAULT_SPEC, detect_csv, spec_of
 
+    spec = DEFAULT_SPEC
     if args.config is not None:
-        errors = checks.check_all(_load(args.config))  # the whole config, as replay checks it
+        config = _load(args.config)
+        errors = checks.check_all(config)  # the whole config, as replay checks it
         if errors:
             return fail_first(errors)
+        spec = spec_of(config)
     try:
-        detect_csv(load_spec(args.config), args.input, args.output)
+        detect_csv(spec, args.input, args.output)
     except (OSError, ValueError) as exc:
         return fail(str(exc))
     return 0

@@ -218,7 +218,6 @@ class DetectorBank:
             return _closed(entry.spec, key, now)
         return None
 
-
     def series_count(self) -> int:
         """Number of series with detector state."""
         return sum(1 for e in self._series.values() if e.detector is not None)

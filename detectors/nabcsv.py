@@ -28,10 +28,14 @@ import io
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detectors.decision import REFRACTORY
 from detectors.series import SeriesDetector
 from detectors.spec import DEFAULT_SPEC, DetectorSpec
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 # anomaly_score = -log10(tail probability) / SURPRISE_FULL, capped at 1, on
 # the rows where that surprise is higher than on each of the previous
@@ -55,12 +59,18 @@ def load_spec(config_path: str | Path | None) -> DetectorSpec:
     if config_path is None:
         return DEFAULT_SPEC
     from daemon.config import ConfigError, load_config
-    from detectors.config import load_detector_settings
 
     try:
         config = load_config(str(config_path))
     except ConfigError as exc:
         raise ValueError(exc.errors[0]) from None
+    return spec_of(config)
+
+
+def spec_of(config: Config) -> DetectorSpec:
+    """The first detector of a loaded config, or the built-in default."""
+    from detectors.config import load_detector_settings
+
     settings, errors = load_detector_settings(config)
     if errors:
         raise ValueError(errors[0])

@@ -9,7 +9,8 @@ detectors:
     params: {n_neighbors: 10}           # passed to the model
     sensitivity: 0.6                    # 0 (fewest alerts) .. 1 (most)
     warmup: 150                         # samples before a series may alert
-    stale_after: 1h                     # a series unseen this long (and for 100 of its intervals) ends its anomaly; 24 times as long, it is dropped
+    stale_after: 1h                     # unseen this long and 100 of its intervals: its anomaly
+                                        # ends; 24 times as long: it is dropped
 ```
 
 The warm-up counts samples before the first model is fitted: a series

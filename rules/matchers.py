@@ -42,19 +42,18 @@ class Regexes:
     positions of those that match it. Built on `re2.Set`, which answers which
     patterns match without working out where (faster than a match per pattern)."""
 
-    __slots__ = ("_set", "patterns")
+    __slots__ = ("_set",)
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = tuple(patterns)
         self._set = re2.Set.FullMatchSet(_RE2_OPTIONS)
-        for p in self.patterns:
+        for p in patterns:
             try:
-                re2.compile(p, _RE2_OPTIONS)  # for the reason, which the set does not give
-            except re2.error as exc:
-                error = MatcherError(f"invalid regex {p!r}: {_reason(exc)}")
-                error.reason = _reason(exc)
+                self._set.Add(p)
+            except re2.error:
+                reason = _reason_for(p)
+                error = MatcherError(f"invalid regex {p!r}: {reason}")
+                error.reason = reason
                 raise error from None
-            self._set.Add(p)
         self._set.Compile()
 
     def matching(self, value: str) -> list[int]:
@@ -64,9 +63,14 @@ class Regexes:
         return self._set.Match(value) is not None
 
 
-def _reason(exc: Exception) -> str:
-    msg = exc.args[0] if exc.args else str(exc)
-    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+def _reason_for(pattern: str) -> str:
+    """What RE2 finds wrong with a pattern a set refused (the set does not say)."""
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
+    return "refused by RE2"
 
 
 @dataclass(frozen=True, slots=True)

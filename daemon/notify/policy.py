@@ -303,17 +303,20 @@ class NotifyPolicy:
         policy = route.escalation_policy
         if policy in self.settings.escalation_policies and not st.escalation_policy and inc.state == "open":
             st.escalation_policy = policy
-            st.level = 0
-            st.escalation_due = escalation.first_due(self.settings.escalation_policies[policy], now)
+            self._arm_escalation(st, now)
             self._schedule(st)
 
     def _start_timers(self, st: NotifyState, now: float) -> None:
+        self._arm_escalation(st, now)
+        self._arm_repeat(st, now)
+        self._schedule(st)
+
+    def _arm_escalation(self, st: NotifyState, now: float) -> None:
+        """From the first level of the incident's escalation policy, if it has one."""
         st.level = 0
         st.escalation_due = None
         if st.escalation_policy:
             st.escalation_due = escalation.first_due(self.settings.escalation_policies[st.escalation_policy], now)
-        self._arm_repeat(st, now)
-        self._schedule(st)
 
     def _arm_repeat(self, st: NotifyState, now: float) -> None:
         st.repeat_due = now + st.repeat_interval if st.repeat_interval > 0 else None

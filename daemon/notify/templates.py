@@ -2,9 +2,10 @@
 
 A template sees `incident` (the snapshot taken when the notification was
 written: id, state, title, priority, severity, team, root_cause, impacted,
-alerts, problem_id, known_problem (title, status, cause, workaround), ...), `reason` (opened, priority_raised, root_cause_changed, resolved,
-acknowledged, reopened, escalated, repeat, merged), `headline` (the reason as
-a phrase), `detail`, `link` and `receiver`.
+alerts, problem_id, known_problem (title, status, cause, workaround), ...),
+`reason` (opened, priority_raised, root_cause_changed, resolved, acknowledged,
+reopened, escalated, repeat, merged), `headline` (the reason as a phrase),
+`detail`, `link` and `receiver`.
 """
 
 from __future__ import annotations
