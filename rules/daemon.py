@@ -192,7 +192,8 @@ class RulesPart:
         self._apply_file_entries(ruleset)
         self.rules_stage = RulesStage(ruleset, ci_attrs, on_drop=lambda: self.dropped.inc())
         self.inhibit_stage = InhibitStage(
-            ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout
+            ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout,
+            on_new_source=self._stages_changed,
         )
         registry = getattr(metrics, "registry", None)
         self.rules_loaded = Gauge(
@@ -271,8 +272,9 @@ class RulesPart:
     # -- persistence --------------------------------------------------------------
 
     def _stages_changed(self) -> None:
-        """A silence or change came or went, or the rules changed: firing alerts go through
-        the stages again at their next re-post (see `IncidentManager.epoch`)."""
+        """A silence or change came or went, an inhibiting alert began, or the rules changed:
+        firing alerts go through the stages again at their next re-post (see
+        `IncidentManager.epoch`)."""
         if self.incidents is not None:
             self.incidents.stages_changed()
 

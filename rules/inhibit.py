@@ -14,7 +14,9 @@ sides is not inhibited by alerts that also match both sides. Beyond that:
 An inhibited alert keeps its place in its incident's timeline, marked, and
 does not page. Sources are the alerts this stage has seen firing, with their
 labels after rules; one without `endsAt` counts as firing for
-`resolve_timeout` after it was last seen, as in Alertmanager.
+`resolve_timeout` after it was last seen, as in Alertmanager. A new source
+also inhibits the targets already firing, from their next re-post on (as
+Alertmanager stops notifying them): their incidents stop paging.
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ class InhibitStage:
         ci_attrs: CiAttrs | None = None,
         depends_on: DependsOn | None = None,
         resolve_timeout: float = 300.0,
+        on_new_source: Callable[[], None] | None = None,
     ) -> None:
         self.rules = list(rules or [])
+        # called when an alert starts being a source: the alerts already firing go through
+        # the stages again at their next re-post, so it inhibits those it targets too
+        self.on_new_source = on_new_source
         self.ci_attrs = ci_attrs
         self.depends_on = depends_on
         self.resolve_timeout = resolve_timeout
@@ -85,6 +91,7 @@ class InhibitStage:
 
     def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
         # Sources first, so that a storm arriving in one batch inhibits itself.
+        new_source = False
         for ev in events:
             if ev.dropped:
                 continue
@@ -94,12 +101,15 @@ class InhibitStage:
                 source = _Source(ev.fingerprint, alert.labels, self._view(ev), ev.ci, until)
                 self._firing[ev.fingerprint] = source
                 if self.may_be_source(source.view):
+                    new_source = new_source or ev.fingerprint not in self.sources
                     self.sources.add(ev.fingerprint)
             elif self._firing.pop(ev.fingerprint, None) is not None:
                 self.sources.discard(ev.fingerprint)
         for fp in [fp for fp, s in self._firing.items() if s.until <= now]:
             del self._firing[fp]
             self.sources.discard(fp)
+        if new_source and self.on_new_source is not None:
+            self.on_new_source()
         if not self.rules:
             return events
         for ev in events:

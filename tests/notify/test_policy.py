@@ -260,6 +260,25 @@ def test_an_alert_no_longer_inhibited_pages_then(tmp_path):
     assert w.timeline("INC-000002", "alert_unsuppressed")
 
 
+def test_an_inhibiting_alert_that_comes_later_stops_the_reminders_of_one_already_firing(tmp_path):
+    (tmp_path / "rules.yaml").write_text(
+        "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
+        " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
+    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    w.fire("DiskFull", instance="h1")
+    w.run_until(60)
+    w.fire("HostDown", instance="h1")  # the cause shows up after its symptom paged
+    for _ in range(24):  # both re-posted every 5 minutes, as Alertmanager re-sends them
+        w.run_until(300)
+        w.fire("HostDown", instance="h1")
+        w.fire("DiskFull", instance="h1")
+    assert w.c.incidents.get("INC-000001").paging is False
+    [why] = w.timeline("INC-000001", "alert_suppressed")
+    assert why.startswith("alert DiskFull is now inhibited by host-down: HostDown[")
+    sent = [(msg["incident"]["id"], why) for _, why, _, msg in w.outbox()]
+    assert sent == [("INC-000001", "opened"), ("INC-000002", "opened"), ("INC-000002", "repeat")]
+
+
 def test_a_silence_added_while_an_alert_fires_stops_its_reminders(tmp_path):
     from rules.silences import Silence
 
