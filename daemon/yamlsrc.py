@@ -119,7 +119,12 @@ class _Converter:
             out = self.done[id(node)] = LineList()
             _fill_sequence(out, node, self.value)
         else:
-            out = self.done[id(node)] = self.loader.construct_object(node, deep=True)
+            try:
+                out = self.done[id(node)] = self.loader.construct_object(node, deep=True)
+            except (ValueError, OverflowError) as exc:  # a date like 2026-02-30
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}",
+                    node.start_mark) from None
         return out
 
 
