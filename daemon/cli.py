@@ -39,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.app import WorkerFailed, serve
     from daemon.config import split_listen
     from daemon.logs import configure_logging
+    from daemon.store import StoreError
 
     config = _load(args.config)
     if args.data_dir:
@@ -59,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         return fail(f"cannot start: {exc}")
     except WorkerFailed as exc:
         return fail(f"{exc}; the unprocessed alerts stay in the inbox for the next start")

@@ -122,6 +122,30 @@ class StoreClosed(RuntimeError):
     pass
 
 
+class StoreError(RuntimeError):
+    """The file cannot serve as this incidentd's store (not SQLite, or a newer schema)."""
+
+
+def store_problem(path: str) -> str | None:
+    """Why the existing file at `path` is not a store this incidentd can read, found
+    without changing it (None when it is one): for tools that only read a store."""
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"{path}: not an incidentd store ({exc})"
+    if row is None:
+        return f"{path}: not an incidentd store (no schema version)"
+    if int(row[0]) > SCHEMA_VERSION:
+        return f"{path}: store schema version {row[0]} is newer than this incidentd ({SCHEMA_VERSION})"
+    return None
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
@@ -156,9 +180,12 @@ class Store:
         self._on_commit = on_commit
         os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         sync = "FULL" if fsync else "OFF" if scratch else "NORMAL"
-        self._wconn = _connect(path, sync)
-        self._migrate(self._wconn)
-        self._rconn = _connect(path, sync)
+        try:
+            self._wconn = _connect(path, sync)
+            self._migrate(self._wconn)
+            self._rconn = _connect(path, sync)
+        except sqlite3.DatabaseError as exc:  # a file that is not SQLite, or a damaged one
+            raise StoreError(f"{path}: not a usable SQLite store ({exc})") from None
         self._threaded = threaded
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -178,7 +205,7 @@ class Store:
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreError(
                 f"{self.path}: store schema version {row[0]} is newer than this incidentd ({SCHEMA_VERSION})"
             )
 

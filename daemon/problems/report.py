@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 
 from daemon.problems.model import DAY, Link, Problem, humanize_seconds
-from daemon.store import Store
+from daemon.store import Store, store_problem
 from daemon.timefmt import format_rfc3339, parse_duration, parse_rfc3339
 
 STORE_FILE = "incidentd.sqlite3"
@@ -361,6 +361,9 @@ def run_problems_command(args: argparse.Namespace) -> int:
     path = os.path.join(data_dir, STORE_FILE)
     if not os.path.isfile(path):
         return fail(f"{path}: no store here (set --data-dir or the config's data_dir)")
+    problem = store_problem(path)  # checked read-only: a report never changes what it reads
+    if problem is not None:
+        return fail(problem)
     store = Store(path, threaded=False)
     try:
         report = write_report(store, args.output_dir, until - span, until, max(args.top, 0))

@@ -99,3 +99,23 @@ def test_only_a_throwaway_store_skips_syncing_to_disk(tmp_path):
         finally:
             store.close()
     assert levels == {"daemon": 1, "fsync": 2, "replay": 0}  # NORMAL, FULL, OFF
+
+
+def test_a_store_file_that_is_not_sqlite_stops_the_start_with_one_line_and_is_left_alone(tmp_path):
+    import subprocess
+    import sys
+
+    from daemon_helpers import REPO, free_port
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = data / "incidentd.sqlite3"
+    store.write_bytes(b"a text file where the store should be\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--data-dir", str(data),
+                           "--listen", f"127.0.0.1:{free_port()}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"incidentd: cannot start: {store}: not a usable SQLite store (file is not a database)")
+    assert "Traceback" not in done.stderr + done.stdout
+    assert store.read_bytes() == b"a text file where the store should be\n"

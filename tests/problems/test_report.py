@@ -1,12 +1,15 @@
 """The problem review report, rendered from a seeded store."""
 
 import re
+import sqlite3
 from html.parser import HTMLParser
 
+import pytest
 from problemshop import DAY, HOUR, T0, Shop, db_down, db_slow, disk_full
 
 from daemon.cli import main
 from daemon.problems.report import build_report, load_problems, render, sparkline
+from daemon.store import Store
 from daemon.timefmt import format_rfc3339
 
 
@@ -132,3 +135,25 @@ def test_the_report_command_names_a_bad_until_in_one_line(tmp_path, capsys):
     assert main(["problems", "report", "--until", "garbage", "--data-dir", str(tmp_path)]) == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("incidentd: --until: not an RFC 3339 timestamp")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [(b"not sqlite at all, a text file\n", "not an incidentd store (file is not a database)"),
+     (b"", "not an incidentd store (no such table: meta)")],
+)
+def test_the_report_command_refuses_a_file_that_is_no_store_and_leaves_it_as_it_was(tmp_path, capsys, content, why):
+    path = tmp_path / "incidentd.sqlite3"
+    path.write_bytes(content)
+    assert main(["problems", "report", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f"incidentd: {path}: {why}"
+    assert path.read_bytes() == content and not (tmp_path / "out").exists()
+
+
+def test_the_report_command_refuses_a_store_of_a_newer_incidentd(tmp_path, capsys):
+    Store(str(tmp_path / "incidentd.sqlite3"), threaded=False).close()
+    with sqlite3.connect(tmp_path / "incidentd.sqlite3") as conn:
+        conn.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    assert main(["problems", "report", "--data-dir", str(tmp_path)]) == 1
+    assert "store schema version 999 is newer than this incidentd" in capsys.readouterr().err
