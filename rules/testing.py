@@ -61,6 +61,9 @@ DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 TOP_KEYS = ("rule_files", "cmdb", "cis", "config", "start", "tests")
 TEST_KEYS = ("name", "alerts", "silences", "changes", "expect", "incidents")
 ALERT_KEYS = ("at", "labels", "annotations", "ci", "status", "ends_at")
+INCIDENT_KEYS = ("alerts", "priority", "paging", "suspected_change", "root_cause")
+SILENCE_KEYS = ("id", "matchers", "start", "end", "comment", "createdBy", "created_by")
+CHANGE_KEYS = ("id", "ci", "summary", "start", "end")
 EXPECT_KEYS = (
     "alert", "at", "labels", "annotations", "priority", "team", "receiver", "runbook",
     "dropped", "silenced", "inhibited", "expected",
@@ -200,6 +203,13 @@ def _build_config(doc: LineDict, path: str, workdir: str) -> Any:
     return load_config(cfg_path)
 
 
+def _relocated(errors: list[str], doc: LineDict, path: str, workdir: str) -> list[str]:
+    """Errors in the config `_build_config` wrote, named after the test file's `config:`."""
+    written = os.path.join(workdir, "config.yaml") + ":"
+    here = f"{path}:{doc.line_of('config')}: config: "
+    return [here + e[len(written):].split(": ", 1)[-1] if e.startswith(written) else e for e in errors]
+
+
 def _paths(value: Any) -> list[str]:
     """A file list, or one file as a string (as the config takes them)."""
     return [value] if isinstance(value, str) else list(value or [])
@@ -231,6 +241,18 @@ def _shape_errors(doc: LineDict, path: str) -> list[str]:
     cis = doc.get("cis")
     if cis is not None and not (isinstance(cis, Mapping) and all(isinstance(v, Mapping) for v in cis.values())):
         err(doc, "cis", "cis: expected a mapping of CI ids to their attributes")
+    elif cis is not None:
+        for ci, item in cis.items():
+            match, deps = item.get("match"), item.get("depends_on")
+            if match is not None and not (isinstance(match, Mapping) and all(
+                    isinstance(v, str | int | float | bool) for v in match.values())):
+                err(item, "match", f"cis.{ci}.match: expected a mapping of label names to values")
+            if deps is not None and not (isinstance(deps, list) and all(isinstance(d, str) for d in deps)):
+                err(item, "depends_on", f"cis.{ci}.depends_on: expected a list of CI ids")
+            elif deps is not None:
+                for d in deps:
+                    if d not in cis:
+                        err(item, "depends_on", f"cis.{ci}.depends_on: unknown CI {d!r} (not in cis)")
     if doc.get("config") is not None and not isinstance(doc["config"], Mapping):
         err(doc, "config", "config: expected a mapping of config keys")
     for i, test in enumerate(doc["tests"]):
@@ -238,8 +260,10 @@ def _shape_errors(doc: LineDict, path: str) -> list[str]:
         if not isinstance(test, Mapping):
             err(doc["tests"], i, f"{where}: expected a mapping (name, alerts, expect, ...)")
             continue
-        mappings(test, "silences", f"{where}.silences")
-        mappings(test, "changes", f"{where}.changes")
+        for j, silence in enumerate(mappings(test, "silences", f"{where}.silences")):
+            _unknown(silence, SILENCE_KEYS, f"{where}.silences[{j}]", path, errors)
+        for j, change in enumerate(mappings(test, "changes", f"{where}.changes")):
+            _unknown(change, CHANGE_KEYS, f"{where}.changes[{j}]", path, errors)
         for j, alert in enumerate(mappings(test, "alerts", f"{where}.alerts")):
             if not isinstance(alert.get("labels"), Mapping):
                 err(alert, "labels", f"{where}.alerts[{j}].labels: expected a mapping of label names to values")
@@ -255,6 +279,8 @@ def _shape_errors(doc: LineDict, path: str) -> list[str]:
         if incidents is not None and not isinstance(incidents, list):
             err(test, "incidents", f"{where}.incidents: expected a list of incidents")
         for j, inc in enumerate(incidents if isinstance(incidents, list) else []):
+            if isinstance(inc, Mapping):
+                _unknown(inc, INCIDENT_KEYS, f"{where}.incidents[{j}]", path, errors)
             alerts = inc.get("alerts") if isinstance(inc, Mapping) else inc
             if not isinstance(alerts, list) or not all(isinstance(x, Mapping) for x in alerts):
                 err(incidents, j, f"{where}.incidents[{j}]: expected a list of alert selectors"
@@ -542,7 +568,7 @@ def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
                 file_errors = True
                 continue
             except Exception as exc:  # a config or rule file error surfaces here
-                errs = getattr(exc, "errors", None) or [str(exc)]
+                errs = _relocated(getattr(exc, "errors", None) or [str(exc)], doc, path, workdir)
                 print("\n".join(errs), file=out)
                 file_errors = True
                 break

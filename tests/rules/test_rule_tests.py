@@ -251,3 +251,42 @@ def test_a_bad_time_in_an_expectation_names_its_line_and_a_rule_file_may_be_a_st
     out = io.StringIO()
     assert run_rule_tests([str(path)], out) == 1
     assert out.getvalue().startswith(f"{path}:4: at: not a duration")
+
+
+def test_misspelt_keys_in_incidents_silences_and_changes_and_bad_inline_cis_are_errors_not_passes(tmp_path):
+    code, out = run(tmp_path, """
+        cis:
+          checkout: {match: [a, b], depends_on: [orders-db]}
+          orders: {depends_on: 5}
+        tests:
+          - alerts: [{at: 0m, labels: {alertname: A}}]
+            silences: [{matchers: ['env="dev"'], ends: 10m}]
+            changes: [{id: CHG-1, ci: orders, strat: 0m}]
+            incidents:
+              - {alerts: [{alertname: A}], priorty: P9}
+        """)
+    p = f"{tmp_path}/rules_test.yaml"
+    assert code == 1
+    assert out.splitlines()[:-1] == [
+        f"{p}:4: cis.checkout.match: expected a mapping of label names to values",
+        f"{p}:4: cis.checkout.depends_on: unknown CI 'orders-db' (not in cis)",
+        f"{p}:5: cis.orders.depends_on: expected a list of CI ids",
+        f"{p}:8: unknown field 'ends' in tests[0].silences[0]; did you mean 'end'?",
+        f"{p}:9: unknown field 'strat' in tests[0].changes[0]; did you mean 'start'?",
+        f"{p}:11: unknown field 'priorty' in tests[0].incidents[0]; did you mean 'priority'?",
+    ]
+
+
+def test_an_error_in_the_config_section_names_the_test_file(tmp_path):
+    code, out = run(tmp_path, """
+        config: {incidents: {group_window: banana}}
+        tests:
+          - alerts: [{at: 0m, labels: {alertname: A}}]
+          - alerts: [{at: 0m, labels: {alertname: B}}]
+        """)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{tmp_path}/rules_test.yaml:3: config: incidents.group_window: not a duration (use e.g. 30s, 5m, 1h):"
+        " 'banana'",
+        "0 passed, 0 failed, errors in test files",
+    ]
