@@ -8,6 +8,7 @@ SQLite file in a temporary directory; nothing touches the network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -138,6 +139,12 @@ def build_result(components: Components, store: Store) -> dict[str, Any]:
 
 
 def run_replay(config: Config, input_path: str, output_path: str) -> dict[str, Any]:
+    # a result that cannot be written is known before the replay, not after it
+    if os.path.isdir(output_path):
+        raise ReplayError(f"{output_path}: cannot write: it is a directory")
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(folder):
+        raise ReplayError(f"{output_path}: cannot write: no directory {folder}")
     with tempfile.TemporaryDirectory(prefix="incidentd-replay-") as workdir:
         components, store = replay_events(config, input_path, workdir)
         try:
@@ -145,8 +152,13 @@ def run_replay(config: Config, input_path: str, output_path: str) -> dict[str, A
         finally:
             store.close()
     tmp = output_path + ".tmp"
-    with open(tmp, "wb") as fh:
-        # orjson: the standard encoder falls back to pure Python when indenting
-        fh.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    os.replace(tmp, output_path)
+    try:
+        with open(tmp, "wb") as fh:
+            # orjson: the standard encoder falls back to pure Python when indenting
+            fh.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        os.replace(tmp, output_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # no half-written file left behind
+        raise
     return result

@@ -169,6 +169,23 @@ def test_an_invalid_event_stops_replay_with_file_and_line(tmp_path):
     assert not (tmp_path / "result.json").exists()
 
 
+@pytest.mark.parametrize("output, message", [
+    ("out", "out: cannot write: it is a directory"),
+    ("out/", "out/: cannot write: it is a directory"),
+    ("gone/r.json", "gone/r.json: cannot write: no directory "),
+])
+def test_an_output_that_cannot_be_written_is_refused_at_once_leaving_no_file_behind(tmp_path, output, message):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "events.jsonl").write_text(json.dumps(ev("00:00:00", {"alertname": "A"})) + "\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--input", "events.jsonl",
+                           "--output", output, "--config", os.devnull], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    [err] = done.stderr.strip().splitlines()
+    assert err.startswith(f"incidentd: {message}"), err
+    assert sorted(os.listdir(tmp_path)) == ["events.jsonl", "out"] and os.listdir(tmp_path / "out") == []
+
+
 @pytest.mark.parametrize("line, message", [
     (b'{"kind": "alert", "at": "2026-01-01T00:00:01Z", "alert": {"labels": {"a": "\xff"}}}',
      "str is not valid UTF-8"),
