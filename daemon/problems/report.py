@@ -283,7 +283,10 @@ Ranked by cost = incidents &times; mean time to resolve.</p>
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text from people (titles, workarounds) as Markdown shows it literally: no table
+    breaks, and no HTML, which Markdown renderers would pass through."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render(report: Report) -> tuple[str, str]:
@@ -309,7 +312,6 @@ def write_report(
     store: Store, output_dir: str, since: float, until: float, top: int = 10
 ) -> Report:
     report = build_report(load_problems(store), since, until, top)
-    report.generated_at = until
     markdown, html = render(report)
     os.makedirs(output_dir, exist_ok=True)
     for name, text in (("report.md", markdown), ("report.html", html)):
