@@ -96,3 +96,18 @@ def test_detect_fails_in_one_line_naming_the_file_and_line(tmp_path, config, csv
     [line] = err.strip().splitlines()  # no traceback
     assert line.startswith("incidentd: ") and message in line, line
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_detect_names_the_file_it_cannot_read_or_write(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in.csv").write_text("timestamp,value\n2014-04-01 00:00:00,1\n")
+    (tmp_path / "out").mkdir()
+    for args, message in ((["--input", "nosuch.csv", "--output", "o.csv"],
+                           "incidentd: nosuch.csv: cannot read: No such file or directory"),
+                          (["--input", "in.csv", "--output", "out"], "incidentd: out: cannot write: Is a directory")):
+        done = subprocess.run([sys.executable, "-m", "daemon.cli", "detect", *args], cwd=tmp_path, text=True,
+                              capture_output=True, timeout=120,
+                              env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
+        assert (done.returncode, done.stderr.strip()) == (1, message)
