@@ -84,5 +84,11 @@ def check_cmdb(config: Config) -> list[str]:
         try:
             CorrelationConfig.from_mapping(raw["correlation"])
         except (ValueError, TypeError) as exc:
-            errors.append(f"{config.path}:{line_of(raw, 'correlation')}: correlation: {exc}")
+            section = raw["correlation"]
+            # the line of the key the message names (correlation.KEY...), else the section's
+            named = [k for k in (section if isinstance(section, dict) else ())
+                     if str(exc).startswith(f"correlation.{k}")]
+            line = line_of(section, named[0]) if named else line_of(raw, "correlation")
+            message = str(exc) if named else f"correlation: {exc}"
+            errors.append(f"{config.path}:{line}: {message}")
     return errors

@@ -74,7 +74,10 @@ class CorrelationConfig:
             raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
         for key in ("window", "max_span"):
             if key in data:
-                setattr(cfg, key, parse_duration(data[key]))
+                try:
+                    setattr(cfg, key, parse_duration(data[key]))
+                except ValueError as exc:
+                    raise ValueError(f"correlation.{key}: {exc}") from None
         for key in ("max_hops", "depth", "candidates"):
             if key in data:
                 value = data[key]
@@ -84,13 +87,16 @@ class CorrelationConfig:
         if "model" in data:
             value = data["model"]
             known = set(FaultModel.__dataclass_fields__)
-            if not isinstance(value, Mapping) or not all(
-                k in known and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-                for k, v in value.items()
-            ):
-                raise ValueError(
-                    "correlation.model must map probabilities to positive numbers; known: " + ", ".join(sorted(known))
-                )
+            if not isinstance(value, Mapping):
+                raise ValueError("correlation.model must map the model's numbers to values; known: "
+                                 + ", ".join(sorted(known)))
+            for k, v in value.items():
+                if k not in known:
+                    raise ValueError(f"correlation.model.{k}: unknown; known: {', '.join(sorted(known))}")
+                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                    raise ValueError(f"correlation.model.{k} must be a positive number, not {v!r}")
+                if k not in _MODEL_SECONDS and v > 1:
+                    raise ValueError(f"correlation.model.{k} is a probability: at most 1, not {v!r}")
             cfg.model = dict(value)
         for key in ("cause_alerts", "symptom_alerts", "resource_alerts"):
             if key in data:
@@ -103,6 +109,9 @@ class CorrelationConfig:
                     raise ValueError(f"correlation.{key}: {exc}") from None
                 setattr(cfg, key, list(value))
         return cfg
+
+
+_MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale"})  # the rest are probabilities
 
 
 def _members(incident: Any) -> Iterable[tuple[str, Any]]:

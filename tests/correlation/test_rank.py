@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from helpers import Manager, cmdb_of
 
 from correlation.engine import TopologyCorrelator
@@ -214,3 +215,19 @@ def test_reason_follows_dependencies_not_a_shared_host():
     mgr.fire("HighErrorRate", "web", 30)
     assert mgr.reasons[1] == ("web depends on db (2 hops), the likely root cause: "
                               "web depends_on api, api depends_on db")
+
+
+@pytest.mark.parametrize("section, line, message", [
+    ("correlation:\n  window: 5m\n  max_span: soon\n", 3,
+     "correlation.max_span: not a duration (use e.g. 30s, 5m, 1h): 'soon'"),
+    ("correlation:\n  model: {new_fault: 2}\n", 2, "correlation.model.new_fault is a probability: at most 1, not 2"),
+    ("correlation:\n  model: {settle: 900, noise: 0}\n", 2, "correlation.model.noise must be a positive number, not 0"),
+    ("correlation:\n  model: {nois: 0.1}\n", 2, "correlation.model.nois: unknown; known: after_change,"),
+])
+def test_check_config_names_the_correlation_setting_that_is_wrong(tmp_path, section, line, message):
+    from daemon.cli import check_config_errors
+
+    path = tmp_path / "config.yaml"
+    path.write_text("data_dir: data\n" + section)
+    [error] = check_config_errors(str(path))
+    assert error.startswith(f"{path}:{line + 1}: {message}"), error
