@@ -84,7 +84,9 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 at = parse_time(ev.get("at"), "at")
                 if at is None:
                     raise PayloadError("at", "the zero time is not an event time")
-            except (orjson.JSONDecodeError, PayloadError) as exc:
+            except orjson.JSONDecodeError as exc:  # its own "line 1" would name a second line
+                raise ReplayError(f"{where}: invalid JSON at character {exc.pos + 1}: {exc.msg}") from None
+            except PayloadError as exc:
                 raise ReplayError(f"{where}: {exc}") from None
             if not started:
                 clock.set(at)

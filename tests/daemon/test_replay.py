@@ -194,6 +194,7 @@ def test_an_output_that_cannot_be_written_is_refused_at_once_leaving_no_file_beh
      "end: time out of range"),
     (b'{"kind": "alert", "at": "9999-12-31T23:59:59-23:59", "alert": {"labels": {"a": "b"}}}',
      "at: time out of range"),
+    (b'{"kind": "alert", ', "invalid JSON at character 20: unexpected end of data"),
 ])
 def test_a_line_of_bad_bytes_or_a_bad_change_stops_replay_with_file_and_line(tmp_path, line, message):
     first = json.dumps(ev("00:00:00", {"alertname": "A"})).encode()
