@@ -128,7 +128,7 @@ def parse_auth(config: Config) -> tuple[AuthSettings, list[str]]:
                 continue
             name, role, digest = t.get("name"), t.get("role"), str(t.get("token_sha256", "")).lower()
             if not isinstance(name, str) or not name:
-                err(t, "name", f"{w}.name is required")
+                err(t, "name", f"{w}.name is required (a non-empty string)")
                 continue
             if name in names:
                 err(t, "name", f"{w}: duplicate token name {name!r}")
@@ -145,6 +145,8 @@ def parse_auth(config: Config) -> tuple[AuthSettings, list[str]]:
                     v = t[key]
                     if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
                         err(t, key, f"{w}.{key} must be a positive number")
+                    elif key == "max_body_bytes" and not isinstance(v, int):
+                        err(t, key, f"{w}.max_body_bytes must be a whole number of bytes")
                     else:
                         setattr(tok, key, int(v) if key == "max_body_bytes" else float(v))
             if tok.rate_limit is not None and tok.burst <= 0:
@@ -153,6 +155,10 @@ def parse_auth(config: Config) -> tuple[AuthSettings, list[str]]:
             for key in t:
                 if key not in ("name", "role", "token_sha256", "rate_limit", "burst", "max_body_bytes"):
                     err(t, key, f"unknown key {w}.{key}")
+            if digest in s.tokens:  # one secret cannot be two identities (nor two roles)
+                err(t, "token_sha256", f"{w}.token_sha256 is the same as that of token "
+                                       f"{s.tokens[digest].name!r}: one token, one identity")
+                continue
             s.tokens[digest] = tok
         if "open_endpoints" in auth:
             v = auth["open_endpoints"]
@@ -169,6 +175,9 @@ def parse_auth(config: Config) -> tuple[AuthSettings, list[str]]:
             err(raw, "tls", "tls must be {cert: PATH, key: PATH}")
         else:
             s.tls_cert, s.tls_key = config.resolve(tls["cert"]), config.resolve(tls["key"])
+            for key in tls:
+                if key not in ("cert", "key"):
+                    err(tls, key, f"unknown key tls.{key} (tls takes cert and key)")
     return s, errors
 
 
@@ -176,17 +185,46 @@ def check_auth(config: Config) -> list[str]:
     import os
 
     settings, errors = parse_auth(config)
-    for path in (settings.tls_cert, settings.tls_key):
+    tls = config.raw.get("tls") if isinstance(config.raw, Mapping) else None
+    missing = False
+    for key, path in (("cert", settings.tls_cert), ("key", settings.tls_key)):
         if path and not os.path.isfile(path):
-            errors.append(f"{config.path}:{line_of(config.raw, 'tls')}: TLS file not found: {path}")
+            errors.append(f"{config.path}:{line_of(tls, key)}: TLS file not found: {path}")
+            missing = True
+    if settings.tls_cert and not missing:
+        try:
+            ssl_context(settings)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(f"{config.path}:{line_of(config.raw, 'tls')}: cannot load the TLS certificate and key "
+                          f"({settings.tls_cert}, {settings.tls_key}): {_ssl_reason(exc)}")
     return errors
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    if reason == "KEY_VALUES_MISMATCH":
+        return "the key does not belong to the certificate"
+    if isinstance(exc, ssl.SSLError) and reason in (None, "PEM_LIB") or reason == "NO_START_LINE":
+        return "not a PEM certificate and unencrypted PEM key"
+    if isinstance(exc, _NeedsPassphrase):
+        return str(exc)
+    return str(reason or exc)
+
+
+class _NeedsPassphrase(OSError):
+    pass
+
+
+def _no_passphrase() -> str:
+    # a daemon has nobody to type a passphrase: never prompt on a terminal
+    raise _NeedsPassphrase("the key is encrypted; give an unencrypted key (readable by the daemon only)")
 
 
 def ssl_context(settings: AuthSettings) -> ssl.SSLContext | None:
     if not settings.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key, password=_no_passphrase)
     return ctx
 
 
@@ -215,6 +253,8 @@ class AuthPart:
             if t.name in old and old[t.name].sha256 == t.sha256:
                 t.tokens, t.refilled = old[t.name].tokens, old[t.name].refilled
         settings.tls_cert, settings.tls_key = self.settings.tls_cert, self.settings.tls_key  # needs a restart
+        if self.settings.enabled and not settings.enabled:
+            log.warning("API is open: the reloaded config has no auth tokens (auth.tokens); it required them before")
         self.settings = settings
         return []
 
@@ -266,8 +306,13 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
                          {"Retry-After": str(max(1, int(wait + 0.999)))})
         if tok.max_body_bytes is not None and request.can_read_body:
             length = request.content_length
-            if length is None:
-                length = len(await request.read())  # cached for the handler
+            if length is None or request.headers.get("Content-Encoding", "identity").lower() != "identity":
+                try:  # the body as the handler will see it (decompressed), cached for it
+                    length = len(await request.read())
+                except web.HTTPException:
+                    raise
+                except Exception as exc:  # a body that does not decompress: the handler's 400
+                    return _deny(400, "bad content encoding", str(exc) or type(exc).__name__)
             if length > tok.max_body_bytes:
                 return _deny(413, "request body too large", f"the limit for token {tok.name!r} is {tok.max_body_bytes} bytes")
         with warnings.catch_warnings():  # the core reads the plain key "identity" (daemon.api._actor)
@@ -288,11 +333,14 @@ def configure_hash_token(p: argparse.ArgumentParser) -> None:
 
 def run_hash_token(args: argparse.Namespace) -> int:
     if args.generate:
-        token = secrets.token_urlsafe(32)
+        token = "-"
+        while token.startswith("-"):  # one that `incidentd hash-token TOKEN` can take back
+            token = secrets.token_urlsafe(32)
         print(f"token: {token}")
         print(f"token_sha256: {hash_token(token)}")
         return 0
-    token = args.token if args.token is not None else sys.stdin.readline().rstrip("\n")
+    # stripped as the API strips the Authorization header's value
+    token = (args.token if args.token is not None else sys.stdin.readline()).strip()
     if not token:
         print("incidentd: no token given", file=sys.stderr)
         return 1

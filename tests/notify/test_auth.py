@@ -106,6 +106,25 @@ async def test_rate_and_body_limits_per_token(secured):
     assert status == 413 and "tiny" in resp["detail"]
 
 
+async def test_a_compressed_body_counts_as_it_expands_and_a_corrupt_one_is_a_400(secured):
+    import gzip
+    import json
+
+    c = secured
+    await asyncio.sleep(1.1)  # a full bucket for the rate-limited token
+    headers = {"Authorization": "Bearer tiny", "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    small = gzip.compress(json.dumps([alert("X" * 2000)]).encode())
+    assert len(small) < 300  # under the token's limit as sent, far over it as read
+    async with c.session.post(c.base + "/api/v1/alerts", data=small, headers=headers) as r:
+        assert (r.status, (await r.json())["error"]) == (413, "request body too large")
+
+    async def chunks():
+        yield b"this is not gzip"
+
+    async with c.session.post(c.base + "/api/v1/alerts", data=chunks(), headers=headers) as r:
+        assert (r.status, (await r.json())["error"]) == (400, "bad content encoding")
+
+
 async def test_without_tokens_the_api_stays_open(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, ""))
     status, _ = await c.call("POST", "/api/v1/alerts", [alert("A")])
@@ -123,6 +142,37 @@ def test_hash_token_command():
     out = subprocess.run([sys.executable, "-m", "daemon.cli", "hash-token", "s3cret"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == hash_token("s3cret")
+    # stdin with a CRLF, as a Windows editor leaves it: stripped, as the API strips the header
+    out = subprocess.run([sys.executable, "-m", "daemon.cli", "hash-token"], input=" s3cret\r\n",
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == hash_token("s3cret")
+
+
+def test_check_config_refuses_a_shared_token_and_tls_files_that_do_not_load(tmp_path):
+    from daemon.cli import check_config_errors
+
+    digest = hash_token("same")
+    path = write_config(tmp_path, f"auth:\n  tokens:\n    - {{name: am, role: ingest, token_sha256: {digest}}}\n"
+                                  f"    - {{name: ops, role: admin, token_sha256: {digest}}}\n")
+    assert check_config_errors(path) == [
+        f"{path}:5: auth.tokens[1].token_sha256 is the same as that of token 'am': one token, one identity"]
+
+    def pem(name: str, *extra: str) -> str:
+        cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1", "-subj", "/CN=127.0.0.1",
+                        *(extra or ("-nodes",)), "-keyout", str(key), "-out", str(cert)], check=True,
+                       capture_output=True)
+        return str(cert), str(key)
+
+    (a_crt, a_key), (_, b_key), (e_crt, e_key) = pem("a"), pem("b"), pem("e", "-passout", "pass:pw")
+    for cert, key, why in ((a_crt, b_key, "the key does not belong to the certificate"),
+                           (path, path, "not a PEM certificate and unencrypted PEM key"),
+                           (e_crt, e_key, "the key is encrypted; give an unencrypted key")):
+        path = write_config(tmp_path, f"tls: {{cert: {cert}, key: {key}}}\n")
+        [error] = check_config_errors(path)
+        assert error.startswith(f"{path}:2: cannot load the TLS certificate and key ({cert}, {key}): {why}"), error
+    path = write_config(tmp_path, f"tls: {{cert: {a_crt}, key: {a_key}, ca: x.pem}}\n")
+    assert check_config_errors(path) == [f"{path}:2: unknown key tls.ca (tls takes cert and key)"]
 
 
 async def test_tls_listener(tmp_path, daemon_for):
