@@ -241,11 +241,16 @@ def _resolved(w, name: str, **labels: str) -> None:
     w.flush()
 
 
-def test_an_alert_no_longer_inhibited_pages_then(tmp_path):
+def _host_down_inhibits(tmp_path) -> World:
+    """A world whose rules let HostDown inhibit every other alert on its instance."""
     (tmp_path / "rules.yaml").write_text(
         "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
         " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
-    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    return World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+
+
+def test_an_alert_no_longer_inhibited_pages_then(tmp_path):
+    w = _host_down_inhibits(tmp_path)
     w.fire("HostDown", instance="h1")
     w.run_until(60)
     w.fire("DiskFull", instance="h1")  # inhibited: an incident that does not page
@@ -261,10 +266,7 @@ def test_an_alert_no_longer_inhibited_pages_then(tmp_path):
 
 
 def test_an_inhibiting_alert_that_comes_later_stops_the_reminders_of_one_already_firing(tmp_path):
-    (tmp_path / "rules.yaml").write_text(
-        "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
-        " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
-    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    w = _host_down_inhibits(tmp_path)
     w.fire("DiskFull", instance="h1")
     w.run_until(60)
     w.fire("HostDown", instance="h1")  # the cause shows up after its symptom paged
@@ -355,10 +357,7 @@ def test_a_priority_raised_later_brings_in_the_route_for_that_priority(tmp_path)
 
 
 def test_the_acknowledge_target_counts_from_when_the_incident_first_pages(tmp_path):
-    (tmp_path / "rules.yaml").write_text(
-        "inhibit_rules:\n  - {name: host-down, source_matchers: ['alertname=\"HostDown\"'],"
-        " target_matchers: ['alertname!=\"HostDown\"'], equal: [instance]}\n")
-    w = World(tmp_path, CONFIG + "rules: [rules.yaml]\n")
+    w = _host_down_inhibits(tmp_path)
     w.fire("HostDown", instance="h1", severity="critical")
     w.fire("DiskFull", instance="h1", severity="critical")  # P2, inhibited: pages nobody
     w.ack("INC-000001")
