@@ -201,13 +201,13 @@ def check_auth(config: Config) -> list[str]:
 
 
 def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, _NeedsPassphrase):
+        return str(exc)
     reason = getattr(exc, "reason", None)
     if reason == "KEY_VALUES_MISMATCH":
         return "the key does not belong to the certificate"
-    if isinstance(exc, ssl.SSLError) and reason in (None, "PEM_LIB") or reason == "NO_START_LINE":
+    if reason == "NO_START_LINE" or (isinstance(exc, ssl.SSLError) and reason in (None, "PEM_LIB")):
         return "not a PEM certificate and unencrypted PEM key"
-    if isinstance(exc, _NeedsPassphrase):
-        return str(exc)
     return str(reason or exc)
 
 
@@ -306,13 +306,12 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
                          {"Retry-After": str(max(1, int(wait + 0.999)))})
         if tok.max_body_bytes is not None and request.can_read_body:
             length = request.content_length
-            if length is None or request.headers.get("Content-Encoding", "identity").lower() != "identity":
+            encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+            if length is None or encoding != "identity":
                 try:  # the body as the handler will see it (decompressed), cached for it
                     length = len(await request.read())
-                except web.HTTPException:
-                    raise
-                except Exception as exc:  # a body that does not decompress: the handler's 400
-                    return _deny(400, "bad content encoding", str(exc) or type(exc).__name__)
+                except web.RequestPayloadError:  # answered as `daemon.api.read_json` answers it
+                    return _deny(400, "bad content encoding", f"the body is not {encoding} data")
             if length > tok.max_body_bytes:
                 return _deny(413, "request body too large", f"the limit for token {tok.name!r} is {tok.max_body_bytes} bytes")
         with warnings.catch_warnings():  # the core reads the plain key "identity" (daemon.api._actor)

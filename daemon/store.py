@@ -141,8 +141,13 @@ def store_problem(path: str) -> str | None:
         return f"{path}: not an incidentd store ({exc})"
     if row is None:
         return f"{path}: not an incidentd store (no schema version)"
-    if int(row[0]) > SCHEMA_VERSION:
-        return f"{path}: store schema version {row[0]} is newer than this incidentd ({SCHEMA_VERSION})"
+    return _too_new(path, row[0])
+
+
+def _too_new(path: str, version: str) -> str | None:
+    """Why a store of schema `version` is not for this incidentd, or None."""
+    if int(version) > SCHEMA_VERSION:
+        return f"{path}: store schema version {version} is newer than this incidentd ({SCHEMA_VERSION})"
     return None
 
 
@@ -204,10 +209,8 @@ class Store:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: store schema version {row[0]} is newer than this incidentd ({SCHEMA_VERSION})"
-            )
+        elif (too_new := _too_new(self.path, row[0])) is not None:
+            raise StoreError(too_new)
 
     # -- writing --------------------------------------------------------------
 
