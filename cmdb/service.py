@@ -84,11 +84,9 @@ def check_cmdb(config: Config) -> list[str]:
         try:
             CorrelationConfig.from_mapping(raw["correlation"])
         except (ValueError, TypeError) as exc:
-            section = raw["correlation"]
-            # the line of the key the message names (correlation.KEY...), else the section's
-            named = [k for k in (section if isinstance(section, dict) else ())
-                     if str(exc).startswith(f"correlation.{k}")]
-            line = line_of(section, named[0]) if named else line_of(raw, "correlation")
-            message = str(exc) if named else f"correlation: {exc}"
-            errors.append(f"{config.path}:{line}: {message}")
+            key = getattr(exc, "key", None)  # a SettingError names its setting: its own line
+            if key is not None:
+                errors.append(f"{config.path}:{line_of(raw['correlation'], key)}: {exc}")
+            else:
+                errors.append(f"{config.path}:{line_of(raw, 'correlation')}: correlation: {exc}")
     return errors

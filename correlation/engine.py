@@ -43,6 +43,14 @@ from daemon.pipeline import AlertEvent, Analysis, Placement
 from rules.matchers import Regexes
 
 
+class SettingError(ValueError):
+    """A `correlation:` setting that is wrong; `key` is the setting's own key there."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass(slots=True)
 class CorrelationConfig:
     """The `correlation:` section of the config."""
@@ -77,36 +85,36 @@ class CorrelationConfig:
                 try:
                     setattr(cfg, key, parse_duration(data[key]))
                 except ValueError as exc:
-                    raise ValueError(f"correlation.{key}: {exc}") from None
+                    raise SettingError(key, f"correlation.{key}: {exc}") from None
         for key in ("max_hops", "depth", "candidates"):
             if key in data:
                 value = data[key]
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"correlation.{key} must be a non-negative integer")
+                    raise SettingError(key, f"correlation.{key} must be a non-negative integer")
                 setattr(cfg, key, value)
         if "model" in data:
             value = data["model"]
             known = set(FaultModel.__dataclass_fields__)
             if not isinstance(value, Mapping):
-                raise ValueError("correlation.model must map the model's numbers to values; known: "
-                                 + ", ".join(sorted(known)))
+                raise SettingError("model", "correlation.model must map the model's numbers to values; known: "
+                                   + ", ".join(sorted(known)))
             for k, v in value.items():
                 if k not in known:
-                    raise ValueError(f"correlation.model.{k}: unknown; known: {', '.join(sorted(known))}")
+                    raise SettingError("model", f"correlation.model.{k}: unknown; known: {', '.join(sorted(known))}")
                 if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                    raise ValueError(f"correlation.model.{k} must be a positive number, not {v!r}")
+                    raise SettingError("model", f"correlation.model.{k} must be a positive number, not {v!r}")
                 if k not in _MODEL_SECONDS and v > 1:
-                    raise ValueError(f"correlation.model.{k} is a probability: at most 1, not {v!r}")
+                    raise SettingError("model", f"correlation.model.{k} is a probability: at most 1, not {v!r}")
             cfg.model = dict(value)
         for key in ("cause_alerts", "symptom_alerts", "resource_alerts"):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ValueError(f"correlation.{key} must be a list of strings")
+                    raise SettingError(key, f"correlation.{key} must be a list of strings")
                 try:
                     Regexes(value)
                 except ValueError as exc:
-                    raise ValueError(f"correlation.{key}: {exc}") from None
+                    raise SettingError(key, f"correlation.{key}: {exc}") from None
                 setattr(cfg, key, list(value))
         return cfg
 
