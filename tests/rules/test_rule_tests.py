@@ -220,8 +220,15 @@ def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
     assert run_rule_tests([str(path)], out) == 0, out.getvalue()
 
 
+def file_errors(tmp_path, tests: str) -> list[str]:
+    """The errors a test file is refused with (it must be), without the summary line."""
+    code, out = run(tmp_path, tests)
+    assert code == 1
+    return out.splitlines()[:-1]
+
+
 def test_a_test_file_of_the_wrong_shape_is_reported_with_lines_not_python_errors(tmp_path):
-    code, out = run(tmp_path, """
+    errors = file_errors(tmp_path, """
         cis: {db: [1, 2]}
         tests:
           - just a string
@@ -233,8 +240,7 @@ def test_a_test_file_of_the_wrong_shape_is_reported_with_lines_not_python_errors
             incidents: [[{alertname: A}], 3]
         """)
     p = f"{tmp_path}/rules_test.yaml"
-    assert code == 1
-    assert out.splitlines()[:-1] == [
+    assert errors == [
         f"{p}:3: cis: expected a mapping of CI ids to their attributes",
         f"{p}:5: tests[0]: expected a mapping (name, alerts, expect, ...)",
         f"{p}:7: tests[1].alerts[0].labels: expected a mapping of label names to values",
@@ -254,7 +260,7 @@ def test_a_bad_time_in_an_expectation_names_its_line_and_a_rule_file_may_be_a_st
 
 
 def test_misspelt_keys_in_incidents_silences_and_changes_and_bad_inline_cis_are_errors_not_passes(tmp_path):
-    code, out = run(tmp_path, """
+    errors = file_errors(tmp_path, """
         cis:
           checkout: {match: [a, b], depends_on: [orders-db]}
           orders: {depends_on: 5}
@@ -266,8 +272,7 @@ def test_misspelt_keys_in_incidents_silences_and_changes_and_bad_inline_cis_are_
               - {alerts: [{alertname: A}], priorty: P9}
         """)
     p = f"{tmp_path}/rules_test.yaml"
-    assert code == 1
-    assert out.splitlines()[:-1] == [
+    assert errors == [
         f"{p}:4: cis.checkout.match: expected a mapping of label names to values",
         f"{p}:4: cis.checkout.depends_on: unknown CI 'orders-db' (not in cis)",
         f"{p}:5: cis.orders.depends_on: expected a list of CI ids",
