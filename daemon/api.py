@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from daemon.incidents import IncidentError
@@ -61,6 +63,49 @@ async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitab
     except Exception:
         log.exception("request failed", path=request.path, method=request.method)
         return error(500, "internal error", "see the daemon's log")
+
+
+
+def parse_error_reason(exc: HttpProcessingError) -> str:
+    """What aiohttp's HTTP parser refused, without the bytes it quotes: they may be
+    an `Authorization` header and its token."""
+    first = exc.message.split("\n", 1)[0]
+    for cut in (": ", "'", '"', "bytearray(", "b'"):
+        first = first.split(cut, 1)[0]
+    return first.strip(" :.") or type(exc).__name__
+
+
+class _ParserErrorsAsJson(RequestHandler):
+    """A connection whose request the HTTP parser refuses (a header with control
+    characters, a line over 8 KiB, an unknown `Content-Encoding`) is answered like
+    every other error: a JSON 400, and a one-line log entry, neither of which repeats
+    what was sent."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        reason = parse_error_reason(exc)
+        log.info("HTTP request refused", remote=request.remote, status=status, error=reason)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent")
+        resp = error(status, f"bad HTTP request: {reason}")
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ParserErrorsAsJson(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """`web.AppRunner` whose connections answer HTTP parser errors as JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server
+        return server
 
 
 MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be

@@ -251,7 +251,7 @@ class Daemon:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self, listen: str | None = None) -> None:
-        from daemon.api import make_app
+        from daemon.api import ApiRunner, make_app
         from daemon.config import split_listen
 
         load_state(self.components, self.store, self.clock.now())
@@ -263,7 +263,7 @@ class Daemon:
         self.metrics.inbox_depth.set(self._depth)
         host, port = split_listen(listen or self.config.listen)
         app = make_app(self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = ApiRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         from daemon.auth import ssl_context
 

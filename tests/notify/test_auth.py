@@ -3,6 +3,7 @@ each protected endpoint; open endpoints; the token's name as the actor; rate
 and body limits; TLS; `hash-token`."""
 
 import asyncio
+import json
 import ssl
 import subprocess
 import sys
@@ -77,6 +78,38 @@ async def test_a_token_with_bytes_that_are_not_utf8_is_just_invalid(secured):
     answer = await reader.read()
     writer.close()
     assert answer.startswith(b"HTTP/1.1 401 ") and b'"invalid token"' in answer
+
+
+async def _raw(c, data: bytes) -> bytes:
+    host, port = c.base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /api/v1/incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer resp-secret\x01\r\n\r\n",
+    b"GET /api/v1/incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer resp-secret" + b"x" * 9000 + b"\r\n\r\n",
+    b"GET /api/v1/incidents HTTP/1.1\r\nHost: x\r\nAuthorization resp-secret\r\n\r\n",
+    b"GET /" + b"resp-secret" * 900 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["control-character", "header-over-8k", "header-without-colon", "url-over-8k"])
+async def test_a_request_the_http_parser_refuses_gets_a_json_400_that_echoes_nothing(
+        secured, request_bytes, caplog, capfd):
+    answer = await _raw(secured, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0], answer[:300]
+    assert b"application/json" in head
+    doc = json.loads(body)
+    assert doc["error"].startswith("bad HTTP request: ") and len(doc["error"]) < 120, doc
+    # neither the answer nor the daemon's log repeats what was sent (a token may be in it)
+    assert b"resp-secret" not in answer
+    out, err = capfd.readouterr()
+    assert "resp-secret" not in caplog.text + out + err
+    assert not [r for r in caplog.records if r.exc_info], "a refused request is no daemon fault"
+    status, _ = await secured.call("GET", "/api/v1/incidents", token=TOKENS["responder"])
+    assert status == 200
 
 
 async def test_health_ready_and_metrics_stay_open(secured):
