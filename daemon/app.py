@@ -102,6 +102,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._ready = False
         self._stopping = False
+        self._reload_lock = asyncio.Lock()
         self.bound: tuple[str, int] | None = None
 
     # -- inbox ------------------------------------------------------------------
@@ -293,25 +294,33 @@ class Daemon:
         changed too); a bad file keeps what is running. Each part takes its sections of
         the fresh config (`part.reload(fresh)`); what needs a restart (`listen`,
         `data_dir`, the inbox) does not change."""
-        results: dict[str, Any] = {}
-        ok = True
+        async with self._reload_lock:
+            # reading and checking the files builds the new CMDB, seconds for tens of
+            # thousands of CIs: in a thread, so that meanwhile the daemon serves and
+            # correlates on what it has
+            fresh, results = await asyncio.to_thread(self._read_config)
+            if "cmdb" in results and not results["cmdb"]["ok"]:
+                cmdb = self.components.parts.get("cmdb")
+                if cmdb is not None:
+                    cmdb.holder.failed(results["cmdb"]["errors"])
+            return self._take_config(fresh, results)
+
+    def _read_config(self) -> tuple[Config | None, dict[str, Any]]:
+        """The config file re-read and all of it checked, as check-config and a start
+        would: a reload takes the whole new configuration or none of it (the CMDB
+        part's reload finds the CMDB the check built: see cmdb.loader._load_once)."""
         try:
             fresh = load_config(self.config.path) if self.config.path else self.config
         except ConfigError as exc:
-            fresh, ok = None, False
-            results["config"] = {"ok": False, "errors": exc.errors}
-        if fresh is not None:
-            # all of it checked first, as check-config and a start would: a reload takes
-            # the whole new configuration or none of it (the CMDB part's reload below
-            # finds the CMDB the check built: see cmdb.loader._load_once)
-            found = checks.check_parts(fresh)
-            bad = {name: errors for name, errors in found.items() if errors}
-            if bad:
-                fresh, ok = None, False
-                results.update({name: {"ok": False, "errors": errors} for name, errors in bad.items()})
-                cmdb = self.components.parts.get("cmdb")
-                if "cmdb" in bad and cmdb is not None:
-                    cmdb.holder.failed(bad["cmdb"])
+            return None, {"config": {"ok": False, "errors": exc.errors}}
+        bad = {name: errors for name, errors in checks.check_parts(fresh).items() if errors}
+        if bad:
+            return None, {name: {"ok": False, "errors": errors} for name, errors in bad.items()}
+        return fresh, {}
+
+    def _take_config(self, fresh: Config | None, results: dict[str, Any]) -> dict[str, Any]:
+        """Each part takes its sections of `fresh` (none when it was refused)."""
+        ok = fresh is not None
         for name, part in self.components.parts.items() if fresh is not None else ():
             fn = getattr(part, "reload", None)
             if fn is None:

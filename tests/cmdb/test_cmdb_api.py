@@ -1,9 +1,14 @@
 """The CMDB in a running daemon: `GET /api/v1/cmdb/cis/{id}` over real HTTP, and
 reload (a bad file keeps the old graph, a good one is taken, open incidents stay)."""
 
+import asyncio
+import threading
+import time
 import weakref
 
 from harness import write_config
+
+from cmdb import loader
 
 GOOD = """
 cis:
@@ -101,3 +106,59 @@ async def test_reload_takes_the_files_the_config_names_now(tmp_path, daemon_for)
     assert (await c.call("GET", "/api/v1/cmdb/cis/cache"))[0] == 200
     assert (await c.call("GET", "/api/v1/cmdb/cis/queue"))[0] == 404
     assert await c.metric("incidentd_config_last_reload_successful") == 0
+
+
+async def test_a_reload_builds_the_new_cmdb_while_the_daemon_goes_on_serving(tmp_path, daemon_for, monkeypatch):
+    """Building a CMDB of tens of thousands of CIs takes seconds: meanwhile the daemon
+    answers requests and correlates alerts on the graph it has."""
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    building, served = threading.Event(), threading.Event()
+    waited: list[bool] = []
+    build = loader._load
+
+    def slow_build(paths):
+        building.set()
+        waited.append(served.wait(5))  # the build lasts until a request was served meanwhile
+        return build(paths)
+
+    monkeypatch.setattr(loader, "_load", slow_build)
+    path.write_text(GOOD + "  - {id: cache, type: cache, match: {service: cache}, depends_on: [host-1]}\n")
+    reload = asyncio.create_task(c.call("POST", "/-/reload"))
+    while not building.is_set():
+        await asyncio.sleep(0.01)
+    assert (await c.call("GET", "/healthz"))[0] == 200
+    await c.post_alerts(alert("MysqlDown", service="db"))
+    [inc] = await c.incidents(1)
+    assert inc["root_cause"] == "db"
+    served.set()
+    status, body = await reload
+    assert waited == [True], "the daemon served nothing while the new CMDB was built"
+    assert status == 200 and body["ok"]
+    assert (await c.call("GET", "/api/v1/cmdb/cis/cache"))[0] == 200
+
+
+async def test_reloads_at_once_take_turns(tmp_path, daemon_for, monkeypatch):
+    """A SIGHUP during a `POST /-/reload` waits for it (and finds the CMDB it built)."""
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    active, most = [0], [0]
+    build = loader._load
+
+    def counted_build(paths):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        time.sleep(0.2)
+        try:
+            return build(paths)
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(loader, "_load", counted_build)
+    path.write_text(GOOD + "  - {id: cache, type: cache, match: {service: cache}, depends_on: [host-1]}\n")
+    answers = await asyncio.gather(*(c.call("POST", "/-/reload") for _ in range(3)))
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert most == [1]
+    assert (await c.call("GET", "/api/v1/cmdb/cis/cache"))[0] == 200
