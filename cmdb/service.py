@@ -75,7 +75,7 @@ def check_cmdb(config: Config) -> list[str]:
     """`check-config`: the CMDB files and the `correlation:` section."""
     import os
 
-    from correlation.engine import CorrelationConfig
+    from correlation.engine import CorrelationConfig, SettingErrors
     from daemon.yamlsrc import line_of
 
     errors = validate_cmdb([p for p in config.cmdb if os.path.isfile(p)]) if config.cmdb else []
@@ -83,10 +83,8 @@ def check_cmdb(config: Config) -> list[str]:
     if "correlation" in raw:
         try:
             CorrelationConfig.from_mapping(raw["correlation"])
-        except (ValueError, TypeError) as exc:
-            key = getattr(exc, "key", None)  # a SettingError names its setting: its own line
-            if key is not None:
-                errors.append(f"{config.path}:{line_of(raw['correlation'], key)}: {exc}")
-            else:
-                errors.append(f"{config.path}:{line_of(raw, 'correlation')}: correlation: {exc}")
+        except SettingErrors as exc:  # each names its setting: on that setting's line
+            errors += [f"{config.path}:{line_of(raw['correlation'], e.key)}: {e}" for e in exc.errors]
+        except ValueError as exc:
+            errors.append(f"{config.path}:{line_of(raw, 'correlation')}: correlation: {exc}")
     return errors

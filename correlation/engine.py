@@ -21,6 +21,7 @@ fall back to Alertmanager-style grouping by labels.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +44,23 @@ from daemon.pipeline import AlertEvent, Analysis, Placement
 from rules.matchers import Regexes
 
 
-class SettingError(ValueError):
-    """A `correlation:` setting that is wrong; `key` is the setting's own key there."""
+@dataclass(frozen=True, slots=True)
+class SettingError:
+    """A wrong `correlation:` setting; `key` is the setting's own key there (its line)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SettingErrors(ValueError):
+    """Every wrong setting of a `correlation:` section, in the section's order."""
+
+    def __init__(self, errors: list[SettingError]) -> None:
+        super().__init__("; ".join(map(str, errors)))
+        self.errors = errors
 
 
 @dataclass(slots=True)
@@ -69,55 +81,87 @@ class CorrelationConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> CorrelationConfig:
-        from daemon.timefmt import parse_duration
-
+        """The settings of a `correlation:` mapping; SettingErrors lists every wrong one."""
         cfg = cls()
         if not data:
             return cfg
-        unknown = set(data) - {
-            "window", "max_span", "max_hops", "depth",
-            "cause_alerts", "symptom_alerts", "resource_alerts", "candidates", "model",
-        }
-        if unknown:
-            raise ValueError(f"unknown correlation keys: {', '.join(sorted(unknown))}")
-        for key in ("window", "max_span"):
-            if key in data:
-                try:
-                    setattr(cfg, key, parse_duration(data[key]))
-                except ValueError as exc:
-                    raise SettingError(key, f"correlation.{key}: {exc}") from None
-        for key in ("max_hops", "depth", "candidates"):
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise SettingError(key, f"correlation.{key} must be a non-negative integer")
-                setattr(cfg, key, value)
-        if "model" in data:
-            value = data["model"]
-            known = set(FaultModel.__dataclass_fields__)
-            if not isinstance(value, Mapping):
-                raise SettingError("model", "correlation.model must map the model's numbers to values; known: "
-                                   + ", ".join(sorted(known)))
-            for k, v in value.items():
-                if k not in known:
-                    raise SettingError("model", f"correlation.model.{k}: unknown; known: {', '.join(sorted(known))}")
-                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                    raise SettingError("model", f"correlation.model.{k} must be a positive number, not {v!r}")
-                if k not in _MODEL_SECONDS and v > 1:
-                    raise SettingError("model", f"correlation.model.{k} is a probability: at most 1, not {v!r}")
-            cfg.model = dict(value)
-        for key in ("cause_alerts", "symptom_alerts", "resource_alerts"):
-            if key in data:
-                value = data[key]
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise SettingError(key, f"correlation.{key} must be a list of strings")
-                try:
-                    Regexes(value)
-                except ValueError as exc:
-                    raise SettingError(key, f"correlation.{key}: {exc}") from None
-                setattr(cfg, key, list(value))
+        if not isinstance(data, Mapping):
+            what = "a list" if isinstance(data, list) else f"{data!r}"
+            raise ValueError(f"must be a mapping of settings, not {what}")
+        errors: list[SettingError] = []
+        for key, value in data.items():
+            check = _SETTINGS.get(key)
+            if check is None:
+                hint = difflib.get_close_matches(str(key), _SETTINGS, n=1)
+                more = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(_SETTINGS)})"
+                errors.append(SettingError(key, f"correlation.{key}: unknown setting{more}"))
+                continue
+            try:
+                setattr(cfg, key, check(value))
+            except _Wrong as exc:
+                errors += [SettingError(key, f"correlation.{key}{tail}") for tail in exc.tails]
+        if errors:
+            raise SettingErrors(errors)
         return cfg
 
+
+class _Wrong(ValueError):
+    """A setting's value is wrong: each tail completes a message `correlation.KEY...`."""
+
+    def __init__(self, *tails: str) -> None:
+        super().__init__(tails[0])
+        self.tails = tails
+
+
+def _duration(value: Any) -> float:
+    from daemon.timefmt import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _Wrong(f": {exc}") from None
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Wrong(" must be a non-negative integer")
+    return value
+
+
+def _model(value: Any) -> dict[str, float]:
+    known = set(FaultModel.__dataclass_fields__)
+    if not isinstance(value, Mapping):
+        raise _Wrong(" must map the model's numbers to values; known: " + ", ".join(sorted(known)))
+    wrong = []
+    for k, v in value.items():
+        if k not in known:
+            wrong.append(f".{k}: unknown; known: {', '.join(sorted(known))}")
+        elif isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            wrong.append(f".{k} must be a positive number, not {v!r}")
+        elif k not in _MODEL_SECONDS and v > 1:
+            wrong.append(f".{k} is a probability: at most 1, not {v!r}")
+    if wrong:
+        raise _Wrong(*wrong)
+    return dict(value)
+
+
+def _patterns(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Wrong(" must be a list of strings")
+    try:
+        Regexes(value)
+    except ValueError as exc:
+        raise _Wrong(f": {exc}") from None
+    return list(value)
+
+
+# each setting's check: the value it takes, or _Wrong
+_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "window": _duration, "max_span": _duration,
+    "max_hops": _count, "depth": _count, "candidates": _count,
+    "cause_alerts": _patterns, "symptom_alerts": _patterns, "resource_alerts": _patterns,
+    "model": _model,
+}
 
 _MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale"})  # the rest are probabilities
 

@@ -8,7 +8,7 @@ from cmdb.holder import CmdbHolder
 from cmdb.loader import CmdbError
 from cmdb.service import CmdbPart
 from cmdb.stage import CmdbStage
-from correlation.engine import CorrelationConfig, TopologyCorrelator
+from correlation.engine import CorrelationConfig, SettingErrors, TopologyCorrelator
 
 
 class CorrelationSetupError(Exception):
@@ -24,7 +24,9 @@ def build_correlation(
     raw = config.raw if isinstance(config.raw, dict) else {}
     try:
         settings = CorrelationConfig.from_mapping(raw.get("correlation"))
-    except (ValueError, TypeError) as exc:
+    except SettingErrors as exc:
+        raise CorrelationSetupError([f"{config.path}: {e}" for e in exc.errors]) from exc
+    except ValueError as exc:
         raise CorrelationSetupError([f"{config.path}: correlation: {exc}"]) from exc
     holder = CmdbHolder(config.cmdb, clock=getattr(clock, "now", None), registry=registry)
     try:

@@ -223,6 +223,7 @@ def test_reason_follows_dependencies_not_a_shared_host():
     ("correlation:\n  model: {new_fault: 2}\n", 2, "correlation.model.new_fault is a probability: at most 1, not 2"),
     ("correlation:\n  model: {settle: 900, noise: 0}\n", 2, "correlation.model.noise must be a positive number, not 0"),
     ("correlation:\n  model: {nois: 0.1}\n", 2, "correlation.model.nois: unknown; known: after_change,"),
+    ("correlation: [window]\n", 1, "correlation: must be a mapping of settings, not a list"),
 ])
 def test_check_config_names_the_correlation_setting_that_is_wrong(tmp_path, section, line, message):
     from daemon.cli import check_config_errors
@@ -231,3 +232,19 @@ def test_check_config_names_the_correlation_setting_that_is_wrong(tmp_path, sect
     path.write_text("data_dir: data\n" + section)
     [error] = check_config_errors(str(path))
     assert error.startswith(f"{path}:{line + 1}: {message}"), error
+
+
+def test_check_config_lists_every_wrong_correlation_setting_on_its_own_line(tmp_path):
+    from daemon.cli import check_config_errors
+
+    path = tmp_path / "config.yaml"
+    path.write_text("data_dir: data\ncorrelation:\n  window: soon\n  max_hops: -1\n  windw: 5m\n"
+                    "  model: {new_fault: 2, nois: 0.1}\n  cause_alerts: [\"(\"]\n")
+    errors = check_config_errors(str(path))
+    assert [e.removeprefix(f"{path}:").split(":")[0] for e in errors] == ["3", "4", "5", "6", "6", "7"], errors
+    assert "correlation.window: not a duration" in errors[0]
+    assert "correlation.max_hops must be a non-negative integer" in errors[1]
+    assert "correlation.windw: unknown setting; did you mean 'window'?" in errors[2]
+    assert "correlation.model.new_fault is a probability" in errors[3]
+    assert "correlation.model.nois: unknown" in errors[4]
+    assert "correlation.cause_alerts:" in errors[5]
