@@ -89,11 +89,16 @@ def _trend(buckets: list[int]) -> str:
     return "steady"
 
 
+MAX_BUCKETS = 60  # columns of the occurrence charts
+
+
 def build_report(problems: list[Problem], since: float, until: float, top: int = 10) -> Report:
     span = max(until - since, DAY)
-    bucket = DAY if span <= 45 * DAY else 7 * DAY
-    # buckets are calendar days (or weeks from `since`'s day), so that each is
-    # labelled with the date its incidents opened on
+    # buckets are calendar days (or weeks from `since`'s day, or runs of weeks over
+    # years: at most MAX_BUCKETS), so that each is labelled with the date its
+    # incidents opened on
+    weeks = -(-span // (7 * DAY * MAX_BUCKETS))
+    bucket = DAY if span <= 45 * DAY else 7 * DAY * weeks
     origin = since - since % DAY
     n = max(1, int(-(-(until - origin) // bucket)))
     rows = []
@@ -161,7 +166,7 @@ def recurrence_svg(row: Row, report: Report, width: int = 640, height: int = 150
     peak = max(max(row.buckets), 1)
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     bw = plot_w / n
-    unit = "day" if report.bucket == DAY else "week"
+    unit = _unit(report.bucket)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="occurrences per {unit} of {row.problem.id}">',
@@ -282,11 +287,16 @@ Ranked by cost = incidents &times; mean time to resolve.</p>
 """
 
 
+def _unit(bucket: float) -> str:
+    weeks = round(bucket / (7 * DAY))
+    return "day" if bucket == DAY else "week" if weeks == 1 else f"{weeks} weeks"
+
+
 def _md_escape(text: str) -> str:
     """Text from people (titles, workarounds) as Markdown shows it literally: no table
     breaks, and no HTML, which Markdown renderers would pass through."""
     text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
 def render(report: Report) -> tuple[str, str]:
@@ -298,7 +308,7 @@ def render(report: Report) -> tuple[str, str]:
         "spark": sparkline,
         "md": _md_escape,
         "r": report,
-        "unit": "day" if report.bucket == DAY else "week",
+        "unit": _unit(report.bucket),
         "svg": lambda row: recurrence_svg(row, report),
     }
     md_env = Environment(autoescape=False, trim_blocks=False, keep_trailing_newline=True)

@@ -157,3 +157,23 @@ def test_the_report_command_refuses_a_store_of_a_newer_incidentd(tmp_path, capsy
         conn.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
     assert main(["problems", "report", "--data-dir", str(tmp_path)]) == 1
     assert "store schema version 999 is newer than this incidentd" in capsys.readouterr().err
+
+
+def test_a_carriage_return_in_a_title_does_not_break_the_markdown_table(tmp_path):
+    shop = seeded(tmp_path)
+    pid = shop.problem_of(shop.incidents()[0]["id"])
+    shop.problems.update(pid, {"title": "Latency\rspike | on orders\r\n- item"}, "alice", T0 + 22 * DAY)
+    shop.flush()
+    markdown, _ = render(build_report(load_problems(shop.store), T0, T0 + 30 * DAY))
+    assert "\r" not in markdown
+    [row] = [line for line in markdown.splitlines() if "Latency" in line and line.startswith("| ")]
+    assert "Latency spike \\| on orders - item" in row
+
+
+def test_a_period_of_years_is_charted_in_runs_of_weeks(tmp_path):
+    shop = seeded(tmp_path)
+    report = build_report(load_problems(shop.store), T0 - 3650 * DAY, T0 + 30 * DAY)
+    assert all(len(r.buckets) <= 60 for r in report.rows)
+    assert sum(report.rows[0].buckets) == report.rows[0].count
+    markdown, _ = render(report)
+    assert "recurrence (9 weeks)" in markdown
