@@ -80,7 +80,8 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
 
 
 def load_state(components: Components, store: Store, now: float) -> None:
-    """Restore the incidents that can still change from the store."""
+    """Restore the incidents that can still change from the store; parts that count them
+    (`on_incidents_loaded`) count again."""
     import orjson
 
     reopen = components.incidents.settings.reopen_window
@@ -92,3 +93,7 @@ def load_state(components: Components, store: Store, now: float) -> None:
     seq = int(store.get_meta("next_incident_seq", "1") or 1)
     seen = store.query("SELECT fingerprint, incident_id, last_at, ends_at FROM alert_seen")
     components.incidents.load((orjson.loads(r[0]) for r in rows), seq, now, seen)
+    for part in components.parts.values():
+        loaded = getattr(part, "on_incidents_loaded", None)
+        if loaded is not None:
+            loaded()

@@ -331,7 +331,7 @@ class ProblemsPart:
         if match is not None and match.cluster_id is not None:
             p = self.problems[match.cluster_id]
             self._link(p, inc, "resolve", prof, now)
-            self._reopen_if_resolved(p, inc.id, now)
+            self._reopen_if_resolved(p, inc.id, inc.opened_at, now)
             self.m_linked.labels("resolve").inc()
             return
         rec = self.clusterer.recurrence(prof)
@@ -398,6 +398,11 @@ class ProblemsPart:
 
     def _set_profile(self, p: Problem, inc: Incident, prof: Profile, now: float) -> None:
         link = p.links[inc.id]
+        if link.profile is None:  # linked by a person while open: now it can go to its part
+            p.parts = [[i for i in prt if i != inc.id] for prt in p.parts]
+            part = self._part_for(p, prof)
+            p.parts[part].append(inc.id)
+            p.parts = [prt for prt in p.parts if prt] or [[]]
         link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
         p.updated_at = now
         p.retitle()
@@ -436,8 +441,10 @@ class ProblemsPart:
         self.clusterer.clusters.pop(p.id, None)
         self.clusterer.add_cluster(p.id, p.part_profiles())
 
-    def _reopen_if_resolved(self, p: Problem, incident_id: str, now: float) -> None:
-        if p.status == RESOLVED:
+    def _reopen_if_resolved(self, p: Problem, incident_id: str, opened_at: float, now: float) -> None:
+        """A problem recurs after it was resolved when an incident of it began after that
+        (one that was already open when a person resolved it is not a recurrence)."""
+        if p.status == RESOLVED and (p.resolved_at is None or opened_at > p.resolved_at):
             p.status = KNOWN_ERROR if (p.cause or p.workaround) else OPEN
             p.resolved_at = None
             p.history.append(
@@ -466,6 +473,10 @@ class ProblemsPart:
                 live.extra["known_problem"] = note
                 live.extra["workaround"] = note["workaround"]
         self._touched[incident_id] = problem_id
+
+    def on_incidents_loaded(self) -> None:
+        """The open incidents are back after a restart: count those with a known problem."""
+        self._count()
 
     def _count(self) -> None:
         counts = dict.fromkeys(STATUSES, 0)
@@ -645,6 +656,8 @@ class ProblemsPart:
             )
             self._dirty.add(src.id)
             self.clusterer.clusters.pop(src.id, None)
+        if target.status == OPEN and (target.cause or target.workaround):
+            target.status, target.known_error_at = KNOWN_ERROR, now  # as a PATCH writing them would
         target.updated_at = now
         target.retitle()
         target.history.append(
@@ -725,6 +738,7 @@ class ProblemsPart:
         self.clusterer.remove_incident(incident_id)
         self._candidate_writes[incident_id] = None
         self._attach(p, Link(incident_id, opened, resolved, root, "person", prof), self._part_for(p, prof))
+        self._reopen_if_resolved(p, incident_id, opened, now)
         p.history.append(
             {"at": now, "actor": actor, "action": "link", "text": f"linked {incident_id}"}
         )

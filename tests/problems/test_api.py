@@ -163,10 +163,13 @@ async def test_a_merge_by_a_person_holds_for_later_incidents(shop_api):
     _, body = await c.call("GET", "/api/v1/problems")
     by_first = {p["incidents"][0]: p["id"] for p in body["problems"]}
     p_down, p_slow = by_first[down[0]], by_first[slow[0]]
+    await c.call("PATCH", f"/api/v1/problems/{p_slow}", {"workaround": "kill the long query"})
     status, merged = await c.call(
         "POST", f"/api/v1/problems/{p_down}/merge", {"problems": [p_slow]}
     )
     assert status == 200 and sorted(merged["incidents"]) == sorted(down + slow)
+    # the workaround came with the merged-in problem: the target is a known error now
+    assert merged["status"] == "known_error" and merged["known_error"]["workaround"] == "kill the long query"
     status, gone = await c.call("GET", f"/api/v1/problems/{p_slow}")
     assert status == 409 and gone["detail"] == {"merged_into": p_down}
     assert (await c.incident(slow[0]))["problem_id"] == p_down
@@ -232,3 +235,39 @@ async def test_an_incident_linked_by_hand_does_not_stop_the_problem_collecting_i
     assert (await c.incident(again))["problem_id"] == pid
     _, body = await c.call("GET", "/api/v1/problems")
     assert [q["id"] for q in body["problems"]] == [pid]
+
+
+async def test_an_open_incident_linked_by_hand_does_not_stop_the_problem_collecting_its_recurrences(shop_api):
+    c = await shop_api()
+    down = [await c.fault(i * DAY, db_down()) for i in range(2)]
+    _, body = await c.call("GET", "/api/v1/problems")
+    pid = body["problems"][0]["id"]
+    await c.post_alerts(3 * DAY, [disk_full("web-1")])  # another CI and failure mode, still open
+    _, body = await c.call("GET", "/api/v1/incidents?state=open")
+    [disk] = [i["id"] for i in body["incidents"]]
+    status, p = await c.call("POST", f"/api/v1/problems/{pid}/incidents", {"incident": disk})
+    assert status == 200 and p["incidents"] == [*down, disk]
+    await c.post_alerts(3 * DAY + 1800, [disk_full("web-1")], resolved=True)
+    again = [await c.fault((5 + i) * DAY, db_down()) for i in range(2)]
+    assert [(await c.incident(i))["problem_id"] for i in again] == [pid, pid]
+    _, body = await c.call("GET", "/api/v1/problems")
+    assert [q["id"] for q in body["problems"]] == [pid]
+
+
+async def test_a_problem_resolved_while_an_incident_is_open_reopens_only_on_a_later_one(shop_api):
+    c = await shop_api()
+    await c.fault(0, db_down())
+    await c.fault(DAY, db_down())
+    _, body = await c.call("GET", "/api/v1/problems")
+    pid = body["problems"][0]["id"]
+    await c.post_alerts(2 * DAY, db_down())  # a third occurrence opens...
+    c.daemon.clock.set(T0 + 2 * DAY + 60)
+    status, p = await c.call("PATCH", f"/api/v1/problems/{pid}", {"status": "resolved", "fix_ref": "CHG-7"})
+    assert status == 200 and p["status"] == "resolved"
+    await c.post_alerts(2 * DAY + 1800, db_down(), resolved=True)  # ...and ends after the fix
+    _, p = await c.call("GET", f"/api/v1/problems/{pid}")
+    assert p["status"] == "resolved" and p["count"] == 3
+    await c.fault(3 * DAY, db_down())  # this one began after the fix: the fix did not hold
+    _, p = await c.call("GET", f"/api/v1/problems/{pid}")
+    assert p["status"] == "open" and p["count"] == 4
+    assert p["history"][-1]["action"] == "reopened"

@@ -94,3 +94,18 @@ def test_problem_grouping_on_the_benchmark_scenario(tmp_path):
     )
     scores = json.loads(out.stdout)
     assert scores["problems"]["f1"] >= 0.85, scores["problems"]
+
+
+def test_the_known_problem_gauge_counts_the_open_incidents_a_restart_brings_back(tmp_path):
+    shop = Shop(tmp_path)
+    shop.fault(0, db_down())
+    second = shop.fault(DAY, db_down())
+    pid = shop.problem_of(second)
+    shop.problems.update(pid, {"workaround": "fail over"}, "bob", T0 + DAY)
+    shop.post(2 * DAY, db_down())  # open, and linked to the known problem at once
+    gauge = shop.problems.m_open_known
+    assert gauge._value.get() == 1
+    shop.flush()
+    shop.store.close()
+    again = Shop(tmp_path)
+    assert again.problems.m_open_known._value.get() == 1
