@@ -144,7 +144,7 @@ def signature_of(ci_type: str | None, names: Iterable[str]) -> str:
     return f"{ci_type or 'unmatched'}:{'+'.join(sorted(names)) or '-'}"
 
 
-def _mask(value: str, identity: set[str]) -> str:
+def _mask(value: str, identity: tuple[str, ...]) -> str:
     if value in identity:
         return "<ci>"
     for ident in identity:
@@ -153,7 +153,7 @@ def _mask(value: str, identity: set[str]) -> str:
     return _DIGITS.sub("#", value)
 
 
-def _words(text: str, identity: set[str]) -> Iterable[str]:
+def _words(text: str, identity: tuple[str, ...]) -> Iterable[str]:
     lowered = text.lower()
     for ident in identity:
         if len(ident) > 3:
@@ -181,12 +181,15 @@ def build_profile(
         cis = Counter(m.ci for m in members if m.ci)
         root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
     on_root = [m for m in members if m.ci == root] if not root.startswith("group:") else members
-    identity = {root} | {
+    names = {root} | {
         v
         for m in on_root
         for k, v in m.labels.items()
         if k in ("instance", "node", "pod", "host", "hostname", "container")
     }
+    # what names the root CI is masked out of label values and text, longest first
+    # (`node-10` before `node-1`) and in the same order in every process
+    identity = tuple(sorted(names, key=lambda s: (-len(s), s)))
     tokens: Counter[str] = Counter()
     root_names = set()
     for m in on_root:
@@ -411,7 +414,7 @@ class ProblemClusterer:
         roots = [profile.root]
         if self.settings.cross_ci and self.role_peers is not None and profile.ci_type is not None \
                 and not profile.root.startswith("group:"):
-            roots.extend(self.role_peers(profile.root))
+            roots.extend(sorted(self.role_peers(profile.root)))
         return roots
 
     def _comparable_candidates(self, profile: Profile) -> list[Profile]:
@@ -558,7 +561,7 @@ class ProblemClusterer:
                 sim = self.similarity(profile, cand)
                 if sim >= threshold:
                     scored.append((sim, cand.opened_at, cand))
-        scored.sort(key=lambda x: (-x[0], x[1]))
+        scored.sort(key=lambda x: (-x[0], x[1], x[2].incident_id))
         group: list[Profile] = []
         for _sim, _at, cand in scored:
             everyone = [profile, *group]

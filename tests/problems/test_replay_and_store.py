@@ -109,3 +109,25 @@ def test_the_known_problem_gauge_counts_the_open_incidents_a_restart_brings_back
     shop.store.close()
     again = Shop(tmp_path)
     assert again.problems.m_open_known._value.get() == 1
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(SHARED, "score.py")), reason="../shared/corr not present"
+)
+def test_replay_gives_the_same_problems_in_every_process(tmp_path):
+    """Python salts string hashes per process: nothing may depend on a set's order, even
+    with thresholds so strict that a last-digit difference in a similarity decides."""
+    scenario = os.path.abspath(os.path.join(SHARED, "dev-sockshop"))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"cmdb: [{scenario}/cmdb.yaml]\nproblems: {{same_ci_threshold: 0.99, role_similarity: 0.01}}\n")
+    runs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"r{seed}.json"
+        runs.append(subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "replay", "--config", str(cfg),
+             "--input", f"{scenario}/events.jsonl", "--output", str(out)],
+            env={**os.environ, "PYTHONHASHSEED": seed}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for run in runs:
+        assert run.wait() == 0, run.stderr.read()
+    first, *others = [(tmp_path / f"r{seed}.json").read_bytes() for seed in ("1", "2", "3")]
+    assert all(other == first for other in others)
