@@ -22,6 +22,8 @@ receivers:
     smtp: smtp.example:25
     from: incidentd@example.com
     to: [oncall@example.com]
+    starttls: true           # the server's certificate and host name are verified
+    ca_file: relay-ca.pem    # optional: trust this CA (PEM) instead of the system's
 teams:
   payments: {receivers: [pager], escalation_policy: payments}
 escalation_policies:
@@ -77,6 +79,7 @@ class ReceiverConfig:
     sender: str = "incidentd@localhost"
     to: list[str] = field(default_factory=list)
     starttls: bool = False
+    ca_file: str | None = None  # PEM CA(s) to verify the SMTP server with, instead of the system's
     username: str | None = None
     password: str | None = None
 
@@ -205,7 +208,7 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
         else:
             rc.routing_key = key
     if kind == "email":
-        allowed |= {"smtp", "from", "to", "starttls", "username", "password", "html_template",
+        allowed |= {"smtp", "from", "to", "starttls", "ca_file", "username", "password", "html_template",
                     "subject_template"}
         host, _, port = str(node.get("smtp", "")).rpartition(":")
         if not host or not port.isdigit():
@@ -217,6 +220,8 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
         if not rc.to:
             err(node, "to", f"{where}.to needs at least one address")
         rc.starttls = bool(node.get("starttls", False))
+        if "ca_file" in node:
+            rc.ca_file = _ca_file(node, where, config, err)
         rc.username = node.get("username")
         rc.password = node.get("password")
     for key in ("template", "html_template", "subject_template"):
@@ -234,6 +239,31 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
         if key not in allowed:
             err(node, key, f"unknown key {where}.{key}")
     return rc
+
+
+def _ca_file(node: Mapping[str, Any], where: str, config: Config, err: _Errors) -> str | None:
+    """The CA file's path if it exists and loads as PEM certificates."""
+    import os
+    import ssl
+
+    value = node["ca_file"]
+    if not isinstance(value, str) or not value:
+        err(node, "ca_file", f"{where}.ca_file must be the path of a PEM file")
+        return None
+    path = config.resolve(value)
+    if not os.path.isfile(path):
+        err(node, "ca_file", f"{where}.ca_file: file not found: {path}")
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        why = "no certificate in it" if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND" else "not a PEM certificate"
+        err(node, "ca_file", f"{where}.ca_file: cannot load {path}: {why}")
+        return None
+    except OSError as exc:
+        err(node, "ca_file", f"{where}.ca_file: cannot load {path}: {exc.strerror or exc}")
+        return None
+    return path
 
 
 def _events(node: Mapping[str, Any], where: str, err: _Errors) -> tuple[str, ...] | None:

@@ -1,9 +1,12 @@
 """Each receiver type against a real server on loopback: what arrives, and how it reads."""
 
 import asyncio
+import ssl
+import subprocess
 
 from aiosmtpd.controller import Controller
-from notify_helpers import alert, free_port, write_config
+from aiosmtpd.smtp import AuthResult
+from notify_helpers import alert, free_port, outbox_rows, write_config
 
 
 def receivers_config(hook: str, slack: str, pd: str, smtp_port: int = 9) -> str:
@@ -99,6 +102,81 @@ async def test_email_arrives_with_plain_text_and_html(tmp_path, sink, daemon_for
         assert b"<h2>" in html and b"HighErrorRate" in html
     finally:
         controller.stop()
+
+
+def self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 (CN and SAN) and its key, made with the openssl CLI."""
+    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def mail_config(host: str, port: int, extra: str = "") -> str:
+    return f"""
+receivers:
+  - {{name: mail, type: email, smtp: "{host}:{port}", from: incidentd@example.com, to: [oncall@example.com],
+     starttls: true, username: alice, password: S3cret{extra}}}
+notify:
+  group_wait: 0s
+  retry: {{max_attempts: 1}}
+  default: {{receivers: [mail]}}
+"""
+
+
+async def test_starttls_sends_the_password_only_to_a_relay_whose_certificate_verifies(tmp_path, daemon_for):
+    cert, key = self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=True)
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, tls_context=tls, require_starttls=True,
+                            authenticator=authenticator)
+    controller.start()
+    try:
+        # a certificate no system CA signed; then the private CA, for another host name
+        for name, host, extra in (("untrusted", "127.0.0.1", ""), ("other-host", "localhost", f", ca_file: {cert}")):
+            (tmp_path / name).mkdir()
+            c = await daemon_for(write_config(tmp_path / name, mail_config(host, port, extra)))
+            await c.post_alerts(alert(service="payments"))
+            await c.until(lambda b: b["incidents"], "/api/v1/incidents")
+            await c.daemon.components.parts["notify"].deliverer.drained()
+            [row] = outbox_rows(c.daemon)
+            assert row[4] == "failed", name
+            [(error,)] = c.daemon.store.query("SELECT last_error FROM notify_outbox")
+            assert "CERTIFICATE_VERIFY_FAILED" in error, (name, error)
+            assert logins == [] and mailbox.messages == []
+            await c.stop()
+        (tmp_path / "trusted").mkdir()
+        c = await daemon_for(write_config(tmp_path / "trusted", mail_config("127.0.0.1", port, f", ca_file: {cert}")))
+        await c.post_alerts(alert(service="payments"))
+        await c.until(lambda b: b["incidents"], "/api/v1/incidents")
+        await c.daemon.components.parts["notify"].deliverer.drained()
+        assert [r[4] for r in outbox_rows(c.daemon)] == ["delivered"]
+        assert logins == [(b"alice", b"S3cret")]
+        [env] = mailbox.messages
+        assert env.rcpt_tos == ["oncall@example.com"]
+    finally:
+        controller.stop()
+
+
+def test_check_config_refuses_a_ca_file_that_is_missing_or_holds_no_certificate(tmp_path):
+    from daemon.cli import check_config_errors
+
+    (tmp_path / "notes.txt").write_text("not a certificate\n")
+    for ca_file, why in (("missing.pem", f"file not found: {tmp_path / 'missing.pem'}"),
+                         ("notes.txt", f"cannot load {tmp_path / 'notes.txt'}: no certificate in it")):
+        path = write_config(tmp_path, mail_config("127.0.0.1", 25, f", ca_file: {ca_file}"))
+        assert check_config_errors(path) == [f"{path}:5: receivers[0].ca_file: {why}"]
+    cert, _ = self_signed(tmp_path)
+    assert check_config_errors(write_config(tmp_path, mail_config("127.0.0.1", 25, f", ca_file: {cert}"))) == []
 
 
 async def test_delivery_outcome_is_in_the_timeline_and_metrics(tmp_path, sink, daemon_for):
