@@ -104,8 +104,11 @@ class HttpReceiver:
         rc = self.config
         headers = {"User-Agent": USER_AGENT, "Idempotency-Key": str(message["id"]), **rc.headers}
         try:
-            async with self.session.post(rc.url, json=self.body(message), headers=headers,
+            # a redirect is not followed: it would turn the POST into a GET without the message
+            async with self.session.post(rc.url, json=self.body(message), headers=headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=rc.timeout)) as resp:
+                if 300 <= resp.status < 400:  # neither the Location nor the body: they may hold a secret URL
+                    raise DeliveryError(f"HTTP {resp.status}: redirected, not followed")
                 text = await resp.text()
                 if resp.status >= 300:
                     retryable = resp.status >= 500 or resp.status in (408, 429)

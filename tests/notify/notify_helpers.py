@@ -23,11 +23,13 @@ def free_port() -> int:
 
 class Sink:
     """An HTTP receiver on loopback. `script` is a list of behaviours for the next
-    requests ("ok", 500, "timeout", "reset"); after it runs out every request is ok."""
+    requests ("ok", 500, "timeout", "reset", "redirect": a 301 to a page that takes
+    GETs, counted in `gets`); after it runs out every request is ok."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []  # bodies answered 2xx, in order
         self.attempts = 0
+        self.gets = 0
         self.script: list[Any] = []
         self.port = 0
         self.url = ""
@@ -41,15 +43,22 @@ class Sink:
         if action == "timeout":  # the sender gives up first; this answer is never seen
             await asyncio.sleep(5)
             return web.Response(status=504)
+        if action == "redirect":
+            raise web.HTTPMovedPermanently("/moved/t0k3n-in-the-path")
         if isinstance(action, int):
             return web.Response(status=action, text="receiver says no")
         self.received.append({"body": body, "headers": dict(request.headers)})
         self.arrived.set()
         return web.json_response({"status": "ok"})
 
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        self.gets += 1
+        return web.json_response({"status": "ok"})
+
     async def start(self, port: int = 0) -> Sink:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
+        app.router.add_get("/{tail:.*}", self._get)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)

@@ -79,6 +79,23 @@ async def test_a_receiver_answering_400_is_given_up_and_the_next_notification_go
     assert states[("flaky", "opened")] == "failed"
 
 
+async def test_a_redirect_is_a_failed_attempt_that_is_retried_not_a_delivery(tmp_path, sink, daemon_for):
+    hook, steady = await sink(), await sink()
+    hook.script = ["redirect", "redirect"]  # followed, the POST would become a GET without the message
+    c = await daemon_for(write_config(tmp_path, flaky_config(hook.url, steady.url)))
+    await c.post_alerts(alert("A", service="x"))
+    [got] = await hook.wait_for(1)
+    assert got["body"]["reason"] == "opened"
+    await c.daemon.components.parts["notify"].deliverer.drained()
+    assert (hook.attempts, hook.gets) == (3, 0)
+    inc = await c.until(lambda b: True, "/api/v1/incidents/INC-000001")
+    texts = [e["text"] for e in inc["timeline"] if e["kind"] == "notification" and "flaky" in e["text"]]
+    assert texts[:2] == [f"notification to flaky (opened) failed, attempt {i}: HTTP 301: redirected, not followed"
+                         for i in (1, 2)]
+    assert texts[2].startswith("notified flaky (opened), attempt 3")
+    assert not any("t0k3n" in t for t in texts)  # the Location is not repeated
+
+
 async def test_a_restart_resumes_undelivered_notifications(tmp_path, sink, daemon_for):
     port = free_port()
     steady = await sink()
