@@ -47,6 +47,7 @@ notify:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -307,6 +308,23 @@ def _route(node: Any, where: str, parent: Any, key: Any, err: _Errors) -> Route:
     return r
 
 
+TEAM_KEYS = ("receivers", "escalation_policy")
+
+
+def _team(node: Mapping[str, Any], where: str, err: _Errors) -> Team:
+    receivers = _names(node, "receivers", where, err)
+    ep = node.get("escalation_policy")
+    if ep is not None and not isinstance(ep, str):
+        err(node, "escalation_policy", f"{where}.escalation_policy must be a name")
+        ep = None
+    for k in node:
+        if k not in TEAM_KEYS:
+            hint = difflib.get_close_matches(str(k), TEAM_KEYS, n=1)
+            more = f"; did you mean {hint[0]!r}?" if hint else f" (a team takes {' and '.join(TEAM_KEYS)})"
+            err(node, k, f"unknown key {where}.{k}{more}")
+    return Team(receivers, ep)
+
+
 def parse_notify(config: Config) -> tuple[NotifySettings, list[str]]:
     """The notification settings and every error in them (an empty config notifies nobody)."""
     raw = config.raw if isinstance(config.raw, Mapping) else {}
@@ -334,8 +352,7 @@ def parse_notify(config: Config) -> tuple[NotifySettings, list[str]]:
                 if not isinstance(node, Mapping):
                     err(teams, name, f"teams.{name} must be a mapping")
                     continue
-                s.teams[str(name)] = Team(_names(node, "receivers", f"teams.{name}", err),
-                                          node.get("escalation_policy"))
+                s.teams[str(name)] = _team(node, f"teams.{name}", err)
     policies = raw.get("escalation_policies")
     if policies is not None:
         if not isinstance(policies, Mapping):

@@ -1,0 +1,40 @@
+"""The notification sections as check-config and a reload read them: every wrong
+setting is a `file:line: message`, never a traceback."""
+
+from notify_helpers import write_config
+
+from daemon.cli import check_config_errors
+
+HOOK = """
+receivers:
+  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
+escalation_policies:
+  ep: [{targets: [hook], delay: 5m}]
+"""
+
+
+def test_a_team_escalation_policy_that_is_not_a_name_and_unknown_team_keys_are_errors(tmp_path):
+    path = write_config(tmp_path, HOOK + """teams:
+  t1: {receivers: [hook], escalation_policy: [ep]}
+  t2:
+    receivers: [hook]
+    escalation_policy: {name: ep}
+  t3: {receivers: [hook], escalation: ep}
+  t4: {receivers: [hook], pager: hook}
+""")
+    assert check_config_errors(path) == [
+        f"{path}:8: teams.t1.escalation_policy must be a name",
+        f"{path}:11: teams.t2.escalation_policy must be a name",
+        f"{path}:12: unknown key teams.t3.escalation; did you mean 'escalation_policy'?",
+        f"{path}:13: unknown key teams.t4.pager (a team takes receivers and escalation_policy)",
+    ]
+
+
+async def test_a_reload_with_a_team_escalation_policy_list_is_refused_with_the_error(tmp_path, daemon_for):
+    path = write_config(tmp_path, HOOK + "teams:\n  t1: {receivers: [hook], escalation_policy: ep}\n")
+    c = await daemon_for(path)
+    write_config(tmp_path, HOOK + "teams:\n  t1: {receivers: [hook], escalation_policy: [ep]}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400, body
+    assert body["components"]["notify"]["errors"] == [f"{path}:8: teams.t1.escalation_policy must be a name"]
+    assert c.daemon.components.parts["notify"].settings.teams["t1"].escalation_policy == "ep"
