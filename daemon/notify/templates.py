@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import structlog
 
 from daemon.notify.config import ReceiverConfig
+
+log = structlog.get_logger("incidentd.notify")
 
 TEXT = """\
 [{{ incident.priority }}] {{ incident.id }} {{ headline }}: {{ incident.title }}
@@ -150,7 +153,13 @@ def context(message: dict[str, Any], receiver: str) -> dict[str, Any]:
 
 
 def render(template: jinja2.Template, ctx: dict[str, Any]) -> str:
+    """The template's text. A user's template that fails at render time (`{{ a // b }}`
+    with b 0, a filter given the wrong type, ...) is logged and a short built-in text
+    saying so is sent instead, so the notification still goes out."""
     try:
         return template.render(ctx)
-    except jinja2.TemplateError as exc:  # a runtime error in a user's template: say so, still notify
-        return f"(template error: {exc}) {ctx['incident'].get('id')} {ctx['headline']}"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("message template failed; the built-in text is sent instead", receiver=ctx.get("receiver"),
+                    incident_id=ctx["incident"].get("id"), error=error)
+        return f"(template error: {error}) {ctx['incident'].get('id')} {ctx['headline']}"

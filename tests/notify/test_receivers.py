@@ -179,6 +179,30 @@ def test_check_config_refuses_a_ca_file_that_is_missing_or_holds_no_certificate(
     assert check_config_errors(write_config(tmp_path, mail_config("127.0.0.1", 25, f", ca_file: {cert}"))) == []
 
 
+async def test_a_template_failing_at_render_time_still_notifies_with_the_built_in_text(tmp_path, sink, daemon_for):
+    from structlog.testing import capture_logs
+
+    (tmp_path / "ratio.j2").write_text("{{ incident.id }}: {{ incident.alerts_total // (incident.alerts_firing - 1) }}")
+    hook = await sink()
+    c = await daemon_for(write_config(tmp_path, f"""
+receivers:
+  - {{name: hook, type: webhook, url: "{hook.url}", template: ratio.j2}}
+notify:
+  group_wait: 0s
+  default: {{receivers: [hook]}}
+"""))
+    with capture_logs() as logs:
+        await c.post_alerts(alert(service="checkout"))  # one alert firing: 1 // 0
+        [got] = await hook.wait_for(1)
+    assert got["body"]["message"] == (
+        "(template error: ZeroDivisionError: integer division or modulo by zero) INC-000001 opened")
+    await c.daemon.components.parts["notify"].deliverer.drained()
+    assert [r[4:] for r in outbox_rows(c.daemon)] == [("delivered", 1)]
+    [entry] = [e for e in logs if e["event"].startswith("message template failed")]
+    assert (entry["receiver"], entry["incident_id"]) == ("hook", "INC-000001")
+    assert entry["error"].startswith("ZeroDivisionError")
+
+
 async def test_delivery_outcome_is_in_the_timeline_and_metrics(tmp_path, sink, daemon_for):
     hook, slack, pd = await sink(), await sink(), await sink()
     c = await daemon_for(write_config(tmp_path, receivers_config(hook.url, slack.url, pd.url)))
