@@ -52,6 +52,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import yarl
+
 from daemon.config import Config
 from daemon.timefmt import parse_duration
 from daemon.yamlsrc import line_of
@@ -189,8 +191,9 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
     if kind in ("webhook", "slack", "pagerduty"):
         allowed |= {"url", "headers"}
         url = node.get("url", PAGERDUTY_URL if kind == "pagerduty" else None)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            err(node, "url", f"{where}.url must be an http(s) URL")
+        problem = _url_problem(url)
+        if problem:
+            err(node, "url", f"{where}.url {problem}")
         else:
             rc.url = url
         headers = node.get("headers", {})
@@ -240,6 +243,23 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
         if key not in allowed:
             err(node, key, f"unknown key {where}.{key}")
     return rc
+
+
+def _url_problem(url: Any) -> str | None:
+    """What is wrong with a receiver URL, without repeating it (its path may be a secret)."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return "must be an http(s) URL"
+    try:
+        u = yarl.URL(url)
+        port = u.port
+    except ValueError as exc:
+        reason = str(exc) if url not in str(exc) else "cannot be parsed"
+        return f"is not a valid URL: {reason}"
+    if not u.host:
+        return "has no host"
+    if not port or not 1 <= port <= 65535:
+        return "has a port out of range 1-65535"
+    return None
 
 
 def _ca_file(node: Mapping[str, Any], where: str, config: Config, err: _Errors) -> str | None:

@@ -14,6 +14,8 @@ import ssl
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
 
+import yarl
+
 from daemon.notify.config import ReceiverConfig
 from daemon.notify.templates import Templates, context, render
 
@@ -35,6 +37,34 @@ class Receiver(Protocol):
     config: ReceiverConfig
 
     async def send(self, message: dict[str, Any]) -> None: ...
+
+
+def origin(url: str) -> str:
+    """`scheme://host:port` of a receiver URL: all that a delivery error says of it, since
+    its path or query (Slack's /services/T/B/<secret>) or user:password may be a secret."""
+    try:
+        u = yarl.URL(url)
+        return f"{u.scheme}://{u.host}:{u.port}" if u.host else "<receiver URL>"
+    except ValueError:
+        return "<receiver URL>"
+
+
+def redact(text: str, url: str) -> str:
+    """`text` with the receiver URL in it replaced by its origin; when its path, query or
+    password shows up some other way, the text is withheld."""
+    try:
+        u = yarl.URL(url)
+    except ValueError:  # not one check-config let through; its path is what follows the host
+        spellings, secrets = {url}, {url.partition("://")[2].partition("/")[2]} - {""}
+    else:
+        spellings = {url, str(u), u.human_repr()}
+        secrets = {p for p in (u.raw_path, u.path, u.raw_query_string, u.query_string, u.raw_password, u.password)
+                   if p and p != "/"}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, origin(url))
+    if any(secret in text for secret in secrets):
+        return "(detail withheld: it names the receiver URL)"
+    return text
 
 
 def webhook_body(message: dict[str, Any], receiver: str, text: str) -> dict[str, Any]:
@@ -112,11 +142,12 @@ class HttpReceiver:
                 text = await resp.text()
                 if resp.status >= 300:
                     retryable = resp.status >= 500 or resp.status in (408, 429)
-                    raise DeliveryError(f"HTTP {resp.status}: {text[:200]}", retryable)
+                    # a body may echo the request ("Cannot POST /services/T/B/<secret>")
+                    raise DeliveryError(f"HTTP {resp.status}: {redact(text, rc.url)[:200]}", retryable)
         except TimeoutError:
             raise DeliveryError(f"timed out after {rc.timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"{type(exc).__name__}: {redact(str(exc), rc.url)}") from None
 
 
 class EmailReceiver:

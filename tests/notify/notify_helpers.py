@@ -24,7 +24,8 @@ def free_port() -> int:
 class Sink:
     """An HTTP receiver on loopback. `script` is a list of behaviours for the next
     requests ("ok", 500, "timeout", "reset", "redirect": a 301 to a page that takes
-    GETs, counted in `gets`); after it runs out every request is ok."""
+    GETs, counted in `gets`); after it runs out every request is ok. A status answer
+    repeats the request's path, as many servers' error pages do."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []  # bodies answered 2xx, in order
@@ -46,7 +47,7 @@ class Sink:
         if action == "redirect":
             raise web.HTTPMovedPermanently("/moved/t0k3n-in-the-path")
         if isinstance(action, int):
-            return web.Response(status=action, text="receiver says no")
+            return web.Response(status=action, text=f"receiver says no to POST {request.path_qs}")
         self.received.append({"body": body, "headers": dict(request.headers)})
         self.arrived.set()
         return web.json_response({"status": "ok"})

@@ -38,3 +38,21 @@ async def test_a_reload_with_a_team_escalation_policy_list_is_refused_with_the_e
     assert status == 400, body
     assert body["components"]["notify"]["errors"] == [f"{path}:8: teams.t1.escalation_policy must be a name"]
     assert c.daemon.components.parts["notify"].settings.teams["t1"].escalation_policy == "ep"
+
+
+def test_receiver_urls_that_do_not_parse_are_errors_that_do_not_repeat_them(tmp_path):
+    urls = ["https://127.0.0.1:99999/services/T0/B0/S3CRET", "http:///services/T0/B0/S3CRET",
+            "http://127.0.0.1:0/services/T0/B0/S3CRET", "http://127.0.0.1:x/services/T0/B0/S3CRET",
+            "ftp://127.0.0.1/services/T0/B0/S3CRET"]
+    path = write_config(tmp_path, "receivers:\n" + "".join(
+        f"  - {{name: r{i}, type: slack, url: '{url}'}}\n" for i, url in enumerate(urls)))
+    errors = check_config_errors(path)
+    expected = [  # what yarl says after "not a valid URL: " is its own wording
+        f"{path}:3: receivers[0].url is not a valid URL: ",
+        f"{path}:4: receivers[1].url has no host",
+        f"{path}:5: receivers[2].url has a port out of range 1-65535",
+        f"{path}:6: receivers[3].url is not a valid URL: ",
+        f"{path}:7: receivers[4].url must be an http(s) URL",
+    ]
+    assert [e[:len(x)] for e, x in zip(errors, expected, strict=True)] == expected, errors
+    assert not any("S3CRET" in e for e in errors)

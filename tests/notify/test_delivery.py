@@ -2,6 +2,7 @@
 notification, a down receiver blocking nothing else; restart and SIGKILL."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 
 import aiohttp
+import pytest
 from notify_helpers import T0, alert, free_port, outbox_rows, write_config
 
 from daemon.clock import VirtualClock
@@ -94,6 +96,38 @@ async def test_a_redirect_is_a_failed_attempt_that_is_retried_not_a_delivery(tmp
                          for i in (1, 2)]
     assert texts[2].startswith("notified flaky (opened), attempt 3")
     assert not any("t0k3n" in t for t in texts)  # the Location is not repeated
+
+
+async def test_delivery_errors_show_the_receiver_url_without_its_path_query_or_password(tmp_path, sink, daemon_for):
+    from structlog.testing import capture_logs
+
+    from daemon.notify.config import ReceiverConfig
+    from daemon.notify.receivers import DeliveryError, HttpReceiver
+
+    hook, steady = await sink(), await sink()
+    hook.script = [500]  # its error page repeats the path and query
+    secret_url = f"http://alice:PW0rd@127.0.0.1:{hook.port}/services/T0/B0/S3CRET?token=T0K"
+    c = await daemon_for(write_config(tmp_path, flaky_config(secret_url, steady.url)))
+    with capture_logs() as logs:
+        await c.post_alerts(alert("A", service="x"))
+        await hook.wait_for(1)
+        await c.daemon.components.parts["notify"].deliverer.drained()
+    inc = await c.until(lambda b: True, "/api/v1/incidents/INC-000001")
+    texts = [e["text"] for e in inc["timeline"] if e["kind"] == "notification" and "flaky" in e["text"]]
+    assert texts[0] == "notification to flaky (opened) failed, attempt 1: HTTP 500: " \
+                       "(detail withheld: it names the receiver URL)"
+    shown = json.dumps([inc["timeline"], logs], default=str)
+    assert "attempt failed" in shown and not any(s in shown for s in ("S3CRET", "T0K", "PW0rd")), shown
+
+    # an exception naming the whole URL (one check-config refuses, sent anyway): only its origin is said
+    async with aiohttp.ClientSession() as session:
+        for url, said in ((f"http://127.0.0.1:{free_port()}/services/T0/B0/S3CRET", "Cannot connect to host"),
+                          ("https://127.0.0.1:99999/services/T0/B0/S3CRET", "InvalidUrlClientError: <receiver URL>")):
+            receiver = HttpReceiver(ReceiverConfig(name="x", type="webhook", url=url), session)
+            message = {"id": 1, "reason": "opened", "incident": {"id": "INC-000001", "alerts": [], "alerts_total": 1}}
+            with pytest.raises(DeliveryError) as exc:
+                await receiver.send(message)
+            assert said in str(exc.value) and "S3CRET" not in str(exc.value), exc.value
 
 
 async def test_a_restart_resumes_undelivered_notifications(tmp_path, sink, daemon_for):
