@@ -443,3 +443,28 @@ def test_reopening_an_incident_that_resolved_by_itself_is_no_acknowledge_breach(
     w.fire("CardDeclines", service="payments", severity="critical")  # reopens at 18m
     w.run_until(600)
     assert w.timeline("INC-000001", "sla_breach") == []
+
+
+def test_a_receiver_listed_twice_gets_each_message_once(tmp_path):
+    config = CONFIG.replace("  payments: {receivers: [pager], escalation_policy: payments}",
+                            "  payments: {receivers: [pager, lead, pager]}").replace(
+        "  default: {receivers: [chat]}\n",
+        "  default: {receivers: [chat, lead, chat]}\n"
+        "  routes: [{match: {priority: [P2]}, receivers: [boss, boss]}]\n")
+    w = World(tmp_path, config)
+    w.fire("Errors", service="checkout", severity="warning")  # the default route
+    w.fire("CardDeclines", service="payments", severity="warning")
+    w.c.incidents.incidents["INC-000002"].team = "payments"  # as a routing rule would set it
+    w.run_until(30)
+    w.fire("Errors", service="checkout", severity="critical", instance="b")  # P2: the route's receivers join
+    w.resolve("INC-000001")
+    w.resolve("INC-000002")
+    sent = [(msg["incident"]["id"], r, why) for r, why, _, msg in w.outbox()]
+    assert sent == [
+        ("INC-000001", "chat", "opened"), ("INC-000001", "lead", "opened"),
+        ("INC-000002", "pager", "opened"), ("INC-000002", "lead", "opened"),
+        ("INC-000001", "chat", "priority_raised"), ("INC-000001", "lead", "priority_raised"),
+        ("INC-000001", "boss", "priority_raised"),
+        ("INC-000001", "chat", "resolved"), ("INC-000001", "lead", "resolved"), ("INC-000001", "boss", "resolved"),
+        ("INC-000002", "pager", "resolved"), ("INC-000002", "lead", "resolved"),
+    ]
