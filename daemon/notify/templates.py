@@ -6,6 +6,11 @@ alerts, problem_id, known_problem (title, status, cause, workaround), ...),
 `reason` (opened, priority_raised, root_cause_changed, resolved, acknowledged,
 reopened, escalated, repeat, merged), `headline` (the reason as a phrase),
 `detail`, `link` and `receiver`.
+
+A Slack receiver's text template (the built-in one or a file) escapes every
+`{{ value }}` as Slack asks (`&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`), so an
+alert's summary cannot mention `<!here>` or add a `<url|link>`; markup written
+in the template itself stays markup, and `{{ value | safe }}` is not escaped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+import markupsafe
 import structlog
 
 from daemon.notify.config import ReceiverConfig
@@ -105,7 +111,16 @@ def headline(reason: str, detail: dict[str, Any]) -> str:
     return text
 
 
+def slack_escape(value: Any) -> Any:
+    """A value as Slack mrkdwn shows it as text: its control characters as entities."""
+    if isinstance(value, markupsafe.Markup):  # `| safe`
+        return value
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 _TEXT_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False)
+_SLACK_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False,
+                                finalize=slack_escape)
 _HTML_ENV = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
 
 
@@ -132,8 +147,11 @@ class Templates:
 
     @classmethod
     def for_receiver(cls, rc: ReceiverConfig) -> Templates:
-        default_text = SLACK if rc.type == "slack" else TEXT
-        return cls(text=_compile(_TEXT_ENV, default_text, rc.template),
+        if rc.type == "slack":
+            text = _compile(_SLACK_ENV, SLACK, rc.template)
+        else:
+            text = _compile(_TEXT_ENV, TEXT, rc.template)
+        return cls(text=text,
                    subject=_compile(_TEXT_ENV, SUBJECT, rc.subject_template),
                    html=_compile(_HTML_ENV, HTML, rc.html_template))
 
@@ -162,4 +180,5 @@ def render(template: jinja2.Template, ctx: dict[str, Any]) -> str:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("message template failed; the built-in text is sent instead", receiver=ctx.get("receiver"),
                     incident_id=ctx["incident"].get("id"), error=error)
-        return f"(template error: {error}) {ctx['incident'].get('id')} {ctx['headline']}"
+        text = f"(template error: {error}) {ctx['incident'].get('id')} {ctx['headline']}"
+        return slack_escape(text) if template.environment is _SLACK_ENV else text

@@ -203,6 +203,34 @@ notify:
     assert entry["error"].startswith("ZeroDivisionError")
 
 
+async def test_slack_text_escapes_what_alerts_say_and_keeps_the_template_markup(tmp_path, sink, daemon_for):
+    (tmp_path / "slack.j2").write_text(
+        "{% if incident.priority == 'P2' %}<!here> {% endif %}<{{ link }}|{{ incident.id }}> {{ incident.title }}"
+        " {{ '<!channel>' | safe }}")
+    chat, own = await sink(), await sink()
+    c = await daemon_for(write_config(tmp_path, f"""
+receivers:
+  - {{name: chat, type: slack, url: "{chat.url}"}}
+  - {{name: own, type: slack, url: "{own.url}", template: slack.j2}}
+notify:
+  group_wait: 0s
+  external_url: https://incidentd.example
+  default: {{receivers: [chat, own]}}
+"""))
+    said = "<!here> Q&A down, see <https://evil.example|the runbook>"
+    await c.post_alerts({"labels": {"alertname": "<!channel>", "service": "qa", "severity": "critical"},
+                         "annotations": {"summary": said}, "startsAt": "2026-01-01T00:00:00Z"})
+    escaped = "&lt;!here&gt; Q&amp;A down, see &lt;https://evil.example|the runbook&gt;"
+    link = "https://incidentd.example/api/v1/incidents/INC-000001"
+    [got] = await chat.wait_for(1)
+    text = got["body"]["text"]
+    assert text.startswith(f"*[P2] <{link}|INC-000001> opened*: ")
+    assert f"• `&lt;!channel&gt;` firing: {escaped}\n" in text
+    assert "<!" not in text and "<https://evil" not in text
+    [got] = await own.wait_for(1)
+    assert got["body"]["text"] == f"<!here> <{link}|INC-000001> {escaped} <!channel>"  # the title is the summary
+
+
 async def test_delivery_outcome_is_in_the_timeline_and_metrics(tmp_path, sink, daemon_for):
     hook, slack, pd = await sink(), await sink(), await sink()
     c = await daemon_for(write_config(tmp_path, receivers_config(hook.url, slack.url, pd.url)))
