@@ -223,9 +223,16 @@ def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> R
         rc.to = _names(node, "to", where, err)
         if not rc.to:
             err(node, "to", f"{where}.to needs at least one address")
-        rc.starttls = bool(node.get("starttls", False))
+        starttls = node.get("starttls", False)
+        if not isinstance(starttls, bool):  # `starttls: "false"` would read as true
+            err(node, "starttls", f"{where}.starttls must be true or false, not {starttls!r}")
+        rc.starttls = starttls is True
         if "ca_file" in node:
-            rc.ca_file = _ca_file(node, where, config, err)
+            if rc.starttls:
+                rc.ca_file = _ca_file(node, where, config, err)
+            else:
+                err(node, "ca_file", f"{where}.ca_file verifies the relay's STARTTLS certificate:"
+                    " it needs starttls: true")
         rc.username = node.get("username")
         rc.password = node.get("password")
     for key in ("template", "html_template", "subject_template"):

@@ -177,6 +177,10 @@ def test_check_config_refuses_a_ca_file_that_is_missing_or_holds_no_certificate(
         assert check_config_errors(path) == [f"{path}:5: receivers[0].ca_file: {why}"]
     cert, _ = self_signed(tmp_path)
     assert check_config_errors(write_config(tmp_path, mail_config("127.0.0.1", 25, f", ca_file: {cert}"))) == []
+    path = write_config(tmp_path, mail_config("127.0.0.1", 25, f", ca_file: {cert}").replace("starttls: true", 'starttls: "false"'))
+    assert check_config_errors(path) == [
+        f"{path}:5: receivers[0].starttls must be true or false, not 'false'",
+        f"{path}:5: receivers[0].ca_file verifies the relay's STARTTLS certificate: it needs starttls: true"]
 
 
 async def test_a_template_failing_at_render_time_still_notifies_with_the_built_in_text(tmp_path, sink, daemon_for):
