@@ -62,7 +62,9 @@ routine-burst rule of `detectors.model`):
   excursions of the same kind).
 
 `ScoreHistory` keeps the history in a ring with running sums, so each
-sample costs O(1). The calibrated score shown to users is ``1 - p``.
+sample costs O(1); the sums are recomputed from the ring once per lap, and
+at once when the score leaving the ring carried nearly all of them (see
+`RESUM_FRACTION`). The calibrated score shown to users is ``1 - p``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ WINSOR = 0.0
 RECENT = 32
 # Scores needed before the likelihood is trusted (p is 1 before).
 MIN_HISTORY = 50
+# When removing the oldest score leaves the sum of squares below this fraction of
+# what it was (or negative), the running sums are recomputed from the ring: the
+# score that left carried nearly all of them, and what is left is rounding error.
+RESUM_FRACTION = 1e-6
 
 
 def _gauss_tail(z: float) -> float:
@@ -108,16 +114,22 @@ class ScoreHistory:
             score = min(score, mean + WINSOR * std)
         size = len(self._ring)
         i = self._n % size
+        resum = False
         if self._n >= size:
             old = self._ring[i]
+            before = self._sumsq
             self._sum -= old
             self._sumsq -= old * old
+            # A score that dominated the sums (one huge value among ordinary ones)
+            # leaves only its rounding error behind: the difference is noise, even
+            # negative, and the spread of the history would collapse. Re-sum then.
+            resum = self._sumsq < RESUM_FRACTION * before
         self._ring[i] = score
         self._sum += score
         self._sumsq += score * score
         self._n += 1
-        if self._n % size == 0:
-            # Re-sum once per lap so rounding errors cannot accumulate.
+        if resum or self._n % size == 0:
+            # Also once per lap, so that rounding errors cannot accumulate.
             self._sum = float(self._ring.sum())
             self._sumsq = float(np.dot(self._ring, self._ring))
 

@@ -132,3 +132,14 @@ def test_a_warmup_shorter_than_a_model_needs_waits_for_enough_values():
     decisions = [det.update(i * 60.0, float(v)) for i, v in enumerate(noisy(120, seed=3))]
     assert not det.has_model or det.samples_seen >= 50  # no fit on a handful of values
     assert all(d.transition is None for d in decisions[:50])
+
+
+def test_one_huge_value_leaves_no_false_alarms_once_it_leaves_the_score_history():
+    # Its scores once dominated the running sums of the score history; when they
+    # leave it (1000 samples later) what is left must be the other scores' spread.
+    x = noisy(4000, seed=1)
+    clean, _ = run(x)
+    x[1200] = 1e9
+    opens, _ = run(x)
+    assert clean == []
+    assert len(opens) == 1 and 1200 <= opens[0] <= 1205  # the spike itself, once
