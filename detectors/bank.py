@@ -19,7 +19,9 @@ of the data), runs them off the event loop and hands each result back with
         bank.complete(job, fitted)
 
 Until then the series keeps scoring with its previous model; a series that
-has no model yet scores 0 and cannot alert.
+has no model yet scores 0 and cannot alert. A fit that raises there or in
+`observe` is the series' failure, not the bank's: `observe` logs it and
+counts it for `take_fit_failures` (the owner's refit-failure metric).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class DetectorBank:
         self.inline = refit == "inline"
         self._series: dict[SeriesKey, _Entry] = {}
         self._due: list[RefitJob] = []  # deferred mode: jobs cut when they fell due
+        self._fit_failures = 0  # fits in `observe` that raised, since `take_fit_failures`
 
     def _spec_for(self, labels: Mapping[str, str]) -> DetectorSpec | None:
         for spec in self.specs:
@@ -145,29 +148,35 @@ class DetectorBank:
             entry = _Entry(spec or DEFAULT_SPEC, detector, ts)
             self._series[key] = entry
         entry.last_seen = max(entry.last_seen, ts)
-        if entry.detector is None:
+        det = entry.detector
+        if det is None:
             return None
-        if not self.inline and entry.detector.refit_due():
-            # Cut the training data now, at the sample where the schedule asks for it,
-            # as inline refits do: samples arriving in bulk must not move the cut.
-            job = RefitJob(key, entry.detector, entry.detector.refit_job())
-            if entry.detector.has_model:
-                self._due.append(job)  # scored with the previous model meanwhile
+        failures = det.fit_failures
+        if not self.inline and det.refit_due():
+            if det.has_model:
+                # Cut the training data now, at the sample where the schedule asks for
+                # it, as inline refits do: samples arriving in bulk must not move the cut.
+                self._due.append(RefitJob(key, det, det.refit_job()))  # scored meanwhile
             else:
                 # the first model: without one nothing can be scored, so the samples
                 # of a burst (a backfill) would all pass unseen while it is fitted
                 # elsewhere; fitted here, they are scored as `detect` scores them
-                try:
-                    fitted = job()
-                except Exception as exc:  # as a background refit: no model yet, retried later
-                    log.warning("first fit failed", series=dict(key), error=str(exc))
-                    fitted = None
-                entry.detector.install(fitted)
-        d = entry.detector.update(ts, value)
+                det.fit()
+        d = det.update(ts, value)  # inline: refits here when due
+        if det.fit_failures != failures:
+            self._fit_failures += det.fit_failures - failures
+            log.warning("model fit failed; the series keeps its previous model, if any",
+                        detector=entry.spec.name, series=dict(key), model=entry.spec.model,
+                        error=det.fit_error, retry_in_samples=entry.spec.refit_every)
         if d.transition is None:
             return closed
         return AnomalyEvent(d.transition, entry.spec.name, dict(labels), ts, value, d.score,
                             d.expected_low, d.expected_high)
+
+    def take_fit_failures(self) -> int:
+        """Fits in `observe` that raised since the last call."""
+        n, self._fit_failures = self._fit_failures, 0
+        return n
 
     def pending_refits(self, limit: int | None = None) -> list[RefitJob]:
         """Refits the schedule asks for (deferred mode), marked as under way."""

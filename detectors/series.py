@@ -11,7 +11,10 @@ point is not its own neighbour). With ``inline_refit`` the refit happens
 inside `update`, which makes the output a pure function of the prefix (used
 by ``incidentd detect``); otherwise the owner fetches `refit_job`, runs it
 where it likes (an executor) and calls `install`, and the series keeps
-scoring with its previous model meanwhile.
+scoring with its previous model meanwhile. A fit that raises (a model
+parameter the series' data does not allow) never leaves `update` or `fit`:
+it is counted in `fit_failures`, the series keeps its previous model (or
+scores nothing until one fits) and tries again ``refit_every`` samples on.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class SeriesDetector:
     __slots__ = (
         "spec", "inline_refit", "_ring", "_n", "_last_ts", "_steps", "_fitted",
         "_fitted_at", "_refit_pending", "_tracker", "_scores", "_calm", "_quiet",
+        "fit_failures", "fit_error", "_fit_failed",
     )
 
     def __init__(self, spec: DetectorSpec, inline_refit: bool = True) -> None:
@@ -84,6 +88,10 @@ class SeriesDetector:
         self._fitted: FittedModel | None = None
         self._fitted_at = 0
         self._refit_pending = False
+        # Fits run here (`fit`) that raised, and the last one's error.
+        self.fit_failures = 0
+        self.fit_error = ""
+        self._fit_failed = False  # the last fit raised: the next waits refit_every samples
         self._tracker = EpisodeTracker(DecisionParams(open_probability_for(spec.sensitivity)))
         self._quiet = (-1, 0.0)  # (samples seen, the gap that makes the series quiet)
 
@@ -138,7 +146,9 @@ class SeriesDetector:
         """True when the schedule asks for a refit that is not already under way."""
         if self._refit_pending or self._n < max(self.spec.warmup, 1):
             return False
-        return self._fitted is None or self._n - self._fitted_at >= self.spec.refit_every
+        if self._fitted is None and not self._fit_failed:  # too few values yet: retry at once
+            return True
+        return self._n - self._fitted_at >= self.spec.refit_every
 
     def refit_job(self) -> Callable[[], FittedModel | None]:
         """A self-contained callable (copies of the data) that fits the next model."""
@@ -160,8 +170,24 @@ class SeriesDetector:
         self._refit_pending = False
         if fitted is not None:
             self._fitted = fitted
+            self._fit_failed = False
             if len(self._scores) == 0 and fitted.seed_scores is not None:
                 self._scores.extend(fitted.seed_scores)
+
+    def fit(self) -> bool:
+        """Run the refit that is due here and install it; False if the model raised
+        (counted in `fit_failures`, the error in `fit_error`; see the module docstring)."""
+        job = self.refit_job()
+        try:
+            fitted = job()
+        except Exception as exc:  # whatever the model says of this series' data
+            self._refit_pending = False
+            self._fit_failed = True
+            self.fit_failures += 1
+            self.fit_error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            return False
+        self.install(fitted)
+        return True
 
     def update(self, ts: float, value: float) -> Decision:
         """Score the sample at ``ts`` and step the episode state.
@@ -172,7 +198,7 @@ class SeriesDetector:
         if ts <= self._last_ts or not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # also False for NaN
             return Decision(0.0, self._tracker.active)
         if self.inline_refit and self.refit_due():
-            self.install(self.refit_job()())
+            self.fit()
         if self._n:
             self._steps[(self._n - 1) % _STEP_HISTORY] = ts - self._last_ts
         self._last_ts = ts

@@ -129,13 +129,15 @@ def _one(raw: Any, where: str) -> DetectorSpec:
         raise ValueError(f"{where}.model: expected one of {', '.join(sorted(MODELS))}, got {model_raw!r}")
     if not isinstance(params_raw, Mapping):
         raise ValueError(f"{where}.params: expected a mapping of model parameters")
-    if params_raw:
-        problem = _params_problem(model_raw.lower(), params_raw)
-        if problem:
-            raise ValueError(f"{where}.params: {problem}")
     sens = raw.get("sensitivity", DEFAULT_SPEC.sensitivity)
     if isinstance(sens, bool) or not isinstance(sens, int | float) or not 0.0 <= sens <= 1.0:
         raise ValueError(f"{where}.sensitivity: expected a number between 0 and 1, got {sens!r}")
+    warmup = _int(raw.get("warmup", DEFAULT_SPEC.warmup), f"{where}.warmup", 0)
+    window = _int(raw.get("window", DEFAULT_SPEC.window), f"{where}.window", 100, MAX_WINDOW)
+    if params_raw:  # after warmup and window: they decide what the first fit fits on
+        problem = _params_problem(model_raw.lower(), params_raw, warmup, window)
+        if problem:
+            raise ValueError(f"{where}.params: {problem}")
     return DetectorSpec(
         name=name.strip(),
         match=match,
@@ -143,16 +145,22 @@ def _one(raw: Any, where: str) -> DetectorSpec:
         model=model_raw.lower(),
         params=dict(params_raw),
         sensitivity=float(sens),
-        warmup=_int(raw.get("warmup", DEFAULT_SPEC.warmup), f"{where}.warmup", 0),
+        warmup=warmup,
         stale_after=_duration(raw.get("stale_after", DEFAULT_SPEC.stale_after), f"{where}.stale_after"),
-        window=_int(raw.get("window", DEFAULT_SPEC.window), f"{where}.window", 100, MAX_WINDOW),
+        window=window,
         refit_every=_int(raw.get("refit_every", DEFAULT_SPEC.refit_every), f"{where}.refit_every", 1),
     )
 
 
-def _params_problem(model: str, params: Mapping[str, Any]) -> str | None:
+def _params_problem(model: str, params: Mapping[str, Any], warmup: int = DEFAULT_SPEC.warmup,
+                    window: int = DEFAULT_SPEC.window) -> str | None:
     """What is wrong with a model's parameters, if anything: one it does not take, or
-    values it refuses when fitted (tried on a small random sample; PyOD is imported)."""
+    values it refuses when fitted. It is fitted as a series' first fit fits it
+    (`detectors.model.fit_model` after the warm-up, on random rows): on the older half
+    of the feature rows (the seed model, the fewest rows any fit of the series has)
+    and on all of them. A series with a daily cycle of P samples has fewer rows (its
+    first P + 2 values give none); if its fit fails, the failure is counted and the
+    fit tried again later, on more values (`detectors.series`). PyOD is imported."""
     import importlib
     import inspect
 
@@ -163,12 +171,27 @@ def _params_problem(model: str, params: Mapping[str, Any]) -> str | None:
         unknown = sorted(str(k) for k in params if k not in accepted)
         if unknown:
             return f"{model} takes no parameter {unknown[0]!r}"
+    import warnings
+
     import numpy as np
 
-    try:
-        klass(**{**defaults, **dict(params)}).fit(np.random.default_rng(0).normal(size=(120, 4)))
-    except Exception as exc:  # whatever the model says of its parameters
-        return f"{model} refuses them: {str(exc).splitlines()[0][:200]}"
+    from detectors.features import SPAN
+    from detectors.model import MIN_TRAINING_ROWS
+
+    # The first fit's values: the warm-up's, or, when the warm-up is shorter, the
+    # fewest that give a model enough rows; never more than the window.
+    values = min(window, max(warmup, MIN_TRAINING_ROWS + SPAN - 1))
+    rows = np.random.default_rng(0).normal(size=(values - SPAN + 1, SPAN))
+    for n in (len(rows) // 2, len(rows)):
+        try:
+            with warnings.catch_warnings():  # a trial: what the model adjusts itself is no error
+                warnings.simplefilter("ignore")
+                klass(**{**defaults, **dict(params)}).fit(rows[:n])
+        except Exception as exc:  # whatever the model says of its parameters
+            more = "warmup" if values < window else "window"
+            return (f"{model} refuses them: {str(exc).splitlines()[0][:200]} (the first fit, on"
+                    f" {values} values, fits {len(rows)} feature rows and its seed model"
+                    f" {len(rows) // 2}; a longer {more} gives it more)")
     return None
 
 

@@ -109,7 +109,8 @@ class DetectorMetrics:
             registry=registry)
         self.refit_failures = Counter(
             "incidentd_detector_refit_failures_total",
-            "Refits that raised (the series keeps its previous model).", registry=registry)
+            "Model fits and refits that raised (the series keeps its previous model,"
+            " or scores nothing until one fits).", registry=registry)
         self.chunk_seconds = Histogram(
             "incidentd_detector_scoring_duration_seconds",
             "Time to score one chunk of samples in the detector thread.",
@@ -211,6 +212,9 @@ class DetectorPart:
             if event is not None:
                 events.append(event)
         self.metrics.scored.inc(scored)
+        failed = sum(bank.take_fit_failures() for bank in self.banks.values())
+        if failed:
+            self.metrics.refit_failures.inc(failed)
         return events
 
     def _expire(self, now: float) -> list[AnomalyEvent]:

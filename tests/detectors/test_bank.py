@@ -102,10 +102,16 @@ def test_a_burst_of_samples_is_scored_live_as_detect_scores_it():
 def test_a_first_fit_that_fails_leaves_the_series_to_try_again(tmp_path):
     spec = dataclasses.replace(DEFAULT_SPEC, warmup=100, model="lof", params={"n_neighbors": 0})
     bank = DetectorBank([spec], refit="deferred")
-    for i, v in enumerate(noisy(150, seed=5)):
+    x = noisy(250, seed=5)
+    for i, v in enumerate(x[:150]):
         assert bank.observe({"s": "a"}, i * STEP, float(v)) is None  # no exception escapes
     detector = bank._series[(("s", "a"),)].detector
-    assert not detector.has_model and detector.refit_due()
+    assert not detector.has_model and bank.take_fit_failures() == 1 and bank.take_fit_failures() == 0
+    # not at every sample (a fit each, and a log line): refit_every samples on
+    assert not detector.refit_due()
+    for i, v in enumerate(x[150:], start=150):
+        bank.observe({"s": "a"}, i * STEP, float(v))
+    assert detector.fit_failures == 2 and bank.take_fit_failures() == 1
 
 
 def test_the_owner_never_gets_a_series_first_fit_even_when_it_falls_due_at_a_chunk_end():

@@ -163,3 +163,39 @@ def test_detect_decides_as_replay_does_on_a_series_with_gaps(tmp_path):
     first, second = (times.index(t) for t in by_detect)
     assert 590 <= first < 606 and 800 <= second < 816  # the second one opens anew
     assert times[605] < datetime.fromisoformat(anomalies[0]["resolved_at"]).timestamp() < times[606]
+
+
+def test_check_config_fits_the_model_as_the_first_fit_does(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("detectors:\n  - name: lat\n    model: knn\n"
+                    "    params: {n_neighbors: 100, metric: manhattan}\n")
+    [error] = check_config_errors(str(path))
+    assert error.startswith(f"{path}:4: detectors[0].params: knn refuses them: Expected n_neighbors"
+                            " < n_samples_fit, but n_neighbors = 100, n_samples_fit = 71")
+    assert error.endswith("(the first fit, on 150 values, fits 143 feature rows and its seed model 71;"
+                          " a longer warmup gives it more)")
+    path.write_text("detectors:\n  - name: lat\n    model: knn\n    warmup: 300\n"
+                    "    params: {n_neighbors: 100, metric: manhattan}\n")
+    assert check_config_errors(str(path)) == []
+
+
+def test_a_model_fit_that_fails_in_replay_is_counted_and_the_replay_goes_on(tmp_path):
+    """Hourly samples with a daily cycle: the seed model of the first fit has fewer rows
+    than check-config's trial fit, too few for 65 neighbours; the next fit has enough."""
+    config = CONFIG.replace("    warmup: 100\n    window: 200\n    refit_every: 50\n",
+                            "    params: {n_neighbors: 65, metric: manhattan}\n")
+    rng = np.random.default_rng(0)
+    values = 50.0 + 10.0 * np.sin(2 * np.pi * np.arange(700) / 24) + rng.normal(0.0, 1.0, 700)
+    values[600:603] += 30.0
+    labels = {"__name__": "latency_seconds"}
+    settings, errors = load_detector_settings(_config(config))
+    assert errors == []
+    metrics = Metrics()
+    part = DetectorPart(settings, VirtualClock(T0), metrics)
+    for i, v in enumerate(values):
+        part.observe([(labels, T0 + 3600.0 * i, float(v))], T0 + 3600.0 * i)
+    assert metrics.registry.get_sample_value("incidentd_detector_refit_failures_total") == 1
+    events = [{"kind": "sample", "at": f"2026-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z", "labels": labels,
+               "value": float(v)} for i, v in enumerate(values)]
+    (anomaly,) = replay(tmp_path, events, config)["anomalies"]
+    assert anomaly["at"] == "2026-01-26T04:00:00Z"  # sample 604

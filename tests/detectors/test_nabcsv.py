@@ -87,6 +87,8 @@ def _detect(tmp_path, config: str | None, csv_bytes: bytes) -> tuple[int, str]:
      "c.yaml:3: detectors[0].params: knn takes no parameter 'bogus_param'"),
     ("detectors:\n  - {name: d, model: lof, params: {n_neighbors: x}}\n", b"timestamp,value\n",
      "c.yaml:2: detectors[0].params: lof refuses them: The 'n_neighbors' parameter"),
+    ("detectors:\n  - {name: d, params: {n_neighbors: 100, metric: manhattan}}\n", b"timestamp,value\n",
+     "c.yaml:2: detectors[0].params: knn refuses them: Expected n_neighbors < n_samples_fit"),
     ("cmdb: [missing.yaml]\n", b"timestamp,value\n", "missing.yaml"),
     (None, b"timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,\xff\n", "in.csv:3: not UTF-8 text"),
 ])

@@ -143,3 +143,41 @@ def test_one_huge_value_leaves_no_false_alarms_once_it_leaves_the_score_history(
     opens, _ = run(x)
     assert clean == []
     assert len(opens) == 1 and 1200 <= opens[0] <= 1205  # the spike itself, once
+
+
+def _hourly_daily_cycle(n: int, seed: int, cycle_from: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 50.0 + rng.normal(0.0, 1.0, n)
+    x[cycle_from:] += 10.0 * np.sin(2 * np.pi * np.arange(n - cycle_from) / 24)
+    return x
+
+
+def test_a_first_fit_the_model_refuses_raises_nothing_and_is_tried_again_later():
+    from detectors.series import SeriesDetector
+    from detectors.spec import parse_detectors
+
+    # check-config's trial fit takes it (71 rows for the seed model), but an hourly series
+    # with a daily cycle has 26 values without a feature row: its seed model gets 62
+    [spec] = parse_detectors([{"name": "d", "params": {"n_neighbors": 65, "metric": "manhattan"}}], "c.yaml")
+    x = _hourly_daily_cycle(700, seed=0)
+    x[600:603] += 30.0
+    det = SeriesDetector(spec)
+    decisions = [det.update(i * 3600.0, float(v)) for i, v in enumerate(x)]
+    assert det.fit_failures == 1 and "n_neighbors" in det.fit_error
+    assert all(d.score == 0.0 and d.expected_low is None for d in decisions[:250])  # not ready
+    assert det.has_model and decisions[250].expected_low is not None  # refit_every later: fits
+    assert [i for i, d in enumerate(decisions) if d.transition == "open"] == [604]
+
+
+def test_a_refit_the_model_refuses_keeps_the_previous_model_scoring():
+    from detectors.series import SeriesDetector
+    from detectors.spec import parse_detectors
+
+    # a distance for the 8 columns of a series without a cycle; once the series has
+    # one, its rows have 9 and each refit raises
+    [spec] = parse_detectors([{"name": "d", "params": {
+        "metric": "mahalanobis", "metric_params": {"V": np.eye(8).tolist()}}}], "c.yaml")
+    det = SeriesDetector(spec)
+    decisions = [det.update(i * 3600.0, float(v)) for i, v in enumerate(_hourly_daily_cycle(700, 1, 300))]
+    assert det.fit_failures >= 3 and "V" in det.fit_error
+    assert all(d.expected_low is not None for d in decisions[150:])  # scored all along
