@@ -5,14 +5,19 @@ Every ``interval`` each detector with ``promql`` sends one instant query to
 vector is one stream of its detector, sampled at the evaluation time. A
 query that fails (connection error, timeout, 5xx, an error status in the
 body) is retried with exponential backoff up to ``retries`` times; a query
-Prometheus rejects as bad (HTTP 400/422) is not retried. Queries that fail
-for good count in ``incidentd_prometheus_query_failures_total`` and are
-logged; the next interval tries again.
+Prometheus rejects as bad (HTTP 400/422) is not retried. An answer that is
+not a well-formed instant-query result (a sample whose timestamp is no finite
+number, labels that are not a mapping, ...) fails the query like an error
+status does. Queries that fail for good count in
+``incidentd_prometheus_query_failures_total`` and are logged; the next
+interval tries again. Nothing one round meets ends the polling: whatever it
+raises is logged and counted the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,28 +45,36 @@ class QueryError(Exception):
 
 
 def parse_query_result(body: Any) -> list[Sample]:
-    """The samples of an instant-query response (vector or scalar)."""
+    """The samples of an instant-query response (vector or scalar); `QueryError` if it
+    is not one. Samples whose value is NaN or infinite (Prometheus sends them) are left out."""
     if not isinstance(body, dict):
         raise QueryError("response is not a JSON object")
     if body.get("status") != "success":
         raise QueryError(f"{body.get('errorType', 'error')}: {body.get('error', 'no detail')}")
-    data = body.get("data") or {}
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise QueryError("malformed response: data is not an object")
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar":
         result = [{"metric": {}, "value": result}]
     elif kind != "vector":
         raise QueryError(f"expected an instant vector, got {kind!r} (use an instant query)",
                          permanent=True)
+    if not isinstance(result, list):
+        raise QueryError("malformed response: result is not a list")
     out: list[Sample] = []
-    for series in result or []:
+    for series in result:
         try:
             ts, text = series["value"]
+            if isinstance(ts, bool) or not math.isfinite(at := float(ts)):
+                raise ValueError
             value = float(text)
-            labels = {str(k): str(v) for k, v in (series.get("metric") or {}).items()}
-        except (KeyError, TypeError, ValueError):
-            continue
+            metric = series.get("metric") or {}
+            labels = {str(k): str(v) for k, v in metric.items()}
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise QueryError(f"malformed sample in the response: {json.dumps(series)[:200]}") from None
         if math.isfinite(value):
-            out.append((labels, float(ts), value))
+            out.append((labels, at, value))
     return out
 
 
@@ -116,7 +129,12 @@ class PrometheusSource:
         interval = self.settings.interval
         next_at = loop.time()
         while True:
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # `_poll_one` counts each detector's; this is the unforeseen
+                log.exception("prometheus polling round failed; the next interval tries again")
+                for spec in self.specs:
+                    self.failures.labels(spec.name).inc()
             next_at += interval
             now = loop.time()
             if next_at < now:  # a slow round: skip the missed intervals
@@ -136,10 +154,19 @@ class PrometheusSource:
             self.failures.labels(spec.name).inc()
             log.warning("prometheus query failed", detector=spec.name, error=str(exc))
             return
+        except Exception:  # a bug, not an answer: counted and logged as a failure all the same
+            self.failures.labels(spec.name).inc()
+            log.exception("prometheus query failed", detector=spec.name)
+            return
         finally:
             self.duration.observe(time.perf_counter() - started)
         if samples:
-            self.sink(spec.name, samples)
+            try:
+                self.sink(spec.name, samples)
+            except Exception:
+                self.failures.labels(spec.name).inc()
+                log.exception("prometheus samples not taken by the detectors", detector=spec.name,
+                              samples=len(samples))
 
     async def query(self, spec: DetectorSpec) -> list[Sample]:
         """The detector's instant query, with timeout and retries."""

@@ -201,3 +201,71 @@ detectors:
     await client.until(tracked, "both series tracked")
     assert await client.metric("incidentd_prometheus_query_failures_total") == 0
     assert await client.metric("incidentd_detector_samples_scored_total") >= 4
+
+
+GOOD = {"status": "success", "data": {"resultType": "vector", "result": [
+    {"metric": {"instance": "a"}, "value": [1_767_225_600.0, "1.5"]}]}}
+MALFORMED = [
+    {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"instance": "a"}, "value": ["abc", "1"]}]}},
+    {"status": "success", "data": {"resultType": "vector", "result": [{"metric": "x", "value": [1.0, "1"]}]}},
+    {"status": "success", "data": []},
+    {"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}},
+    {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {}, "value": [float("inf"), "1"]}]}},
+]
+
+
+async def fake_prometheus(answers: list[dict]) -> tuple[web.AppRunner, str, list]:
+    """Answers each query with the next of ``answers``, the last one from then on."""
+    calls: list = []
+
+    async def answer(request):
+        calls.append((await request.post())["query"])
+        return web.json_response(answers[min(len(calls), len(answers)) - 1])
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", answer)
+    runner, address = await serve(app)
+    return runner, f"http://{address}", calls
+
+
+@pytest.mark.parametrize("malformed", MALFORMED)
+async def test_a_malformed_answer_is_a_counted_failure_and_the_next_good_one_is_taken(malformed):
+    runner, url, calls = await fake_prometheus([malformed, GOOD])
+    src, got = source(url, [DetectorSpec(name="q", promql="up")])
+    await src.open()
+    try:
+        await src.poll()
+        assert got == [] and src.failures.labels("q")._value.get() == 1
+        await src.poll()
+    finally:
+        await src.stop()
+        await runner.cleanup()
+    assert got == [("q", [({"instance": "a"}, 1_767_225_600.0, 1.5)])] and len(calls) == 2
+    assert src.failures.labels("q")._value.get() == 1
+
+
+async def test_the_polling_goes_on_after_a_round_that_fails_in_any_way():
+    """Malformed answers, then samples the sink fails to take: each a counted failure,
+    and the polling task still takes the good answer that follows."""
+    runner, url, calls = await fake_prometheus([*MALFORMED[:2], GOOD])
+    taken = asyncio.Event()
+    got = []
+
+    def sink(name, samples):
+        got.append((name, list(samples)))
+        if len(got) == 1:
+            raise RuntimeError("the detectors are not ready")
+        taken.set()
+
+    src = PrometheusSource(PrometheusSettings(url=url, interval=0.02, timeout=2.0, retries=0),
+                           [DetectorSpec(name="q", promql="up")], sink)
+    await src.start()
+    try:
+        await asyncio.wait_for(taken.wait(), timeout=10)
+    finally:
+        await src.stop()
+        await runner.cleanup()
+    assert len(calls) >= 4 and got[1] == ("q", [({"instance": "a"}, 1_767_225_600.0, 1.5)])
+    assert src.failures.labels("q")._value.get() == 3
