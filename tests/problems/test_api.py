@@ -53,6 +53,14 @@ class Client(harness.Client):
         await self.post_alerts(t + duration, alerts, resolved=True)
         return iid
 
+    async def database_problem(self) -> str:
+        """The database goes down on two days: the id of the problem that makes."""
+        await self.fault(0, db_down())
+        await self.fault(DAY, db_down())
+        _, body = await self.call("GET", "/api/v1/problems")
+        [problem] = body["problems"]
+        return problem["id"]
+
     async def incident(self, iid: str) -> dict:
         _, body = await self.call("GET", f"/api/v1/incidents/{iid}")
         return body
@@ -89,10 +97,7 @@ async def test_problems_are_listed_and_shown_with_their_incidents_and_statistics
 
 async def test_known_error_fields_are_patched_and_validated(shop_api):
     c = await shop_api()
-    await c.fault(0, db_down())
-    await c.fault(DAY, db_down())
-    _, body = await c.call("GET", "/api/v1/problems")
-    pid = body["problems"][0]["id"]
+    pid = await c.database_problem()
     status, p = await c.call(
         "PATCH",
         f"/api/v1/problems/{pid}",
@@ -133,10 +138,7 @@ async def test_an_opening_incident_matching_a_known_problem_is_linked_at_once_wi
     shop_api,
 ):
     c = await shop_api()
-    await c.fault(0, db_down())
-    await c.fault(DAY, db_down())
-    _, body = await c.call("GET", "/api/v1/problems")
-    pid = body["problems"][0]["id"]
+    pid = await c.database_problem()
     await c.call("PATCH", f"/api/v1/problems/{pid}", {"workaround": "fail over to the replica"})
     await c.post_alerts(2 * DAY, db_down())  # firing, not resolved
     _, body = await c.call("GET", "/api/v1/incidents?state=open")
@@ -256,10 +258,7 @@ async def test_an_open_incident_linked_by_hand_does_not_stop_the_problem_collect
 
 async def test_a_problem_resolved_while_an_incident_is_open_reopens_only_on_a_later_one(shop_api):
     c = await shop_api()
-    await c.fault(0, db_down())
-    await c.fault(DAY, db_down())
-    _, body = await c.call("GET", "/api/v1/problems")
-    pid = body["problems"][0]["id"]
+    pid = await c.database_problem()
     await c.post_alerts(2 * DAY, db_down())  # a third occurrence opens...
     c.daemon.clock.set(T0 + 2 * DAY + 60)
     status, p = await c.call("PATCH", f"/api/v1/problems/{pid}", {"status": "resolved", "fix_ref": "CHG-7"})
