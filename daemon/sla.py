@@ -211,10 +211,12 @@ class SlaTracker:
                 # the incident merged into this one (open, or resolved lately) is not an
                 # incident of its own any more
                 gone = ch.detail["merged"]
-                self.active.pop(gone, None)
-                self._resolved.pop(gone, None)
+                old = self.active.pop(gone, None)
+                old = self._resolved.pop(gone, None) or old
                 self._dirty.pop(gone, None)
                 self._gone.append(gone)
+                if rec is not None and old is not None:
+                    self._absorb(rec, old)
             if rec is None:
                 continue
             if ch.kind == "paging" and rec.paged_at is None:
@@ -241,6 +243,18 @@ class SlaTracker:
                 if len(self._resolved) > 10_000:
                     self._resolved.popitem(last=False)
             self._touch(rec)
+
+    def _absorb(self, rec: SlaRecord, old: SlaRecord) -> None:
+        """`old`'s incident was merged into `rec`'s: one occurrence, answerable since the
+        earlier of the two began (and paged), with any breach either already had."""
+        if old.opened_at < rec.opened_at:
+            rec.opened_at = old.opened_at
+        if old.paged_at is not None and (rec.paged_at is None or old.paged_at < rec.paged_at):
+            rec.paged_at = old.paged_at
+        rec.acknowledge_breached = rec.acknowledge_breached or old.acknowledge_breached
+        rec.resolve_breached = rec.resolve_breached or old.resolve_breached
+        self._deadlines(rec)
+        self._schedule(rec)
 
     def _reopened(self, incident_id: str) -> SlaRecord | None:
         """The record of an incident that resolved and opened again: the same occurrence,

@@ -468,3 +468,27 @@ def test_a_receiver_listed_twice_gets_each_message_once(tmp_path):
         ("INC-000001", "chat", "resolved"), ("INC-000001", "lead", "resolved"), ("INC-000001", "boss", "resolved"),
         ("INC-000002", "pager", "resolved"), ("INC-000002", "lead", "resolved"),
     ]
+
+
+@pytest.mark.parametrize("merged_at", [700, 1000])
+def test_a_merge_keeps_the_earlier_incidents_acknowledge_clock_and_breach(tmp_path, merged_at):
+    """The incident merged away began first: the surviving one is answerable from then
+    (700 s: it breaches at 900 s, not at 1500 s), and a breach it already had stands
+    (1000 s: counted once)."""
+    from daemon.pipeline import IncidentChange
+
+    w = World(tmp_path)
+    w.fire("A", service="payments", severity="critical")  # P2: acknowledge within 15m
+    w.run_until(600)
+    w.fire("B", service="orders", severity="critical")
+    w.run_until(merged_at - 600)
+    tracker = w.c.parts["sla"].tracker
+    into = w.c.incidents.get("INC-000002")
+    tracker.on_changes([IncidentChange("merged", into, w.clock.now(), detail={"merged": "INC-000001"})],
+                       w.clock.now())
+    w.run_until(1600 - merged_at)
+    rec = tracker.active["INC-000002"]
+    assert rec.opened_at == T0 and rec.acknowledge_due == T0 + 900 and rec.acknowledge_breached
+    assert tracker.breaches.labels("acknowledge", "P2")._value.get() == 1
+    expected = ["SLA breached: P2 incident not acknowledged within 900s"] if merged_at == 700 else []
+    assert w.timeline("INC-000002", "sla_breach") == expected
