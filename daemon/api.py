@@ -65,7 +65,6 @@ async def _handle(request: web.Request, handler: Callable[[web.Request], Awaitab
         return error(500, "internal error", "see the daemon's log")
 
 
-
 def parse_error_reason(exc: HttpProcessingError) -> str:
     """What aiohttp's HTTP parser refused, without the bytes it quotes: they may be
     an `Authorization` header and its token."""

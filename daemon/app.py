@@ -299,7 +299,7 @@ class Daemon:
             # thousands of CIs: in a thread, so that meanwhile the daemon serves and
             # correlates on what it has
             fresh, results = await asyncio.to_thread(self._read_config)
-            if "cmdb" in results and not results["cmdb"]["ok"]:
+            if "cmdb" in results:  # only what was refused is in them
                 cmdb = self.components.parts.get("cmdb")
                 if cmdb is not None:
                     cmdb.holder.failed(results["cmdb"]["errors"])

@@ -10,8 +10,9 @@ not a well-formed instant-query result (a sample whose timestamp is no finite
 number, labels that are not a mapping, ...) fails the query like an error
 status does. Queries that fail for good count in
 ``incidentd_prometheus_query_failures_total`` and are logged; the next
-interval tries again. Nothing one round meets ends the polling: whatever it
-raises is logged and counted the same way.
+interval tries again. Nothing one query meets ends the polling: whatever it
+raises, or the detectors raise taking its samples, is logged and counted the
+same way.
 """
 
 from __future__ import annotations
@@ -129,12 +130,7 @@ class PrometheusSource:
         interval = self.settings.interval
         next_at = loop.time()
         while True:
-            try:
-                await self.poll()
-            except Exception:  # `_poll_one` counts each detector's; this is the unforeseen
-                log.exception("prometheus polling round failed; the next interval tries again")
-                for spec in self.specs:
-                    self.failures.labels(spec.name).inc()
+            await self.poll()  # never raises: `_poll_one` counts and logs each failure
             next_at += interval
             now = loop.time()
             if next_at < now:  # a slow round: skip the missed intervals

@@ -171,7 +171,7 @@ def _names(node: Mapping[str, Any], key: str, where: str, err: _Errors) -> list[
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         err(node, key, f"{where}.{key} must be a list of names")
         return []
-    return list(value)
+    return list(dict.fromkeys(value))  # a receiver (or address) listed twice is one
 
 
 def _receiver(node: Any, i: int, parent: Any, config: Config, err: _Errors) -> ReceiverConfig | None:

@@ -261,10 +261,10 @@ class NotifyPolicy:
         route, explicit = self.route_for(inc)
         s = self.settings
         team = s.teams.get(inc.team or "")
-        receivers = list(dict.fromkeys(route.receivers))  # a receiver listed twice gets one message
+        receivers = list(route.receivers)
         policy = route.escalation_policy
         if not explicit and team is not None:
-            receivers = list(dict.fromkeys(team.receivers)) or receivers
+            receivers = list(team.receivers) or receivers
             policy = team.escalation_policy or policy
         if inc.receiver:
             if inc.receiver in s.receivers:
@@ -296,7 +296,7 @@ class NotifyPolicy:
         route, explicit = self.route_for(inc)
         if not explicit or inc.receiver:
             return
-        new = [r for r in dict.fromkeys(route.receivers) if r not in st.notified and r in self.settings.receivers]
+        new = [r for r in route.receivers if r not in st.notified and r in self.settings.receivers]
         if new:
             self._send(st, inc, new, "priority_raised", detail, now)
             st.receivers = st.receivers + [r for r in new if r not in st.receivers]
@@ -351,9 +351,9 @@ class NotifyPolicy:
     def _send(self, st: NotifyState, inc: Any, receivers: list[str], reason: str, detail: dict[str, Any],
               now: float, only_if: str | None = None, always_types: tuple[str, ...] = (),
               incident_id: str | None = None) -> None:
-        """Write one outbox row per receiver, once each (in order: per incident, ids only grow)."""
+        """Write one outbox row per receiver (in order: per incident, ids only grow)."""
         wanted = only_if is None or only_if in st.on
-        targets = [r for r in dict.fromkeys(receivers) if r in self.settings.receivers
+        targets = [r for r in receivers if r in self.settings.receivers
                    and (wanted or self.settings.receivers[r].type in always_types)]
         if not targets:
             return
