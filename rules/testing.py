@@ -38,7 +38,9 @@ tests:
       - {alerts: [{alertname: DiskFull}], priority: P3, paging: true, suspected_change: CHG-1}
 ```
 
-On failure it prints what differs, alert by alert, and exits 1.
+On failure it prints what differs, alert by alert, and exits 1. Errors in the
+files themselves (unreadable, not YAML, not of this form) go to stderr, as every
+command's errors do; the results and the summary line stay on stdout.
 """
 
 from __future__ import annotations
@@ -508,21 +510,23 @@ def _check_incidents(test: LineDict, run: _Run, path: str) -> list[str]:
     return out
 
 
-def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
-    """Run rule test files; print failures as readable diffs; return the exit code."""
+def run_rule_tests(paths: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run rule test files; print failures as readable diffs and a summary on `out`,
+    errors in the files on `err`; return the exit code."""
     out = out or sys.stdout
+    err = err or sys.stderr
     passed = failed = 0
     file_errors = False
     for path in paths:
         try:
             doc = load_yaml(path)
         except SourceError as exc:
-            print(exc, file=out)
+            print(exc, file=err)
             file_errors = True
             continue
         errors: list[str] = []
         if not isinstance(doc, LineDict) or not isinstance(doc.get("tests"), list):
-            print(f"{path}:{line_of(doc) or 1}: expected a mapping with a 'tests' list", file=out)
+            print(f"{path}:{line_of(doc) or 1}: expected a mapping with a 'tests' list", file=err)
             file_errors = True
             continue
         _unknown(doc, TOP_KEYS, "the test file", path, errors)
@@ -545,7 +549,7 @@ def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
             for exp in expect if isinstance(expect, list) else []:
                 _unknown(exp, EXPECT_KEYS, "expect", path, errors)
         if errors:
-            print("\n".join(errors), file=out)
+            print("\n".join(errors), file=err)
             file_errors = True
             continue
         for test in doc["tests"]:
@@ -564,12 +568,12 @@ def run_rule_tests(paths: list[str], out: TextIO | None = None) -> int:
                     problems.append(f"  incidents ({path}:{test.line_of('incidents')}):")
                     problems += inc
             except TestFileError as exc:
-                print("\n".join(exc.errors), file=out)
+                print("\n".join(exc.errors), file=err)
                 file_errors = True
                 continue
             except Exception as exc:  # a config or rule file error surfaces here
                 errs = _relocated(getattr(exc, "errors", None) or [str(exc)], doc, path, workdir)
-                print("\n".join(errs), file=out)
+                print("\n".join(errs), file=err)
                 file_errors = True
                 break
             if problems:

@@ -2,11 +2,14 @@
 
 import io
 import os
+import subprocess
+import sys
 import textwrap
 
 from rules.testing import run_rule_tests
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+EXAMPLES = os.path.join(REPO, "examples")
 
 RULES = """
 rules:
@@ -23,13 +26,14 @@ inhibit_rules:
 """
 
 
-def run(tmp_path, tests: str) -> tuple[int, str]:
+def run(tmp_path, tests: str) -> tuple[int, str, str]:
+    """The exit code, the results (stdout) and the errors in the files (stderr)."""
     (tmp_path / "rules.yaml").write_text(RULES)
     path = tmp_path / "rules_test.yaml"
     path.write_text("rule_files: [rules.yaml]\n" + textwrap.dedent(tests))
-    out = io.StringIO()
-    code = run_rule_tests([str(path)], out)
-    return code, out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    code = run_rule_tests([str(path)], out, err)
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_the_example_rules_pass_their_tests():
@@ -38,7 +42,7 @@ def test_the_example_rules_pass_their_tests():
 
 
 def test_passing_test_exits_zero(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -56,7 +60,7 @@ def test_passing_test_exits_zero(tmp_path):
 
 
 def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -77,7 +81,7 @@ def test_failing_test_prints_a_diff_and_exits_one(tmp_path):
 
 
 def test_inhibition_and_grouping_are_tested_together(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -93,11 +97,11 @@ def test_inhibition_and_grouping_are_tested_together(tmp_path):
               - [{alertname: DiskSlow, node: n1}, {alertname: DiskSlow, node: n2}]
         """,
     )
-    assert code == 0, out
+    assert code == 0, out + err
 
 
 def test_wrong_grouping_expectation_is_reported(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -112,7 +116,7 @@ def test_wrong_grouping_expectation_is_reported(tmp_path):
 
 
 def test_silence_expiry_on_the_test_clock(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -125,7 +129,7 @@ def test_silence_expiry_on_the_test_clock(tmp_path):
               - {alert: {service: checkout}, at: 15m, silenced: false}
         """,
     )
-    assert code == 0, out
+    assert code == 0, out + err
 
 
 def test_inline_cis_give_ci_attributes(tmp_path):
@@ -153,7 +157,7 @@ def test_inline_cis_give_ci_attributes(tmp_path):
 
 
 def test_errors_in_the_test_file_point_at_the_line(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -167,12 +171,12 @@ def test_errors_in_the_test_file_point_at_the_line(tmp_path):
     assert code == 1
     assert (
         f"{tmp_path}/rules_test.yaml:8: unknown field 'prioity' in expect; did you mean 'priority'?"
-        in out
+        in err
     )
 
 
 def test_selector_matching_no_alert_is_an_error(tmp_path):
-    code, out = run(
+    code, out, err = run(
         tmp_path,
         """
         tests:
@@ -184,7 +188,7 @@ def test_selector_matching_no_alert_is_an_error(tmp_path):
     )
     assert (
         code == 1
-        and f'{tmp_path}/rules_test.yaml:7: no input alert with labels {{alertname="Z"}}' in out
+        and f'{tmp_path}/rules_test.yaml:7: no input alert with labels {{alertname="Z"}}' in err
     )
 
 
@@ -192,9 +196,9 @@ def test_broken_rule_file_is_reported_with_its_line(tmp_path):
     (tmp_path / "rules.yaml").write_text("rules:\n  - match: ['a=~\"(\"']\n")
     path = tmp_path / "t.yaml"
     path.write_text("rule_files: [rules.yaml]\ntests:\n  - alerts: [{labels: {a: b}}]\n")
-    out = io.StringIO()
-    assert run_rule_tests([str(path)], out) == 1
-    assert f"{tmp_path}/rules.yaml:2: match[0]: invalid regex" in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_rule_tests([str(path)], out, err) == 1
+    assert f"{tmp_path}/rules.yaml:2: match[0]: invalid regex" in err.getvalue()
 
 
 def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
@@ -221,10 +225,10 @@ def test_an_alert_still_firing_after_its_change_ends_pages(tmp_path):
 
 
 def file_errors(tmp_path, tests: str) -> list[str]:
-    """The errors a test file is refused with (it must be), without the summary line."""
-    code, out = run(tmp_path, tests)
-    assert code == 1
-    return out.splitlines()[:-1]
+    """The errors a test file is refused with (it must be)."""
+    code, out, err = run(tmp_path, tests)
+    assert (code, out) == (1, "0 passed, 0 failed, errors in test files\n")
+    return err.splitlines()
 
 
 def test_a_test_file_of_the_wrong_shape_is_reported_with_lines_not_python_errors(tmp_path):
@@ -254,9 +258,9 @@ def test_a_bad_time_in_an_expectation_names_its_line_and_a_rule_file_may_be_a_st
     path = tmp_path / "t.yaml"
     path.write_text("rule_files: rules.yaml\ntests:\n  - alerts: [{labels: {alertname: A}}]\n"
                     "    expect: [{alert: {alertname: A}, at: zz}]\n")
-    out = io.StringIO()
-    assert run_rule_tests([str(path)], out) == 1
-    assert out.getvalue().startswith(f"{path}:4: at: not a duration")
+    err = io.StringIO()
+    assert run_rule_tests([str(path)], io.StringIO(), err) == 1
+    assert err.getvalue().startswith(f"{path}:4: at: not a duration")
 
 
 def test_misspelt_keys_in_incidents_silences_and_changes_and_bad_inline_cis_are_errors_not_passes(tmp_path):
@@ -283,15 +287,30 @@ def test_misspelt_keys_in_incidents_silences_and_changes_and_bad_inline_cis_are_
 
 
 def test_an_error_in_the_config_section_names_the_test_file(tmp_path):
-    code, out = run(tmp_path, """
+    code, out, err = run(tmp_path, """
         config: {incidents: {group_window: banana}}
         tests:
           - alerts: [{at: 0m, labels: {alertname: A}}]
           - alerts: [{at: 0m, labels: {alertname: B}}]
         """)
     assert code == 1
-    assert out.splitlines() == [
+    assert err.splitlines() == [
         f"{tmp_path}/rules_test.yaml:3: config: incidents.group_window: not a duration (use e.g. 30s, 5m, 1h):"
         " 'banana'",
-        "0 passed, 0 failed, errors in test files",
     ]
+    assert out == "0 passed, 0 failed, errors in test files\n"
+
+
+def test_the_command_prints_errors_in_files_on_stderr_and_results_on_stdout(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    good = tmp_path / "good.yaml"
+    good.write_text("rule_files: [rules.yaml]\ntests:\n  - alerts: [{labels: {alertname: A}}]\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tests: [\n")
+    missing = tmp_path / "missing.yaml"
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "test-rules", str(good), str(broken), str(missing)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == "1 passed, 0 failed, errors in test files\n"
+    assert [line.split(": ")[:2] for line in done.stderr.splitlines()] == [
+        [f"{broken}:2", "invalid YAML"], [f"{missing}:0", "cannot read file"]]
