@@ -138,12 +138,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
             return fail_first(errors)
         spec = spec_of(config)
     try:
-        detect_csv(spec, args.input, args.output)
+        warnings = detect_csv(spec, args.input, args.output)
     except OSError as exc:  # as replay says it: which file, and what went wrong with it
         verb = "read" if exc.filename == args.input else "write"
         return fail(f"{exc.filename or args.output}: cannot {verb}: {exc.strerror or exc}")
     except ValueError as exc:
         return fail(str(exc))
+    for warning in warnings:
+        print(f"incidentd: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,11 @@ sweep: 38.4 / 32.8 / 43.2 against 27.3 / 5.1 / 35.7 for ``1 - p`` on every
 row.) The refit runs inline: row t depends only on
 rows up to t, and a prefix of the input gives a prefix of the output.
 
+A row whose timestamp is not after the one before it (out of order, or
+repeated, as in a few of NAB's own files) is skipped by the detector, as the
+daemon skips such a sample, and scores 0: it still has its output row, and
+the command warns once, naming the first such row.
+
 ``python -m detectors.nabcsv --config C --input I --output O`` runs it alone.
 """
 
@@ -25,6 +30,7 @@ import argparse
 import collections
 import csv
 import io
+import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,8 +83,9 @@ def spec_of(config: Config) -> DetectorSpec:
     return settings.specs[0] if settings.specs else DEFAULT_SPEC
 
 
-def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: str | Path) -> None:
-    """Run the detector over ``input_path`` and write the scores to ``output_path``."""
+def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: str | Path) -> list[str]:
+    """Run the detector over ``input_path`` and write the scores to ``output_path``;
+    return the warnings (rows the detector skipped)."""
     detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
     recent: collections.deque[float] = collections.deque(maxlen=REFRACTORY)
     data = Path(input_path).read_bytes()
@@ -93,6 +100,8 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
         if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
             raise ValueError(f"{input_path}: expected header timestamp,value")
         rows = []
+        last_ts, last_text = -math.inf, ""
+        skipped, first_skipped = 0, ""
         for lineno, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -104,6 +113,13 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
                 ts = _epoch(ts_text)
             except ValueError as exc:
                 raise ValueError(f"{input_path}:{lineno}: {exc}") from None
+            if ts <= last_ts:  # the detector skips it (`SeriesDetector.update`)
+                if not skipped:
+                    first_skipped = (f"{input_path}:{lineno}: timestamp {ts_text.strip()} is not after"
+                                     f" the previous row's ({last_text.strip()})")
+                skipped += 1
+            else:
+                last_ts, last_text = ts, ts_text
             away = detector.away(ts)  # as the daemon treats a series that was away
             if away == "gone":
                 detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
@@ -121,6 +137,10 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
         writer = csv.writer(dst, lineterminator="\n")
         writer.writerow(["timestamp", "value", "anomaly_score", "is_anomaly"])
         writer.writerows(rows)
+    if skipped:
+        return [f"{first_skipped}; rows out of order or repeated are not fed to the detector"
+                f" and score 0 ({skipped} in this file)"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", required=True)
     args = ap.parse_args(argv)
     try:
-        detect_csv(load_spec(args.config), args.input, args.output)
+        warnings = detect_csv(load_spec(args.config), args.input, args.output)
     except (OSError, ValueError) as exc:
         print(f"detect: {exc}", file=sys.stderr)
         return 1
+    for warning in warnings:
+        print(f"detect: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -100,6 +100,22 @@ def test_detect_fails_in_one_line_naming_the_file_and_line(tmp_path, config, csv
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_rows_out_of_order_or_repeated_are_skipped_with_a_warning_and_keep_their_output_row(tmp_path):
+    rows = ["2014-04-01 00:00:00,1", "2014-04-01 00:05:00,2", "2014-04-01 00:05:00,3",  # repeated
+            "2014-04-01 00:10:00,4", "2014-04-01 00:02:00,5", "2014-04-01 00:15:00,6"]  # back in time
+    code, err = _detect(tmp_path, None, ("timestamp,value\n" + "\n".join(rows) + "\n").encode())
+    assert code == 0
+    assert err.splitlines() == [
+        f"incidentd: warning: {tmp_path}/in.csv:4: timestamp 2014-04-01 00:05:00 is not after the previous"
+        " row's (2014-04-01 00:05:00); rows out of order or repeated are not fed to the detector and score 0"
+        " (2 in this file)"]
+    out = _rows(tmp_path / "out.csv")
+    assert [r[:2] for r in out[1:]] == [r.split(",") for r in rows]  # one row per input row, in order
+    assert [r[2:] for r in (out[3], out[5])] == [["0.000000000", "0"]] * 2
+    code, err = _detect(tmp_path, None, ("timestamp,value\n" + "\n".join(rows[:2] + rows[3:4]) + "\n").encode())
+    assert (code, err) == (0, "")
+
+
 def test_detect_names_the_file_it_cannot_read_or_write(tmp_path):
     import subprocess
     import sys
