@@ -27,7 +27,7 @@ from prometheus_client import Counter
 
 from daemon.config import Config, Section
 from daemon.pipeline import IncidentChange
-from daemon.store import Store, Writes, dumps, register_schema
+from daemon.store import Store, Writes, dumps, register_column, register_schema
 from daemon.timefmt import format_rfc3339
 
 log = structlog.get_logger("incidentd.sla")
@@ -45,12 +45,17 @@ CREATE TABLE IF NOT EXISTS sla (
     acknowledged_at REAL,
     resolved_at REAL,
     acknowledge_breached INTEGER NOT NULL DEFAULT 0,
-    resolve_breached INTEGER NOT NULL DEFAULT 0
+    resolve_breached INTEGER NOT NULL DEFAULT 0,
+    -- when the page was answered: the first acknowledgement, or the resolution
+    -- that came before any (the acknowledge target is decided then)
+    acknowledge_answered_at REAL
 );
 CREATE INDEX IF NOT EXISTS sla_by_opened_at ON sla (opened_at);
 CREATE INDEX IF NOT EXISTS sla_open ON sla (resolved_at);
 """
 register_schema("sla", SCHEMA)
+register_column("sla", "acknowledge_answered_at", "REAL",
+                "UPDATE sla SET acknowledge_answered_at = COALESCE(acknowledged_at, resolved_at)")
 
 DEFAULT_TARGETS: dict[str, tuple[float, float]] = {
     "P1": (300, 3600), "P2": (900, 4 * 3600), "P3": (3600, 24 * 3600),
@@ -99,6 +104,7 @@ class SlaRecord:
     resolved_at: float | None = None
     acknowledge_breached: bool = False
     resolve_breached: bool = False
+    acknowledge_answered_at: float | None = None  # acknowledged, or resolved first
     shown: tuple | None = field(default=None, compare=False)  # what the incident's `sla` field says
     # when it first paged: the acknowledge target counts from then (an incident whose
     # alerts are all silenced, inhibited or expected pages nobody, and has none to miss)
@@ -126,7 +132,8 @@ def service_of(inc: Any) -> str | None:
 
 
 _COLUMNS = ("incident_id", "priority", "team", "service", "alerts", "opened_at", "acknowledge_due",
-            "resolve_due", "acknowledged_at", "resolved_at", "acknowledge_breached", "resolve_breached")
+            "resolve_due", "acknowledged_at", "resolved_at", "acknowledge_breached", "resolve_breached",
+            "acknowledge_answered_at")
 
 
 def _record(row: tuple, targets: Mapping[str, tuple[float | None, float | None]]) -> SlaRecord:
@@ -175,7 +182,7 @@ class SlaTracker:
                 self._schedule(rec)
 
     def _schedule(self, rec: SlaRecord) -> None:
-        if rec.acknowledge_due is not None and rec.acknowledged_at is None and not rec.acknowledge_breached:
+        if rec.acknowledge_due is not None and rec.acknowledge_answered_at is None and not rec.acknowledge_breached:
             heapq.heappush(self._heap, (rec.acknowledge_due, rec.incident_id, "acknowledge"))
         if rec.resolve_due is not None and not rec.resolve_breached:
             heapq.heappush(self._heap, (rec.resolve_due, rec.incident_id, "resolve"))
@@ -232,10 +239,9 @@ class SlaTracker:
             if ch.kind == "acknowledged" and rec.acknowledged_at is None:
                 # the first one: an incident reopened and acknowledged again keeps it
                 rec.acknowledged_at = now
-                self._decide(rec, "acknowledge", now)
+                self._answer(rec, now)
             elif ch.kind == "resolved":
-                if rec.acknowledged_at is None:
-                    self._decide(rec, "acknowledge", now)  # resolving answers the page too
+                self._answer(rec, now)  # resolving answers the page too
                 rec.resolved_at = now
                 self._decide(rec, "resolve", now)
                 del self.active[inc.id]
@@ -266,11 +272,15 @@ class SlaTracker:
             if rows:
                 rec = _record(rows[0], self.targets)
         if rec is not None:
-            if rec.acknowledged_at is None and rec.resolved_at is not None:
-                # its resolution answered the page (and was counted so): not a miss now
-                rec.acknowledged_at = rec.resolved_at
-            rec.resolved_at = None
+            rec.resolved_at = None  # its page stays answered (and counted): not a miss now
         return rec
+
+    def _answer(self, rec: SlaRecord, now: float) -> None:
+        """The page is answered (acknowledged or resolved): the acknowledge target is
+        decided, once, even if the incident reopens and is answered again."""
+        if rec.acknowledge_answered_at is None:
+            rec.acknowledge_answered_at = now
+            self._decide(rec, "acknowledge", now)
 
     def _decide(self, rec: SlaRecord, target: str, now: float) -> None:
         due = rec.acknowledge_due if target == "acknowledge" else rec.resolve_due
@@ -309,7 +319,8 @@ class SlaTracker:
         if rec is None:
             return False
         if target == "acknowledge":
-            return rec.acknowledge_due == due and rec.acknowledged_at is None and not rec.acknowledge_breached
+            return (rec.acknowledge_due == due and rec.acknowledge_answered_at is None
+                    and not rec.acknowledge_breached)
         return rec.resolve_due == due and not rec.resolve_breached
 
     def tick(self, now: float) -> None:

@@ -31,13 +31,12 @@ class _Acc:
         self.met = {"acknowledge": 0, "resolve": 0}
 
     def add(self, row: tuple[Any, ...], now: float) -> None:
-        (_, _, _, _, opened, ack_due, res_due, acked, resolved, ack_b, res_b) = row
+        (_, _, _, _, opened, ack_due, res_due, acked, resolved, ack_b, res_b, answered) = row
         self.incidents += 1
         if acked is not None:
             self.ack.append(acked - opened)
         if resolved is not None:
             self.res.append(resolved - opened)
-        answered = acked if acked is not None else resolved
         for target, due, done, breached in (("acknowledge", ack_due, answered, ack_b),
                                             ("resolve", res_due, resolved, res_b)):
             if due is None:
@@ -76,18 +75,19 @@ def parse_since(text: str | None, now: float) -> float:
 def compute_stats(store: Store, since: float, now: float) -> dict[str, Any]:
     rows = store.query(
         "SELECT incident_id, priority, team, service, opened_at, acknowledge_due, resolve_due,"
-        " acknowledged_at, resolved_at, acknowledge_breached, resolve_breached, alerts FROM sla"
+        " acknowledged_at, resolved_at, acknowledge_breached, resolve_breached, acknowledge_answered_at, alerts"
+        " FROM sla"
         " WHERE opened_at >= ? ORDER BY opened_at", (since,))
     total, by_pri, by_team = _Acc(), defaultdict(_Acc), defaultdict(_Acc)
     per_service: dict[str, int] = defaultdict(int)
     alerts = 0
     for r in rows:
-        core = r[:1] + r[1:4] + r[4:11]
+        core = r[:12]
         total.add(core, now)
         by_pri[r[1]].add(core, now)
         by_team[r[2] or "none"].add(core, now)
         per_service[r[3] or "unknown"] += 1
-        alerts += r[11] or 0
+        alerts += r[12] or 0
     return {
         "since": format_rfc3339(since), "until": format_rfc3339(now),
         **total.view(),

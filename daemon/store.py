@@ -90,6 +90,17 @@ def register_schema(name: str, ddl: str) -> None:
     _EXTRA_SCHEMAS[name] = ddl
 
 
+# Columns added to a table after stores were first written with it (see `register_column`).
+_ADDED_COLUMNS: list[tuple[str, str, str, str]] = []
+
+
+def register_column(table: str, column: str, declaration: str, backfill: str = "") -> None:
+    """A column added to `table` (whose `CREATE TABLE` names it too): a store written
+    without it gets it when it opens, then `backfill`, an UPDATE of the rows already
+    there, in the same transaction."""
+    _ADDED_COLUMNS.append((table, column, declaration, backfill))
+
+
 @dataclass(slots=True)
 class Writes:
     """Statements to run in one transaction: `(sql, [params, ...])` pairs, in order."""
@@ -206,6 +217,17 @@ class Store:
         conn.executescript(_CORE_SCHEMA)
         for ddl in _EXTRA_SCHEMAS.values():
             conn.executescript(ddl)
+        for table, column, declaration, backfill in _ADDED_COLUMNS:
+            conn.execute("BEGIN IMMEDIATE")  # the check too: two processes may open an old store
+            try:
+                if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    if backfill:
+                        conn.execute(backfill)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -49,7 +49,8 @@ class World:
         from daemon.build import load_state
 
         self.store = Store(self.path, threaded=False)
-        self.c = build_pipeline(self.config, self.clock, Metrics(), self.store)
+        self.metrics = Metrics()
+        self.c = build_pipeline(self.config, self.clock, self.metrics, self.store)
         load_state(self.c, self.store, self.clock.now())
 
     def restart(self) -> None:
@@ -492,3 +493,73 @@ def test_a_merge_keeps_the_earlier_incidents_acknowledge_clock_and_breach(tmp_pa
     assert tracker.breaches.labels("acknowledge", "P2")._value.get() == 1
     expected = ["SLA breached: P2 incident not acknowledged within 900s"] if merged_at == 700 else []
     assert w.timeline("INC-000002", "sla_breach") == expected
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_reopened_incident_that_was_never_acknowledged_does_not_count_as_acknowledged(tmp_path, restart):
+    """Its resolution answered the page (the acknowledge target was met, once), but
+    nobody acknowledged it: no MTTA until someone does."""
+    from daemon.stats import compute_stats
+
+    w = World(tmp_path)
+    w.fire("CardDeclines", service="payments", severity="critical")  # P2: acknowledge within 15m
+    w.fire("OrdersDown", service="orders", severity="critical")
+    w.run_until(120)
+    w.ack("INC-000002")
+    w.run_until(480)
+    _resolved(w, "CardDeclines", service="payments", severity="critical")  # at 10m, not acknowledged
+    w.run_until(60)
+    if restart:  # the record comes back from the store, not from memory
+        w.restart()
+    w.fire("CardDeclines", service="payments", severity="critical")  # reopens
+    assert w.c.incidents.get("INC-000001").state == "open"
+    w.run_until(3600)
+    s = compute_stats(w.store, T0 - 1, w.clock.now())
+    assert (s["acknowledged"], s["mtta_seconds"]) == (1, 120)  # only INC-000002
+    assert (s["sla_acknowledge_compliance"], s["sla_acknowledge_breaches"]) == (1.0, 0)
+    assert w.timeline("INC-000001", "sla_breach") == []
+
+    def decided() -> float | None:
+        return w.metrics.registry.get_sample_value(
+            "incidentd_sla_outcomes_total", {"target": "acknowledge", "priority": "P2", "outcome": "met"})
+
+    before = decided()
+    w.ack("INC-000001")  # at 71m: now it is acknowledged; the target was decided already
+    s = compute_stats(w.store, T0 - 1, w.clock.now())
+    assert (s["acknowledged"], s["mtta_seconds"]) == (2, (120 + 71 * 60) / 2)
+    assert s["sla_acknowledge_compliance"] == 1.0 and decided() == before
+
+
+def test_a_store_written_before_the_answered_column_opens_with_its_sla_rows_answered(tmp_path):
+    """Stores of the previous version have no `acknowledge_answered_at`: opening one adds
+    it, filled as that version read its rows (answered when acknowledged or resolved)."""
+    import sqlite3
+
+    from daemon.stats import compute_stats
+
+    path = str(tmp_path / "old.sqlite3")
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE sla (incident_id TEXT PRIMARY KEY, priority TEXT NOT NULL, team TEXT, service TEXT,
+            alerts INTEGER NOT NULL DEFAULT 1, opened_at REAL NOT NULL, acknowledge_due REAL, resolve_due REAL,
+            acknowledged_at REAL, resolved_at REAL, acknowledge_breached INTEGER NOT NULL DEFAULT 0,
+            resolve_breached INTEGER NOT NULL DEFAULT 0);
+    """)
+    conn.executemany("INSERT INTO sla (incident_id, priority, opened_at, acknowledge_due, resolve_due,"
+                     " acknowledged_at, resolved_at) VALUES (?, 'P2', ?, ?, ?, ?, ?)", [
+                         ("acked", T0, T0 + 900, T0 + 7200, T0 + 60, T0 + 100),
+                         ("resolved", T0, T0 + 900, T0 + 7200, None, T0 + 600),
+                         ("open", T0, T0 + 900, T0 + 7200, None, None)])
+    conn.commit()
+    conn.close()
+    for _ in range(2):  # and again, once it has the column
+        store = Store(path, threaded=False)
+        answered = store.query("SELECT incident_id, acknowledge_answered_at FROM sla ORDER BY incident_id")
+        s = compute_stats(store, T0 - 1, T0 + 1000)
+        assert (store.get_meta("schema_version"), store.query("SELECT count(*) FROM incidents")) == ("1", [(0,)])
+        store.close()
+        assert answered == [("acked", T0 + 60), ("open", None), ("resolved", T0 + 600)]
+        assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (3, 1, 60)
+        assert (s["sla_acknowledge_compliance"], s["sla_acknowledge_breaches"]) == (1.0, 0)
