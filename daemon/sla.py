@@ -54,8 +54,14 @@ CREATE INDEX IF NOT EXISTS sla_by_opened_at ON sla (opened_at);
 CREATE INDEX IF NOT EXISTS sla_open ON sla (resolved_at);
 """
 register_schema("sla", SCHEMA)
+# Stores written before had no such column: it is filled as that version read its rows
+# (answered when acknowledged or resolved). That version also set `acknowledged_at` on an
+# incident that reopened without having been acknowledged: it goes where the incident's
+# timeline has no acknowledgement.
 register_column("sla", "acknowledge_answered_at", "REAL",
-                "UPDATE sla SET acknowledge_answered_at = COALESCE(acknowledged_at, resolved_at)")
+                "UPDATE sla SET acknowledge_answered_at = COALESCE(acknowledged_at, resolved_at),"
+                " acknowledged_at = CASE WHEN EXISTS (SELECT 1 FROM timeline t"
+                " WHERE t.incident_id = sla.incident_id AND t.kind = 'acknowledged') THEN acknowledged_at END")
 
 DEFAULT_TARGETS: dict[str, tuple[float, float]] = {
     "P1": (300, 3600), "P2": (900, 4 * 3600), "P3": (3600, 24 * 3600),

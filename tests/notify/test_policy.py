@@ -532,7 +532,8 @@ def test_a_reopened_incident_that_was_never_acknowledged_does_not_count_as_ackno
 
 def test_a_store_written_before_the_answered_column_opens_with_its_sla_rows_answered(tmp_path):
     """Stores of the previous version have no `acknowledge_answered_at`: opening one adds
-    it, filled as that version read its rows (answered when acknowledged or resolved)."""
+    it, filled as that version read its rows (answered when acknowledged or resolved),
+    and an incident it marked acknowledged when it reopened unacknowledged is not."""
     import sqlite3
 
     from daemon.stats import compute_stats
@@ -546,12 +547,17 @@ def test_a_store_written_before_the_answered_column_opens_with_its_sla_rows_answ
             alerts INTEGER NOT NULL DEFAULT 1, opened_at REAL NOT NULL, acknowledge_due REAL, resolve_due REAL,
             acknowledged_at REAL, resolved_at REAL, acknowledge_breached INTEGER NOT NULL DEFAULT 0,
             resolve_breached INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE timeline (id INTEGER PRIMARY KEY, incident_id TEXT NOT NULL, at REAL NOT NULL,
+            kind TEXT NOT NULL, actor TEXT NOT NULL, text TEXT NOT NULL, data TEXT);
     """)
+    conn.execute("INSERT INTO timeline (incident_id, at, kind, actor, text) VALUES"
+                 " ('acked', ?, 'acknowledged', 'alice', 'acknowledged by alice')", (T0 + 60,))
     conn.executemany("INSERT INTO sla (incident_id, priority, opened_at, acknowledge_due, resolve_due,"
                      " acknowledged_at, resolved_at) VALUES (?, 'P2', ?, ?, ?, ?, ?)", [
                          ("acked", T0, T0 + 900, T0 + 7200, T0 + 60, T0 + 100),
                          ("resolved", T0, T0 + 900, T0 + 7200, None, T0 + 600),
-                         ("open", T0, T0 + 900, T0 + 7200, None, None)])
+                         ("open", T0, T0 + 900, T0 + 7200, None, None),
+                         ("reopened", T0, T0 + 900, T0 + 7200, T0 + 300, None)])  # resolved at 300
     conn.commit()
     conn.close()
     for _ in range(2):  # and again, once it has the column
@@ -560,6 +566,6 @@ def test_a_store_written_before_the_answered_column_opens_with_its_sla_rows_answ
         s = compute_stats(store, T0 - 1, T0 + 1000)
         assert (store.get_meta("schema_version"), store.query("SELECT count(*) FROM incidents")) == ("1", [(0,)])
         store.close()
-        assert answered == [("acked", T0 + 60), ("open", None), ("resolved", T0 + 600)]
-        assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (3, 1, 60)
+        assert answered == [("acked", T0 + 60), ("open", None), ("reopened", T0 + 300), ("resolved", T0 + 600)]
+        assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (4, 1, 60)
         assert (s["sla_acknowledge_compliance"], s["sla_acknowledge_breaches"]) == (1.0, 0)
