@@ -436,6 +436,9 @@ class IncidentManager:
                 self._merge(other, inc, now, placement.reason)
             if inc.state == RESOLVED:
                 self._reopen(inc, now, f"related alert {alert.name or alert.fingerprint} fired: {placement.reason}")
+            acked = [o for o in targets[1:] if o.state == MERGED and o.acknowledged_at is not None]
+            if acked and inc.state == OPEN:
+                self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at), now)
         else:
             inc = self._open(event, placement.group_key, now)
         self._attach(inc, member, event, now)
@@ -691,6 +694,19 @@ class IncidentManager:
             self.metrics.incident_acknowledged(inc)
         log.info("incident acknowledged", incident_id=inc.id, actor=actor)
         return inc
+
+    def _acknowledged_through(self, inc: Incident, src: Incident, now: float) -> None:
+        """`src`, merged into `inc`, had been acknowledged: someone is on the fault, so
+        the incident it is now part of is acknowledged as of then, and stops paging."""
+        inc.state = ACKNOWLEDGED
+        inc.acknowledged_at = src.acknowledged_at
+        inc.acknowledged_by = src.acknowledged_by
+        inc.updated_at = now
+        self._dirty.add(inc.id)
+        self._timeline_add(inc, now, "acknowledged", "incidentd",
+                           f"acknowledged: {src.id}, merged in, was acknowledged by {src.acknowledged_by}")
+        self._emit("acknowledged", inc, now, {"through": src.id}, actor=src.acknowledged_by or "incidentd")
+        log.info("incident acknowledged through a merge", incident_id=inc.id, merged=src.id)
 
     def resolve(self, incident_id: str, actor: str, now: float, note: str = "") -> Incident:
         inc = self._require(incident_id)

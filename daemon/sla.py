@@ -258,11 +258,16 @@ class SlaTracker:
 
     def _absorb(self, rec: SlaRecord, old: SlaRecord) -> None:
         """`old`'s incident was merged into `rec`'s: one occurrence, answerable since the
-        earlier of the two began (and paged), with any breach either already had."""
+        earlier of the two began (and paged), answered when either first was, with any
+        breach either already had."""
         if old.opened_at < rec.opened_at:
             rec.opened_at = old.opened_at
         if old.paged_at is not None and (rec.paged_at is None or old.paged_at < rec.paged_at):
             rec.paged_at = old.paged_at
+        for when in ("acknowledged_at", "acknowledge_answered_at"):  # the first answer of the two
+            theirs = getattr(old, when)
+            if theirs is not None and (getattr(rec, when) is None or theirs < getattr(rec, when)):
+                setattr(rec, when, theirs)
         rec.acknowledge_breached = rec.acknowledge_breached or old.acknowledge_breached
         rec.resolve_breached = rec.resolve_breached or old.resolve_breached
         self._deadlines(rec)

@@ -569,3 +569,50 @@ def test_a_store_written_before_the_answered_column_opens_with_its_sla_rows_answ
         assert answered == [("acked", T0 + 60), ("open", None), ("reopened", T0 + 300), ("resolved", T0 + 600)]
         assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (4, 1, 60)
         assert (s["sla_acknowledge_compliance"], s["sla_acknowledge_breaches"]) == (1.0, 0)
+
+
+class _Merging:
+    """Places the first two alerts in incidents of their own, then the third in the
+    second incident, merging the first into it (as a CI related to both would)."""
+
+    def __init__(self, correlator) -> None:
+        self.inner, self.seen = correlator, 0
+
+    def place(self, event, incidents, now):
+        from daemon.pipeline import Placement
+
+        self.seen += 1
+        ids = {1: [], 2: [], 3: ["INC-000002", "INC-000001"]}[self.seen]
+        return Placement(ids, "related to both", f"k{self.seen}")
+
+    def analyze(self, incident, now):
+        return self.inner.analyze(incident, now)
+
+
+def test_an_acknowledged_incident_merged_into_a_paging_one_stops_its_escalation(tmp_path):
+    """Someone is on the fault: the incident it became part of is acknowledged as of
+    then, stops escalating, and its acknowledge target was met then."""
+    from daemon.stats import compute_stats
+
+    w = World(tmp_path)
+    incidents = w.c.incidents
+    incidents.correlator = _Merging(incidents.correlator)
+    w.fire("CardDeclines", service="payments", severity="critical")  # P2: INC-1
+    w.run_until(60)
+    w.fire("CardDeclines", service="payments", severity="critical", instance="b")  # INC-2
+    incidents.incidents["INC-000002"].team = "payments"  # as a routing rule would set it: it escalates
+    w.run_until(60)
+    w.ack("INC-000001")  # at 120 s
+    w.run_until(180)
+    w.fire("PaymentsDown", service="payments", severity="critical")  # at 300 s: merges INC-1 into INC-2
+    inc = incidents.get("INC-000002")
+    assert (inc.state, inc.acknowledged_at, inc.acknowledged_by) == ("acknowledged", T0 + 120, "alice")
+    assert w.timeline("INC-000002", "acknowledged") == [
+        "acknowledged: INC-000001, merged in, was acknowledged by alice"]
+    w.run_until(3600)
+    sent = [(msg["incident"]["id"], r, why) for r, why, _, msg in w.outbox()]
+    assert sent[-1] == ("INC-000002", "pager", "acknowledged")  # PagerDuty follows the ack
+    assert [s for s in sent if s[2] in ("escalated", "repeat")] == []  # lead was due at 690 s
+    assert w.timeline("INC-000002", "sla_breach") == []
+    s = compute_stats(w.store, T0 - 1, w.clock.now())
+    assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (1, 1, 120)
