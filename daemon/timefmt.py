@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -102,23 +103,30 @@ def format_rfc3339(ts: float | None, millis: bool = False) -> str | None:
 
 
 def parse_duration(value: str | int | float) -> float:
-    """Parse a Prometheus-style duration (`90s`, `5m`, `1h30m`, `7d`) to seconds."""
+    """Parse a Prometheus-style duration (`90s`, `5m`, `1h30m`, `7d`) to seconds;
+    a number is seconds. NaN and infinite durations are refused: no timer could use them."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration must not be negative: {value!r}")
-        return float(value)
-    if not isinstance(value, str) or not value:
+        try:
+            total = float(value)
+        except OverflowError:  # an integer beyond any float
+            total = math.inf
+    elif not isinstance(value, str) or not value:
         raise ValueError(f"not a duration: {value!r}")
-    total = 0.0
-    pos = 0
-    for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", value):
-        if m.start() != pos:
-            raise ValueError(f"not a duration: {value!r}")
-        pos = m.end()
-        n = float(m.group(1))
-        total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}[m.group(2)]
-    if pos != len(value):
-        raise ValueError(f"not a duration (use e.g. 30s, 5m, 1h): {value!r}")
+    else:
+        total = 0.0
+        pos = 0
+        for m in re.finditer(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", value):
+            if m.start() != pos:
+                raise ValueError(f"not a duration: {value!r}")
+            pos = m.end()
+            n = float(m.group(1))
+            total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}[m.group(2)]
+        if pos != len(value):
+            raise ValueError(f"not a duration (use e.g. 30s, 5m, 1h): {value!r}")
+    if not math.isfinite(total):  # YAML's .nan and .inf, or digits past float's range
+        raise ValueError(f"not a finite duration: {str(value)[:64]}")
     return total

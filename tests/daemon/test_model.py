@@ -1,6 +1,7 @@
 """Alert identity and timestamps follow Prometheus and Alertmanager exactly."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,12 @@ def test_durations_in_prometheus_form():
     assert parse_duration(15) == 15
     with pytest.raises(ValueError):
         parse_duration("5 minutes")
+
+
+def test_a_duration_that_is_not_a_finite_number_is_refused():
+    for value in (math.nan, math.inf, 10**400, "9" * 400 + "s"):  # YAML .nan, .inf, and past float's range
+        with pytest.raises(ValueError, match="not a finite duration"):
+            parse_duration(value)
 
 
 def test_severity_order():

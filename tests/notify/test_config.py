@@ -1,6 +1,7 @@
 """The notification sections as check-config and a reload read them: every wrong
 setting is a `file:line: message`, never a traceback."""
 
+import pytest
 from notify_helpers import write_config
 
 from daemon.cli import check_config_errors
@@ -56,3 +57,34 @@ def test_receiver_urls_that_do_not_parse_are_errors_that_do_not_repeat_them(tmp_
     ]
     assert [e[:len(x)] for e, x in zip(errors, expected, strict=True)] == expected, errors
     assert not any("S3CRET" in e for e in errors)
+
+
+def test_nan_and_infinite_durations_are_errors(tmp_path):
+    path = write_config(tmp_path, HOOK + """notify:
+  group_wait: .nan
+  repeat_interval: .inf
+  retry: {max_backoff: -.inf}
+  routes:
+    - {receivers: [hook], group_wait: .NaN}
+""")
+    assert check_config_errors(path) == [
+        f"{path}:8: notify.group_wait: not a finite duration: nan",
+        f"{path}:9: notify.repeat_interval: not a finite duration: inf",
+        f"{path}:10: notify.retry.max_backoff: duration must not be negative: -inf",
+        f"{path}:12: notify.routes[0].group_wait: not a finite duration: nan",
+    ]
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param("notify:\n  group_wait: .nan\n", id="nan-group-wait"),
+])
+async def test_a_reload_with_a_notify_section_that_can_never_work_is_refused(tmp_path, daemon_for, bad):
+    path = write_config(tmp_path, HOOK + "notify:\n  group_wait: 10s\n")
+    c = await daemon_for(path)
+    write_config(tmp_path, HOOK + bad)
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400, body
+    [error] = body["components"]["notify"]["errors"]
+    assert error.startswith(f"{path}:"), error
+    settings = c.daemon.components.parts["notify"].settings
+    assert (settings.group_wait, settings.escalation_policies["ep"][0].delay) == (10.0, 300.0)
