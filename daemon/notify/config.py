@@ -29,7 +29,7 @@ teams:
 escalation_policies:
   payments:
     - {targets: [pager], delay: 15m}      # level 0: paged at open; escalate if no ack in 15m
-    - {targets: [ops-slack, mail], delay: 30m}
+    - {targets: [ops-slack, mail]}        # the last level needs no delay; every other one does
 notify:
   external_url: https://incidentd.example    # links in messages
   group_wait: 30s          # the first message waits this long for more alerts
@@ -395,9 +395,14 @@ def parse_notify(config: Config) -> tuple[NotifySettings, list[str]]:
                     if not isinstance(lvl, Mapping):
                         err(levels, i, f"{where}[{i}] must be a mapping with targets and delay")
                         continue
+                    targets = _names(lvl, "targets", f"{where}[{i}]", err)
+                    if not targets:
+                        err(lvl, "targets", f"{where}[{i}].targets needs at least one receiver or team")
                     delay = _duration(lvl, "delay", f"{where}[{i}]", err)
-                    parsed.append(EscalationLevel(_names(lvl, "targets", f"{where}[{i}]", err),
-                                                  delay if delay is not None else 0.0))
+                    if "delay" not in lvl and i + 1 < len(levels):  # only the last level may go without
+                        err(lvl, "delay", f"{where}[{i}].delay is required: how long to wait for an"
+                                          f" acknowledgement before {where}[{i + 1}] is notified")
+                    parsed.append(EscalationLevel(targets, delay if delay is not None else 0.0))
                     for k in lvl:
                         if k not in ("targets", "delay"):
                             err(lvl, k, f"unknown key {where}[{i}].{k}")

@@ -75,8 +75,32 @@ def test_nan_and_infinite_durations_are_errors(tmp_path):
     ]
 
 
+def test_an_escalation_level_with_no_targets_or_no_delay_before_the_next_level_is_an_error(tmp_path):
+    path = write_config(tmp_path, HOOK + """  no_delay:
+    - {targets: [hook], delay: 5m}
+    - {targets: [hook]}
+    - {targets: [hook]}
+  no_targets:
+    - {targets: [], delay: 5m}
+    - {delay: 5m}
+""")
+    assert check_config_errors(path) == [
+        f"{path}:9: escalation_policies.no_delay[1].delay is required: how long to wait for an acknowledgement"
+        " before escalation_policies.no_delay[2] is notified",
+        f"{path}:12: escalation_policies.no_targets[0].targets needs at least one receiver or team",
+        f"{path}:13: escalation_policies.no_targets[1].targets needs at least one receiver or team",
+    ]
+
+
+def test_the_last_escalation_level_needs_no_delay(tmp_path):
+    path = write_config(tmp_path, HOOK + "  two: [{targets: [hook], delay: 5m}, {targets: [hook]}]\n")
+    assert check_config_errors(path) == []
+
+
 @pytest.mark.parametrize("bad", [
     pytest.param("notify:\n  group_wait: .nan\n", id="nan-group-wait"),
+    pytest.param("  later: [{targets: [hook]}, {targets: [hook]}]\n", id="escalation-level-without-delay"),
+    pytest.param("  nobody: [{targets: []}]\n", id="escalation-level-without-targets"),
 ])
 async def test_a_reload_with_a_notify_section_that_can_never_work_is_refused(tmp_path, daemon_for, bad):
     path = write_config(tmp_path, HOOK + "notify:\n  group_wait: 10s\n")
