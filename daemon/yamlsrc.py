@@ -18,9 +18,9 @@ class LineDict(dict):
     """A mapping from a YAML file; `line` is its own line, `key_lines[k]` each key's."""
 
     line: int = 0
-    key_lines: dict[str, int]
+    key_lines: dict[Any, int]
 
-    def line_of(self, key: str) -> int:
+    def line_of(self, key: Any) -> int:
         return self.key_lines.get(key, self.line)
 
 
@@ -186,10 +186,10 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         loader.dispose()
 
 
-def line_of(node: Any, key: str | int | None = None) -> int:
+def line_of(node: Any, key: Any = None) -> int:
     """The line of `node` (or of its `key`), 0 when unknown."""
     if key is not None:
-        if isinstance(node, LineDict) and isinstance(key, str):
+        if isinstance(node, LineDict):  # any scalar key: `on:` is the boolean True in YAML 1.1
             return node.line_of(key)
         if isinstance(node, LineList) and isinstance(key, int):
             return node.line_of(key)

@@ -162,14 +162,14 @@ def _duration(node: Mapping[str, Any], key: str, where: str, err: _Errors) -> fl
         return None
 
 
-def _names(node: Mapping[str, Any], key: str, where: str, err: _Errors) -> list[str]:
+def _names(node: Mapping[str, Any], key: Any, where: str, err: _Errors, shown: str = "") -> list[str]:
     value = node.get(key)
     if value is None:
         return []
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        err(node, key, f"{where}.{key} must be a list of names")
+        err(node, key, f"{where}.{shown or key} must be a list of names")
         return []
     return list(dict.fromkeys(value))  # a receiver (or address) listed twice is one
 
@@ -299,7 +299,10 @@ def _events(node: Mapping[str, Any], where: str, err: _Errors) -> tuple[str, ...
     key: Any = next((k for k in ("events", "on", True) if k in node), None)
     if key is None:
         return None
-    names = _names({"events": node[key]}, "events", where, err)
+    if node[key] in (None, []):  # a route would fall back to notify.events, notify to the default
+        err(node, key, f"{where}.events is empty: list the events to notify on, or leave it out for the default")
+        return None
+    names = _names(node, key, where, err, shown="events")
     bad = [n for n in names if n not in EVENTS]
     if bad:
         err(node, key, f"{where}.events: unknown event {bad[0]!r} (use {', '.join(EVENTS)})")

@@ -92,6 +92,24 @@ def test_an_escalation_level_with_no_targets_or_no_delay_before_the_next_level_i
     ]
 
 
+def test_an_empty_events_list_is_an_error_and_so_is_one_that_is_not_a_list(tmp_path):
+    path = write_config(tmp_path, HOOK + """notify:
+  group_wait: 10s
+  on: []
+  default: {receivers: [hook], events: []}
+  routes:
+    - receivers: [hook]
+      events:
+    - {receivers: [hook], events: {open: true}}
+""")
+    assert check_config_errors(path) == [
+        f"{path}:9: notify.events is empty: list the events to notify on, or leave it out for the default",
+        f"{path}:10: notify.default.events is empty: list the events to notify on, or leave it out for the default",
+        f"{path}:13: notify.routes[0].events is empty: list the events to notify on, or leave it out for the default",
+        f"{path}:14: notify.routes[1].events must be a list of names",
+    ]
+
+
 def test_the_last_escalation_level_needs_no_delay(tmp_path):
     path = write_config(tmp_path, HOOK + "  two: [{targets: [hook], delay: 5m}, {targets: [hook]}]\n")
     assert check_config_errors(path) == []
@@ -101,6 +119,7 @@ def test_the_last_escalation_level_needs_no_delay(tmp_path):
     pytest.param("notify:\n  group_wait: .nan\n", id="nan-group-wait"),
     pytest.param("  later: [{targets: [hook]}, {targets: [hook]}]\n", id="escalation-level-without-delay"),
     pytest.param("  nobody: [{targets: []}]\n", id="escalation-level-without-targets"),
+    pytest.param("notify:\n  routes: [{receivers: [hook], events: []}]\n", id="route-without-events"),
 ])
 async def test_a_reload_with_a_notify_section_that_can_never_work_is_refused(tmp_path, daemon_for, bad):
     path = write_config(tmp_path, HOOK + "notify:\n  group_wait: 10s\n")
