@@ -492,14 +492,20 @@ def _check_references(raw: Mapping[str, Any], s: NotifySettings, err: _Errors) -
 
 
 def check_notify(config: Config) -> list[str]:
-    """check-config: the notification sections and the template files they name."""
+    """check-config: the notification sections and the template files they name. A missing
+    template is reported at its key in the config; one that does not compile, at its own
+    file and line (`slack.j2:3: ...`)."""
     import os
 
     settings, errors = parse_notify(config)
+    raw = config.raw.get("receivers") if isinstance(config.raw, Mapping) else None
+    nodes = {n.get("name"): n for n in raw if isinstance(n, Mapping)} if isinstance(raw, list) else {}
     for rc in settings.receivers.values():
-        for path in (rc.template, rc.html_template, rc.subject_template):
+        for key in ("template", "html_template", "subject_template"):
+            path = getattr(rc, key)
             if path and not os.path.isfile(path):
-                errors.append(f"{config.path}:0: receiver {rc.name}: template file not found: {path}")
+                errors.append(f"{config.path}:{line_of(nodes.get(rc.name), key)}: receiver {rc.name}:"
+                              f" template file not found: {path}")
     if not errors:
         from daemon.notify.templates import TemplateError, Templates
 
@@ -507,5 +513,5 @@ def check_notify(config: Config) -> list[str]:
             try:
                 Templates.for_receiver(rc)
             except TemplateError as exc:
-                errors.append(f"{config.path}:0: receiver {rc.name}: {exc}")
+                errors.append(f"{exc.path}:{exc.line}: receiver {rc.name}: {exc.message}")
     return errors

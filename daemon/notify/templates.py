@@ -15,6 +15,7 @@ in the template itself stays markup, and `{{ value | safe }}` is not escaped.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,11 @@ import markupsafe
 import structlog
 
 from daemon.notify.config import ReceiverConfig
+from daemon.yamlsrc import SourceError
 
 log = structlog.get_logger("incidentd.notify")
+
+BUILT_IN = "<built-in template>"  # where errors in the default templates are said to be
 
 TEXT = """\
 [{{ incident.priority }}] {{ incident.id }} {{ headline }}: {{ incident.title }}
@@ -94,8 +98,8 @@ HEADLINES = {
 }
 
 
-class TemplateError(Exception):
-    """A template file that cannot be read or compiled."""
+class TemplateError(SourceError):
+    """A template file that cannot be read (line 0) or compiled (at the line Jinja2 names)."""
 
 
 def headline(reason: str, detail: dict[str, Any]) -> str:
@@ -130,11 +134,21 @@ def _compile(env: jinja2.Environment, source: str | None, path: str | None) -> j
             with open(path, encoding="utf-8") as fh:
                 source = fh.read()
         except OSError as exc:
-            raise TemplateError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            raise TemplateError(path, 0, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        return env.from_string(source or "")
+        # `env.from_string`, but under the file's name: Jinja2 then points the traceback
+        # of an error at render time at the template's own line (see `render`)
+        code = env.compile(source or "", filename=path)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{path or '<template>'}:{exc.lineno}: {exc.message}") from exc
+        raise TemplateError(path or BUILT_IN, exc.lineno, exc.message or str(exc)) from exc
+    return env.template_class.from_code(env, code, env.make_globals(None))
+
+
+def _line_of_error(template: jinja2.Template, exc: BaseException) -> int:
+    """The template line an error at render time came from (0 when Jinja2 did not say)."""
+    name = template.filename or "<template>"  # what Jinja2 names a template without a file
+    lines = [frame.lineno or 0 for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == name]
+    return lines[-1] if lines else 0
 
 
 @dataclass(slots=True)
@@ -172,13 +186,14 @@ def context(message: dict[str, Any], receiver: str) -> dict[str, Any]:
 
 def render(template: jinja2.Template, ctx: dict[str, Any]) -> str:
     """The template's text. A user's template that fails at render time (`{{ a // b }}`
-    with b 0, a filter given the wrong type, ...) is logged and a short built-in text
-    saying so is sent instead, so the notification still goes out."""
+    with b 0, a filter given the wrong type, ...) is logged with its file and line and a
+    short built-in text saying so is sent instead, so the notification still goes out."""
     try:
         return template.render(ctx)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("message template failed; the built-in text is sent instead", receiver=ctx.get("receiver"),
-                    incident_id=ctx["incident"].get("id"), error=error)
+                    incident_id=ctx["incident"].get("id"),
+                    template=f"{template.filename or BUILT_IN}:{_line_of_error(template, exc)}", error=error)
         text = f"(template error: {error}) {ctx['incident'].get('id')} {ctx['headline']}"
         return slack_escape(text) if template.environment is _SLACK_ENV else text

@@ -115,6 +115,23 @@ def test_the_last_escalation_level_needs_no_delay(tmp_path):
     assert check_config_errors(path) == []
 
 
+def test_a_template_that_does_not_compile_is_reported_at_its_own_line_and_a_missing_one_at_its_key(tmp_path):
+    (tmp_path / "slack.j2").write_text("{{ incident.id }}\n{% if incident.team %}\n{{ incident.team }\n{% endif %}\n")
+    path = write_config(tmp_path, """receivers:
+  - {name: chat, type: slack, url: "http://127.0.0.1:9/chat", template: slack.j2}
+""")
+    assert check_config_errors(path) == [f"{tmp_path / 'slack.j2'}:3: receiver chat: unexpected '}}'"]
+    path = write_config(tmp_path, """receivers:
+  - name: mail
+    type: email
+    smtp: 127.0.0.1:25
+    to: [oncall@example.com]
+    html_template: mail.html.j2
+""")
+    assert check_config_errors(path) == [
+        f"{path}:7: receiver mail: template file not found: {tmp_path / 'mail.html.j2'}"]
+
+
 @pytest.mark.parametrize("bad", [
     pytest.param("notify:\n  group_wait: .nan\n", id="nan-group-wait"),
     pytest.param("  later: [{targets: [hook]}, {targets: [hook]}]\n", id="escalation-level-without-delay"),

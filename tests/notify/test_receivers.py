@@ -186,7 +186,7 @@ def test_check_config_refuses_a_ca_file_that_is_missing_or_holds_no_certificate(
 async def test_a_template_failing_at_render_time_still_notifies_with_the_built_in_text(tmp_path, sink, daemon_for):
     from structlog.testing import capture_logs
 
-    (tmp_path / "ratio.j2").write_text("{{ incident.id }}: {{ incident.alerts_total // (incident.alerts_firing - 1) }}")
+    (tmp_path / "ratio.j2").write_text("{{ incident.id }}:\n{{ incident.alerts_total // (incident.alerts_firing - 1) }}")
     hook = await sink()
     c = await daemon_for(write_config(tmp_path, f"""
 receivers:
@@ -204,6 +204,7 @@ notify:
     assert [r[4:] for r in outbox_rows(c.daemon)] == [("delivered", 1)]
     [entry] = [e for e in logs if e["event"].startswith("message template failed")]
     assert (entry["receiver"], entry["incident_id"]) == ("hook", "INC-000001")
+    assert entry["template"] == f"{tmp_path / 'ratio.j2'}:2"
     assert entry["error"].startswith("ZeroDivisionError")
 
 
