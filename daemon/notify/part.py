@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from daemon.auth import parse_auth
 from daemon.config import Config, ConfigError
 from daemon.notify.config import NotifySettings, parse_notify
 from daemon.notify.outbox import Deliverer
@@ -23,7 +24,12 @@ log = structlog.get_logger("incidentd.notify")
 
 
 def link_base(config: Config, settings: NotifySettings) -> str:
-    return settings.external_url or f"http://{config.listen}"
+    """Where links in messages point: `notify.external_url` when set, else the API as this
+    daemon serves it, over https when `tls:` is configured."""
+    if settings.external_url:
+        return settings.external_url
+    scheme = "https" if parse_auth(config)[0].tls_cert else "http"
+    return f"{scheme}://{config.listen}"
 
 
 class NotifyPart:

@@ -616,3 +616,20 @@ def test_an_acknowledged_incident_merged_into_a_paging_one_stops_its_escalation(
     assert w.timeline("INC-000002", "sla_breach") == []
     s = compute_stats(w.store, T0 - 1, w.clock.now())
     assert (s["incidents"], s["acknowledged"], s["mtta_seconds"]) == (1, 1, 120)
+
+
+TLS = "listen: 127.0.0.1:9443\ntls: {cert: server.crt, key: server.key}\n"
+
+
+@pytest.mark.parametrize("config, base", [
+    (CONFIG, "http://127.0.0.1:9095"),
+    (TLS + CONFIG, "https://127.0.0.1:9443"),
+    (TLS + CONFIG.replace("notify:\n", "notify:\n  external_url: http://incidentd.example/\n"),
+     "http://incidentd.example"),
+], ids=["plain", "tls", "external-url"])
+def test_message_links_use_https_when_the_api_serves_tls_and_the_external_url_wins(tmp_path, config, base):
+    w = World(tmp_path, config)
+    w.fire("Errors", service="checkout")
+    w.run_until(30)
+    [(_, _, _, msg)] = w.outbox()
+    assert msg["link"] == f"{base}/api/v1/incidents/INC-000001"
