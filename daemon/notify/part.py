@@ -18,6 +18,7 @@ from daemon.notify.config import NotifySettings, parse_notify
 from daemon.notify.outbox import Deliverer
 from daemon.notify.policy import NotifyPolicy
 from daemon.notify.receivers import make_receiver
+from daemon.notify.templates import TemplateError
 from daemon.store import Store
 
 log = structlog.get_logger("incidentd.notify")
@@ -50,7 +51,10 @@ class NotifyPart:
 
     async def start(self) -> None:
         if self.deliverer is not None:
-            await self.deliverer.start()
+            try:
+                await self.deliverer.start()
+            except TemplateError as exc:  # `run` checks less than check-config: one line, not a traceback
+                raise ConfigError([str(exc)]) from exc
         log.info("notifications", receivers=sorted(self.settings.receivers),
                  routes=len(self.settings.routes), escalation_policies=sorted(self.settings.escalation_policies))
 

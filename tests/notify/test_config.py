@@ -148,3 +148,20 @@ async def test_a_reload_with_a_notify_section_that_can_never_work_is_refused(tmp
     assert error.startswith(f"{path}:"), error
     settings = c.daemon.components.parts["notify"].settings
     assert (settings.group_wait, settings.escalation_policies["ep"][0].delay) == (10.0, 300.0)
+
+
+def test_run_with_a_template_that_does_not_compile_stops_with_its_file_and_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from notify_helpers import free_port
+
+    (tmp_path / "hook.j2").write_text("{{ incident.id }}\n{{ incident.title }\n")
+    path = write_config(tmp_path, f"listen: 127.0.0.1:{free_port()}\n" + HOOK.replace(
+        'url: "http://127.0.0.1:9/hook"', 'url: "http://127.0.0.1:9/hook", template: hook.j2'))
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--config", path],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"incidentd: {tmp_path / 'hook.j2'}:2: unexpected '}}'"
+    assert "Traceback" not in done.stderr + done.stdout
