@@ -31,7 +31,7 @@ escalation_policies:
     - {targets: [pager], delay: 15m}      # level 0: paged at open; escalate if no ack in 15m
     - {targets: [ops-slack, mail]}        # the last level needs no delay; every other one does
 notify:
-  external_url: https://incidentd.example    # links in messages (default: the listen address, https with tls:)
+  external_url: https://incidentd.example    # links in messages (default: the listen address, or the host name when that is 0.0.0.0 or ::; https with tls:)
   group_wait: 30s          # the first message waits this long for more alerts
   repeat_interval: 4h      # re-notify while unacknowledged (0: never)
   events: [open, priority_raised, root_cause_changed, resolved]   # also `on:`

@@ -8,6 +8,7 @@ both read the same routes and teams.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import structlog
@@ -26,10 +27,15 @@ log = structlog.get_logger("incidentd.notify")
 
 def link_base(config: Config, settings: NotifySettings) -> str:
     """Where links in messages point: `notify.external_url` when set, else the API as this
-    daemon serves it, over https when `tls:` is configured."""
+    daemon serves it, over https when `tls:` is configured. Listening on every address
+    (`0.0.0.0`, `::`), the host is this machine's name, as Prometheus and Alertmanager
+    default their external URL: a link to 0.0.0.0 leads nowhere."""
     if settings.external_url:
         return settings.external_url
     scheme = "https" if parse_auth(config)[0].tls_cert else "http"
+    host, _, port = config.listen.rpartition(":")
+    if host.strip("[]") in ("", "0.0.0.0", "::"):
+        return f"{scheme}://{socket.gethostname()}:{port}"
     return f"{scheme}://{config.listen}"
 
 

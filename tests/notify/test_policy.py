@@ -2,6 +2,7 @@
 real pipeline and store (no network: nothing is delivered, rows are written)."""
 
 import json
+import socket
 
 import pytest
 from notify_helpers import T0, write_config
@@ -626,7 +627,9 @@ TLS = "listen: 127.0.0.1:9443\ntls: {cert: server.crt, key: server.key}\n"
     (TLS + CONFIG, "https://127.0.0.1:9443"),
     (TLS + CONFIG.replace("notify:\n", "notify:\n  external_url: http://incidentd.example/\n"),
      "http://incidentd.example"),
-], ids=["plain", "tls", "external-url"])
+    ("listen: 0.0.0.0:9095\n" + CONFIG, f"http://{socket.gethostname()}:9095"),
+    ("listen: '[::]:9095'\n" + CONFIG, f"http://{socket.gethostname()}:9095"),
+], ids=["plain", "tls", "external-url", "any-ipv4", "any-ipv6"])
 def test_message_links_use_https_when_the_api_serves_tls_and_the_external_url_wins(tmp_path, config, base):
     w = World(tmp_path, config)
     w.fire("Errors", service="checkout")
