@@ -465,6 +465,8 @@ def _check_references(raw: Mapping[str, Any], s: NotifySettings, err: _Errors) -
             if n not in s.receivers and not (teams_ok and n in s.teams):
                 kind = "receiver or team" if teams_ok else "receiver"
                 err(node, key, f"{where}: unknown {kind} {n!r}")
+            elif n not in s.receivers and not s.teams[n].receivers:
+                err(node, key, f"{where}: team {n!r} has no receivers: it would notify nobody")
 
     def check_policy(name: str | None, node: Any, key: Any, where: str) -> None:
         if name is not None and name not in s.escalation_policies:

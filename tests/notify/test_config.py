@@ -165,3 +165,15 @@ def test_run_with_a_template_that_does_not_compile_stops_with_its_file_and_line(
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"incidentd: {tmp_path / 'hook.j2'}:2: unexpected '}}'"
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_an_escalation_level_whose_team_has_no_receivers_is_an_error(tmp_path):
+    path = write_config(tmp_path, HOOK + """  owners:
+    - {targets: [silent, hook], delay: 5m}
+    - {targets: [paged]}
+teams:
+  silent: {}
+  paged: {receivers: [hook]}
+""")
+    assert check_config_errors(path) == [
+        f"{path}:8: escalation_policies.owners[0].targets: team 'silent' has no receivers: it would notify nobody"]
