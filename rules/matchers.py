@@ -1,7 +1,8 @@
 """Label matchers with Alertmanager's semantics, shared by rules, silences and the CMDB.
 
 - `name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`; values may be quoted
-  (with `\\"`, `\\\\` and `\\n` escapes) or bare.
+  (with `\\"`, `\\\\`, `\\n` and `\\t` escapes) or bare. Any other backslash
+  stays, as Alertmanager reads it: `=~"host-\\d+"` is the regex `host-\\d+`.
 - A missing label matches as the empty string, so `team=""` selects alerts
   without a `team` label and `team!=""` those that have one.
 - Regexes are fully anchored: `=~"web"` does not match `webserver`. They are
@@ -129,6 +130,9 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
 def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         body = raw[1:-1]
@@ -138,7 +142,8 @@ def _unquote(raw: str) -> str:
             ch = body[i]
             if ch == "\\" and i + 1 < len(body):
                 nxt = body[i + 1]
-                out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+                # a backslash before anything else is the regex's own (`\d`, `\.`)
+                out.append(_ESCAPES.get(nxt, ch + nxt))
                 i += 2
                 continue
             if ch == raw[0]:

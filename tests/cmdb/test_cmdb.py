@@ -66,6 +66,16 @@ def test_most_specific_match_wins_and_regex_blocks(tmp_path):
     assert cmdb.ci_for({"service": "unknown"}) is None
 
 
+def test_regex_escapes_in_match_strings_reach_the_regex(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", r"""
+    cis:
+      - id: hosts
+        match: ['instance=~"host-\d+\.prod"']
+    """)])
+    assert cmdb.ci_for({"instance": "host-12.prod"}) == "hosts"
+    assert cmdb.ci_for({"instance": "host-dd.prod"}) is None
+
+
 def test_errors_carry_file_and_line(tmp_path):
     path = write(tmp_path, "bad.yaml", """
     cis:

@@ -45,6 +45,16 @@ def test_quoted_values_unescape_quotes_backslashes_and_newlines():
     assert parse_matcher(r'x="a\nb"').value == "a\nb"
 
 
+def test_other_backslashes_stay_for_the_regex_as_in_alertmanager():
+    # `\d` and `\.` are the regex's escapes, not the quoting's: dropping the backslash
+    # would make `host-\d+` the regex `host-d+`, which no host name matches
+    m = parse_matcher(r'instance=~"host-\d+\.prod"')
+    assert m.value == r"host-\d+\.prod"
+    assert m.matches({"instance": "host-12.prod"}) and not m.matches({"instance": "host-12xprod"})
+    assert parse_matcher(r'path="C:\\temp\x"').value == "C:\\temp\\x"
+    assert parse_matcher(str(m)) == m
+
+
 def test_dot_does_not_match_newline_as_in_go():
     assert not parse_matcher('msg=~"a.b"').matches({"msg": "a\nb"})
 
