@@ -212,6 +212,11 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
                 raise MatcherError(
                     f"match entries must be label: value strings, got {name!r}: {value!r}"
                 )
+            if isinstance(value, bool | float):  # str() of them is not what the file says
+                raise MatcherError(
+                    f"{name}: {value!r} is not a string (YAML reads an unquoted true, no or 1.10"
+                    " as a boolean or a number): quote the value"
+                )
             out.append(Matcher.create(name, "=", str(value)))
         return out
     if isinstance(spec, str):

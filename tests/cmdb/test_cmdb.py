@@ -76,6 +76,30 @@ def test_regex_escapes_in_match_strings_reach_the_regex(tmp_path):
     assert cmdb.ci_for({"instance": "host-dd.prod"}) is None
 
 
+def test_match_values_yaml_reads_as_booleans_or_floats_are_errors(tmp_path):
+    # `canary: true` would be the matcher canary="True", `version: 1.10` version="1.1":
+    # neither matches the label the file means, so check-config says to quote them
+    path = write(tmp_path, "c.yaml", """
+    cis:
+      - {id: canary, match: {service: web, canary: true}}
+      - {id: v110, match: {service: web, version: 1.10}}
+      - {id: norway, match: {country: no}}
+      - {id: exporter, match: {port: 9100}}
+    """)
+    errors = validate_cmdb([path])
+    assert [e.split(": bad matcher: ")[0] for e in errors] == [
+        f"{path}:3: CI 'canary'", f"{path}:4: CI 'v110'", f"{path}:5: CI 'norway'"]
+    assert all("quote the value" in e for e in errors)
+    (tmp_path / "c.yaml").write_text(textwrap.dedent("""
+    cis:
+      - {id: canary, match: {service: web, canary: "true"}}
+      - {id: exporter, match: {port: 9100}}
+    """))
+    cmdb = load_cmdb([path])
+    assert cmdb.ci_for({"service": "web", "canary": "true"}) == "canary"
+    assert cmdb.ci_for({"port": "9100"}) == "exporter"
+
+
 def test_errors_carry_file_and_line(tmp_path):
     path = write(tmp_path, "bad.yaml", """
     cis:
