@@ -32,13 +32,14 @@ def _key_options(block: MatchBlock) -> list[list[tuple[str, str]]]:
     return opts
 
 
-def _sort_key(block: MatchBlock) -> tuple[int, int, int]:
-    n, eq = block.specificity
-    return (-n, -eq, block.order)
+def _sort_key(block: MatchBlock) -> tuple[int, int, int, int]:
+    labels, eq, n = block.specificity
+    return (-labels, -eq, -n, block.order)
 
 
 class MatcherIndex:
-    """Most specific match wins: most matchers, then most equality matchers, then file order."""
+    """Most specific match wins: most labels, then most equality matchers, then most
+    matchers, then file order."""
 
     def __init__(self, blocks: Iterable[MatchBlock], cache_size: int = 65_536) -> None:
         blocks = list(blocks)
@@ -115,7 +116,7 @@ class MatcherIndex:
 
 # A block as the index tries it: its rank (`_sort_key`), its equality pairs (compared
 # inline, the cheap and usual case) and its other matchers.
-_Entry = tuple[tuple[int, int, int], tuple[tuple[str, str], ...], tuple[Matcher, ...], MatchBlock]
+_Entry = tuple[tuple[int, int, int, int], tuple[tuple[str, str], ...], tuple[Matcher, ...], MatchBlock]
 
 
 def _entry(block: MatchBlock) -> _Entry:

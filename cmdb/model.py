@@ -24,9 +24,12 @@ class MatchBlock:
     order: int  # definition order, the last tie-break between equally specific blocks
 
     @property
-    def specificity(self) -> tuple[int, int]:
-        """More matchers win; among those, more equality matchers."""
-        return (len(self.matchers), sum(1 for m in self.matchers if m.is_equality))
+    def specificity(self) -> tuple[int, int, int]:
+        """More labels win (an alert belongs to the CI whose match it satisfies with the
+        most labels: two matchers on one label count once); then more equality
+        matchers; then more matchers."""
+        return (len({m.name for m in self.matchers}),
+                sum(1 for m in self.matchers if m.is_equality), len(self.matchers))
 
 
 @dataclass(slots=True)

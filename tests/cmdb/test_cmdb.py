@@ -66,6 +66,26 @@ def test_most_specific_match_wins_and_regex_blocks(tmp_path):
     assert cmdb.ci_for({"service": "unknown"}) is None
 
 
+def test_the_block_with_the_most_labels_wins_not_the_one_with_the_most_matchers(tmp_path):
+    """A namespace's catch-all that leaves out two services has three matchers on two
+    labels; the web service's block has two labels too, both equalities: web's alerts
+    are web's. Equally specific blocks go to the CI defined first."""
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", """
+    cis:
+      - id: shop-other
+        match: ['namespace="shop"', 'service!="db"', 'service!="cache"']
+      - id: web
+        match: {namespace: shop, service: web}
+      - id: mail
+        match: {namespace: shop, service: mail}
+      - id: mail-again
+        match: {service: mail, namespace: shop}
+    """)])
+    assert cmdb.ci_for({"namespace": "shop", "service": "web"}) == "web"
+    assert cmdb.ci_for({"namespace": "shop", "service": "queue"}) == "shop-other"
+    assert cmdb.ci_for({"namespace": "shop", "service": "mail"}) == "mail"
+
+
 def test_regex_escapes_in_match_strings_reach_the_regex(tmp_path):
     cmdb = load_cmdb([write(tmp_path, "c.yaml", r"""
     cis:

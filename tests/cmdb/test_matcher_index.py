@@ -26,12 +26,13 @@ label_sets = st.dictionaries(st.sampled_from(NAMES), st.sampled_from(VALUES[:3])
 
 
 def naive(bs: list[MatchBlock], labels: dict[str, str]) -> str | None:
-    """The most specific block whose every matcher holds (most matchers, then most
-    equalities, then the first defined)."""
+    """The most specific block whose every matcher holds (most labels, then most
+    equalities, then most matchers, then the first defined)."""
     hits = [b for b in bs if all(m.matches(labels) for m in b.matchers)]
     if not hits:
         return None
-    return min(hits, key=lambda b: (-b.specificity[0], -b.specificity[1], b.order)).ci
+    return min(hits, key=lambda b: (-len({m.name for m in b.matchers}),
+                                    -sum(m.is_equality for m in b.matchers), -len(b.matchers), b.order)).ci
 
 
 @settings(max_examples=400, deadline=None)
