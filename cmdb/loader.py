@@ -129,7 +129,8 @@ class _Builder:
 
     def add_document(self, path: str, data: Any) -> None:
         self.sources.append(path)
-        if data is None:
+        if data is None:  # most likely an export cut short: taking it would empty the graph
+            self.err(path, 1, "the file is empty (a CMDB without CIs is `cis: []`)")
             return
         if not isinstance(data, Mapping):
             self.err(path, line_of(data) or 1, "a CMDB file must be a mapping with a `cis` list")

@@ -154,6 +154,8 @@ def test_x_keys_hold_anchors_for_the_cis_and_other_keys_are_errors(tmp_path):
     assert validate_cmdb([bad]) == [f"{bad}:1: unknown key 'defaults' (expected cis, relations, or x-...)"]
     scalar = write(tmp_path, "scalar.yaml", "just a string\n")
     assert validate_cmdb([scalar]) == [f"{scalar}:1: a CMDB file must be a mapping with a `cis` list"]
+    listed = write(tmp_path, "list.yaml", "- id: web\n- id: db\n")
+    assert validate_cmdb([listed]) == [f"{listed}:1: a CMDB file must be a mapping with a `cis` list"]
 
 
 def test_several_files_merge_and_refer_to_each_other(tmp_path):

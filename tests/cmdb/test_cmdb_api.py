@@ -82,6 +82,26 @@ async def test_reload_keeps_the_old_graph_on_error_and_takes_a_good_one(tmp_path
     assert status == 200
 
 
+async def test_a_reload_of_an_emptied_file_keeps_the_graph(tmp_path, daemon_for):
+    """An export cut short leaves an empty file (or one with only its header comment):
+    taking it would drop every CI and dependency at once."""
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    for text in ("", "# CMDB export\n"):
+        path.write_text(text)
+        status, body = await c.call("POST", "/-/reload")
+        assert status == 400 and body["components"]["cmdb"]["errors"] == [f"{path}:1: the file is empty (a CMDB without CIs is `cis: []`)"]
+        assert await c.metric("incidentd_cmdb_last_reload_successful") == 0
+        status, ci = await c.call("GET", "/api/v1/cmdb/cis/db")
+        assert status == 200 and [d["ci"] for d in ci["dependents"]] == ["web"]
+        status, cmdb = await c.call("GET", "/api/v1/cmdb")
+        assert cmdb["cis"] == 4 and "the file is empty" in cmdb["last_error"]
+    path.write_text("cis: []\n")  # a CMDB without CIs, said so
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 200 and (await c.call("GET", "/api/v1/cmdb"))[1]["cis"] == 0
+
+
 async def test_reload_takes_the_files_the_config_names_now(tmp_path, daemon_for):
     (tmp_path / "cmdb.yaml").write_text(GOOD)
     (tmp_path / "extra.yaml").write_text("cis:\n  - {id: cache, type: cache, match: {service: cache}}\n")
