@@ -172,10 +172,13 @@ def load_yaml(path: str) -> Any:
 
 def load_yaml_text(text: str, path: str = "<string>") -> Any:
     loader = _Loader(text)
+    node = None
     try:
         with heap.paused():  # see daemon.heap: a big file is hundreds of thousands of objects
             node = loader.get_single_node()
             return None if node is None else _Converter(loader).value(node)
+    except RecursionError:  # `[[[[...` hundreds deep: no config needs it
+        raise SourceError(path, _deepest_line(node), "invalid YAML: values nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -184,6 +187,24 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         raise SourceError(path, 0, f"invalid YAML: {exc}") from exc
     finally:
         loader.dispose()
+
+
+def _deepest_line(node: yaml.Node | None) -> int:
+    """The line of the most deeply nested value under `node`, found without recursion."""
+    deepest, line = -1, 0
+    todo, seen = ([(node, 0)] if node is not None else []), set()
+    while todo:
+        n, depth = todo.pop()
+        if id(n) in seen:  # an alias
+            continue
+        seen.add(id(n))
+        if depth > deepest:
+            deepest, line = depth, n.start_mark.line + 1
+        if isinstance(n, yaml.SequenceNode):
+            todo.extend((child, depth + 1) for child in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            todo.extend((child, depth + 1) for _, child in n.value)
+    return line
 
 
 def line_of(node: Any, key: Any = None) -> int:

@@ -102,6 +102,18 @@ async def test_a_reload_of_an_emptied_file_keeps_the_graph(tmp_path, daemon_for)
     assert status == 200 and (await c.call("GET", "/api/v1/cmdb"))[1]["cis"] == 0
 
 
+async def test_a_reload_of_a_file_nested_too_deeply_is_a_reported_error(tmp_path, daemon_for):
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    path.write_text(GOOD + "  - {id: cache, attrs: {x: " + "[" * 2000 + "]" * 2000 + "}}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and body["components"]["cmdb"]["errors"] == [
+        f"{path}:7: invalid YAML: values nested too deeply"]
+    assert await c.metric("incidentd_cmdb_last_reload_successful") == 0
+    assert (await c.call("GET", "/api/v1/cmdb"))[1]["cis"] == 4
+
+
 async def test_reload_takes_the_files_the_config_names_now(tmp_path, daemon_for):
     (tmp_path / "cmdb.yaml").write_text(GOOD)
     (tmp_path / "extra.yaml").write_text("cis:\n  - {id: cache, type: cache, match: {service: cache}}\n")

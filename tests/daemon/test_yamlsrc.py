@@ -52,6 +52,8 @@ def test_merge_keys_are_overridden_by_the_mappings_own_keys():
         ("a: 1\n---\nb: 2\n", 2, "but found another document"),
         ("a: 1\nwhen: 2026-02-30\n", 2, "'2026-02-30' is not a valid timestamp: day is out of range"),
         ("- [2026-13-01]\n", 1, "'2026-13-01' is not a valid timestamp: month must be in 1..12"),
+        ("a: 1\nb:\n  c: " + "[" * 2000 + "]" * 2000 + "\n", 3, "values nested too deeply"),
+        ("a: &x [*x, " + "{a: " * 2000 + "1" + "}" * 2000 + "]\n", 1, "values nested too deeply"),
     ],
 )
 def test_errors_name_file_and_line(text, line, message):
