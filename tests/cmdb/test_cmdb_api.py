@@ -46,6 +46,13 @@ async def test_ci_view_shows_dependencies_dependents_and_open_incidents(tmp_path
     assert status == 400
 
 
+async def test_ci_view_shows_attributes_yaml_reads_as_dates(tmp_path, daemon_for):
+    (tmp_path / "cmdb.yaml").write_text(GOOD + "  - {id: host-2, type: host, attrs: {installed: 2024-03-01, rack: r12}}\n")
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/host-2")
+    assert status == 200 and ci["attrs"] == {"installed": "2024-03-01", "rack": "r12"}
+
+
 async def test_reload_keeps_the_old_graph_on_error_and_takes_a_good_one(tmp_path, daemon_for):
     path = tmp_path / "cmdb.yaml"
     path.write_text(GOOD)
