@@ -74,7 +74,7 @@ class CmdbPart:
             return web.json_response(view, dumps=_dumps)
 
         app.router.add_get("/api/v1/cmdb", get_status)
-        app.router.add_get("/api/v1/cmdb/cis/{id}", get_ci)
+        app.router.add_get("/api/v1/cmdb/cis/{id:.+}", get_ci)  # ids may hold slashes
 
 
 def check_cmdb(config: Config) -> list[str]:

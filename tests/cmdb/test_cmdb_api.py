@@ -46,6 +46,20 @@ async def test_ci_view_shows_dependencies_dependents_and_open_incidents(tmp_path
     assert status == 400
 
 
+async def test_ci_ids_with_slashes_are_found_written_either_way(tmp_path, daemon_for):
+    """`k8s/prod/api` is a usual CI id; clients (and proxies that decode `%2F`) send its
+    slashes as they are."""
+    (tmp_path / "cmdb.yaml").write_text(GOOD + "  - {id: k8s/prod/api, match: {service: api}, depends_on: [db]}\n")
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    for path in ("k8s/prod/api", "k8s%2Fprod%2Fapi"):
+        status, ci = await c.call("GET", f"/api/v1/cmdb/cis/{path}")
+        assert status == 200 and ci["id"] == "k8s/prod/api", path
+    status, ci = await c.call("GET", "/api/v1/cmdb/cis/db")
+    assert [d["ci"] for d in ci["dependents"]] == ["k8s/prod/api", "web"]
+    status, body = await c.call("GET", "/api/v1/cmdb/cis/k8s/prod/nope")
+    assert status == 404 and body == {"error": "no such CI", "detail": "k8s/prod/nope"}
+
+
 async def test_ci_view_shows_attributes_yaml_reads_as_dates(tmp_path, daemon_for):
     (tmp_path / "cmdb.yaml").write_text(GOOD + "  - {id: host-2, type: host, attrs: {installed: 2024-03-01, rack: r12}}\n")
     c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
