@@ -224,9 +224,10 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
     if isinstance(spec, Iterable):
         out = []
         for item in spec:
+            # an item may be a selector, as in Alertmanager's `matchers:` ('{a="b"}', 'a="b", c="d"')
             out.extend(
                 parse_matchers(item)
-                if isinstance(item, str) and "," in item
+                if isinstance(item, str) and ("," in item or item.lstrip().startswith("{"))
                 else [parse_matcher(item)]
             )
         return out

@@ -86,6 +86,17 @@ def test_the_block_with_the_most_labels_wins_not_the_one_with_the_most_matchers(
     assert cmdb.ci_for({"namespace": "shop", "service": "mail"}) == "mail"
 
 
+def test_match_strings_may_be_selectors_in_braces(tmp_path):
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", """
+    cis:
+      - {id: web, match: ['{service="web"}', '{env!="dev"}']}
+      - {id: api, match: '{service="api", env!="dev"}'}
+    """)])
+    assert cmdb.ci_for({"service": "web", "env": "prod"}) == "web"
+    assert cmdb.ci_for({"service": "web", "env": "dev"}) is None
+    assert cmdb.ci_for({"service": "api"}) == "api"
+
+
 def test_regex_escapes_in_match_strings_reach_the_regex(tmp_path):
     cmdb = load_cmdb([write(tmp_path, "c.yaml", r"""
     cis:

@@ -81,6 +81,11 @@ def test_a_regex_that_backtracks_exponentially_elsewhere_matches_in_linear_time(
     assert m.matches({"rl": "a" * 100_000 + "b"})
 
 
+def test_a_list_item_may_be_a_selector_in_braces_as_in_alertmanager():
+    ms = parse_matchers(['{service="web"}', 'env!="dev"', '{job=~"api|worker", team="shop"}'])
+    assert [str(m) for m in ms] == ['service="web"', 'env!="dev"', 'job=~"api|worker"', 'team="shop"']
+
+
 def test_selector_with_commas_inside_quotes():
     ms = parse_matchers('{instance=~"a,b|c", job="x"}')
     assert [(m.name, m.op, m.value) for m in ms] == [("instance", "=~", "a,b|c"), ("job", "=", "x")]
