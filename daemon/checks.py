@@ -31,25 +31,27 @@ def unknown_keys(config: Config) -> list[str]:
             f" (known: {', '.join(sorted(_KEYS))})" for key in raw if key not in _KEYS]
 
 
-def _check_files_exist(config: Config) -> list[str]:
+def _check_files_exist(config: Config) -> dict[str, list[str]]:
+    """Files the config names that do not exist, under the part that reads them."""
     import os
 
-    errors = []
+    errors: dict[str, list[str]] = {}
     for key in ("cmdb", "rules"):
         for path in getattr(config, key):
             if not os.path.isfile(path):
                 line = config.raw.line_of(key) if hasattr(config.raw, "line_of") else 0
-                errors.append(f"{config.path}:{line}: {key} file not found: {path}")
+                errors.setdefault(key, []).append(f"{config.path}:{line}: {key} file not found: {path}")
     return errors
 
 
 def check_parts(config: Config) -> dict[str, list[str]]:
-    """The errors of each checker (by its name; files that do not exist under "config")."""
+    """The errors of each checker, by its name, with the files it reads that do not
+    exist (a reload that finds the CMDB file gone is a failed CMDB reload)."""
     from daemon import plugins  # noqa: F401
 
-    found = {"config": _check_files_exist(config)}
+    found = {"config": [], **_check_files_exist(config)}
     for name, checker in _CHECKERS.items():
-        found[name] = checker(config)
+        found[name] = found.get(name, []) + checker(config)
     return found
 
 

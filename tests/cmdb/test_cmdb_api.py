@@ -135,6 +135,19 @@ async def test_a_reload_of_a_file_nested_too_deeply_is_a_reported_error(tmp_path
     assert (await c.call("GET", "/api/v1/cmdb"))[1]["cis"] == 4
 
 
+async def test_a_reload_that_finds_the_file_gone_is_a_failed_cmdb_reload(tmp_path, daemon_for):
+    path = tmp_path / "cmdb.yaml"
+    path.write_text(GOOD)
+    c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
+    path.rename(tmp_path / "cmdb.yaml.old")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 400 and body["components"]["cmdb"]["errors"] == [
+        f"{tmp_path / 'config.yaml'}:2: cmdb file not found: {path}"]
+    assert await c.metric("incidentd_cmdb_last_reload_successful") == 0
+    status, cmdb = await c.call("GET", "/api/v1/cmdb")
+    assert cmdb["cis"] == 4 and not cmdb["last_reload_successful"] and "not found" in cmdb["last_error"]
+
+
 async def test_reload_takes_the_files_the_config_names_now(tmp_path, daemon_for):
     (tmp_path / "cmdb.yaml").write_text(GOOD)
     (tmp_path / "extra.yaml").write_text("cis:\n  - {id: cache, type: cache, match: {service: cache}}\n")
