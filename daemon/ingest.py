@@ -72,6 +72,12 @@ def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
         if len(_VALID_NAMES) > 10_000:
             _VALID_NAMES.clear()
         _VALID_NAMES.update(value)
+        if "" in value.values():
+            # as in Alertmanager (and Prometheus), a label with an empty value is no label:
+            # {a="x", b=""} is the alert {a="x"}, with the same fingerprint
+            value = {k: v for k, v in value.items() if v}
+            if not value:
+                raise PayloadError(where, "at least one label with a non-empty value is required")
     return value
 
 
@@ -92,7 +98,7 @@ def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_t
         return None
     labels = obj.get("labels")
     if type(labels) is not dict or not labels or not _VALID_NAMES.issuperset(labels) \
-            or not set(map(type, labels.values())) <= _STR_ONLY:
+            or not set(map(type, labels.values())) <= _STR_ONLY or "" in labels.values():
         return None
     annotations = obj.get("annotations")
     if annotations is None:

@@ -150,6 +150,11 @@ BAD_ALERTS = [
                      "\uff12\uff10\uff12\uff16-11-24T04:00:00Z")
     ),
     (
+        "only labels with empty values",
+        [v2_alert(GOOD), {"labels": {"alertname": "", "instance": ""}}],
+        "[1].labels: at least one label with a non-empty value is required",
+    ),
+    (
         "endsAt a number",
         [{"labels": GOOD, "endsAt": 1767225600}],
         "[0].endsAt: expected an RFC 3339 timestamp string, got a number",

@@ -47,6 +47,18 @@ async def test_label_order_does_not_change_identity(start_daemon):
     assert len(inc["alerts"]) == 1
 
 
+async def test_a_label_with_an_empty_value_is_no_label_as_in_alertmanager(start_daemon):
+    from daemon.model import fingerprint
+
+    c = await start_daemon()
+    await c.post(WEBHOOK, webhook(wh_alert(db_down(pod=""))))
+    await c.post(ALERTS, [v2_alert(db_down())])
+    [inc] = await c.incidents()
+    [alert] = inc["alerts"]
+    assert alert["labels"] == db_down()
+    assert alert["fingerprint"] == fingerprint(db_down())  # what Alertmanager shows for both
+
+
 async def test_acknowledge_then_resolve_by_hand_records_who_did_it(start_daemon):
     c = await start_daemon()
     await c.post(ALERTS, [v2_alert(db_down())])
