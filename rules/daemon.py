@@ -192,8 +192,7 @@ class RulesPart:
         self._apply_file_entries(ruleset)
         self.rules_stage = RulesStage(ruleset, ci_attrs, on_drop=lambda: self.dropped.inc())
         self.inhibit_stage = InhibitStage(
-            ruleset.inhibit_rules, ci_attrs, depends_on, config.incidents.resolve_timeout,
-            on_new_source=self._stages_changed,
+            ruleset.inhibit_rules, ci_attrs, depends_on, on_new_source=self._stages_changed
         )
         registry = getattr(metrics, "registry", None)
         self.rules_loaded = Gauge(

@@ -13,14 +13,18 @@ sides is not inhibited by alerts that also match both sides. Beyond that:
 
 An inhibited alert keeps its place in its incident's timeline, marked, and
 does not page. Sources are the alerts this stage has seen firing, with their
-labels after rules; one without `endsAt` counts as firing for
-`resolve_timeout` after it was last seen, as in Alertmanager. A new source
+labels after rules, until their `endsAt` (API alerts always have one: ingest
+gives those posted without it `resolve_timeout`, as Alertmanager does) or their
+resolution: a firing alert of an Alertmanager webhook carries no `endsAt` and
+is re-sent only every `repeat_interval`, so it inhibits, as its incident stays
+open, until the webhook that resolves it. A new source
 also inhibits the targets already firing, from their next re-post on (as
 Alertmanager stops notifying them): their incidents stop paging.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,7 +70,6 @@ class InhibitStage:
         rules: list[InhibitRule] | None = None,
         ci_attrs: CiAttrs | None = None,
         depends_on: DependsOn | None = None,
-        resolve_timeout: float = 300.0,
         on_new_source: Callable[[], None] | None = None,
     ) -> None:
         self.rules = list(rules or [])
@@ -75,10 +78,9 @@ class InhibitStage:
         self.on_new_source = on_new_source
         self.ci_attrs = ci_attrs
         self.depends_on = depends_on
-        self.resolve_timeout = resolve_timeout
-        self._firing: dict[str, _Source] = {}
-        # firing alerts that are (after the rules) a source of some rule: their re-posts
+        # firing alerts that are (after the rules) a source of some rule; their re-posts
         # must come through here to keep the inhibition alive (`IncidentManager.must_see`)
+        self._firing: dict[str, _Source] = {}
         self.sources: set[str] = set()
 
     def set_rules(self, rules: list[InhibitRule]) -> None:
@@ -96,13 +98,12 @@ class InhibitStage:
             if ev.dropped:
                 continue
             alert = ev.alert
-            if alert.is_firing(now):
-                until = alert.ends_at if alert.ends_at is not None else now + self.resolve_timeout
-                source = _Source(ev.fingerprint, alert.labels, self._view(ev), ev.ci, until)
-                self._firing[ev.fingerprint] = source
-                if self.may_be_source(source.view):
-                    new_source = new_source or ev.fingerprint not in self.sources
-                    self.sources.add(ev.fingerprint)
+            view = self._view(ev) if alert.is_firing(now) else None
+            if view is not None and self.may_be_source(view):
+                until = alert.ends_at if alert.ends_at is not None else math.inf
+                self._firing[ev.fingerprint] = _Source(ev.fingerprint, alert.labels, view, ev.ci, until)
+                new_source = new_source or ev.fingerprint not in self.sources
+                self.sources.add(ev.fingerprint)
             elif self._firing.pop(ev.fingerprint, None) is not None:
                 self.sources.discard(ev.fingerprint)
         for fp in [fp for fp, s in self._firing.items() if s.until <= now]:

@@ -53,13 +53,25 @@ def test_resolved_source_no_longer_inhibits():
     assert target.inhibited_by is None
 
 
-def test_source_without_ends_at_expires_after_resolve_timeout():
-    stage = InhibitStage([rule('{alertname="A"}', '{alertname="B"}')], resolve_timeout=300)
-    stage.process([ev({"alertname": "A"})], now=0)
+def test_source_inhibits_until_its_ends_at():
+    stage = InhibitStage([rule('{alertname="A"}', '{alertname="B"}')])
+    stage.process([ev({"alertname": "A"}, ends_at=240)], now=0)
     early, late = ev({"alertname": "B"}), ev({"alertname": "B"})
-    stage.process([early], now=299)
-    stage.process([late], now=301)
+    stage.process([early], now=239)
+    stage.process([late], now=241)
     assert early.inhibited_by and late.inhibited_by is None
+
+
+def test_source_without_ends_at_inhibits_until_it_resolves():
+    # a firing alert of an Alertmanager webhook: no endsAt, re-sent every repeat_interval
+    stage = InhibitStage([rule('{alertname="A"}', '{alertname="B"}')])
+    stage.process([ev({"alertname": "A"})], now=0)
+    later = ev({"alertname": "B"})
+    stage.process([later], now=4 * 3600)
+    stage.process([ev({"alertname": "A"}, status="resolved", ends_at=4 * 3600 + 1)], now=4 * 3600 + 1)
+    after = ev({"alertname": "B"})
+    stage.process([after], now=4 * 3600 + 2)
+    assert later.inhibited_by and after.inhibited_by is None
 
 
 def test_alerts_matching_both_sides_do_not_inhibit_each_other():

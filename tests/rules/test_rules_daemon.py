@@ -55,6 +55,47 @@ async def test_silence_api_create_list_expire(tmp_path, daemon_for):
     assert status == 200 and expired["status"]["state"] == "expired"
 
 
+def webhook(*alerts: dict) -> dict:
+    return {"version": "4", "status": "firing", "receiver": "incidentd", "alerts": list(alerts),
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+            "groupKey": "{}:{}", "truncatedAlerts": 0}  # fmt: skip
+
+
+def wh_alert(**labels) -> dict:
+    """A firing webhook alert: its endsAt is Go's zero time."""
+    return {"status": "firing", "labels": labels, "annotations": {},
+            "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}  # fmt: skip
+
+
+async def test_a_webhook_alert_inhibits_until_the_webhook_that_resolves_it(tmp_path, daemon_for):
+    rules = (
+        "inhibit_rules:\n  - source_matchers: ['severity=\"critical\"']\n"
+        "    target_matchers: ['severity=\"warning\"']\n    equal: [service]\n"
+    )
+    c = await daemon_for(write_config(tmp_path, rules))
+    crit = wh_alert(alertname="Down", severity="critical", service="orders")
+    warn = wh_alert(alertname="Slow", severity="warning", service="orders")
+    hook = "/api/v1/alerts/alertmanager"
+    assert (await c.call("POST", hook, webhook(crit)))[0] == 200
+    assert (await c.call("POST", hook, webhook(warn)))[0] == 200
+    # Alertmanager sends the warning's group again (another pod joined it) an hour
+    # later; the critical alert, unchanged, is not re-sent before its repeat_interval
+    c.daemon.clock.advance(3600)
+    more = wh_alert(alertname="Slow", severity="warning", service="orders", pod="b")
+    assert (await c.call("POST", hook, webhook(warn, more)))[0] == 200
+    await c.daemon.wait_idle()
+    _, slow = await c.call("GET", "/api/v1/incidents/INC-000002")
+    assert [bool(a["inhibited_by"]) for a in slow["alerts"]] == [True, True]
+    assert slow["paging"] is False
+    # resolved: the next re-send of the warnings is no longer inhibited
+    assert (await c.call("POST", hook, webhook(dict(crit, status="resolved",
+                                                     endsAt="2026-01-01T01:00:00Z"))))[0] == 200
+    assert (await c.call("POST", hook, webhook(warn, more)))[0] == 200
+    await c.daemon.wait_idle()
+    _, slow = await c.call("GET", "/api/v1/incidents/INC-000002")
+    assert [a["inhibited_by"] for a in slow["alerts"]] == [None, None] and slow["paging"] is True
+
+
 async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
     status, body = await c.call(
