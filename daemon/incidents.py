@@ -207,6 +207,7 @@ class IncidentManager:
         self.must_see: Container[str] = ()
         self.next_start: Callable[[float], float | None] | None = None
         self._epoch_due: float | None = -math.inf  # when `epoch` moves on by itself (`next_start`)
+        self._epoch_asked = -math.inf  # when `_epoch_due` was last worked out
         self._stages_saw: dict[str, int] = {}
         # alerts of incidents let go after the reopen window: fingerprint -> when the
         # occurrence ended, so that a re-send of its resolution (Prometheus re-sends a
@@ -318,9 +319,14 @@ class IncidentManager:
         m = inc.alerts[alert.fingerprint]
         due = self._epoch_due
         if due is not None and now >= due:
-            if due != -math.inf:  # a silence or change recorded ahead has started
-                self.epoch += 1
+            if due == -math.inf and self.next_start is not None:
+                # the first look since something changed: one recorded ahead that started
+                # meanwhile (nobody had asked for its start yet) counts as well
+                due = self.next_start(self._epoch_asked)
+            if due is not None and due != -math.inf and due <= now:
+                self.epoch += 1  # a silence or change recorded ahead has started
             self._epoch_due = self.next_start(now) if self.next_start is not None else None
+            self._epoch_asked = now
         if self._stages_saw.get(alert.fingerprint) != self.epoch or alert.fingerprint in self.must_see:
             return False
         if m.status != "firing" or m.suppressed:

@@ -96,6 +96,30 @@ async def test_a_webhook_alert_inhibits_until_the_webhook_that_resolves_it(tmp_p
     assert [a["inhibited_by"] for a in slow["alerts"]] == [None, None] and slow["paging"] is True
 
 
+async def test_a_silence_recorded_ahead_silences_an_alert_that_fired_before_it_started(
+    tmp_path, daemon_for
+):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    status, _ = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {"matchers": ['service="orders"'], "startsAt": "2026-01-01T01:00:00Z",
+         "endsAt": "2026-01-01T03:00:00Z", "comment": "maintenance tonight"},
+    )  # fmt: skip
+    assert status == 200
+    c.daemon.clock.advance(600)
+    down = wh_alert(alertname="Down", service="orders")
+    hook = "/api/v1/alerts/alertmanager"
+    assert (await c.call("POST", hook, webhook(down)))[0] == 200  # pages: not silenced yet
+    await c.daemon.wait_idle()
+    # Alertmanager's next re-send (repeat_interval) comes while the silence is active
+    c.daemon.clock.advance(3 * 3600 - 600 - 60)
+    assert (await c.call("POST", hook, webhook(down)))[0] == 200
+    await c.daemon.wait_idle()
+    _, inc = await c.call("GET", "/api/v1/incidents/INC-000001")
+    assert inc["alerts"][0]["silenced_by"] and inc["paging"] is False
+
+
 async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
     status, body = await c.call(
