@@ -220,6 +220,17 @@ class RulesPart:
         self.inhibit_stage.depends_on = depends_on
         self.changes.depends_on = depends_on
 
+    def on_incidents_loaded(self) -> None:
+        """After a restart, the firing alerts of the incidents loaded inhibit as they did."""
+        if self.incidents is None:
+            return
+        self.inhibit_stage.restore(
+            (m.fingerprint, m.labels, m.ci, m.ends_at)
+            for inc in self.incidents.incidents.values()
+            for m in inc.alerts.values()
+            if m.status == "firing"
+        )
+
     # -- reload -------------------------------------------------------------------
 
     def reload(self, fresh: Config) -> list[str]:

@@ -25,7 +25,7 @@ Alertmanager stops notifying them): their incidents stop paging.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,9 +87,23 @@ class InhibitStage:
         self.rules = list(rules)
 
     def _view(self, ev: AlertEvent) -> Any:
+        return self._view_of(ev.alert.labels, ev.ci)
+
+    def _view_of(self, labels: dict[str, str], ci: str | None) -> Any:
         from rules.ruleset import AlertView, CiView
 
-        return AlertView(ev.alert.labels, CiView(ev.ci, self.ci_attrs))
+        return AlertView(labels, CiView(ci, self.ci_attrs))
+
+    def restore(self, alerts: Iterable[tuple[str, dict[str, str], str | None, float | None]]) -> None:
+        """After a restart: the sources among the firing alerts the incidents hold
+        (fingerprint, labels after the rules, CI, endsAt), so that their targets stay
+        inhibited without waiting for the sources to be sent again."""
+        for fp, labels, ci, ends_at in alerts:
+            view = self._view_of(labels, ci)
+            if self.may_be_source(view):
+                until = ends_at if ends_at is not None else math.inf
+                self._firing[fp] = _Source(fp, labels, view, ci, until)
+                self.sources.add(fp)
 
     def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
         # Sources first, so that a storm arriving in one batch inhibits itself.

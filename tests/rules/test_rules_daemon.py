@@ -4,9 +4,11 @@ persistence, reload, replay `change` events and `suspected_change`, check-config
 import json
 
 import pytest
+from harness import T0
 
 from daemon.app import Daemon
 from daemon.cli import check_config_errors
+from daemon.clock import VirtualClock
 from daemon.config import load_config
 from daemon.replay import run_replay
 
@@ -94,6 +96,27 @@ async def test_a_webhook_alert_inhibits_until_the_webhook_that_resolves_it(tmp_p
     await c.daemon.wait_idle()
     _, slow = await c.call("GET", "/api/v1/incidents/INC-000002")
     assert [a["inhibited_by"] for a in slow["alerts"]] == [None, None] and slow["paging"] is True
+
+
+async def test_inhibition_holds_across_a_restart(tmp_path, daemon_for):
+    rules = (
+        "inhibit_rules:\n  - source_matchers: ['severity=\"critical\"']\n"
+        "    target_matchers: ['severity=\"warning\"']\n    equal: [service]\n"
+    )
+    config = write_config(tmp_path, rules)
+    c = await daemon_for(config)
+    crit = {"labels": {"alertname": "Down", "severity": "critical", "service": "orders"}}
+    warn = {"labels": {"alertname": "Slow", "severity": "warning", "service": "orders"}}
+    await c.post_alerts(crit)
+    await c.post_alerts(warn)
+    await c.daemon.wait_idle()
+    await c.stop()
+    # after the restart, the warning is sent again before the critical alert is
+    c = await daemon_for(config, clock=VirtualClock(T0 + 60))
+    await c.post_alerts(warn)
+    await c.daemon.wait_idle()
+    _, slow = await c.call("GET", "/api/v1/incidents/INC-000002")
+    assert slow["alerts"][0]["inhibited_by"] and slow["paging"] is False
 
 
 async def test_a_silence_recorded_ahead_silences_an_alert_that_fired_before_it_started(
