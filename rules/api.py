@@ -35,6 +35,8 @@ def add_routes(app: web.Application, daemon: Any, part: RulesPart) -> None:
             silence = Silence.from_dict(data, now=now)
         except SilenceError as exc:
             return error(400, "invalid silence", str(exc))
+        if silence.ends_at <= now:  # as Alertmanager: it would silence nothing, ever
+            return error(400, "invalid silence", "endsAt: in the past; a silence must end in the future")
         if isinstance(data, dict) and data.get("id"):
             old = part.silences.get(silence.id)
             if old is None or old.source != "api":

@@ -155,6 +155,14 @@ async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     )
     status, body = await c.call("DELETE", "/api/v1/silences/nope")
     assert status == 404
+    # Alertmanager refuses a silence that ended already rather than store one that does nothing
+    status, body = await c.call(
+        "POST",
+        "/api/v1/silences",
+        {"matchers": ['env="x"'], "startsAt": "2025-12-31T22:00:00Z", "endsAt": "2025-12-31T23:00:00Z"},
+    )
+    assert status == 400 and body["detail"].startswith("endsAt: in the past")
+    assert (await c.call("GET", "/api/v1/silences"))[1] == []
 
 
 async def test_silences_survive_a_restart(tmp_path, daemon_for):
