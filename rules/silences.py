@@ -169,10 +169,13 @@ class SilenceStore:
     _silences: dict[str, Silence] = field(default_factory=dict)
 
     def add(self, silence: Silence, now: float) -> Silence:
-        """Add or update a silence. Updating an active silence's matchers, as in
-        Alertmanager, expires it and creates a new one."""
+        """Add or update a silence. As in Alertmanager, updating an active silence's
+        matchers expires it and creates a new one, and updating an expired silence
+        creates a new one: the expired one stays as it was, for the record."""
         old = self._silences.get(silence.id)
-        if old is not None and old.is_active(now) and old.matchers != silence.matchers:
+        if old is not None and old.state(now) == EXPIRED:
+            silence.id = str(uuid.uuid4())
+        elif old is not None and old.is_active(now) and old.matchers != silence.matchers:
             self.expire(old.id, now)
             silence.id = str(uuid.uuid4())
         silence.updated_at = now

@@ -143,6 +143,24 @@ async def test_a_silence_recorded_ahead_silences_an_alert_that_fired_before_it_s
     assert inc["alerts"][0]["silenced_by"] and inc["paging"] is False
 
 
+async def test_posting_an_expired_silence_again_makes_a_new_one_and_keeps_the_old(
+    tmp_path, daemon_for
+):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    first = {"matchers": ['env="staging"'], "endsAt": "2026-01-01T01:00:00Z", "comment": "deploy 1"}
+    _, body = await c.call("POST", "/api/v1/silences", first)
+    old_id = body["silenceID"]
+    c.daemon.clock.advance(2 * 3600)
+    again = {**first, "id": old_id, "endsAt": "2026-01-01T03:00:00Z", "comment": "deploy 2"}
+    status, body = await c.call("POST", "/api/v1/silences", again)
+    assert status == 200 and body["silenceID"] != old_id
+    _, listed = await c.call("GET", "/api/v1/silences")
+    assert [(s["comment"], s["endsAt"], s["status"]["state"]) for s in listed] == [
+        ("deploy 1", "2026-01-01T01:00:00.000Z", "expired"),
+        ("deploy 2", "2026-01-01T03:00:00.000Z", "active"),
+    ]
+
+
 async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
     status, body = await c.call(
