@@ -39,8 +39,11 @@ def add_routes(app: web.Application, daemon: Any, part: RulesPart) -> None:
             return error(400, "invalid silence", "endsAt: in the past; a silence must end in the future")
         if isinstance(data, dict) and data.get("id"):
             old = part.silences.get(silence.id)
-            if old is None or old.source != "api":
+            if old is None:
                 return error(404, f"no such silence: {silence.id}")
+            if old.source != "api":
+                return error(409, f"silence {silence.id} comes from {old.source}",
+                             "edit the rule file and reload")  # fmt: skip
         silence.source = "api"
         silence = part.silences.add(silence, now)
         await daemon.flush()

@@ -161,6 +161,22 @@ async def test_posting_an_expired_silence_again_makes_a_new_one_and_keeps_the_ol
     ]
 
 
+async def test_a_silence_from_a_rule_file_is_changed_in_the_file_not_by_the_api(
+    tmp_path, daemon_for
+):
+    rules = "silences:\n  - {id: db-upgrade, matchers: ['env=\"staging\"'], ends_at: 2026-01-02T00:00:00Z}\n"
+    c = await daemon_for(write_config(tmp_path, rules))
+    change = {"id": "db-upgrade", "matchers": ['env="prod"'], "endsAt": "2026-01-02T00:00:00Z"}
+    for method, path, body in (("POST", "/api/v1/silences", change),
+                               ("DELETE", "/api/v1/silences/db-upgrade", None)):  # fmt: skip
+        status, answer = await c.call(method, path, body)
+        assert status == 409, (method, answer)
+        assert answer == {"error": f"silence db-upgrade comes from {tmp_path}/rules.yaml",
+                          "detail": "edit the rule file and reload"}  # fmt: skip
+    _, listed = await c.call("GET", "/api/v1/silences")
+    assert [(s["id"], s["matchers"][0]["value"]) for s in listed] == [("db-upgrade", "staging")]
+
+
 async def test_invalid_silence_is_a_400_with_the_field(tmp_path, daemon_for):
     c = await daemon_for(write_config(tmp_path, "rules: []\n"))
     status, body = await c.call(
