@@ -408,6 +408,7 @@ def _parse_file(path: str, matrix: PriorityMatrix | None) -> tuple[dict[str, Any
         if rule is not None:
             out["inhibit_rules"].append(rule)
     silences_node = doc.get("silences") or []
+    silence_ids: dict[str, int] = {}
     for i, node in enumerate(silences_node if isinstance(silences_node, list) else []):
         line = line_of(silences_node, i)
         if isinstance(node, LineDict):
@@ -433,6 +434,11 @@ def _parse_file(path: str, matrix: PriorityMatrix | None) -> tuple[dict[str, Any
                 line_of(node, key) if isinstance(node, LineDict) else line, f"silences[{i}]: {exc}"
             )
             continue
+        if s.id in silence_ids:  # the later one would replace the earlier one unseen
+            err.add(line_of(node, "id") or line,
+                    f"silences[{i}]: duplicate silence id {s.id!r} (first at line {silence_ids[s.id]})")  # fmt: skip
+            continue
+        silence_ids[s.id] = line_of(node, "id") or line
         out["silences"].append(s)
     changes_node = doc.get("changes") or []
     for i, node in enumerate(changes_node if isinstance(changes_node, list) else []):
@@ -524,6 +530,12 @@ def _load(
             if c.id in seen_ids:
                 errors.append(f"{path}:1: change {c.id!r} already defined in {seen_ids[c.id]}")
             seen_ids[c.id] = path
+    seen_ids = {}
+    for path, out in parsed:
+        for s in out.get("silences", []):
+            if s.id in seen_ids and seen_ids[s.id] != path:
+                errors.append(f"{path}:1: silence {s.id!r} already defined in {seen_ids[s.id]}")
+            seen_ids.setdefault(s.id, path)
     ruleset = RuleSet(
         rules=[r for _, out in parsed for r in out.get("rules", [])],
         inhibit_rules=[r for _, out in parsed for r in out.get("inhibit_rules", [])],

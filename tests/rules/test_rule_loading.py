@@ -74,6 +74,12 @@ BROKEN = {
         2,
         "must not match the empty string",
     ),
+    "silence id twice": (
+        "silences:\n  - {id: db, matchers: ['a=\"b\"'], ends_at: 2026-01-02T00:00:00Z}\n"
+        "  - {id: db, matchers: ['a=\"c\"'], ends_at: 2026-01-02T00:00:00Z}\n",
+        3,
+        "silences[1]: duplicate silence id 'db' (first at line 2)",
+    ),
     "change bad end": (
         "changes:\n  - id: C1\n    ci: db\n    start: 2026-01-01T00:00:00Z\n    end: tomorrow\n",
         5,
@@ -101,6 +107,14 @@ def test_every_error_of_a_file_is_reported(tmp_path):
     path.write_text("rules:\n  - match: ['a=~\"(\"']\n  - match: []\n    team: 3\n")
     errors = validate_rules([str(path)])
     assert [e.split(":")[1] for e in errors] == ["2", "4"]
+
+
+def test_a_silence_id_used_in_two_files_is_an_error(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    silence = "silences:\n  - {id: db, matchers: ['a=\"b\"'], ends_at: 2026-01-02T00:00:00Z}\n"
+    a.write_text(silence)
+    b.write_text(silence)
+    assert validate_rules([str(a), str(b)]) == [f"{b}:1: silence 'db' already defined in {a}"]
 
 
 def test_unknown_receiver_or_team_is_an_error_when_known_ones_are_given(tmp_path):
