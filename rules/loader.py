@@ -192,6 +192,11 @@ def _parse_rule(
         err.add(
             node.line, f"rule {name!r}: 'match' is required (use match: [] to match every alert)"
         )
+    elif node["match"] is None:  # `match:` left empty: not taken as "every alert" by mistake
+        err.add(
+            node.line_of("match"),
+            f"rule {name!r}: 'match' is empty (use match: [] to match every alert)",
+        )
     matchers = _matchers(node, "match", node, err) or []
     drop = node.get("drop", False)
     cont = node.get("continue", False)

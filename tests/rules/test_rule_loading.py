@@ -17,6 +17,11 @@ BROKEN = {
     ),
     "bad matcher": ("rules:\n  - match: ['severity==\"x\"']\n", 2, "match[0]:"),
     "missing match": ("rules:\n  - name: a\n    team: x\n", 2, "rule 'a': 'match' is required"),
+    "empty match": (
+        "rules:\n  - name: drop-watchdog\n    match:\n    drop: true\n",
+        3,
+        "rule 'drop-watchdog': 'match' is empty (use match: [] to match every alert)",
+    ),
     "bad duration": (
         "rules:\n  - match: []\n    correlation_window: 5 minutes\n",
         3,
