@@ -43,6 +43,7 @@ with every error found, `validate_rules` returns them.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -68,6 +69,7 @@ INHIBIT_KEYS = (
     "source_match", "source_match_re", "target_match", "target_match_re",
 )  # fmt: skip
 CI_RELATIONS = ("depends_on", "same")
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # as Alertmanager's label names
 
 
 class RuleFileError(Exception):
@@ -141,7 +143,7 @@ def _template_map(node: LineDict, key: str, err: _Errors) -> dict[str, Template]
     out: dict[str, Template] = {}
     for name, value in raw.items():
         line = line_of(raw, name)
-        if not isinstance(name, str) or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        if not isinstance(name, str) or not _LABEL_NAME.match(name):
             err.add(line, f"{key}: invalid name {name!r}")
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -171,7 +173,7 @@ def _copies(node: LineDict, key: str, err: _Errors) -> list[tuple[str, str]]:
         if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
             err.add(line, f"{key}[{i}]: from and to must be names")
             continue
-        if "." in dst:
+        if not _LABEL_NAME.match(dst):
             err.add(line, f"{key}[{i}]: invalid target name {dst!r}")
             continue
         out.append((src, dst))
@@ -326,7 +328,9 @@ def _parse_inhibit(node: Any, index: int, parent: Any, err: _Errors) -> InhibitR
     if not target:
         err.add(node.line, f"inhibit rule {name!r}: target_matchers are required")
     equal = node.get("equal", [])
-    if not isinstance(equal, list) or not all(isinstance(e, str) and e for e in equal):
+    if not isinstance(equal, list) or not all(
+        isinstance(e, str) and _LABEL_NAME.match(e) for e in equal
+    ):
         err.add(node.line_of("equal"), "equal: expected a list of label names")
         equal = []
     if len(err.items) != before:

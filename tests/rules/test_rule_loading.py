@@ -22,6 +22,22 @@ BROKEN = {
         3,
         "rule 'drop-watchdog': 'match' is empty (use match: [] to match every alert)",
     ),
+    "set a label name Alertmanager refuses": (
+        "rules:\n  - match: []\n    set_labels:\n      équipe: shop\n",
+        4,
+        "set_labels: invalid name 'équipe'",
+    ),
+    "copy to a label name Alertmanager refuses": (
+        "rules:\n  - match: []\n    copy_labels:\n      - {from: ci.owner, to: owner-team}\n",
+        4,
+        "copy_labels[0]: invalid target name 'owner-team'",
+    ),
+    "equal on a label name Alertmanager refuses": (
+        "inhibit_rules:\n  - source_matchers: ['a=\"b\"']\n    target_matchers: ['c=\"d\"']\n"
+        "    equal: [cluster, kube-namespace]\n",
+        4,
+        "equal: expected a list of label names",
+    ),
     "bad duration": (
         "rules:\n  - match: []\n    correlation_window: 5 minutes\n",
         3,
