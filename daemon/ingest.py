@@ -130,8 +130,13 @@ def _alert(labels: dict[str, str], annotations: dict[str, str], starts_at: float
     alert without `endsAt` ends now); without one (API v2) an `endsAt` in the past means
     resolved, and a firing alert without one ends `resolve_timeout` from now unless
     posted again, as in Alertmanager. A `startsAt` ahead of the clock (a sender's clock
-    running fast) moves those default ends along, so that no alert ends before it starts."""
-    start = now if starts_at is None else starts_at
+    running fast) moves those default ends along, so that no alert ends before it starts;
+    without `startsAt`, an alert that ended already started then (Alertmanager takes
+    `endsAt` for it), so that a resolution sent again is known for the same occurrence."""
+    if starts_at is None:
+        start = now if ends_at is None else min(now, ends_at)
+    else:
+        start = starts_at
     if status == "resolved":
         if ends_at is None:
             ends_at = max(now, start)

@@ -355,6 +355,20 @@ async def test_the_resolution_of_an_incident_let_go_sent_again_opens_nothing(sta
     assert [i["id"] for i in await c.incidents(state="all")] == ["INC-000001", "INC-000002"]
 
 
+async def test_a_resolution_without_startsat_sent_again_opens_nothing_either(start_daemon):
+    # a script posting Alertmanager's API v2 form with endsAt alone: the alert started
+    # when it ended at the latest (Alertmanager takes endsAt for a missing startsAt)
+    c = await start_daemon()
+    await c.post(ALERTS, [{"labels": db_down()}])
+    await c.advance(60)
+    resolution = {"labels": db_down(), "endsAt": "2026-01-01T00:01:00Z"}
+    for _ in range(3):
+        await c.post(ALERTS, [resolution])
+        await c.advance(700)  # past the reopen window: the incident is let go
+    [inc] = await c.incidents(state="all")
+    assert (inc["id"], inc["state"]) == ("INC-000001", "resolved")
+
+
 async def test_a_note_on_an_incident_resolved_long_ago_is_taken(start_daemon):
     c = await start_daemon()
     await c.post(ALERTS, [v2_alert(db_down(), ends=T0 + 60)])
