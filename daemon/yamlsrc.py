@@ -19,9 +19,16 @@ class LineDict(dict):
 
     line: int = 0
     key_lines: dict[Any, int]
+    texts: dict[Any, str] | None = None  # see `text_of`
 
     def line_of(self, key: Any) -> int:
         return self.key_lines.get(key, self.line)
+
+    def text_of(self, key: Any) -> str | None:
+        """The value of `key` as the file writes it, when YAML read it as something other
+        than a string (`true`, `no`, `1.10`, `012`, a date): what Go's YAML, and so
+        Alertmanager, gives a string field. None for strings, collections and nulls."""
+        return self.texts.get(key) if self.texts else None
 
 
 class LineList(list):
@@ -81,8 +88,12 @@ def _fill_mapping(out: LineDict, node: yaml.MappingNode, value: Any, loader: _Lo
                 )
             if merged:
                 own_keys.add(key)
-        out[key] = value(value_node)
+        v = out[key] = value(value_node)
         out.key_lines[key] = key_node.start_mark.line + 1
+        if v is not None and type(value_node) is yaml.ScalarNode and value_node.tag != _STR:
+            if out.texts is None:
+                out.texts = {}
+            out.texts[key] = value_node.value
 
 
 def _fill_sequence(out: LineList, node: yaml.SequenceNode, value: Any) -> None:

@@ -206,17 +206,17 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
     if spec is None:
         return []
     if isinstance(spec, Mapping):
+        written = getattr(spec, "text_of", None)  # from a YAML file: `canary: true` is "true"
         out = []
         for name, value in spec.items():
+            if written is not None and not isinstance(value, str):
+                value = written(name) or value
             if not isinstance(name, str) or not isinstance(value, str | int | float | bool):
                 raise MatcherError(
                     f"match entries must be label: value strings, got {name!r}: {value!r}"
                 )
-            if isinstance(value, bool | float):  # str() of them is not what the file says
-                raise MatcherError(
-                    f"{name}: {value!r} is not a string (YAML reads an unquoted true, no or 1.10"
-                    " as a boolean or a number): quote the value"
-                )
+            if isinstance(value, bool | float):  # str() of them is not what was written
+                raise MatcherError(f"{name}: {value!r} is not a string: quote the value")
             out.append(Matcher.create(name, "=", str(value)))
         return out
     if isinstance(spec, str):

@@ -107,28 +107,35 @@ def test_regex_escapes_in_match_strings_reach_the_regex(tmp_path):
     assert cmdb.ci_for({"instance": "host-dd.prod"}) is None
 
 
-def test_match_values_yaml_reads_as_booleans_or_floats_are_errors(tmp_path):
-    # `canary: true` would be the matcher canary="True", `version: 1.10` version="1.1":
-    # neither matches the label the file means, so check-config says to quote them
-    path = write(tmp_path, "c.yaml", """
+def test_match_values_yaml_reads_as_booleans_or_numbers_match_as_written(tmp_path):
+    # YAML reads `true`, `no`, `1.10`, `012` and dates as other types: str() of them
+    # ("True", "False", "1.1", "10") is not the label the file means. As in Alertmanager
+    # (Go's YAML gives a string field the text as written), the value is what is written.
+    cmdb = load_cmdb([write(tmp_path, "c.yaml", """
     cis:
       - {id: canary, match: {service: web, canary: true}}
       - {id: v110, match: {service: web, version: 1.10}}
       - {id: norway, match: {country: no}}
+      - {id: octal, match: {rack: 012}}
+      - {id: dated, match: {release: 2024-03-01}}
       - {id: exporter, match: {port: 9100}}
-    """)
-    errors = validate_cmdb([path])
-    assert [e.split(": bad matcher: ")[0] for e in errors] == [
-        f"{path}:3: CI 'canary'", f"{path}:4: CI 'v110'", f"{path}:5: CI 'norway'"]
-    assert all("quote the value" in e for e in errors)
-    (tmp_path / "c.yaml").write_text(textwrap.dedent("""
-    cis:
-      - {id: canary, match: {service: web, canary: "true"}}
-      - {id: exporter, match: {port: 9100}}
-    """))
-    cmdb = load_cmdb([path])
+    """)])
     assert cmdb.ci_for({"service": "web", "canary": "true"}) == "canary"
+    assert cmdb.ci_for({"service": "web", "version": "1.10"}) == "v110"
+    assert cmdb.ci_for({"country": "no"}) == "norway"
+    assert cmdb.ci_for({"rack": "012"}) == "octal"
+    assert cmdb.ci_for({"release": "2024-03-01"}) == "dated"
     assert cmdb.ci_for({"port": "9100"}) == "exporter"
+    assert cmdb.ci_for({"service": "web", "canary": "True"}) is None
+
+
+def test_match_values_that_are_not_text_from_a_file_are_errors():
+    from rules.matchers import MatcherError, parse_matchers
+
+    assert [str(m) for m in parse_matchers({"port": 9100})] == ['port="9100"']
+    for value in (True, 1.1, None, [1]):  # from JSON, say: no written form to go by
+        with pytest.raises(MatcherError):
+            parse_matchers({"x": value})
 
 
 def test_errors_carry_file_and_line(tmp_path):
