@@ -1,8 +1,9 @@
 """Label matchers with Alertmanager's semantics, shared by rules, silences and the CMDB.
 
 - `name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`; values may be quoted
-  (with `\\"`, `\\\\`, `\\n` and `\\t` escapes) or bare. Any other backslash
-  stays, as Alertmanager reads it: `=~"host-\\d+"` is the regex `host-\\d+`.
+  (with `\\"`, `\\\\` and `\\n` escapes) or bare. Any other backslash stays,
+  as Alertmanager reads it: `=~"host-\\d+"` is the regex `host-\\d+`, and
+  `="a\\tb"` is a backslash and a `t`.
 - A missing label matches as the empty string, so `team=""` selects alerts
   without a `team` label and `team!=""` those that have one.
 - Regexes are fully anchored: `=~"web"` does not match `webserver`. They are
@@ -130,7 +131,7 @@ class Matcher:
         return f'{self.name}{self.op}"{escaped}"'
 
 
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+_ESCAPES = {"n": "\n", "\\": "\\", '"': '"', "'": "'"}  # Alertmanager's, and a single-quoted value's quote
 
 
 def _unquote(raw: str) -> str:

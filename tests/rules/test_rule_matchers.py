@@ -52,6 +52,7 @@ def test_other_backslashes_stay_for_the_regex_as_in_alertmanager():
     assert m.value == r"host-\d+\.prod"
     assert m.matches({"instance": "host-12.prod"}) and not m.matches({"instance": "host-12xprod"})
     assert parse_matcher(r'path="C:\\temp\x"').value == "C:\\temp\\x"
+    assert parse_matcher(r'path="C:\temp"').value == "C:\\temp"  # no tab: `\t` is no escape there
     assert parse_matcher(str(m)) == m
 
 
