@@ -190,7 +190,7 @@ class RulesPart:
         if store is not None:
             self._load(store)
         self._apply_file_entries(ruleset)
-        self.rules_stage = RulesStage(ruleset, ci_attrs, on_drop=lambda: self.dropped.inc())
+        self.rules_stage = RulesStage(ruleset, ci_attrs, on_drop=lambda: self.dropped.inc(), held=self._held)
         self.inhibit_stage = InhibitStage(
             ruleset.inhibit_rules, ci_attrs, depends_on, on_new_source=self._stages_changed
         )
@@ -211,6 +211,9 @@ class RulesPart:
             _Counted(self.inhibit_stage, suppressed, "inhibited", "inhibited_by"),
         ]
         self.listener = SuspectedChangeListener(self)
+
+    def _held(self, fingerprint: str) -> bool:
+        return self.incidents is not None and self.incidents.incident_for(fingerprint) is not None
 
     def set_cmdb(self, ci_attrs: CiAttrs | None, depends_on: DependsOn | None) -> None:
         """Give the stages the CMDB's callables (when it is built after this part)."""

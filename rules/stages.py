@@ -22,7 +22,8 @@ CiAttrs = Callable[[str], Mapping[str, Any] | None]
 
 
 class RulesStage:
-    """Applies the rule set to every alert; dropped alerts go no further.
+    """Applies the rule set to every alert; dropped alerts go no further (but the end of
+    one an open incident holds does, see `held`).
 
     `ruleset` may be swapped at any time (hot reload): the new rules apply to
     the alerts processed after the swap.
@@ -35,10 +36,17 @@ class RulesStage:
         ruleset: RuleSet,
         ci_attrs: CiAttrs | None = None,
         on_drop: Callable[[], None] | None = None,
+        held: Callable[[str], bool] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.ci_attrs = ci_attrs
         self.on_drop = on_drop
+        self.held = held  # fingerprint -> is it in an open incident
+
+    def _ends_held_alert(self, alert: Any, now: float) -> bool:
+        """The end of an alert that joined an incident before the rule dropping it was
+        loaded: it goes on, or the incident would stay open for good."""
+        return self.held is not None and not alert.is_firing(now) and self.held(alert.fingerprint)
 
     def process(self, events: list[AlertEvent], now: float) -> list[AlertEvent]:
         ruleset = self.ruleset
@@ -55,7 +63,7 @@ class RulesStage:
                     annotations=res.annotations,
                     fingerprint=alert.fingerprint,
                 )
-            if res.dropped:
+            if res.dropped and not self._ends_held_alert(alert, now):
                 ev.dropped = True
                 if self.on_drop is not None:
                     self.on_drop()

@@ -361,3 +361,29 @@ async def test_a_reload_takes_the_whole_new_configuration_or_none_of_it(tmp_path
     await c.call("POST", "/api/v1/alerts", [alert(alertname="A")])
     [inc] = await c.incidents(1)
     assert inc["team"] == "first"
+
+
+async def test_an_alert_a_reload_starts_dropping_still_resolves_its_incident(tmp_path, daemon_for):
+    """A drop rule added while the alert is in an open incident stops new occurrences,
+    not the end of the one already there (which would keep the incident open for good)."""
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    hook = "/api/v1/alerts/alertmanager"
+    firing = wh_alert(alertname="Flaky", service="orders")
+    assert (await c.call("POST", hook, webhook(firing)))[0] == 200
+    [inc] = await c.incidents(1)
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {match: ['alertname=\"Flaky\"'], drop: true}\n")
+    status, body = await c.call("POST", "/-/reload")
+    assert status == 200 and body["ok"]
+    ended = dict(firing, status="resolved", endsAt="2026-01-01T00:00:00Z")
+    assert (await c.call("POST", hook, dict(webhook(ended), status="resolved")))[0] == 200
+    await c.until(lambda b: b["state"] == "resolved", f"/api/v1/incidents/{inc['id']}")
+    other = wh_alert(alertname="Flaky", service="search")  # a new one is dropped
+    assert (await c.call("POST", hook, webhook(other)))[0] == 200
+    await c.call("POST", hook, dict(webhook(dict(other, status="resolved", endsAt="2026-01-01T00:00:00Z")),
+                                    status="resolved"))
+
+    async def both_dropped() -> bool:
+        return await c.metric("incidentd_alerts_dropped_total") == 2
+
+    await c.until(both_dropped, "incidentd_alerts_dropped_total")
+    assert len(await c.incidents(1)) == 1
