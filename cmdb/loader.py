@@ -28,6 +28,7 @@ relations may point into another file. Every problem is reported as
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -113,6 +114,24 @@ def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
                 continue
             b.add_document(path, data)
         return b.finish(), b.errors
+
+
+def _plain(value: Any, within: tuple[int, ...] = ()) -> Any:
+    """`attrs` as the API shows them (JSON): what YAML reads as a date or as a number
+    that is not finite (`.nan`) is shown as text; a value that holds itself (through a
+    YAML alias) is refused."""
+    if isinstance(value, Mapping | list):
+        if id(value) in within:
+            raise ValueError("hold themselves (a YAML alias inside its own anchor)")
+        inner = (*within, id(value))
+        if isinstance(value, Mapping):
+            return {str(k): _plain(v, inner) for k, v in value.items()}
+        return [_plain(v, inner) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 class _Builder:
@@ -202,7 +221,10 @@ class _Builder:
             self.err(path, line_of(item, "business_service"), f"CI {cid!r}: `business_service` must be true or false")
         attrs = item.get("attrs", {})
         if isinstance(attrs, Mapping):
-            ci.attrs = dict(attrs)
+            try:
+                ci.attrs = _plain(attrs)
+            except ValueError as exc:
+                self.err(path, line_of(item, "attrs"), f"CI {cid!r}: `attrs` {exc}")
         else:
             self.err(path, line_of(item, "attrs"), f"CI {cid!r}: `attrs` must be a mapping")
 

@@ -7,8 +7,6 @@ daemon calls its `reload()` on SIGHUP and `POST /-/reload` and its
 
 from __future__ import annotations
 
-import json
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cmdb.holder import CmdbHolder
@@ -19,10 +17,6 @@ if TYPE_CHECKING:
 
     from daemon.app import Daemon
     from daemon.config import Config
-
-
-# `attrs` hold what the file holds, and YAML reads `installed: 2024-03-01` as a date
-_dumps = partial(json.dumps, default=str)
 
 
 class CmdbPart:
@@ -71,7 +65,7 @@ class CmdbPart:
                 for inc in daemon.incidents.open_incidents()
                 if ci in inc.cis or inc.root_cause == ci or ci in inc.impacted
             ]
-            return web.json_response(view, dumps=_dumps)
+            return web.json_response(view)  # attrs were made JSON's own at load (`loader._plain`)
 
         app.router.add_get("/api/v1/cmdb", get_status)
         app.router.add_get("/api/v1/cmdb/cis/{id:.+}", get_ci)  # ids may hold slashes

@@ -278,3 +278,10 @@ def test_clusters_recorded_with_different_dependencies_are_not_made_alike():
     cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
     assert partition_labels(cmdb.cis, cmdb.graph) == {"cluster"}
     assert [cmdb.relation(f"carts.{cl}", f"redis.{cl}") for cl in "bcd"] == [None, None, None]
+
+
+def test_attrs_that_hold_themselves_are_an_error(tmp_path):
+    path = tmp_path / "cmdb.yaml"
+    path.write_text("cis:\n  - id: a\n    attrs: &me {self: *me}\n")
+    assert validate_cmdb([str(path)]) == [
+        f"{path}:3: CI 'a': `attrs` hold themselves (a YAML alias inside its own anchor)"]

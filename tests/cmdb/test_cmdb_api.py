@@ -2,10 +2,12 @@
 reload (a bad file keeps the old graph, a good one is taken, open incidents stay)."""
 
 import asyncio
+import json
 import threading
 import time
 import weakref
 
+import pytest
 from harness import write_config
 
 from cmdb import loader
@@ -60,11 +62,16 @@ async def test_ci_ids_with_slashes_are_found_written_either_way(tmp_path, daemon
     assert status == 404 and body == {"error": "no such CI", "detail": "k8s/prod/nope"}
 
 
-async def test_ci_view_shows_attributes_yaml_reads_as_dates(tmp_path, daemon_for):
-    (tmp_path / "cmdb.yaml").write_text(GOOD + "  - {id: host-2, type: host, attrs: {installed: 2024-03-01, rack: r12}}\n")
+async def test_ci_view_shows_attributes_yaml_reads_as_dates_or_odd_numbers_as_json(tmp_path, daemon_for):
+    (tmp_path / "cmdb.yaml").write_text(GOOD + "  - {id: host-2, type: host, attrs: {installed: 2024-03-01,"
+                                        " rack: r12, load: .nan, cap: -.inf, 2024-01-01: [1, {x: 2}]}}\n")
     c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
-    status, ci = await c.call("GET", "/api/v1/cmdb/cis/host-2")
-    assert status == 200 and ci["attrs"] == {"installed": "2024-03-01", "rack": "r12"}
+    async with c.session.get(c.base + "/api/v1/cmdb/cis/host-2") as resp:
+        assert resp.status == 200
+        ci = json.loads(await resp.text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert ci["attrs"] == {"installed": "2024-03-01", "rack": "r12", "load": "nan", "cap": "-inf",
+                           "2024-01-01": [1, {"x": 2}]}
+
 
 
 async def test_reload_keeps_the_old_graph_on_error_and_takes_a_good_one(tmp_path, daemon_for):
