@@ -8,6 +8,7 @@ SQLite file in a temporary directory; nothing touches the network.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import tempfile
@@ -74,6 +75,8 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
         raise ReplayError(f"{input_path}: cannot read: {exc.strerror}") from exc
     with fh:
         for lineno, line in enumerate(fh, 1):
+            if lineno == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]  # as editors and PowerShell write UTF-8; orjson refuses it
             if not line.strip():
                 continue
             where = f"{input_path}:{lineno}"

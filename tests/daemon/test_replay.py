@@ -208,6 +208,18 @@ def test_a_line_of_bad_bytes_or_a_bad_change_stops_replay_with_file_and_line(tmp
     assert not (tmp_path / "result.json").exists()
 
 
+def test_a_file_with_a_byte_order_mark_and_crlf_lines_replays_as_without(tmp_path):
+    events = [ev("00:00:00", {"alertname": "A"}), ev("00:01:00", {"alertname": "A"}, "resolved", ends="00:01:00")]
+    (tmp_path / "events.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(e).encode() + b"\r\n"
+                                                                    for e in events) + b"\r\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"),
+                           "--output", str(tmp_path / "result.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [incident] = json.loads((tmp_path / "result.json").read_text())["incidents"]
+    assert (incident["opened_at"], incident["resolved_at"]) == ("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")
+
+
 def test_commands_that_serve_nothing_load_neither_the_http_stack_nor_numpy(tmp_path):
     """check-config and an alert-only replay run many times in scripts and benchmarks:
     aiohttp loads when the daemon serves or sends, numpy and PyOD with the first series
