@@ -27,6 +27,7 @@ the command warns once, naming the first such row.
 from __future__ import annotations
 
 import argparse
+import codecs
 import collections
 import csv
 import io
@@ -89,6 +90,8 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
     detector = SeriesDetector(spec or DEFAULT_SPEC, inline_refit=True)
     recent: collections.deque[float] = collections.deque(maxlen=REFRACTORY)
     data = Path(input_path).read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]  # as editors and spreadsheets save UTF-8
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -116,6 +116,16 @@ def test_rows_out_of_order_or_repeated_are_skipped_with_a_warning_and_keep_their
     assert (code, err) == (0, "")
 
 
+def test_a_byte_order_mark_and_crlf_lines_give_the_rows_of_the_plain_file(tmp_path):
+    _write_generated(tmp_path / "plain.csv", 300)
+    plain = (tmp_path / "plain.csv").read_bytes()
+    code, err = _detect(tmp_path, None, b"\xef\xbb\xbf" + plain.replace(b"\n", b"\r\n") + b"\r\n")
+    assert (code, err) == (0, "")
+    detect_csv(None, tmp_path / "plain.csv", tmp_path / "plain_out.csv")
+    assert _rows(tmp_path / "out.csv") == _rows(tmp_path / "plain_out.csv")
+    assert len(_rows(tmp_path / "out.csv")) == 301
+
+
 def test_detect_names_the_file_it_cannot_read_or_write(tmp_path):
     import subprocess
     import sys
