@@ -57,7 +57,11 @@ def _epoch(text: str) -> float:
             return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
-    raise ValueError(f"unrecognised timestamp {text!r} (expected YYYY-MM-DD HH:MM:SS)")
+    try:  # other ISO 8601 forms (`T`, fractions, offsets); without an offset, UTC
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"unrecognised timestamp {text!r} (expected YYYY-MM-DD HH:MM:SS)") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def load_spec(config_path: str | Path | None) -> DetectorSpec:

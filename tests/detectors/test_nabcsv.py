@@ -126,6 +126,22 @@ def test_a_byte_order_mark_and_crlf_lines_give_the_rows_of_the_plain_file(tmp_pa
     assert len(_rows(tmp_path / "out.csv")) == 301
 
 
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%S+00:00",
+                                  "%Y-%m-%d %H:%M:%S.%f"])
+def test_iso_8601_timestamps_give_the_scores_of_nab_ones(tmp_path, form):
+    from datetime import datetime
+
+    _write_generated(tmp_path / "plain.csv", 300)
+    plain = _rows(tmp_path / "plain.csv")
+    iso = [plain[0]] + [[datetime.strptime(t, "%Y-%m-%d %H:%M:%S").strftime(form), v] for t, v in plain[1:]]
+    code, err = _detect(tmp_path, None, "".join(f"{t},{v}\n" for t, v in iso).encode())
+    assert (code, err) == (0, "")
+    detect_csv(None, tmp_path / "plain.csv", tmp_path / "plain_out.csv")
+    out = _rows(tmp_path / "out.csv")
+    assert [r[0] for r in out] == [r[0] for r in iso]  # copied as written
+    assert [r[1:] for r in out] == [r[1:] for r in _rows(tmp_path / "plain_out.csv")]
+
+
 def test_detect_names_the_file_it_cannot_read_or_write(tmp_path):
     import subprocess
     import sys
