@@ -19,7 +19,8 @@ rows up to t, and a prefix of the input gives a prefix of the output.
 A row whose timestamp is not after the one before it (out of order, or
 repeated, as in a few of NAB's own files) is skipped by the detector, as the
 daemon skips such a sample, and scores 0: it still has its output row, and
-the command warns once, naming the first such row.
+the command warns once, naming the first such row. A value that is empty or
+not finite (NaN, inf) is likewise ignored by the detector and scores 0.
 
 ``python -m detectors.nabcsv --config C --input I --output O`` runs it alone.
 """
@@ -116,7 +117,8 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
                 raise ValueError(f"{input_path}:{lineno}: expected timestamp,value")
             ts_text, value_text = row[0], row[1]
             try:
-                value = float(value_text)
+                # an empty cell is a missing value: ignored by the detector, as NaN is
+                value = float(value_text) if value_text.strip() else math.nan
                 ts = _epoch(ts_text)
             except ValueError as exc:
                 raise ValueError(f"{input_path}:{lineno}: {exc}") from None

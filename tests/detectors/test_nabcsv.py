@@ -142,6 +142,22 @@ def test_iso_8601_timestamps_give_the_scores_of_nab_ones(tmp_path, form):
     assert [r[1:] for r in out] == [r[1:] for r in _rows(tmp_path / "plain_out.csv")]
 
 
+def test_an_empty_value_cell_is_a_missing_value_scored_0_as_nan(tmp_path):
+    _write_generated(tmp_path / "plain.csv", 400)
+    rows = _rows(tmp_path / "plain.csv")
+    for i in (3, 150, 320):
+        rows[i][1] = ""
+    code, err = _detect(tmp_path, None, "".join(f"{t},{v}\n" for t, v in rows).encode())
+    assert (code, err) == (0, "")
+    out = _rows(tmp_path / "out.csv")
+    assert [r[:2] for r in out[1:]] == rows[1:] and [out[i][2:] for i in (3, 150, 320)] == [["0.000000000", "0"]] * 3
+    for i in (3, 150, 320):
+        rows[i][1] = "nan"
+    (tmp_path / "nan.csv").write_text("".join(f"{t},{v}\n" for t, v in rows))
+    detect_csv(None, tmp_path / "nan.csv", tmp_path / "nan_out.csv")
+    assert [r[2:] for r in out] == [r[2:] for r in _rows(tmp_path / "nan_out.csv")]
+
+
 def test_detect_names_the_file_it_cannot_read_or_write(tmp_path):
     import subprocess
     import sys
