@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -53,6 +55,22 @@ def _fire_due(components: Components, clock: VirtualClock, until: float) -> None
         pipeline.tick(clock.now())
 
 
+def _loads(line: bytes) -> Any:
+    """orjson, and for a line it refuses the standard parser, which also reads the
+    NaN, Infinity and out-of-range numbers that Python's json.dumps writes for a
+    sample with no measurement; anything else orjson refuses (a lone surrogate
+    escape, which no label or result could hold) stays orjson's error."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        try:
+            ev = json.loads(line)
+            orjson.dumps(ev)
+        except (ValueError, TypeError):
+            raise exc from None
+        return ev
+
+
 def _flush(components: Components, store: Store) -> None:
     writes = Writes()
     components.pipeline.drain_writes(writes)
@@ -81,7 +99,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 continue
             where = f"{input_path}:{lineno}"
             try:
-                ev = orjson.loads(line)
+                ev = _loads(line)
                 if not isinstance(ev, dict):
                     raise PayloadError("", "an event must be a JSON object")
                 at = parse_time(ev.get("at"), "at")
@@ -110,9 +128,12 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 elif kind == "sample":
                     from daemon.ingest import parse_samples
 
-                    samples = parse_samples([{"labels": ev.get("labels"), "value": ev.get("value"),
-                                              "at": ev.get("at")}])
-                    pipeline.process_samples(samples, at)
+                    value = ev.get("value")
+                    if not (isinstance(value, float) and not math.isfinite(value)):
+                        # NaN or out of range: no measurement, which the detector would ignore
+                        samples = parse_samples([{"labels": ev.get("labels"), "value": value,
+                                                  "at": ev.get("at")}])
+                        pipeline.process_samples(samples, at)
                 elif kind == "change":
                     try:
                         Change.from_dict(dict(ev, source="replay"), now=at)

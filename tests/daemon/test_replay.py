@@ -195,6 +195,8 @@ def test_an_output_that_cannot_be_written_is_refused_at_once_leaving_no_file_beh
     (b'{"kind": "alert", "at": "9999-12-31T23:59:59-23:59", "alert": {"labels": {"a": "b"}}}',
      "at: time out of range"),
     (b'{"kind": "alert", ', "invalid JSON at character 20: unexpected end of data"),
+    (b'{"kind": "alert", "at": "2026-01-01T00:00:01Z", "alert": {"labels": {"a": "\\ud800"}}}',
+     "invalid JSON at character 76: no low surrogate in string"),
 ])
 def test_a_line_of_bad_bytes_or_a_bad_change_stops_replay_with_file_and_line(tmp_path, line, message):
     first = json.dumps(ev("00:00:00", {"alertname": "A"})).encode()
@@ -218,6 +220,23 @@ def test_a_file_with_a_byte_order_mark_and_crlf_lines_replays_as_without(tmp_pat
     assert done.returncode == 0, done.stderr
     [incident] = json.loads((tmp_path / "result.json").read_text())["incidents"]
     assert (incident["opened_at"], incident["resolved_at"]) == ("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z")
+
+
+def test_samples_with_nan_or_infinite_values_as_json_dumps_writes_them_are_skipped(tmp_path):
+    events = [ev("00:00:00", {"alertname": "A"})]
+    for i, value in enumerate([1.0, float("nan"), 2.0, float("inf"), float("-inf"), 3]):
+        events.append({"kind": "sample", "at": f"2026-01-01T00:0{i}:30Z", "labels": {"__name__": "m"},
+                       "value": value})
+    events.append(ev("00:09:00", {"alertname": "A"}, "resolved", ends="00:09:00"))
+    text = "".join(json.dumps(e) + "\n" for e in events)
+    assert "NaN" in text and "-Infinity" in text
+    (tmp_path / "events.jsonl").write_text(text.replace("-Infinity", "-1e400"))  # another way to write it
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"),
+                           "--output", str(tmp_path / "result.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [incident] = json.loads((tmp_path / "result.json").read_text())["incidents"]
+    assert incident["resolved_at"] == "2026-01-01T00:09:00Z"
 
 
 def test_commands_that_serve_nothing_load_neither_the_http_stack_nor_numpy(tmp_path):
