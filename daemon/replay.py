@@ -169,8 +169,10 @@ def run_replay(config: Config, input_path: str, output_path: str) -> dict[str, A
     if os.path.isdir(output_path):
         raise ReplayError(f"{output_path}: cannot write: it is a directory")
     folder = os.path.dirname(os.path.abspath(output_path))
-    if not os.path.isdir(folder):
-        raise ReplayError(f"{output_path}: cannot write: no directory {folder}")
+    try:
+        os.makedirs(folder, exist_ok=True)  # as `detect` makes its output's directory
+    except OSError as exc:
+        raise ReplayError(f"{output_path}: cannot write: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(prefix="incidentd-replay-") as workdir:
         components, store = replay_events(config, input_path, workdir)
         try:

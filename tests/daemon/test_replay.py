@@ -172,7 +172,7 @@ def test_an_invalid_event_stops_replay_with_file_and_line(tmp_path):
 @pytest.mark.parametrize("output, message", [
     ("out", "out: cannot write: it is a directory"),
     ("out/", "out/: cannot write: it is a directory"),
-    ("gone/r.json", "gone/r.json: cannot write: no directory "),
+    ("events.jsonl/r.json", "events.jsonl/r.json: cannot write: "),
 ])
 def test_an_output_that_cannot_be_written_is_refused_at_once_leaving_no_file_behind(tmp_path, output, message):
     (tmp_path / "out").mkdir()
@@ -184,6 +184,15 @@ def test_an_output_that_cannot_be_written_is_refused_at_once_leaving_no_file_beh
     [err] = done.stderr.strip().splitlines()
     assert err.startswith(f"incidentd: {message}"), err
     assert sorted(os.listdir(tmp_path)) == ["events.jsonl", "out"] and os.listdir(tmp_path / "out") == []
+
+
+def test_an_output_in_a_directory_that_does_not_exist_yet_is_written_there(tmp_path):
+    (tmp_path / "events.jsonl").write_text(json.dumps(ev("00:00:00", {"alertname": "A"})) + "\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"),
+                           "--output", str(tmp_path / "runs" / "1" / "result.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len(json.loads((tmp_path / "runs" / "1" / "result.json").read_text())["incidents"]) == 1
 
 
 @pytest.mark.parametrize("line, message", [
