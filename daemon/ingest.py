@@ -8,15 +8,13 @@ string`), so the sender can fix it. Nothing here touches the store.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
-from daemon.model import Alert
+from daemon.model import LABEL_NAME, Alert
 from daemon.timefmt import MAX_TS, TimestampError, parse_rfc3339
 
-_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TS_CACHE: dict[str, float | None] = {}
-_VALID_NAMES: set[str] = set()  # label names already checked against _LABEL_NAME
+_VALID_NAMES: set[str] = set()  # label names already checked against LABEL_NAME
 _MISSING = object()
 _STR_ONLY = {str}
 
@@ -66,7 +64,7 @@ def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(v, str):
             raise PayloadError(f"{where}.{k}", f"expected a string, got {_kind(v)}")
-        if required and not _LABEL_NAME.match(k):
+        if required and not LABEL_NAME.match(k):
             raise PayloadError(f"{where}.{k}", "invalid label name (must match [A-Za-z_][A-Za-z0-9_]*)")
     if required:
         if len(_VALID_NAMES) > 10_000:

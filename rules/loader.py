@@ -43,10 +43,10 @@ with every error found, `validate_rules` returns them.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from daemon.model import LABEL_NAME
 from daemon.timefmt import parse_duration
 from daemon.yamlsrc import LineDict, SourceError, line_of, load_yaml
 from rules.changes import Change, ChangeError
@@ -69,7 +69,6 @@ INHIBIT_KEYS = (
     "source_match", "source_match_re", "target_match", "target_match_re",
 )  # fmt: skip
 CI_RELATIONS = ("depends_on", "same")
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # as Alertmanager's label names
 
 
 class RuleFileError(Exception):
@@ -143,7 +142,7 @@ def _template_map(node: LineDict, key: str, err: _Errors) -> dict[str, Template]
     out: dict[str, Template] = {}
     for name, value in raw.items():
         line = line_of(raw, name)
-        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+        if not isinstance(name, str) or not LABEL_NAME.match(name):
             err.add(line, f"{key}: invalid name {name!r}")
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -173,7 +172,7 @@ def _copies(node: LineDict, key: str, err: _Errors) -> list[tuple[str, str]]:
         if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
             err.add(line, f"{key}[{i}]: from and to must be names")
             continue
-        if not _LABEL_NAME.match(dst):
+        if not LABEL_NAME.match(dst):
             err.add(line, f"{key}[{i}]: invalid target name {dst!r}")
             continue
         out.append((src, dst))
@@ -329,7 +328,7 @@ def _parse_inhibit(node: Any, index: int, parent: Any, err: _Errors) -> InhibitR
         err.add(node.line, f"inhibit rule {name!r}: target_matchers are required")
     equal = node.get("equal", [])
     if not isinstance(equal, list) or not all(
-        isinstance(e, str) and _LABEL_NAME.match(e) for e in equal
+        isinstance(e, str) and LABEL_NAME.match(e) for e in equal
     ):
         err.add(node.line_of("equal"), "equal: expected a list of label names")
         equal = []
