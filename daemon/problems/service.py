@@ -386,13 +386,9 @@ class ProblemsPart:
         self._touch(link.incident_id, p.id)
 
     def _link(self, p: Problem, inc: Incident, how: str, prof: Profile | None, now: float) -> None:
-        part = 0
-        if prof is not None and len(p.parts) > 1:  # a merged problem: join the part it resembles
-            best = -1.0
-            for i, profs in enumerate(p.part_profiles()):
-                link = self.clusterer._linkage(prof, profs)
-                if link is not None and link[0] > best:
-                    best, part = link[0], i
+        # a merged problem: join the part it resembles
+        closest = self._closest_part(p, prof) if len(p.parts) > 1 else None
+        part = closest if closest is not None else 0
         root = inc.root_cause or (prof.ci if prof is not None else None)
         self._attach(p, Link(inc.id, inc.opened_at, inc.resolved_at, root, how, prof), part)
 
@@ -753,15 +749,23 @@ class ProblemsPart:
         problem's later recurrences (see ProblemClusterer._linkage)."""
         if prof is None or not any(p.parts):
             return 0
-        best, part = -1.0, -1
+        part = self._closest_part(p, prof)
+        if part is None:
+            p.parts.append([])
+            part = len(p.parts) - 1
+        return part
+
+    def _closest_part(self, p: Problem, prof: Profile | None) -> int | None:
+        """The index of the part of `p` whose resolved incidents `prof` resembles most,
+        of those it is comparable with; None when there is none."""
+        if prof is None:
+            return None
+        best, part = -1.0, None
         for i, ids in enumerate(p.parts):
             profs = [p.links[x].profile for x in ids if x in p.links and p.links[x].profile is not None]
             link = self.clusterer._linkage(prof, profs) if profs else None
             if link is not None and link[0] > best:
                 best, part = link[0], i
-        if part < 0:
-            p.parts.append([])
-            part = len(p.parts) - 1
         return part
 
     def _stored_incident(self, incident_id: str) -> dict[str, Any] | None:
