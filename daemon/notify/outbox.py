@@ -7,7 +7,8 @@ daemon: it reads committed pending rows and sends them, one lane per
 in order, while a per-receiver semaphore bounds the attempts in flight and a
 down receiver only holds up its own lanes. Each attempt's outcome is
 committed (row state, incident timeline) before the lane moves on; a restart
-resumes every row still pending. Delivery is at least once: a crash between
+resumes every row still pending, and a stop (SIGTERM) first lets the attempts
+in flight finish and commit. Delivery is at least once: a crash between
 a receiver's answer and the commit of the outcome sends that message again
 (receivers get `Idempotency-Key` / the notification id to deduplicate).
 
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS notify_state (incident_id TEXT PRIMARY KEY, doc TEXT 
 """
 register_schema("notify", SCHEMA)
 
+STOP_GRACE = 5.0  # seconds a stop waits for attempts in flight (container runtimes allow 10)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -135,9 +137,18 @@ class Deliverer:
             log.info("resuming undelivered notifications", pending=sum(self._count.values()))
         self._loop_task = asyncio.create_task(self._loop(), name="notify-deliverer")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop delivering. Attempts in flight get up to `grace` seconds to finish and
+        have their outcome committed, so that the next start does not send them again;
+        nothing new is attempted, and lanes waiting out a backoff stop at once. What is
+        left stays pending for the next start."""
         self._stopping = True
         self._wake.set()
+        for lanes in self._receivers.values():
+            lanes.recovered.set()  # ends the backoff waits
+        lanes_running = list(self._tasks.values())
+        if lanes_running:
+            await asyncio.wait(lanes_running, timeout=grace)
         tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
         for t in tasks:
             t.cancel()
@@ -211,7 +222,7 @@ class Deliverer:
         queue = lanes.lanes[iid]
         key = (lanes.receiver.name, iid)
         try:
-            while queue:
+            while queue and not self._stopping:
                 if lanes.removed:
                     name = lanes.receiver.name
                     self._count[name] -= len(queue)
@@ -221,6 +232,8 @@ class Deliverer:
                     break
                 p = queue[0]
                 done = await self._attempt(lanes, p)
+                if done is None:
+                    break  # stopping
                 if done:
                     queue.popleft()
                     self._count[p.receiver] -= 1
@@ -238,12 +251,15 @@ class Deliverer:
             if not queue:
                 lanes.lanes.pop(iid, None)
 
-    async def _attempt(self, lanes: _ReceiverLanes, p: Pending) -> bool:
-        """One attempt; True when the row is finished (delivered or given up)."""
+    async def _attempt(self, lanes: _ReceiverLanes, p: Pending) -> bool | None:
+        """One attempt; True when the row is finished (delivered or given up), None when
+        the deliverer stopped before it began."""
         receiver = lanes.receiver
         retry = self.settings.retry
-        started = time.monotonic()
         async with lanes.semaphore:
+            if self._stopping:
+                return None
+            started = time.monotonic()
             try:
                 await receiver.send(p.message)
                 error: DeliveryError | None = None

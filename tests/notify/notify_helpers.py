@@ -24,7 +24,8 @@ def free_port() -> int:
 class Sink:
     """An HTTP receiver on loopback. `script` is a list of behaviours for the next
     requests ("ok", 500, "timeout", "reset", "redirect": a 301 to a page that takes
-    GETs, counted in `gets`); after it runs out every request is ok. A status answer
+    GETs, counted in `gets`; "slow": ok after `slow_for` seconds); after it runs out
+    every request is ok. A status answer
     repeats the request's path, as many servers' error pages do."""
 
     def __init__(self) -> None:
@@ -32,6 +33,7 @@ class Sink:
         self.attempts = 0
         self.gets = 0
         self.script: list[Any] = []
+        self.slow_for = 0.5
         self.port = 0
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -48,6 +50,8 @@ class Sink:
             raise web.HTTPMovedPermanently("/moved/t0k3n-in-the-path")
         if isinstance(action, int):
             return web.Response(status=action, text=f"receiver says no to POST {request.path_qs}")
+        if action == "slow":
+            await asyncio.sleep(self.slow_for)
         self.received.append({"body": body, "headers": dict(request.headers)})
         self.arrived.set()
         return web.json_response({"status": "ok"})

@@ -174,6 +174,65 @@ async def test_notifications_for_a_receiver_out_of_the_config_wait_until_a_reloa
     assert [state for r, state in await asyncio.to_thread(_rows, tmp_path) if r == "flaky"] == ["delivered"]
 
 
+async def test_a_stop_lets_the_attempt_in_flight_finish_so_a_restart_does_not_send_it_again(
+        tmp_path, sink, daemon_for):
+    slow = await sink()
+    slow.script = ["slow"]
+    path = write_config(tmp_path, f"""
+receivers:
+  - {{name: slow, type: webhook, url: "{slow.url}", timeout: 5s}}
+notify:
+  group_wait: 0s
+  events: [open]
+  default: {{receivers: [slow]}}
+""")
+    c = await daemon_for(path, clock=VirtualClock(T0))
+    await c.post_alerts(alert("A", service="x"))
+    for _ in range(500):  # until the request is at the receiver, which answers 0.5 s later
+        if slow.attempts:
+            break
+        await asyncio.sleep(0.01)
+    await c.stop()  # as SIGTERM would
+    assert len(slow.received) == 1
+    assert await asyncio.to_thread(_rows, tmp_path) == [("slow", "delivered")]
+    await daemon_for(path, clock=VirtualClock(T0 + 60))
+    await asyncio.sleep(0.3)
+    assert len(slow.received) == 1  # not sent again
+
+
+async def test_a_stop_does_not_wait_out_a_retry_backoff(tmp_path, sink, daemon_for):
+    port = free_port()  # nothing listens: every attempt fails, then waits
+    path = write_config(tmp_path, f"""
+receivers:
+  - {{name: down, type: webhook, url: "http://127.0.0.1:{port}/hook"}}
+notify:
+  group_wait: 0s
+  events: [open]
+  retry: {{max_attempts: 10, initial_backoff: 60s, max_backoff: 60s}}
+  default: {{receivers: [down]}}
+""")
+    c = await daemon_for(path, clock=VirtualClock(T0))
+    await c.post_alerts(alert("A", service="x"))
+    for _ in range(500):
+        if [s for _, s in await asyncio.to_thread(_attempts, tmp_path) if s]:
+            break
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await c.stop()
+    assert time.monotonic() - started < 2
+    assert await asyncio.to_thread(_attempts, tmp_path) == [("pending", 1)]  # resumed by the next start
+
+
+def _attempts(tmp_path):
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "data" / "incidentd.sqlite3")
+    try:
+        return conn.execute("SELECT state, attempts FROM notify_outbox ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
 def _rows(tmp_path):
     import sqlite3
 
