@@ -295,6 +295,8 @@ async def _command(request: web.Request, action: str) -> web.Response:
             if len(note) > MAX_TEXT:
                 raise ApiError(400, "invalid body", f"note: at most {MAX_TEXT} characters")
             daemon.incidents.resolve(iid, actor, now, note)
+        elif action == "merge":
+            daemon.incidents.merge(iid, _incident_ids(data), actor, now)
         else:
             text = data.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -310,12 +312,28 @@ async def _command(request: web.Request, action: str) -> web.Response:
     except ApiError as exc:
         return exc.response()
     except IncidentError as exc:
-        if exc.status == 404 and load_incident_doc(daemon.store, iid) is None:
-            return error(404, "no such incident", iid)
-        return error(exc.status if exc.status != 404 else 409, str(exc), iid)
+        if exc.status == 404:
+            wanted = [iid, *(_incident_ids(data) if action == "merge" else [])]
+            unknown = [i for i in wanted if load_incident_doc(daemon.store, i) is None]
+            if unknown:
+                return error(404, "no such incident", unknown[0])
+            return error(409, str(exc), iid)
+        return error(exc.status, str(exc), iid)
     doc = load_incident_doc(daemon.store, iid)
     view = incident_view(doc) if doc else {"id": iid}
     return web.json_response(view, status=201 if action == "notes" else 200)
+
+
+MAX_MERGE = 100  # incidents merged by one request
+
+
+def _incident_ids(data: dict[str, Any]) -> list[str]:
+    ids = data.get("incidents")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ApiError(400, "invalid body", "incidents: a non-empty list of incident ids is required")
+    if len(ids) > MAX_MERGE:
+        raise ApiError(400, "invalid body", f"incidents: at most {MAX_MERGE} at a time")
+    return ids
 
 
 async def ack_incident(request: web.Request) -> web.Response:
@@ -328,6 +346,10 @@ async def resolve_incident(request: web.Request) -> web.Response:
 
 async def add_note(request: web.Request) -> web.Response:
     return await _command(request, "notes")
+
+
+async def merge_incidents(request: web.Request) -> web.Response:
+    return await _command(request, "merge")
 
 
 async def post_reload(request: web.Request) -> web.Response:
@@ -368,6 +390,7 @@ def make_app(daemon: Daemon) -> web.Application:
     r.add_post("/api/v1/incidents/{id}/ack", ack_incident)
     r.add_post("/api/v1/incidents/{id}/resolve", resolve_incident)
     r.add_post("/api/v1/incidents/{id}/notes", add_note)
+    r.add_post("/api/v1/incidents/{id}/merge", merge_incidents)
     r.add_post("/-/reload", post_reload)
     for adder in _EXTRA_ROUTES:
         adder(app, daemon)

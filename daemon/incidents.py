@@ -69,6 +69,7 @@ class Member:
     expected: str | None = None
     flapping: bool = False
     transitions: list[float] = field(default_factory=list)
+    kept_by: str | None = None  # the person who merged it in: root-cause ranking does not detach it
 
     @property
     def suppressed(self) -> bool:
@@ -442,9 +443,7 @@ class IncidentManager:
                 self._merge(other, inc, now, placement.reason)
             if inc.state == RESOLVED:
                 self._reopen(inc, now, f"related alert {alert.name or alert.fingerprint} fired: {placement.reason}")
-            acked = [o for o in targets[1:] if o.state == MERGED and o.acknowledged_at is not None]
-            if acked and inc.state == OPEN:
-                self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at), now)
+            self._carry_acknowledgement(inc, targets[1:], now)
         else:
             inc = self._open(event, placement.group_key, now)
         self._attach(inc, member, event, now)
@@ -585,7 +584,13 @@ class IncidentManager:
         log.info("incident reopened", incident_id=inc.id, reason=why)
         self._refresh(inc, now)
 
-    def _merge(self, src: Incident, dst: Incident, now: float, reason: str) -> None:
+    def _carry_acknowledgement(self, inc: Incident, merged: list[Incident], now: float) -> None:
+        """The earliest acknowledgement of the incidents merged into `inc`, if it had none."""
+        acked = [o for o in merged if o.state == MERGED and o.acknowledged_at is not None]
+        if acked and inc.state == OPEN:
+            self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at), now)
+
+    def _merge(self, src: Incident, dst: Incident, now: float, reason: str, actor: str = "incidentd") -> None:
         for fp, m in src.alerts.items():
             kept = dst.alerts.get(fp)  # an alert that fired once in each: keep the latest
             if kept is None or m.last_at >= kept.last_at:
@@ -598,10 +603,10 @@ class IncidentManager:
         src.state = MERGED
         src.merged_into = dst.id
         src.updated_at = now
-        self._timeline_add(src, now, "merged", "incidentd", f"merged into {dst.id}: {reason}")
-        self._timeline_add(dst, now, "merged", "incidentd", f"{src.id} merged in: {reason}",
+        self._timeline_add(src, now, "merged", actor, f"merged into {dst.id}: {reason}")
+        self._timeline_add(dst, now, "merged", actor, f"{src.id} merged in: {reason}",
                            {"merged": src.id})
-        self._emit("merged", dst, now, {"merged": src.id})
+        self._emit("merged", dst, now, {"merged": src.id}, actor=actor)
         self.incidents.pop(src.id, None)
         self._track(src)
         self._dirty.add(src.id)
@@ -612,7 +617,8 @@ class IncidentManager:
     def _detach_members(self, inc: Incident, fingerprints: list[str], root: str | None, now: float) -> bool:
         """Let alerts go that the incident's root cause does not explain; each is placed
         again as if it had just arrived (usually into an incident of its own)."""
-        moved = [inc.alerts.pop(fp) for fp in fingerprints if fp in inc.alerts and len(inc.alerts) > 1]
+        moved = [inc.alerts.pop(fp) for fp in fingerprints
+                 if fp in inc.alerts and not inc.alerts[fp].kept_by and len(inc.alerts) > 1]
         inc.revision += 1
         for m in moved:
             self.by_fingerprint.pop(m.fingerprint, None)
@@ -713,6 +719,32 @@ class IncidentManager:
                            f"acknowledged: {src.id}, merged in, was acknowledged by {src.acknowledged_by}")
         self._emit("acknowledged", inc, now, {"through": src.id}, actor=src.acknowledged_by or "incidentd")
         log.info("incident acknowledged through a merge", incident_id=inc.id, merged=src.id)
+
+    def merge(self, target_id: str, source_ids: list[str], actor: str, now: float) -> Incident:
+        """A person says these incidents are one fault: the sources' alerts join the open
+        target as the correlator's merges bring them, the root cause is ranked again over
+        all of them, and the ranking does not detach what the person put together (later
+        alerts are still placed by the correlator). A source that was acknowledged
+        acknowledges an unacknowledged target. Sources are incidents still held: open,
+        or resolved within the reopen window."""
+        dst = self._require(target_id)
+        if not dst.is_open:
+            raise IncidentError(409, f"incident {target_id} is {dst.state}, not open")
+        sources: list[Incident] = []
+        for sid in dict.fromkeys(source_ids):
+            if sid == target_id:
+                raise IncidentError(400, f"incident {sid} cannot be merged into itself")
+            src = self.incidents.get(sid)
+            if src is None:
+                raise IncidentError(404, f"incident {sid} is neither open nor recently resolved")
+            sources.append(src)
+        for src in sources:
+            self._merge(src, dst, now, f"merged by {actor}", actor=actor)
+        for m in dst.alerts.values():
+            m.kept_by = m.kept_by or actor
+        self._carry_acknowledgement(dst, sources, now)
+        self._analyze_pending(now)
+        return dst
 
     def resolve(self, incident_id: str, actor: str, now: float, note: str = "") -> Incident:
         inc = self._require(incident_id)

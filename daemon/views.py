@@ -32,6 +32,7 @@ def incident_view(doc: dict[str, Any]) -> dict[str, Any]:
             "inhibited_by": m.get("inhibited_by"),
             "expected": m.get("expected"),
             "flapping": m.get("flapping", False),
+            "kept_by": m.get("kept_by"),  # the person who merged it in: kept here
         })
     view = {
         "id": doc["id"],
