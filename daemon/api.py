@@ -297,6 +297,8 @@ async def _command(request: web.Request, action: str) -> web.Response:
             daemon.incidents.resolve(iid, actor, now, note)
         elif action == "merge":
             daemon.incidents.merge(iid, _incident_ids(data), actor, now)
+        elif action == "split":
+            iid = daemon.incidents.split(iid, _fingerprints(data), actor, now).id
         else:
             text = data.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -321,7 +323,7 @@ async def _command(request: web.Request, action: str) -> web.Response:
         return error(exc.status, str(exc), iid)
     doc = load_incident_doc(daemon.store, iid)
     view = incident_view(doc) if doc else {"id": iid}
-    return web.json_response(view, status=201 if action == "notes" else 200)
+    return web.json_response(view, status=201 if action in ("notes", "split") else 200)
 
 
 MAX_MERGE = 100  # incidents merged by one request
@@ -334,6 +336,13 @@ def _incident_ids(data: dict[str, Any]) -> list[str]:
     if len(ids) > MAX_MERGE:
         raise ApiError(400, "invalid body", f"incidents: at most {MAX_MERGE} at a time")
     return ids
+
+
+def _fingerprints(data: dict[str, Any]) -> list[str]:
+    fps = data.get("alerts")
+    if not isinstance(fps, list) or not fps or not all(isinstance(f, str) and f for f in fps):
+        raise ApiError(400, "invalid body", "alerts: a non-empty list of alert fingerprints is required")
+    return fps
 
 
 async def ack_incident(request: web.Request) -> web.Response:
@@ -350,6 +359,10 @@ async def add_note(request: web.Request) -> web.Response:
 
 async def merge_incidents(request: web.Request) -> web.Response:
     return await _command(request, "merge")
+
+
+async def split_incident(request: web.Request) -> web.Response:
+    return await _command(request, "split")
 
 
 async def post_reload(request: web.Request) -> web.Response:
@@ -391,6 +404,7 @@ def make_app(daemon: Daemon) -> web.Application:
     r.add_post("/api/v1/incidents/{id}/resolve", resolve_incident)
     r.add_post("/api/v1/incidents/{id}/notes", add_note)
     r.add_post("/api/v1/incidents/{id}/merge", merge_incidents)
+    r.add_post("/api/v1/incidents/{id}/split", split_incident)
     r.add_post("/-/reload", post_reload)
     for adder in _EXTRA_ROUTES:
         adder(app, daemon)

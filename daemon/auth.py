@@ -5,7 +5,7 @@ each has a name, which becomes the actor of the acks, resolves and notes it
 makes, and a role:
 
 - `ingest`: post alerts and samples;
-- `responder`: acknowledge, resolve, merge incidents, add notes, and read the API;
+- `responder`: acknowledge, resolve, merge and split incidents, add notes, and read the API;
 - `admin`: everything (reload, silences, changes, ...).
 
 Without any token configured the API stays open (the built-in defaults must
@@ -51,7 +51,7 @@ log = structlog.get_logger("incidentd.auth")
 ROLES = ("ingest", "responder", "admin")
 DEFAULT_OPEN = ("/healthz", "/readyz", "/metrics")
 _INGEST = re.compile(r"^/api/v[12]/(alerts(/alertmanager)?|samples)$")
-_RESPONDER = re.compile(r"^/api/v1/incidents/[^/]+/(ack|resolve|notes|merge)$")
+_RESPONDER = re.compile(r"^/api/v1/incidents/[^/]+/(ack|resolve|notes|merge|split)$")
 
 
 @dataclass(slots=True)

@@ -150,6 +150,11 @@ class Incident:
         return inc
 
 
+def _kept_apart(a: Incident, b: Incident) -> bool:
+    """Whether a person split one of these incidents from the other."""
+    return b.id in a.extra.get("kept_apart_from", ()) or a.id in b.extra.get("kept_apart_from", ())
+
+
 ENDED_KEPT = 100_000  # fingerprints whose last occurrence's end is remembered (see `_ended`)
 
 
@@ -425,6 +430,9 @@ class IncidentManager:
         placement = self.correlator.place(event, self, now)
         targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != exclude]
         targets = [t for t in targets if t.is_open or t.state == RESOLVED]
+        if len(targets) > 1:  # incidents a person split apart are not merged back
+            first = targets[0]
+            targets = [first, *(t for t in targets[1:] if not _kept_apart(first, t))]
         if not targets and event.silenced_by:
             # silenced and related to nothing open: recorded (the silence stage
             # counts it in the metrics; the log here), no incident
@@ -597,6 +605,9 @@ class IncidentManager:
                 dst.alerts[fp] = m
             self.by_fingerprint[fp] = dst.id
         dst.revision += 1
+        apart = {*dst.extra.get("kept_apart_from", ()), *src.extra.get("kept_apart_from", ())} - {src.id, dst.id}
+        if apart or "kept_apart_from" in dst.extra:
+            dst.extra["kept_apart_from"] = sorted(apart)
         dst.opened_at = min(dst.opened_at, src.opened_at)
         dst.rule_priority = more_urgent(dst.rule_priority, src.rule_priority)
         src.alerts = {}
@@ -738,13 +749,54 @@ class IncidentManager:
             if src is None:
                 raise IncidentError(404, f"incident {sid} is neither open nor recently resolved")
             sources.append(src)
-        for src in sources:
+        for src in sources:  # (two incidents a person split apart may be merged by a person)
             self._merge(src, dst, now, f"merged by {actor}", actor=actor)
         for m in dst.alerts.values():
             m.kept_by = m.kept_by or actor
         self._carry_acknowledgement(dst, sources, now)
         self._analyze_pending(now)
         return dst
+
+    def split(self, incident_id: str, fingerprints: list[str], actor: str, now: float) -> Incident:
+        """A person says these alerts are another fault: they leave the open incident for
+        a new one, kept there (see `merge`), and the correlation does not merge the two
+        back when a later alert relates to both. Returns the new incident."""
+        inc = self._require(incident_id)
+        if not inc.is_open:
+            raise IncidentError(409, f"incident {incident_id} is {inc.state}, not open")
+        fps = list(dict.fromkeys(fingerprints))
+        strangers = [fp for fp in fps if fp not in inc.alerts]
+        if strangers:
+            raise IncidentError(400, f"alert {strangers[0]} is not in incident {incident_id}")
+        if len(fps) >= len(inc.alerts):
+            raise IncidentError(400, f"at least one alert must stay in incident {incident_id}")
+        moved = [inc.alerts.pop(fp) for fp in fps]
+        inc.revision += 1
+        first = moved[0]
+        alert = Alert(labels=first.labels, annotations=first.annotations, starts_at=first.starts_at,
+                      ends_at=first.ends_at, status=first.status, fingerprint=first.fingerprint,
+                      source=first.source, received_at=first.first_at)
+        new = self._open(AlertEvent(alert, ci=first.ci), inc.group_key, now)
+        new.team, new.receiver, new.rule_priority = inc.team, inc.receiver, inc.rule_priority
+        for m in moved:
+            m.kept_by, m.reason = actor, f"split from {inc.id} by {actor}"
+            new.alerts[m.fingerprint] = m
+            self.by_fingerprint[m.fingerprint] = new.id
+            self._timeline_add(inc, now, "alert_detached", actor,
+                               f"alert {m.labels.get('alertname', m.fingerprint)} split off into {new.id} by {actor}",
+                               {"fingerprint": m.fingerprint})
+        new.revision += 1
+        new.last_alert_at = max(m.last_at for m in moved)
+        self._timeline_add(new, now, "split", actor, f"split from {inc.id} by {actor}: {len(moved)} alert(s)",
+                           {"from": inc.id, "fingerprints": fps})
+        inc.extra["kept_apart_from"] = sorted({*inc.extra.get("kept_apart_from", ()), new.id})
+        new.extra["kept_apart_from"] = [inc.id]
+        for i in (inc, new):
+            self._refresh(i, now)
+            self._to_analyze.add(i.id)
+        self._analyze_pending(now)
+        log.info("incident split", incident_id=inc.id, into=new.id, actor=actor, alerts=len(moved))
+        return new
 
     def resolve(self, incident_id: str, actor: str, now: float, note: str = "") -> Incident:
         inc = self._require(incident_id)

@@ -94,3 +94,55 @@ async def test_merge_requests_that_cannot_be_done_say_why(start_daemon, tmp_path
     assert status == 409 and "resolved" in answer["error"]
     # nothing moved
     assert {i["id"]: len(i["alerts"]) for i in await c.incidents("all")} == {fault: 2, noise: 1}
+
+
+async def one_fault(start_daemon, tmp_path):
+    (tmp_path / "cmdb.yaml").write_text(CMDB)
+    c = await start_daemon("cmdb: [cmdb.yaml]\n")
+    for name, service in (("MongodbDown", "db"), ("HighErrorRate", "orders"), ("HighLatency", "web")):
+        await c.post(ALERTS, [alert(name, "critical", service)])
+        await c.advance(20)
+    [inc] = await c.incidents("open")
+    assert names(inc) == {"MongodbDown", "HighErrorRate", "HighLatency"}
+    return c, inc
+
+
+async def test_a_split_moves_alerts_to_a_new_incident_that_later_alerts_do_not_merge_back(start_daemon, tmp_path):
+    c, inc = await one_fault(start_daemon, tmp_path)
+    [web] = [a["fingerprint"] for a in inc["alerts"] if a["labels"]["service"] == "web"]
+    status, new = await c.post(f"/api/v1/incidents/{inc['id']}/split", {"alerts": [web], "author": "alice"})
+    assert status == 201, new
+    assert new["id"] != inc["id"] and new["state"] == "open"
+    assert [(a["fingerprint"], a["kept_by"]) for a in new["alerts"]] == [(web, "alice")]
+    assert new["kept_apart_from"] == [inc["id"]] and new["root_cause"] == "web"
+    old = await c.incident(inc["id"])
+    assert names(old) == {"MongodbDown", "HighErrorRate"} and old["kept_apart_from"] == [new["id"]]
+    assert any(e["kind"] == "alert_detached" and e["actor"] == "alice" for e in old["timeline"])
+    # an alert on orders relates to both (web depends on orders, orders on db): it joins one, merges nothing
+    await c.post(ALERTS, [alert("HighLatency", "warning", "orders")])
+    await c.advance(5)
+    now = {i["id"]: names(i) for i in await c.incidents("open")}
+    assert set(now) == {inc["id"], new["id"]}
+    assert sum("HighLatency" in n for n in now.values()) == 2  # the web one, and the new one in one of them
+    # a person may still merge them
+    status, body = await c.post(f"/api/v1/incidents/{inc['id']}/merge", {"incidents": [new["id"]]})
+    assert status == 200 and len(body["alerts"]) == 4 and body["kept_apart_from"] == []
+
+
+async def test_split_requests_that_cannot_be_done_say_why(start_daemon, tmp_path):
+    c, inc = await one_fault(start_daemon, tmp_path)
+    url = f"/api/v1/incidents/{inc['id']}/split"
+    fps = [a["fingerprint"] for a in inc["alerts"]]
+    for body in ({}, {"alerts": []}, {"alerts": fps[0]}, {"alerts": [None]}):
+        status, answer = await c.post(url, body)
+        assert status == 400 and "alerts" in answer["detail"], (body, answer)
+    status, answer = await c.post(url, {"alerts": ["0123456789abcdef"]})
+    assert status == 400 and "not in incident" in answer["error"]
+    status, answer = await c.post(url, {"alerts": fps})
+    assert status == 400 and "at least one alert must stay" in answer["error"]
+    status, answer = await c.post("/api/v1/incidents/INC-999999/split", {"alerts": fps[:1]})
+    assert (status, answer["detail"]) == (404, "INC-999999")
+    await c.post(f"/api/v1/incidents/{inc['id']}/resolve", {"author": "bob"})
+    status, answer = await c.post(url, {"alerts": fps[:1]})
+    assert status == 409
+    assert [len(i["alerts"]) for i in await c.incidents("all")] == [3]

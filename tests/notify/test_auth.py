@@ -36,6 +36,7 @@ ENDPOINTS = [
     ("POST", "/api/v1/incidents/INC-000001/ack", {}, "responder"),
     ("POST", "/api/v1/incidents/INC-000001/resolve", {}, "responder"),
     ("POST", "/api/v1/incidents/INC-000001/merge", {"incidents": ["INC-000002"]}, "responder"),
+    ("POST", "/api/v1/incidents/INC-000001/split", {"alerts": ["0"]}, "responder"),
     ("GET", "/api/v1/incidents", None, "responder"),
     ("GET", "/api/v1/incidents/INC-000001", None, "responder"),
     ("GET", "/api/v1/stats?since=24h", None, "responder"),
