@@ -224,21 +224,15 @@ notify:
 
 
 def _attempts(tmp_path):
+    return _rows(tmp_path, "state, attempts")
+
+
+def _rows(tmp_path, columns="receiver, state"):
     import sqlite3
 
     conn = sqlite3.connect(tmp_path / "data" / "incidentd.sqlite3")
     try:
-        return conn.execute("SELECT state, attempts FROM notify_outbox ORDER BY id").fetchall()
-    finally:
-        conn.close()
-
-
-def _rows(tmp_path):
-    import sqlite3
-
-    conn = sqlite3.connect(tmp_path / "data" / "incidentd.sqlite3")
-    try:
-        return conn.execute("SELECT receiver, state FROM notify_outbox ORDER BY id").fetchall()
+        return conn.execute(f"SELECT {columns} FROM notify_outbox ORDER BY id").fetchall()
     finally:
         conn.close()
 
