@@ -324,7 +324,18 @@ class ProblemsPart:
             if link.how == "person":
                 self._set_profile(self.problems[current], inc, prof, now)
                 return
-            self._unlink(inc.id, now)  # re-decided on the full picture
+            # re-decided on the full picture; the problem it leaves is titled once the
+            # incident has its place (most often it is linked to the same one again)
+            left = self._unlink(inc.id, now, retitle=False)
+        else:
+            left = None
+        placed = self._place_resolved(inc, prof, now)
+        if left is not None and left is not placed:
+            left.retitle()
+
+    def _place_resolved(self, inc: Incident, prof: Profile, now: float) -> Problem | None:
+        """Link a resolved incident to the problem it belongs to (a new one when it recurs
+        with candidates), or keep it as a candidate; the problem it is linked to, or None."""
         self.clusterer.remove_incident(inc.id)
         self.clusterer.expire(now)
         match = self.clusterer.best_cluster(prof)
@@ -333,12 +344,12 @@ class ProblemsPart:
             self._link(p, inc, "resolve", prof, now)
             self._reopen_if_resolved(p, inc.id, inc.opened_at, now)
             self.m_linked.labels("resolve").inc()
-            return
+            return p
         rec = self.clusterer.recurrence(prof)
         if rec is None:
             self.clusterer.add_candidate(prof)
             self._candidate_writes[inc.id] = prof
-            return
+            return None
         p = self._create(now)
         for cand in rec.with_candidates:
             self.clusterer.drop_candidate(cand.incident_id)
@@ -351,6 +362,7 @@ class ProblemsPart:
         self._link(p, inc, "resolve", prof, now)
         self.m_linked.labels("resolve").inc()
         log.info("problem created", problem_id=p.id, incidents=list(p.links), reason=rec.reason)
+        return p
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -405,7 +417,9 @@ class ProblemsPart:
         self._dirty.add(p.id)
         self._sync_cluster(p)
 
-    def _unlink(self, incident_id: str, now: float) -> Problem | None:
+    def _unlink(self, incident_id: str, now: float, retitle: bool = True) -> Problem | None:
+        """Take the incident out of its problem; returns that problem. `retitle=False`:
+        the caller retitles it (see `_on_resolved`)."""
         pid = self.by_incident.pop(incident_id, None)
         if pid is None:
             return None
@@ -414,7 +428,8 @@ class ProblemsPart:
         p.parts = [[i for i in prt if i != incident_id] for prt in p.parts]
         p.parts = [prt for prt in p.parts if prt] or [[]]
         p.updated_at = now
-        p.retitle()
+        if retitle:
+            p.retitle()
         self._dirty.add(pid)
         if link is None or link.profile is not None:
             self._sync_cluster(p)  # a link without a profile (an open incident's) is not in it
@@ -502,7 +517,7 @@ class ProblemsPart:
                     p.seq,
                     "merged" if p.merged_into else p.status,
                     p.updated_at,
-                    dumps(p.to_doc()),
+                    dumps(p.to_doc(stored=True)),
                 ),
             )
             # keep the note (title, status, cause, workaround) on linked incidents
