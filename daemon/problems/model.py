@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from correlation.problems import Profile, most_common_names, signature_of
+from daemon.store import dumps
 from daemon.timefmt import format_rfc3339
 
 OPEN, KNOWN_ERROR, RESOLVED = "open", "known_error", "resolved"
@@ -33,15 +36,26 @@ class Link:
     root: str | None = None
     how: str = "resolve"  # open (matched while open), resolve (clustered), person
     profile: Profile | None = None  # set once the incident resolved: what clustering compares
+    # the profile's JSON for the store, made once per profile (a profile never changes,
+    # and a problem's document is written again with each new incident): (profile, JSON)
+    stored: tuple[Profile, orjson.Fragment] | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, stored: bool = False) -> dict[str, Any]:
+        """`stored`: the profile as JSON already made, for `daemon.store.dumps`."""
+        prof = self.profile
+        if prof is not None and stored:
+            if self.stored is None or self.stored[0] is not prof:
+                self.stored = (prof, orjson.Fragment(dumps(prof.to_dict())))
+            shown: Any = self.stored[1]
+        else:
+            shown = prof.to_dict() if prof else None
         return {
             "incident_id": self.incident_id,
             "opened_at": self.opened_at,
             "resolved_at": self.resolved_at,
             "root": self.root,
             "how": self.how,
-            "profile": self.profile.to_dict() if self.profile else None,
+            "profile": shown,
         }
 
     @classmethod
@@ -188,7 +202,8 @@ class Problem:
 
     # -- persistence ----------------------------------------------------------------
 
-    def to_doc(self) -> dict[str, Any]:
+    def to_doc(self, *, stored: bool = False) -> dict[str, Any]:
+        """`stored`: for `daemon.store.dumps` (see `Link.to_dict`)."""
         return {
             "id": self.id,
             "seq": self.seq,
@@ -198,7 +213,7 @@ class Problem:
             "title": self.title,
             "title_by_person": self.title_by_person,
             "created_by": self.created_by,
-            "links": [link.to_dict() for link in self.sorted_links()],
+            "links": [link.to_dict(stored=stored) for link in self.sorted_links()],
             "parts": self.parts,
             "cause": self.cause,
             "workaround": self.workaround,
