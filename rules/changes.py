@@ -147,6 +147,11 @@ class ChangeStore:
     def list(self) -> list[Change]:
         return sorted(self._changes.values(), key=lambda c: (c.starts_at, c.id))
 
+    def next_start(self, now: float) -> float | None:
+        """When the next change recorded ahead of `now` starts (None: none does)."""
+        i = bisect.bisect_right(self._starts, now)
+        return self._starts[i] if i < len(self._starts) else None
+
     def active_for(self, ci: str | None, now: float) -> Change | None:
         """The active change covering `ci` at `now`: one on the CI itself first,
         then (with `cover_dependents`) one on a CI that `ci` depends on."""

@@ -293,8 +293,7 @@ class RulesPart:
 
     def next_start(self, now: float) -> float | None:
         """When the next silence or change recorded ahead of time starts."""
-        starts = [s.starts_at for s in self.silences.list() if s.starts_at > now]
-        starts += [c.starts_at for c in self.changes.list() if c.starts_at > now]
+        starts = [t for t in (self.silences.next_start(now), self.changes.next_start(now)) if t is not None]
         return min(starts, default=None)
 
     def _silence_changed(self, s: Silence) -> None:

@@ -205,6 +205,10 @@ class SilenceStore:
             out = [s for s in out if s.state(now) == state]
         return out
 
+    def next_start(self, now: float) -> float | None:
+        """When the next silence recorded ahead of `now` starts (None: none does)."""
+        return min((s.starts_at for s in self._silences.values() if s.starts_at > now), default=None)
+
     def replace_source(self, source: str, silences: Iterable[Silence]) -> None:
         """Swap the silences that came from one source (a rule file) for a new set."""
         for sid in [sid for sid, s in self._silences.items() if s.source == source]:
