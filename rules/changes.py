@@ -98,6 +98,10 @@ class ChangeStore:
     _next_place: int = 0
     # the changes active over a span of time, for one `version`: see `_active_at`
     _active: tuple[int, float, float, list[Change]] | None = None
+    # a CI's changes, latest-ending first (then latest-starting, then in the CI's record
+    # order), for `suspected_change_for`; dropped when a change on the CI is added,
+    # replaced or removed, and sorted again when next asked
+    _suspects: dict[str, list[Change]] = field(default_factory=dict)
 
     def _put(self, change: Change) -> None:
         old = self._changes.get(change.id)
@@ -108,6 +112,7 @@ class ChangeStore:
             self._next_place += 1
         self._changes[change.id] = change  # a replaced record keeps its place
         self._by_ci.setdefault(change.ci, {})[change.id] = change
+        self._suspects.pop(change.ci, None)
         bisect.insort(self._starts, change.starts_at)
         bisect.insort(self._ends, self._end_key(change))
         self.version += 1
@@ -118,6 +123,7 @@ class ChangeStore:
 
     def _unindex(self, change: Change) -> None:
         self._by_ci.get(change.ci, {}).pop(change.id, None)
+        self._suspects.pop(change.ci, None)
         del self._starts[bisect.bisect_left(self._starts, change.starts_at)]
         del self._ends[bisect.bisect_left(self._ends, self._end_key(change))]
 
@@ -191,17 +197,18 @@ class ChangeStore:
         or was running then; the latest-ending one when several qualify."""
         if ci is None:
             return None
-        best: Change | None = None
-        for c in self._by_ci.get(ci, {}).values():
-            if c.starts_at > opened_at:
-                continue
-            end = c.ends_at if c.ends_at is not None else float("inf")
-            if end < opened_at - self.suspect_window:
-                continue
-            best_end = float("inf") if best is None or best.ends_at is None else best.ends_at
-            if best is None or end > best_end or (end == best_end and c.starts_at > best.starts_at):
-                best = c
-        return best
+        order = self._suspects.get(ci)
+        if order is None:  # a stable sort: the CI's record order stays on a tie
+            order = self._suspects[ci] = sorted(
+                self._by_ci.get(ci, {}).values(), key=lambda c: (-self._end_key(c)[0], -c.starts_at)
+            )
+        horizon = opened_at - self.suspect_window
+        for c in order:
+            if (math.inf if c.ends_at is None else c.ends_at) < horizon:
+                return None  # and so do all after it
+            if c.starts_at <= opened_at:
+                return c
+        return None
 
     def base_rate(self, at: float, cis: int, horizon: float = 7 * 86400.0) -> float:
         """How likely a given CI is to have a suspected change at a moment chosen at random:
