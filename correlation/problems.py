@@ -300,6 +300,12 @@ class Cluster:
 
     id: str
     parts: list[list[Profile]] = field(default_factory=list)
+    version: int = 0  # moves whenever `parts` changes in place (see `ProblemClusterer._recent`)
+    # part index -> ((version, IDF snapshot, `_group` cache's life), its last members
+    # and one more, their incident ids, the last members, their group): see `_recent`
+    recent: dict[int, tuple[tuple[int, int, int], list[Profile], frozenset[str], list[Profile], _Group | None]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def members(self) -> list[Profile]:
@@ -346,6 +352,7 @@ class ProblemClusterer:
         self._clusters_at: dict[str, set[str]] = {}  # root CI -> clusters that had it (or still do)
         self._groups: dict[tuple[int, tuple[int, ...]], _Group] = {}  # see `_group`
         self._slid: dict[tuple[int, tuple[int, ...]], _Group] = {}  # the same, by all members but the first
+        self._groups_emptied = 0  # how many times `_groups` was emptied (see `_recent`)
 
     # -- state ----------------------------------------------------------------------
 
@@ -371,6 +378,7 @@ class ProblemClusterer:
         if c is None or len(c.parts) != parts:
             return False
         c.parts[part].append(profile)
+        c.version += 1
         self._enlist(cluster_id, profile)
         return True
 
@@ -398,6 +406,7 @@ class ProblemClusterer:
                 for part in c.parts:
                     part[:] = [p for p in part if p.incident_id != incident_id]
                 c.parts = [part for part in c.parts if part]
+                c.version += 1
 
     def expire(self, now: float) -> None:
         """Drop candidates older than the window. They were added as they resolved, so
@@ -492,17 +501,47 @@ class ProblemClusterer:
         n = len(members)
         # the group holds its members, so the ids in its keys stay theirs
         got = _Group(tuple(members), total, {t: x / n for t, x in total.items()}, roots)
+        if len(self._groups) >= 4096:
+            self._groups_emptied += 1
         remember(self._groups, (version, ids), got, 4096)
         remember(self._slid, (version, ids[1:]), got, 4096)
         return got
 
-    def _linkage(self, profile: Profile, members: list[Profile]) -> tuple[float, float] | None:
+    def _recent(self, c: Cluster, i: int, incident_id: str) -> tuple[list[Profile], _Group | None]:
+        """The most recent `max_members` members of part `i` of `c`, leaving out the
+        incident itself, and their group (None: not worked out). Bounded work on
+        long-lived problems, and a problem whose pattern drifted over months is judged
+        by its recent form.
+
+        Every incident near a problem asks, so the members and their group are kept
+        on the cluster per part, for its `version`, the IDF snapshot and the life of
+        the `_group` cache they came from (while it lives, `_group` gives the very
+        same group for them)."""
+        keep = self.settings.max_members
+        now = (c.version, self.idf.version, self._groups_emptied)
+        got = c.recent.get(i)
+        if got is None or got[0] != now:
+            window = c.parts[i][-keep - 1 :]
+            got = c.recent[i] = (now, window, frozenset(m.incident_id for m in window), window[-keep:], None)
+        if incident_id in got[2]:
+            return [m for m in got[1] if m.incident_id != incident_id][-keep:], None
+        members, group = got[3], got[4]
+        if group is None and members:  # worked out when first needed, as `_linkage` would
+            group = self._group(members)
+            c.recent[i] = (*got[:4], group)
+        return members, group
+
+    def _linkage(
+        self, profile: Profile, members: list[Profile], group: _Group | None = None
+    ) -> tuple[float, float] | None:
         """Average linkage: the mean similarity to the members and the mean margin over
         each pair's threshold (same-CI members count with the lenient threshold, members
-        on other CIs of the role with the strict one). None when a member is not comparable."""
+        on other CIs of the role with the strict one). None when a member is not comparable.
+        `group`: the members' group, when the caller has it."""
         if not members:
             return None
-        group = self._group(members)
+        if group is None:
+            group = self._group(members)
         thresholds = 0.0
         for (root, ci_type), count in group.roots.items():
             ok, threshold = self._comparable_to(profile, root, ci_type)
@@ -515,7 +554,6 @@ class ProblemClusterer:
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
         """The problem this incident belongs to, if one is similar enough (the largest
         margin over the thresholds wins)."""
-        keep = self.settings.max_members
         best: Match | None = None
         best_margin = 0.0
         # a cluster is comparable only through a member on the incident's root or a
@@ -528,12 +566,9 @@ class ProblemClusterer:
             c = self.clusters.get(cid)
             if c is None or (exclude and cid in exclude):
                 continue
-            for part in c.parts:
-                # the most recent members: bounded work on long-lived problems, and a
-                # problem whose pattern drifted over months is judged by its recent form
-                # (the incident itself, if a member, is left out)
-                members = [m for m in part[-keep - 1 :] if m.incident_id != profile.incident_id][-keep:]
-                link = self._linkage(profile, members)
+            for i in range(len(c.parts)):
+                members, group = self._recent(c, i, profile.incident_id)
+                link = self._linkage(profile, members, group)
                 if link is None:
                     continue
                 score, margin = link
