@@ -163,6 +163,20 @@ def _words(text: str, identity: tuple[str, ...]) -> Iterable[str]:
             yield w
 
 
+# (annotation text, identity) -> its word tokens in order, repeats included: an incident is
+# profiled again with each alert it gains and each time it resolves, and the same alerts'
+# texts recur on every incident of a problem (emptied at 20,000 entries)
+_WORD_TOKENS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _word_tokens(text: str, identity: tuple[str, ...]) -> tuple[str, ...]:
+    key = (text, identity)
+    got = _WORD_TOKENS.get(key)
+    if got is None:
+        got = remember(_WORD_TOKENS, key, tuple(f"w:{w}" for w in _words(text, identity)), 20_000)
+    return got
+
+
 def build_profile(
     incident: Any,
     ci_type: Callable[[str], str | None] | None = None,
@@ -205,8 +219,8 @@ def build_profile(
             if k not in _IGNORED_LABELS:
                 tokens[f"l:{k}={_mask(v, identity)}"] = LABEL
         for text in (m.annotations or {}).values():
-            for w in _words(str(text), identity):
-                tokens[f"w:{w}"] = WORD
+            for w in _word_tokens(str(text), identity):
+                tokens[w] = WORD
     for m in members:
         if m.ci != root or root.startswith("group:"):
             name = m.labels.get("alertname", "")
