@@ -42,6 +42,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from correlation.kinds import RESOURCE
@@ -129,14 +130,19 @@ class Profile:
     @property
     def where(self) -> str:
         """The root CI, or for label-grouped incidents their grouping labels' values."""
-        if not self.root.startswith("group:"):
-            return self.root
-        values = [
-            kv.partition("=")[2]
-            for kv in self.root[6:].split(",")
-            if kv and not kv.startswith("alertname=")
-        ]
-        return "/".join(v for v in values if v) or "unmatched alerts"
+        return where_of(self.root)
+
+
+def where_of(root: str) -> str:
+    """`Profile.where` of a profile with this root."""
+    if not root.startswith("group:"):
+        return root
+    values = [
+        kv.partition("=")[2]
+        for kv in root[6:].split(",")
+        if kv and not kv.startswith("alertname=")
+    ]
+    return "/".join(v for v in values if v) or "unmatched alerts"
 
 
 def signature_of(ci_type: str | None, names: Iterable[str]) -> str:
@@ -628,9 +634,17 @@ class ProblemClusterer:
         return None
 
 
+_root_names = attrgetter("root_names")
+
+
 def most_common_names(members: list[Profile]) -> tuple[str, ...]:
     """The alert names on the root CI that at least half of the incidents share."""
-    counts = Counter(n for p in members for n in set(p.root_names))
+    # counted by pattern first (the members share a few): the same counts, first seen
+    # in the same order as counting each member's names in turn
+    counts: Counter[str] = Counter()
+    for names, times in Counter(map(_root_names, members)).items():
+        for n in set(names):
+            counts[n] += times
     half = max(1, math.ceil(len(members) / 2))
     common = [n for n, c in counts.items() if c >= half]
     if not common and counts:

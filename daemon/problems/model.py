@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from correlation.problems import Profile, most_common_names, signature_of
+from correlation.problems import Profile, most_common_names, signature_of, where_of
 from daemon.store import dumps
 from daemon.timefmt import format_rfc3339
 
@@ -145,7 +145,7 @@ class Problem:
         ]
         names = most_common_names(recent) if recent else ()
         what = ", ".join(names[:3]) or "recurring incident"
-        roots = self.root_cis or sorted({p.where for p in recent})
+        roots = self.root_cis or sorted({where_of(r) for r in {p.root for p in recent}})
         where = (
             roots[0]
             if len(roots) == 1
