@@ -154,9 +154,12 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
 def build_result(components: Components, store: Store) -> dict[str, Any]:
     incidents = []
     for doc in load_incident_docs(store, "all"):
+        # the result shows five fields of each alert: taken from the document, not from
+        # the full view of each alert (with its four timestamps formatted)
+        members = doc.pop("alerts", [])
         view = incident_view(doc)
-        view["alerts"] = [{"fingerprint": a["fingerprint"], "labels": a["labels"], "ci": a["ci"],
-                           "reason": a["reason"], "status": a["status"]} for a in view["alerts"]]
+        view["alerts"] = [{"fingerprint": m["fingerprint"], "labels": m["labels"], "ci": m.get("ci"),
+                           "reason": m.get("reason", ""), "status": m["status"]} for m in members]
         incidents.append(view)
     result: dict[str, Any] = {"incidents": incidents, "problems": [], "anomalies": []}
     for name, builder in _RESULT_SECTIONS.items():
