@@ -173,6 +173,18 @@ def _words(text: str, identity: tuple[str, ...]) -> Iterable[str]:
 # profiled again with each alert it gains and each time it resolves, and the same alerts'
 # texts recur on every incident of a problem (emptied at 20,000 entries)
 _WORD_TOKENS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+# (an alert's labels in their order, identity) -> its label tokens in order: the same (emptied
+# at 20,000 entries)
+_LABEL_TOKENS: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _label_tokens(labels: Mapping[str, str], identity: tuple[str, ...]) -> tuple[str, ...]:
+    key = (tuple(labels.items()), identity)
+    got = _LABEL_TOKENS.get(key)
+    if got is None:
+        made = tuple(f"l:{k}={_mask(v, identity)}" for k, v in labels.items() if k not in _IGNORED_LABELS)
+        got = remember(_LABEL_TOKENS, key, made, 20_000)
+    return got
 
 
 def _word_tokens(text: str, identity: tuple[str, ...]) -> tuple[str, ...]:
@@ -221,9 +233,8 @@ def build_profile(
             else 1.0
         )
         tokens[f"n:{name}"] = max(tokens.get(f"n:{name}", 0.0), ROOT_NAME * factor)
-        for k, v in m.labels.items():
-            if k not in _IGNORED_LABELS:
-                tokens[f"l:{k}={_mask(v, identity)}"] = LABEL
+        for t in _label_tokens(m.labels, identity):
+            tokens[t] = LABEL
         for text in (m.annotations or {}).values():
             for w in _word_tokens(str(text), identity):
                 tokens[w] = WORD
