@@ -277,8 +277,9 @@ class Explainer:
         # and for arriving much later than that CI (a fault spreads in minutes, not hours)
         explained.sort()
         reached = [root]
-        start = min((weights[x].first_at for _, x in explained), default=0.0)
+        start = min((weights[x].onsets[0] for _, x in explained), default=0.0)
         ln_prop = ln(m.propagate)
+        dep_state, grace, scale = dep[STATE], m.delay_grace, m.delay_scale
         for d, x in explained:
             below_x = belows[x]
             hops, parent = d, root  # the nearest explained CI below x, by name on a tie
@@ -286,11 +287,13 @@ class Explainer:
                 h = below_x.get(y)
                 if h is not None and (h < hops or (h == hops and y < parent)):
                     hops, parent = h, y
-            total += hops * ln_prop + dep.get(weights[x].kind, dep[STATE])
-            t = weights[x].first_at
-            followed = weights[parent].onset_before(t) if parent in weights else start
-            if followed is not None and t - followed > m.delay_grace:
-                total -= (t - followed - m.delay_grace) / m.delay_scale
+            ev = weights[x]
+            total += hops * ln_prop + dep.get(ev.kind, dep_state)
+            t = ev.onsets[0]  # its first_at
+            followed_ev = weights.get(parent)
+            followed = followed_ev.onset_before(t) if followed_ev is not None else start
+            if followed is not None and t - followed > grace:
+                total -= (t - followed - grace) / scale
             reached.append(x)
         quiet = 0
         if not alerted:
