@@ -71,10 +71,13 @@ class Topology:
         below one of them. Set intersections over cached layers keep this cheap when
         everything near a hub is within reach of everything else."""
         mine = self._layers(a, max_hops)
+        cached = self._layer_cache
+        splits = range(max_hops + 1)
         for c in cis:
-            theirs = self._layers(c, max_hops)
-            if any(not mine[k].isdisjoint(theirs[max_hops - k]) for k in range(max_hops + 1)):
-                return True
+            theirs = cached.get((c, max_hops)) or self._layers(c, max_hops)
+            for k in splits:
+                if not mine[k].isdisjoint(theirs[max_hops - k]):
+                    return True
         return False
 
     def _layers(self, ci: str, hops: int) -> tuple[frozenset[str], ...]:
