@@ -332,15 +332,22 @@ class Cluster:
     id: str
     parts: list[list[Profile]] = field(default_factory=list)
     version: int = 0  # moves whenever `parts` changes in place (see `ProblemClusterer._recent`)
-    # part index -> ((version, IDF snapshot, `_group` cache's life), its last members
-    # and one more, their incident ids, the last members, their group): see `_recent`
-    recent: dict[int, tuple[tuple[int, int, int], list[Profile], frozenset[str], list[Profile], _Group | None]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    recent: dict[int, _Recent] = field(default_factory=dict, repr=False, compare=False)  # by part
 
     @property
     def members(self) -> list[Profile]:
         return [p for part in self.parts for p in part]
+
+
+@dataclass(slots=True)
+class _Recent:
+    """A part's most recent members as `ProblemClusterer._recent` found them."""
+
+    valid: tuple[int, int, int]  # for (the cluster's version, the IDF snapshot, the `_group` cache's life)
+    window: list[Profile]  # the last `max_members` and one more
+    ids: frozenset[str]  # their incidents
+    members: list[Profile]  # the last `max_members`
+    group: _Group | None = None  # theirs, once asked for
 
 
 @dataclass(slots=True)
@@ -549,18 +556,16 @@ class ProblemClusterer:
         the `_group` cache they came from (while it lives, `_group` gives the very
         same group for them)."""
         keep = self.settings.max_members
-        now = (c.version, self.idf.version, self._groups_emptied)
+        valid = (c.version, self.idf.version, self._groups_emptied)
         got = c.recent.get(i)
-        if got is None or got[0] != now:
+        if got is None or got.valid != valid:
             window = c.parts[i][-keep - 1 :]
-            got = c.recent[i] = (now, window, frozenset(m.incident_id for m in window), window[-keep:], None)
-        if incident_id in got[2]:
-            return [m for m in got[1] if m.incident_id != incident_id][-keep:], None
-        members, group = got[3], got[4]
-        if group is None and members:  # worked out when first needed, as `_linkage` would
-            group = self._group(members)
-            c.recent[i] = (*got[:4], group)
-        return members, group
+            got = c.recent[i] = _Recent(valid, window, frozenset(m.incident_id for m in window), window[-keep:])
+        if incident_id in got.ids:
+            return [m for m in got.window if m.incident_id != incident_id][-keep:], None
+        if got.group is None and got.members:  # worked out when first needed, as `_linkage` would
+            got.group = self._group(got.members)
+        return got.members, got.group
 
     def _linkage(
         self, profile: Profile, members: list[Profile], group: _Group | None = None
