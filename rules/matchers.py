@@ -75,6 +75,14 @@ def _reason_for(pattern: str) -> str:
     return "refused by RE2"
 
 
+# The matchers made so far, by (name, op, value). A Matcher never changes, and a large
+# CMDB repeats the same ones in every cluster it spans (`namespace="app"`,
+# `job=~"api-(exporter|metrics)"`): each regex is read and compiled once. Only valid
+# matchers are kept; the whole cache is dropped when it reaches _MADE_MAX entries.
+_MADE: dict[tuple[str, str, str], Matcher] = {}
+_MADE_MAX = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class Matcher:
     name: str
@@ -87,6 +95,17 @@ class Matcher:
 
     @classmethod
     def create(cls, name: str, op: str, value: str) -> Matcher:
+        made = _MADE.get((name, op, value))
+        if made is not None:
+            return made
+        made = cls._create(name, op, value)
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()
+        _MADE[name, op, value] = made
+        return made
+
+    @classmethod
+    def _create(cls, name: str, op: str, value: str) -> Matcher:
         if op not in OPS:
             raise MatcherError(f"unknown matcher operator {op!r} (use =, !=, =~ or !~)")
         if not _NAME.match(name):
