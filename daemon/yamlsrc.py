@@ -48,10 +48,26 @@ _MAP = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
 _SEQ = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
 _MERGE = "tag:yaml.org,2002:merge"  # a `<<` key
 _FLATTEN = {_MERGE, "tag:yaml.org,2002:value"}  # and a `=` key
+_SCALAR = yaml.ScalarNode
 
 
 class _Loader(_Base):  # type: ignore[misc,valid-type]
-    pass
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        # the tag of each plain scalar seen in this document, by its text: with no path
+        # resolvers (none are registered) the text alone decides it, and a big file
+        # repeats the same keys and values thousands of times
+        self._plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is not _SCALAR or self.yaml_path_resolvers:
+            return super().resolve(kind, value, implicit)
+        if not implicit[0]:  # quoted: a string
+            return _STR
+        tag = self._plain_tags.get(value)
+        if tag is None:
+            tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+        return tag
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -68,19 +84,25 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 
 def _fill_mapping(out: LineDict, node: yaml.MappingNode, value: Any, loader: _Loader) -> None:
     merged = 0  # leading pairs that `<<` merge keys brought in: the mapping's own keys override them
-    if any(k.tag in _FLATTEN for k, _ in node.value):
-        own = sum(1 for k, _ in node.value if k.tag != _MERGE)
-        loader.flatten_mapping(node)
-        merged = len(node.value) - own
+    for k, _ in node.value:
+        if k.tag in _FLATTEN:
+            own = sum(1 for k, _ in node.value if k.tag != _MERGE)
+            loader.flatten_mapping(node)
+            merged = len(node.value) - own
+            break
     out.line = node.start_mark.line + 1
-    out.key_lines = {}
+    key_lines = out.key_lines = {}
     own_keys: set[Any] = set()
     for i, (key_node, value_node) in enumerate(node.value):
-        key = value(key_node)
-        if isinstance(key, list | dict):
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a scalar", key_node.start_mark
-            )
+        # a plain string (nearly every key and value) is taken as is, without a call
+        if key_node.tag == _STR and type(key_node) is _SCALAR:
+            key = key_node.value
+        else:
+            key = value(key_node)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a scalar", key_node.start_mark
+                )
         if i >= merged:
             if key in (own_keys if merged else out):
                 raise yaml.constructor.ConstructorError(
@@ -88,18 +110,23 @@ def _fill_mapping(out: LineDict, node: yaml.MappingNode, value: Any, loader: _Lo
                 )
             if merged:
                 own_keys.add(key)
-        v = out[key] = value(value_node)
-        out.key_lines[key] = key_node.start_mark.line + 1
-        if v is not None and type(value_node) is yaml.ScalarNode and value_node.tag != _STR:
-            if out.texts is None:
-                out.texts = {}
-            out.texts[key] = value_node.value
+        if value_node.tag == _STR and type(value_node) is _SCALAR:
+            out[key] = value_node.value
+        else:
+            v = out[key] = value(value_node)
+            if v is not None and type(value_node) is _SCALAR:  # so not a string
+                if out.texts is None:
+                    out.texts = {}
+                out.texts[key] = value_node.value
+        key_lines[key] = key_node.start_mark.line + 1
 
 
 def _fill_sequence(out: LineList, node: yaml.SequenceNode, value: Any) -> None:
-    out.extend(value(child) for child in node.value)
+    items = node.value
+    out.extend([child.value if child.tag == _STR and type(child) is _SCALAR else value(child)
+                for child in items])
     out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    out.item_lines = [child.start_mark.line + 1 for child in items]
 
 
 _Loader.add_constructor(_MAP, _construct_mapping)
