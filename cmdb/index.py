@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 from cmdb.model import MatchBlock
 from rules.matchers import Matcher
@@ -43,27 +44,26 @@ class MatcherIndex:
 
     def __init__(self, blocks: Iterable[MatchBlock], cache_size: int = 65_536) -> None:
         blocks = list(blocks)
-        options = {id(block): _key_options(block) for block in blocks}
-        freq: Counter[tuple[str, str]] = Counter()
-        for opts in options.values():
-            for keys in opts:
-                freq.update(keys)
+        options = [_key_options(block) for block in blocks]
+        freq = Counter(key for opts in options for keys in opts for key in keys)
         self._by_pair: dict[tuple[str, str], list[_Entry]] = {}
         self._scan: list[_Entry] = []
-        for block in blocks:
-            opts = options[id(block)]
+        for block, opts in zip(blocks, options, strict=True):
             entry = _entry(block)
-            if opts:
-                keys = min(opts, key=lambda ks: (max(freq[k] for k in ks), len(ks), sorted(ks)))
-                for key in keys:
-                    self._by_pair.setdefault(key, []).append(entry)
+            if len(opts) > 1:  # the rarest keys, then the fewest (each option's keys are sorted)
+                keys = min(opts, key=lambda ks: (max(freq[k] for k in ks), len(ks), ks))
+            elif opts:
+                keys = opts[0]
             else:
                 self._scan.append(entry)
+                continue
+            for key in keys:
+                self._by_pair.setdefault(key, []).append(entry)
         # Candidates are tried best first, so the first full match is the answer
         # within one list; lists are merged by comparing their winners.
         for lst in self._by_pair.values():
-            lst.sort(key=lambda e: e[0])
-        self._scan.sort(key=lambda e: e[0])
+            lst.sort(key=_rank)
+        self._scan.sort(key=_rank)
         self._cache: dict[frozenset[tuple[str, str]], str] = {}
         self._cache_size = cache_size
         self._blocks = blocks
@@ -119,10 +119,18 @@ class MatcherIndex:
 _Entry = tuple[tuple[int, int, int, int], tuple[tuple[str, str], ...], tuple[Matcher, ...], MatchBlock]
 
 
+_rank = itemgetter(0)  # an entry's rank
+
+
 def _entry(block: MatchBlock) -> _Entry:
-    eqs = tuple((m.name, m.value) for m in block.matchers if m.is_equality)
-    rest = tuple(m for m in block.matchers if not m.is_equality)
-    return (_sort_key(block), eqs, rest, block)
+    eqs: list[tuple[str, str]] = []
+    rest: list[Matcher] = []
+    for m in block.matchers:
+        if m.is_equality:
+            eqs.append((m.name, m.value))
+        else:
+            rest.append(m)
+    return (_sort_key(block), tuple(eqs), tuple(rest), block)
 
 
 def _first_match(entries: list[_Entry], labels: Mapping[str, str], best: _Entry | None) -> _Entry | None:
