@@ -53,10 +53,9 @@ def partition_labels(cis: Mapping[str, CI], graph: nx.DiGraph | None = None) -> 
 def _partitions(eqs: Mapping[str, Mapping[str, str]], graph: nx.DiGraph | None) -> set[str]:
     carriers: Counter[str] = Counter()
     values: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for eq in eqs.values():
-        for k, v in eq.items():
-            carriers[k] += 1
-            values[k][v] += 1
+    for (k, v), count in Counter(pair for eq in eqs.values() for pair in eq.items()).items():
+        carriers[k] += count
+        values[k][v] += count
     n = len(eqs)
     out = set()
     for label, count in carriers.items():
@@ -64,19 +63,25 @@ def _partitions(eqs: Mapping[str, Mapping[str, str]], graph: nx.DiGraph | None) 
         if count >= n / 2 and 2 <= len(vals) <= max(2, n // 10) and min(vals.values()) >= 3:
             out.add(label)
     if graph is not None and out:
-        same: Counter[str] = Counter()
-        both: Counter[str] = Counter()
-        for a, b in graph.edges():
-            ea, eb = eqs.get(a), eqs.get(b)
-            if ea is None or eb is None:
-                continue
-            for label in out:
-                va, vb = ea.get(label), eb.get(label)
-                if va is not None and vb is not None:
-                    both[label] += 1
-                    same[label] += va == vb
-        out = {label for label in out if not both[label] or same[label] * 2 >= both[label]}
+        out = {label for label in out if _kept_within(label, eqs, graph)}
     return out
+
+
+def _kept_within(label: str, eqs: Mapping[str, Mapping[str, str]], graph: nx.DiGraph) -> bool:
+    """Whether most dependencies between CIs that both carry `label` join two CIs with
+    the same value (or there are none)."""
+    value_of = {cid: eq[label] for cid, eq in eqs.items() if label in eq}
+    same = both = 0
+    for a, nbrs in graph.adjacency():
+        va = value_of.get(a)
+        if va is None:
+            continue
+        for b in nbrs:
+            vb = value_of.get(b)
+            if vb is not None:
+                both += 1
+                same += va == vb
+    return not both or same * 2 >= both
 
 
 def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[str, str]]:
@@ -102,11 +107,16 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
         role_of[cid], place_of[cid] = role, where
         members[role][where] = cid
     # where each role-to-role dependency is recorded
-    recorded: dict[tuple[int, int], set[int]] = {}
-    for a, b in graph.edges():
-        ra, rb = role_of.get(a), role_of.get(b)
-        if ra is not None and rb is not None and place_of[a] == place_of[b]:
-            recorded.setdefault((ra, rb), set()).add(place_of[a])
+    recorded: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+    for a, nbrs in graph.adjacency():
+        ra = role_of.get(a)
+        if ra is None:
+            continue
+        pa = place_of[a]
+        for b in nbrs:
+            rb = role_of.get(b)
+            if rb is not None and place_of[b] == pa:
+                recorded[ra, rb].add(pa)
     added: list[tuple[str, str]] = []
     everywhere = len(place_ids)
     for (ra, rb), places in recorded.items():

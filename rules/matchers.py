@@ -156,6 +156,8 @@ _ESCAPES = {"n": "\n", "\\": "\\", '"': '"', "'": "'"}  # Alertmanager's, and a 
 def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         body = raw[1:-1]
+        if "\\" not in body and raw[0] not in body:  # nothing to undo (the usual case)
+            return body
         out = []
         i = 0
         while i < len(body):
