@@ -51,7 +51,7 @@ class MatcherIndex:
         for block, opts in zip(blocks, options, strict=True):
             entry = _entry(block)
             if len(opts) > 1:  # the rarest keys, then the fewest (each option's keys are sorted)
-                keys = min(opts, key=lambda ks: (max(freq[k] for k in ks), len(ks), ks))
+                keys = min(opts, key=lambda ks: (max(map(freq.__getitem__, ks)), len(ks), ks))
             elif opts:
                 keys = opts[0]
             else:
