@@ -6,7 +6,9 @@ Config, CMDB and rule files report errors as `file:line: message`, as
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
 
 import yaml
@@ -209,6 +211,10 @@ def load_yaml(path: str) -> Any:
 
 
 def load_yaml_text(text: str, path: str = "<string>") -> Any:
+    with heap.paused():
+        value = _JsonReader().read(text)
+    if value is not _NOT_JSON:
+        return value
     loader = _Loader(text)
     node = None
     try:
@@ -225,6 +231,127 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         raise SourceError(path, 0, f"invalid YAML: {exc}") from exc
     finally:
         loader.dispose()
+
+
+# -- JSON on one line ----------------------------------------------------------
+# JSON is YAML, and CMDB exports are often JSON on one line (as `json.dump` writes
+# it). The json module reads such a document several times faster than libyaml's
+# nodes are built and converted, and every value in it is on line 1. It is read that
+# way only where YAML surely reads the same: one line of characters YAML allows, no
+# surrogate escape (YAML refuses them), no duplicate key, no key long enough for YAML
+# to refuse (it wants the `:` within 1,024 characters of the key's start, so keys
+# stay under _JSON_KEY_MAX characters, at most six each when escaped, and runs of
+# spaces under 64), no more than _JSON_DEPTH levels. Numbers and constants are
+# resolved as YAML resolves them (`1e5` is a string there). Every other text, valid
+# or not, is read as YAML, which reports its errors as before.
+
+_NOT_JSON = object()
+_NOT_YAML_CHAR = re.compile(  # YAML's printable characters, less line breaks and a BOM
+    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
+_JSON_KEY_MAX = 150
+_JSON_DEPTH = 100
+
+
+class _NotJson(Exception):
+    """The document is to be read as YAML."""
+
+
+class _Literal:
+    """A JSON number or constant (`NaN`) as written, until YAML resolves it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _JsonReader:
+    def __init__(self) -> None:
+        self.depth: dict[int, int] = {}  # levels of each mapping its parent has not taken yet
+        self.literals: dict[str, tuple[Any, str | None]] = {}  # text -> value, and text unless a string
+        self.loader: _Loader | None = None
+
+    def read(self, text: str) -> Any:
+        body = text.rstrip("\n")
+        if (not body or body[0] not in "{[" or _NOT_YAML_CHAR.search(body) or " " * 64 in body
+                or ("\\u" in body and _SURROGATE_ESCAPE.search(body))):
+            return _NOT_JSON
+        try:
+            value = json.loads(body, object_pairs_hook=self.mapping,
+                               parse_int=_Literal, parse_float=_Literal, parse_constant=_Literal)
+            return self.sequence(value)[0] if type(value) is list else value
+        except (ValueError, RecursionError, _NotJson):  # json.JSONDecodeError is a ValueError
+            return _NOT_JSON
+        finally:
+            if self.loader is not None:
+                self.loader.dispose()
+
+    def mapping(self, pairs: list[tuple[str, Any]]) -> LineDict:
+        out = LineDict()
+        texts = None
+        depth = 1
+        for key, value in pairs:
+            if key in out or len(key) >= _JSON_KEY_MAX:
+                raise _NotJson
+            kind = type(value)
+            if kind is LineDict:
+                depth = max(depth, self.depth.pop(id(value)) + 1)
+            elif kind is list:
+                value, inner = self.sequence(value)
+                depth = max(depth, inner + 1)
+            elif kind is _Literal or kind is bool:
+                value, written = self.literal(value)
+                if written is not None:
+                    if texts is None:
+                        texts = {}
+                    texts[key] = written
+            out[key] = value
+        if depth > _JSON_DEPTH:
+            raise _NotJson
+        self.depth[id(out)] = depth
+        out.line = 1
+        out.key_lines = dict.fromkeys(out, 1)
+        if texts is not None:
+            out.texts = texts
+        return out
+
+    def sequence(self, items: list[Any]) -> tuple[LineList, int]:
+        depth = 1
+        for i, value in enumerate(items):
+            kind = type(value)
+            if kind is LineDict:
+                depth = max(depth, self.depth.pop(id(value)) + 1)
+            elif kind is list:
+                items[i], inner = self.sequence(value)
+                depth = max(depth, inner + 1)
+            elif kind is _Literal:
+                items[i] = self.literal(value)[0]
+        if depth > _JSON_DEPTH:
+            raise _NotJson
+        out = LineList(items)
+        out.line = 1
+        out.item_lines = [1] * len(items)
+        return out, depth
+
+    def literal(self, value: _Literal | bool) -> tuple[Any, str | None]:
+        """The value YAML gives a plain scalar, and its text when that is not a string."""
+        if type(value) is bool:
+            return value, "true" if value else "false"
+        got = self.literals.get(value.text)
+        if got is None:
+            if self.loader is None:
+                self.loader = _Loader("")
+            tag = self.loader.resolve(yaml.ScalarNode, value.text, (True, False))
+            if tag == _STR:
+                got = (value.text, None)
+            else:
+                try:
+                    got = (self.loader.construct_object(yaml.ScalarNode(tag, value.text)), value.text)
+                except Exception:  # noqa: BLE001 - YAML reports it, with its line
+                    raise _NotJson from None
+            self.literals[value.text] = got
+        return got
 
 
 def _deepest_line(node: yaml.Node | None) -> int:

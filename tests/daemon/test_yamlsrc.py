@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import gc
+import json
 import weakref
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon import heap
 from daemon.yamlsrc import LineDict, LineList, SourceError, line_of, load_yaml, load_yaml_text
@@ -118,3 +121,68 @@ def test_a_kept_build_is_out_of_later_collector_passes_until_resettled():
     finally:
         gc.unfreeze()
         gc.set_threshold(700, 10, 10)
+
+
+# -- JSON on one line: read by the json module, exactly as YAML reads it ---------
+
+
+def _shape(value):
+    """A value with everything the loader records: types, lines, texts."""
+    if isinstance(value, LineDict):
+        return ("map", value.line, [(_shape(k), _shape(v), value.line_of(k)) for k, v in value.items()],
+                value.texts)
+    if isinstance(value, LineList):
+        return ("seq", value.line, [_shape(v) for v in value], value.item_lines)
+    return (type(value).__name__, repr(value))
+
+
+def _as_json_and_as_yaml(text):
+    """`text` read as it is, and read with a comment line added (which keeps it from
+    being read as one-line JSON): the shapes, or the errors."""
+    out = []
+    for t in (text, text + "\n# not one line\n"):
+        try:
+            out.append(_shape(load_yaml_text(t, "f.yaml")))
+        except SourceError as exc:
+            out.append(str(exc))
+    return out
+
+
+_JSON_SCALARS = (st.none() | st.booleans() | st.integers(-10**30, 10**30)
+                 | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12))
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES.filter(lambda v: isinstance(v, dict | list)), st.booleans())
+def test_one_line_json_reads_as_yaml_does(value, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    as_json, as_yaml = _as_json_and_as_yaml(text)
+    assert as_json == as_yaml
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1e5, "b": 1E+5, "c": 1.0e+5, "d": 1.0e5, "e": -0, "f": 1.10, "g": 012}',
+    '{"a": 1.0e+400, "b": NaN, "c": Infinity, "d": -Infinity, "e": [1e5, 2.50, true, null]}',
+    '{"t": true, "f": false, "n": null, "s": "true", "x": "2020-01-01", "y": 2020}',
+    '{"a": 1, "a": 2}',  # YAML: a duplicate key
+    '{"%s": 1}' % ("k" * 1100),  # YAML: a key too long
+    '{"%s": 1}' % ("k" * 149), '{"%s": 1}' % ("\\u00e9" * 170),
+    '{"a"%s: 1}' % (" " * 1100), '{"a": "%s"}' % (" " * 70),
+    '{"a": "\\ud83d\\ude00"}',  # YAML refuses surrogate escapes
+    '{"a": "x\u2028y"}', '{"a": "x\u0085y"}', '{"a": "\u00e9\U0001f600"}', '{"a": "\x7f"}',
+    '{"a": "\\u0000\\b\\f\\n\\r\\t\\/\\\\\\""}',
+    '{"a":1,"b":[1,2,{"c":"d"}]}',
+    '{"a": 1,}', '{"a": 1} {"b": 2}', '{"a": 1} # comment', '[1, 2]\n\n',
+    '{"<<": {"a": 1}, "=": 2}',
+    "[" * 99 + "]" * 99, "[" * 101 + "]" * 101, "[" * 700 + "]" * 700,
+    '{"a": ' * 120 + "1" + "}" * 120,
+    '{"a": ' * 900 + "1" + "}" * 900,
+])
+def test_one_line_json_edge_cases_read_as_yaml_does(text):
+    as_json, as_yaml = _as_json_and_as_yaml(text)
+    assert as_json == as_yaml
