@@ -6,6 +6,7 @@ Config, CMDB and rule files report errors as `file:line: message`, as
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -56,20 +57,15 @@ _SCALAR = yaml.ScalarNode
 class _Loader(_Base):  # type: ignore[misc,valid-type]
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
-        # the tag of each plain scalar seen in this document, by its text: with no path
-        # resolvers (none are registered) the text alone decides it, and a big file
-        # repeats the same keys and values thousands of times
-        self._plain_tags: dict[str, str] = {}
+        if not self.yaml_path_resolvers:
+            # Without path resolvers (none are registered) a node's tag follows from its
+            # kind, text and implicitness alone, and a big file repeats the same keys and
+            # values thousands of times: each is resolved once per document. The cache
+            # (a C function, called by libyaml's composer for every node) goes with the loader.
+            self.resolve = functools.lru_cache(maxsize=None)(_RESOLVER.resolve)
 
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is not _SCALAR or self.yaml_path_resolvers:
-            return super().resolve(kind, value, implicit)
-        if not implicit[0]:  # quoted: a string
-            return _STR
-        tag = self._plain_tags.get(value)
-        if tag is None:
-            tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
-        return tag
+
+_RESOLVER = yaml.resolver.Resolver()  # the loader's own resolver (its tables are the class's)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
