@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -59,10 +60,10 @@ class CmdbError(Exception):
         super().__init__(first + more)
 
 
-_LAST: tuple[tuple, tuple[Cmdb, list[SourceError]]] | None = None
+_LAST: tuple[tuple, _Loaded] | None = None
 
 
-def _load_once(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
+def _load_once(paths: list[str]) -> _Loaded:
     """`_load`, remembered while the files stay the same: check-config and start-up (or
     replay) read the same CMDB, and building a large one takes seconds. A Cmdb is
     never modified after it is built, so sharing it is safe."""
@@ -80,15 +81,21 @@ def _load_once(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
 
 def load_cmdb(paths: Iterable[str]) -> Cmdb:
     """Load and merge CMDB files; raises CmdbError listing every problem."""
-    cmdb, errors = _load_once(list(paths))
-    if errors:
-        raise CmdbError(errors)
-    return cmdb
+    loaded = _load_once(list(paths))
+    if loaded.errors:
+        raise CmdbError(loaded.errors)
+    return loaded.cmdb()
 
 
-def validate_cmdb(paths: Iterable[str]) -> list[str]:
-    """Every problem in the files as `file:line: message` (empty when valid)."""
-    return [str(e) for e in _load_once(list(paths))[1]]
+def validate_cmdb(paths: Iterable[str], finish: bool = True) -> list[str]:
+    """Every problem in the files as `file:line: message` (empty when valid). With
+    `finish`, a valid CMDB is also built whole for the load of the same files that
+    follows (the daemon checks a reload in a thread, then takes the CMDB in its event
+    loop); without, only what can hold an error is done (`incidentd check-config`)."""
+    loaded = _load_once(list(paths))
+    if finish and not loaded.errors:
+        loaded.cmdb()
+    return [str(e) for e in loaded.errors]
 
 
 def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
@@ -103,17 +110,37 @@ def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
     return cmdb
 
 
-def _load(paths: list[str]) -> tuple[Cmdb, list[SourceError]]:
-    b = _Builder()
-    with heap.paused(keep=True):  # a CMDB is built once and lives long: see daemon.heap
-        for path in paths:
-            try:
-                data = load_yaml(path)
-            except SourceError as exc:
-                b.errors.append(exc)
-                continue
-            b.add_document(path, data)
-        return b.finish(), b.errors
+def _load(paths: list[str]) -> _Loaded:
+    return _Loaded(paths)
+
+
+class _Loaded:
+    """The CMDB files read and checked: every error is known (`errors`); the Cmdb is
+    finished (missing dependencies inferred, the alert index built), which no error
+    can come from, when it is first wanted."""
+
+    def __init__(self, paths: list[str]) -> None:
+        b = self._builder = _Builder()
+        with heap.paused(keep=True):  # a CMDB is built once and lives long: see daemon.heap
+            for path in paths:
+                try:
+                    data = load_yaml(path)
+                except SourceError as exc:
+                    b.errors.append(exc)
+                    continue
+                b.add_document(path, data)
+            self._graph = b.relate()
+        self.errors = b.errors
+        self._cmdb: Cmdb | None = None
+        self._lock = threading.Lock()
+
+    def cmdb(self) -> Cmdb:
+        with self._lock:
+            if self._cmdb is None:
+                with heap.paused(keep=True):
+                    self._cmdb = self._builder.complete(self._graph)
+                del self._builder, self._graph
+            return self._cmdb
 
 
 def _plain(value: Any, within: tuple[int, ...] = ()) -> Any:
@@ -294,6 +321,10 @@ class _Builder:
         self.edges.append((src, dst, rel, path, line))
 
     def finish(self) -> Cmdb:
+        return self.complete(self.relate())
+
+    def relate(self) -> nx.DiGraph:
+        """The graph of the CIs and their relations; a relation to an unknown CI is an error."""
         g = nx.DiGraph()
         for cid, ci in self.cis.items():
             g.add_node(cid, type=ci.type)
@@ -309,6 +340,10 @@ class _Builder:
                 continue
             if not g.has_edge(a, b):
                 g.add_edge(a, b, relation=rel)
+        return g
+
+    def complete(self, g: nx.DiGraph) -> Cmdb:
+        """The Cmdb of a related graph (see `relate`)."""
         if self.infer_edges:
             infer_missing_edges(self.cis, g)
         return Cmdb(self.cis, g, self.sources)

@@ -72,13 +72,23 @@ class CmdbPart:
 
 
 def check_cmdb(config: Config) -> list[str]:
-    """`check-config`: the CMDB files and the `correlation:` section."""
+    """The CMDB files and the `correlation:` section, checked as a start or a reload
+    checks them (a valid CMDB is built whole, for the load that follows)."""
+    return _check(config, finish=True)
+
+
+def report_cmdb(config: Config) -> list[str]:
+    """`incidentd check-config`: the same errors, without finishing the CMDB."""
+    return _check(config, finish=False)
+
+
+def _check(config: Config, finish: bool) -> list[str]:
     import os
 
     from correlation.engine import CorrelationConfig, SettingErrors
     from daemon.yamlsrc import line_of
 
-    errors = validate_cmdb([p for p in config.cmdb if os.path.isfile(p)]) if config.cmdb else []
+    errors = validate_cmdb([p for p in config.cmdb if os.path.isfile(p)], finish) if config.cmdb else []
     raw = config.raw if isinstance(config.raw, dict) else {}
     if "correlation" in raw:
         try:

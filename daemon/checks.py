@@ -10,12 +10,18 @@ from daemon.yamlsrc import line_of
 # Each package adds a checker: Config -> list of `file:line: message`.
 Checker = Callable[[Config], list[str]]
 _CHECKERS: dict[str, Checker] = {}
+_REPORTERS: dict[str, Checker] = {}  # see register_checker
 _KEYS: set[str] = set(CORE_KEYS)  # the top-level keys some part of incidentd reads
 
 
-def register_checker(name: str, checker: Checker, keys: tuple[str, ...] = ()) -> None:
-    """`checker` validates the top-level `keys` of the config (and the files they name)."""
+def register_checker(name: str, checker: Checker, keys: tuple[str, ...] = (),
+                     report: Checker | None = None) -> None:
+    """`checker` validates the top-level `keys` of the config (and the files they name).
+    `report`, when given, finds the same errors without preparing what a start or a
+    reload takes next (the CMDB the check builds): `check-config` only reports them."""
     _CHECKERS[name] = checker
+    if report is not None:
+        _REPORTERS[name] = report
     _KEYS.update(keys)
 
 
@@ -44,16 +50,19 @@ def _check_files_exist(config: Config) -> dict[str, list[str]]:
     return errors
 
 
-def check_parts(config: Config) -> dict[str, list[str]]:
+def check_parts(config: Config, report_only: bool = False) -> dict[str, list[str]]:
     """The errors of each checker, by its name, with the files it reads that do not
-    exist (a reload that finds the CMDB file gone is a failed CMDB reload)."""
+    exist (a reload that finds the CMDB file gone is a failed CMDB reload). With
+    `report_only`, the checkers' `report` variants where they have one."""
     from daemon import plugins  # noqa: F401
 
     found = {"config": [], **_check_files_exist(config)}
     for name, checker in _CHECKERS.items():
+        if report_only:
+            checker = _REPORTERS.get(name, checker)
         found[name] = found.get(name, []) + checker(config)
     return found
 
 
-def check_all(config: Config) -> list[str]:
-    return [e for errors in check_parts(config).values() for e in errors]
+def check_all(config: Config, report_only: bool = False) -> list[str]:
+    return [e for errors in check_parts(config, report_only).values() for e in errors]
