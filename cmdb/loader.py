@@ -116,8 +116,8 @@ def _load(paths: list[str]) -> _Loaded:
 
 class _Loaded:
     """The CMDB files read and checked: every error is known (`errors`); the Cmdb is
-    finished (missing dependencies inferred, the alert index built), which no error
-    can come from, when it is first wanted."""
+    built (its graph, the dependencies inferred missing, the alert index), which no
+    error can come from, when it is first wanted."""
 
     def __init__(self, paths: list[str]) -> None:
         b = self._builder = _Builder()
@@ -129,7 +129,7 @@ class _Loaded:
                     b.errors.append(exc)
                     continue
                 b.add_document(path, data)
-            self._graph = b.relate()
+            b.check_relations()
         self.errors = b.errors
         self._cmdb: Cmdb | None = None
         self._lock = threading.Lock()
@@ -138,8 +138,8 @@ class _Loaded:
         with self._lock:
             if self._cmdb is None:
                 with heap.paused(keep=True):
-                    self._cmdb = self._builder.complete(self._graph)
-                del self._builder, self._graph
+                    self._cmdb = self._builder.complete()
+                del self._builder
             return self._cmdb
 
 
@@ -321,13 +321,12 @@ class _Builder:
         self.edges.append((src, dst, rel, path, line))
 
     def finish(self) -> Cmdb:
-        return self.complete(self.relate())
+        self.check_relations()
+        return self.complete()
 
-    def relate(self) -> nx.DiGraph:
-        """The graph of the CIs and their relations; a relation to an unknown CI is an error."""
-        g = nx.DiGraph()
-        for cid, ci in self.cis.items():
-            g.add_node(cid, type=ci.type)
+    def check_relations(self) -> None:
+        """Keeps the relations between known CIs in `relations`; any other is an error."""
+        self.relations: list[tuple[str, str, str]] = []
         for a, b, rel, path, line in self.edges:
             if a not in self.cis:
                 self.err(path, line, f"relation from unknown CI {a!r}")
@@ -338,12 +337,17 @@ class _Builder:
             if a == b:
                 self.err(path, line, f"CI {a!r} cannot depend on itself")
                 continue
+            self.relations.append((a, b, rel))
+
+    def complete(self) -> Cmdb:
+        """The Cmdb, once the relations are checked: the graph (the first relation given
+        between two CIs is theirs), the dependencies inferred missing, the alert index."""
+        g = nx.DiGraph()
+        for cid, ci in self.cis.items():
+            g.add_node(cid, type=ci.type)
+        for a, b, rel in self.relations:
             if not g.has_edge(a, b):
                 g.add_edge(a, b, relation=rel)
-        return g
-
-    def complete(self, g: nx.DiGraph) -> Cmdb:
-        """The Cmdb of a related graph (see `relate`)."""
         if self.infer_edges:
             infer_missing_edges(self.cis, g)
         return Cmdb(self.cis, g, self.sources)
