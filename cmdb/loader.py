@@ -48,6 +48,9 @@ _CI_KEYS = {
     "match", "matches", "attrs", *RELATIONS,
 }
 _TOP_KEYS = {"cis", "relations"}
+# isinstance() tests, made once: `str | int` written in a test builds the union anew each time
+_TEXT = str | int | float
+_COLLECTION = Mapping | list
 
 
 class CmdbError(Exception):
@@ -147,7 +150,7 @@ def _plain(value: Any, within: tuple[int, ...] = ()) -> Any:
     """`attrs` as the API shows them (JSON): what YAML reads as a date or as a number
     that is not finite (`.nan`) is shown as text; a value that holds itself (through a
     YAML alias) is refused."""
-    if isinstance(value, Mapping | list):
+    if isinstance(value, _COLLECTION):
         if id(value) in within:
             raise ValueError("hold themselves (a YAML alias inside its own anchor)")
         inner = (*within, id(value))
@@ -156,7 +159,7 @@ def _plain(value: Any, within: tuple[int, ...] = ()) -> Any:
         return [_plain(v, inner) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, _TEXT):
         return value
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
@@ -218,7 +221,7 @@ class _Builder:
             value = item.get(key)
             if value is None:
                 return None
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
+            if not isinstance(value, _TEXT) or isinstance(value, bool):
                 self.err(path, line_of(item, key), f"CI {cid!r}: `{key}` must be a string")
                 return None
             return str(value)
@@ -281,7 +284,7 @@ class _Builder:
         spec = item[key]
         line = line_of(item, key)
         # `match` is one block unless it is a list of blocks; `matches` is always a list of blocks.
-        if key == "match" and not (isinstance(spec, list) and spec and all(isinstance(s, Mapping | list) for s in spec)):
+        if key == "match" and not (isinstance(spec, list) and spec and all(isinstance(s, _COLLECTION) for s in spec)):
             raw = [(spec, line)]
         elif isinstance(spec, list):
             raw = [(s, line_of(spec, i)) for i, s in enumerate(spec)]

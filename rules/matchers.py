@@ -222,6 +222,12 @@ def _split_selector(text: str) -> list[str]:
     return [p for p in (p.strip() for p in parts) if p]
 
 
+# a match mapping's values, and those whose str() is not what was written (made once:
+# `str | int` written in an isinstance() test builds the union anew each time)
+_LABEL_VALUE = str | int | float | bool
+_NOT_AS_WRITTEN = bool | float
+
+
 def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list[Matcher]:
     """Parse matchers from a selector string, a list of matcher strings, or a
     `{label: value}` mapping (equality, as in a CMDB `match` block)."""
@@ -233,11 +239,11 @@ def parse_matchers(spec: str | Iterable[str] | Mapping[str, str] | None) -> list
         for name, value in spec.items():
             if written is not None and not isinstance(value, str):
                 value = written(name) or value
-            if not isinstance(name, str) or not isinstance(value, str | int | float | bool):
+            if not isinstance(name, str) or not isinstance(value, _LABEL_VALUE):
                 raise MatcherError(
                     f"match entries must be label: value strings, got {name!r}: {value!r}"
                 )
-            if isinstance(value, bool | float):  # str() of them is not what was written
+            if isinstance(value, _NOT_AS_WRITTEN):  # str() of them is not what was written
                 raise MatcherError(f"{name}: {value!r} is not a string: quote the value")
             out.append(Matcher.create(name, "=", str(value)))
         return out
