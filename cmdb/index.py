@@ -21,15 +21,15 @@ from rules.matchers import Matcher
 _NO_CI = ""
 
 
-def _key_options(block: MatchBlock) -> list[list[tuple[str, str]]]:
+def _key_options(block: MatchBlock) -> list[tuple[tuple[str, str], ...]]:
     """The ways a block can be filed: under one of its equality pairs, or under every
     value of a regex that is a finite alternation of literals (`job=~"api-(a|b)"`)."""
-    opts: list[list[tuple[str, str]]] = []
+    opts: list[tuple[tuple[str, str], ...]] = []
     for m in block.matchers:
         if m.is_equality and m.value:
-            opts.append([(m.name, m.value)])
+            opts.append(((m.name, m.value),))
         elif m.op == "=~" and m.literals and "" not in m.literals:
-            opts.append([(m.name, v) for v in sorted(m.literals)])
+            opts.append(tuple((m.name, v) for v in sorted(m.literals)))
     return opts
 
 
@@ -46,12 +46,16 @@ class MatcherIndex:
         blocks = list(blocks)
         options = [_key_options(block) for block in blocks]
         freq = Counter(key for opts in options for keys in opts for key in keys)
+        # each way of filing, by rarity: its commonest key, then its number of keys (each
+        # option's keys are sorted); many blocks share one (`cluster="c1"`)
+        rarity = {keys: (max(map(freq.__getitem__, keys)), len(keys), keys)
+                  for keys in {keys for opts in options for keys in opts}}
         self._by_pair: dict[tuple[str, str], list[_Entry]] = {}
         self._scan: list[_Entry] = []
         for block, opts in zip(blocks, options, strict=True):
             entry = _entry(block)
-            if len(opts) > 1:  # the rarest keys, then the fewest (each option's keys are sorted)
-                keys = min(opts, key=lambda ks: (max(map(freq.__getitem__, ks)), len(ks), ks))
+            if len(opts) > 1:
+                keys = min(opts, key=rarity.__getitem__)
             elif opts:
                 keys = opts[0]
             else:

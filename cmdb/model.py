@@ -29,7 +29,7 @@ class MatchBlock:
         most labels: two matchers on one label count once); then more equality
         matchers; then more matchers."""
         return (len({m.name for m in self.matchers}),
-                sum(1 for m in self.matchers if m.is_equality), len(self.matchers))
+                [m.is_equality for m in self.matchers].count(True), len(self.matchers))
 
 
 @dataclass(slots=True)
