@@ -97,17 +97,19 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
     place_of: dict[str, int] = {}
     members: defaultdict[int, dict[int, str]] = defaultdict(dict)  # role -> place -> CI
     for cid, ci in cis.items():
-        eq = eqs[cid]
-        place = tuple(sorted((k, v) for k, v in eq.items() if k in parts))
-        rest = tuple(sorted((k, v) for k, v in eq.items() if k not in parts))
+        pairs = sorted(eqs[cid].items())
+        place = tuple([p for p in pairs if p[0] in parts])
+        rest = tuple([p for p in pairs if p[0] not in parts])
         if not place or not rest:
             continue
         role = role_ids.setdefault((ci.type, rest), len(role_ids))
         where = place_ids.setdefault(place, len(place_ids))
         role_of[cid], place_of[cid] = role, where
         members[role][where] = cid
-    # where each role-to-role dependency is recorded
-    recorded: defaultdict[tuple[int, int], set[int]] = defaultdict(set)
+    # where each role-to-role dependency is recorded, by `role * roles + role` (a number
+    # is quicker to hash than a pair, and there is one per relation)
+    roles = len(role_ids)
+    recorded: defaultdict[int, set[int]] = defaultdict(set)
     for a, nbrs in graph.adjacency():
         ra = role_of.get(a)
         if ra is None:
@@ -116,10 +118,11 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
         for b in nbrs:
             rb = role_of.get(b)
             if rb is not None and place_of[b] == pa:
-                recorded[ra, rb].add(pa)
+                recorded[ra * roles + rb].add(pa)
     added: list[tuple[str, str]] = []
     everywhere = len(place_ids)
-    for (ra, rb), places in recorded.items():
+    for pair, places in recorded.items():
+        ra, rb = divmod(pair, roles)
         peers_a, peers_b = members[ra], members[rb]
         # forgotten where it is missing only if at least a third of the partitions that
         # have both roles record it (with two or three, any one): many deployments that
