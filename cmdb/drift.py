@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from cmdb.model import CI
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 INFERRED = "inferred"
 

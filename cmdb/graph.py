@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from cmdb.index import MatcherIndex
 from cmdb.model import CI
+
+if TYPE_CHECKING:  # imported where a graph is made: see cmdb.loader
+    import networkx as nx
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class Cmdb:
 
     @classmethod
     def empty(cls) -> Cmdb:
+        import networkx as nx
+
         return cls({}, nx.DiGraph())
 
     def __contains__(self, ci: object) -> bool:

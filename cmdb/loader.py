@@ -34,8 +34,6 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import networkx as nx
-
 from cmdb.drift import infer_missing_edges
 from cmdb.graph import Cmdb
 from cmdb.model import CI, CRITICALITIES, RELATIONS, MatchBlock
@@ -345,6 +343,10 @@ class _Builder:
     def complete(self) -> Cmdb:
         """The Cmdb, once the relations are checked: the graph (the first relation given
         between two CIs is theirs), the dependencies inferred missing, the alert index."""
+        # networkx is imported here, where a graph is first made, not with this module:
+        # it takes 50 ms, and `incidentd check-config` makes none
+        import networkx as nx
+
         g = nx.DiGraph()
         for cid, ci in self.cis.items():
             g.add_node(cid, type=ci.type)
