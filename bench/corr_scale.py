@@ -104,7 +104,8 @@ def bench_mapping(n_cis: int) -> None:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", cfg], cwd=ROOT,
                        check=True, capture_output=True)
-        print(f"  incidentd check-config on it, a whole process (read, validate, build): "
+        print(f"  incidentd check-config on it, a whole process (read and validate; the graph and the "
+              f"index are built by a start or a replay): "
               f"{time.perf_counter() - t0:.2f}s")
     rnd = random.Random(1)
     clusters = max(1, n_cis // 1000)
