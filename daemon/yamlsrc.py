@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -211,6 +212,9 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         value = _JsonReader().read(text)
     if value is not _NOT_JSON:
         return value
+    deep = _too_deep(text)
+    if deep is not None:
+        raise SourceError(path, deep, "invalid YAML: values nested too deeply")
     loader = _Loader(text)
     node = None
     try:
@@ -348,6 +352,40 @@ class _JsonReader:
                     raise _NotJson from None
             self.literals[value.text] = got
         return got
+
+
+# Values nested deeper than this are refused before libyaml builds its nodes: its node
+# builder recurses in C, and some 25,000 levels (`[[[[...`) overflow the process's stack.
+_MAX_DEPTH = 1_000
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_LEAD = re.compile(r"^[ \t-]+", re.MULTILINE)  # indentation and `- `: how block values nest
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where values nest more than _MAX_DEPTH deep, or None.
+
+    A level takes an opening bracket, or more indentation or a `- ` at the start of a
+    line, so their sum bounds the depth cheaply; only a text over the bound is parsed
+    into events (libyaml's parser keeps its own stack), up to the first level too deep.
+    A text YAML cannot read is left to the loader, which says why."""
+    brackets = _NOT_BRACKET.sub("", text)
+    bound = max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+    bound += max(map(len, _LEAD.findall(text)), default=0)
+    if bound <= _MAX_DEPTH:
+        return None
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Base):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    return event.start_mark.line + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 def _deepest_line(node: yaml.Node | None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gc
 import json
+import os
 import weakref
 
 import pytest
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 
 from daemon import heap
 from daemon.yamlsrc import LineDict, LineList, SourceError, line_of, load_yaml, load_yaml_text
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DOC = """\
 base: &b {x: 1, y: [a, b]}
@@ -64,6 +67,23 @@ def test_errors_name_file_and_line(text, line, message):
         load_yaml_text(text, "f.yaml")
     assert err.value.line == line and message in str(err.value)
     assert str(err.value).startswith(f"f.yaml:{line}: invalid YAML")
+
+
+@pytest.mark.parametrize(("nesting", "line"), [
+    ("x: " + "[" * 50_000 + "]" * 50_000, 2),
+    ("x: " + "{a: " * 50_000 + "1" + "}" * 50_000, 2),
+    ("x:\n  " + "- " * 50_000 + "leaf", 3),
+])
+def test_values_nested_tens_of_thousands_deep_are_an_error_not_a_crash(tmp_path, nesting, line):
+    # libyaml's node builder overflows the C stack some 25,000 levels deep: a child
+    # process, so that a crash fails this test instead of ending the run
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("cmdb: []\n" + nesting + "\n")
+    got = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", "config.yaml"],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True)
+    assert (got.returncode, got.stdout + got.stderr) == (1, f"config.yaml:{line}: invalid YAML: values nested too deeply\n")
 
 
 def test_a_file_that_is_not_utf8_is_an_error_at_its_line(tmp_path):
