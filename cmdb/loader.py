@@ -99,6 +99,11 @@ def validate_cmdb(paths: Iterable[str], finish: bool = True) -> list[str]:
     return [str(e) for e in loaded.errors]
 
 
+def cmdb_warnings(paths: Iterable[str]) -> list[str]:
+    """What is valid in the files but likely not meant, as `file:line: warning: ...`."""
+    return [str(w) for w in _load_once(list(paths)).warnings]
+
+
 def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
     """Build a CMDB from already parsed documents `(name, data)` (tests, generators)."""
     b = _Builder()
@@ -132,6 +137,7 @@ class _Loaded:
                 b.add_document(path, data)
             b.check_relations()
         self.errors = b.errors
+        self.warnings = b.warnings
         self._cmdb: Cmdb | None = None
         self._lock = threading.Lock()
 
@@ -166,6 +172,8 @@ class _Builder:
     def __init__(self, infer_edges: bool = True) -> None:
         self.infer_edges = infer_edges
         self.errors: list[SourceError] = []
+        self.warnings: list[SourceError] = []
+        self._blocks_at: dict[frozenset[tuple[str, str, str]], tuple[str, str]] = {}  # block -> (CI, file:line)
         self.cis: dict[str, CI] = {}
         self.edges: list[tuple[str, str, str, str, int]] = []  # a, b, relation, path, line
         self.order = 0
@@ -258,7 +266,8 @@ class _Builder:
 
         for key in ("match", "matches"):
             if key in item:
-                for block in self._blocks(path, item, key, cid):
+                for block, bline in self._blocks(path, item, key, cid):
+                    self._same_block(block, cid, path, bline)
                     ci.match.append(MatchBlock(cid, tuple(block), self.order))
                     self.order += 1
         for rel in RELATIONS:
@@ -278,7 +287,18 @@ class _Builder:
                 self.edges.append((cid, target, rel, path, tline))
         self.cis[cid] = ci
 
-    def _blocks(self, path: str, item: Mapping, key: str, cid: str) -> list[list[Matcher]]:
+    def _same_block(self, block: list[Matcher], cid: str, path: str, line: int) -> None:
+        """A warning when another CI has the very same match block: every alert it
+        matches goes to the CI defined first, and the other never gets one through it
+        (often two records of one thing in an export)."""
+        key = frozenset((m.name, m.op, m.value) for m in block)
+        first = self._blocks_at.setdefault(key, (cid, f"{path}:{line}"))
+        if first[0] != cid:
+            self.warnings.append(SourceError(
+                path, line, f"warning: CI {cid!r} has the same match block as CI {first[0]!r} ({first[1]}): "
+                            f"the alerts it matches go to {first[0]!r}"))
+
+    def _blocks(self, path: str, item: Mapping, key: str, cid: str) -> list[tuple[list[Matcher], int]]:
         spec = item[key]
         line = line_of(item, key)
         # `match` is one block unless it is a list of blocks; `matches` is always a list of blocks.
@@ -302,7 +322,7 @@ class _Builder:
             if not any(m.matches_value("") is False for m in matchers):
                 self.err(path, bline, f"CI {cid!r}: match block {block!r} also matches alerts without any of its labels")
                 continue
-            out.append(matchers)
+            out.append((matchers, bline))
         return out
 
     def add_relation(self, path: str, item: Any, line: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cmdb.holder import CmdbHolder
-from cmdb.loader import validate_cmdb
+from cmdb.loader import cmdb_warnings, validate_cmdb
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -80,6 +80,14 @@ def check_cmdb(config: Config) -> list[str]:
 def report_cmdb(config: Config) -> list[str]:
     """`incidentd check-config`: the same errors, without finishing the CMDB."""
     return _check(config, finish=False)
+
+
+def warn_cmdb(config: Config) -> list[str]:
+    """`incidentd check-config` and start-up: what the CMDB files hold that is valid but
+    likely not meant (two CIs with the same match block)."""
+    import os
+
+    return cmdb_warnings([p for p in config.cmdb if os.path.isfile(p)]) if config.cmdb else []
 
 
 def _check(config: Config, finish: bool) -> list[str]:

@@ -11,18 +11,27 @@ from daemon.yamlsrc import line_of
 Checker = Callable[[Config], list[str]]
 _CHECKERS: dict[str, Checker] = {}
 _REPORTERS: dict[str, Checker] = {}  # see register_checker
+_WARNERS: dict[str, Checker] = {}  # the same
 _KEYS: set[str] = set(CORE_KEYS)  # the top-level keys some part of incidentd reads
 
 
 def register_checker(name: str, checker: Checker, keys: tuple[str, ...] = (),
-                     report: Checker | None = None) -> None:
+                     report: Checker | None = None, warn: Checker | None = None) -> None:
     """`checker` validates the top-level `keys` of the config (and the files they name).
     `report`, when given, finds the same errors without preparing what a start or a
-    reload takes next (the CMDB the check builds): `check-config` only reports them."""
+    reload takes next (the CMDB the check builds): `check-config` only reports them.
+    `warn` gives `file:line: warning: ...` lines for what is valid but likely not meant."""
     _CHECKERS[name] = checker
     if report is not None:
         _REPORTERS[name] = report
+    if warn is not None:
+        _WARNERS[name] = warn
     _KEYS.update(keys)
+
+
+def warnings(config: Config) -> list[str]:
+    """Every warning: unknown top-level keys, then what the checkers warn about."""
+    return unknown_keys(config) + [w for warn in _WARNERS.values() for w in warn(config)]
 
 
 def unknown_keys(config: Config) -> list[str]:

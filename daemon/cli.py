@@ -55,8 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from daemon import checks
 
-    for warning in checks.unknown_keys(config):
-        structlog.get_logger().warning("config key ignored", detail=warning)
+    for warning in checks.warnings(config):
+        structlog.get_logger().warning("configuration warning", detail=warning)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(config))
@@ -96,7 +96,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         errors, warnings = exc.errors, []
     else:
         # only the errors: nothing is started after, so what a start would take is not built
-        errors, warnings = checks.check_all(config, report_only=True), checks.unknown_keys(config)
+        errors = checks.check_all(config, report_only=True)
+        warnings = checks.warnings(config) if not errors else checks.unknown_keys(config)
     for line in errors + warnings:
         print(line, file=sys.stderr)  # as every command's errors; stdout has only the OK
     if errors:

@@ -3,7 +3,7 @@
 One list, so a reader sees every extension of the core in one place.
 """
 
-from cmdb.service import check_cmdb, report_cmdb
+from cmdb.service import check_cmdb, report_cmdb, warn_cmdb
 from daemon.auth import check_auth, configure_hash_token, run_hash_token
 from daemon.checks import register_checker
 from daemon.cli import register_subcommand
@@ -18,7 +18,7 @@ from detectors.config import check_detectors
 from rules.daemon import check_rules
 from rules.testing import configure_test_rules, run_test_rules_command
 
-register_checker("cmdb", check_cmdb, ("correlation",), report=report_cmdb)
+register_checker("cmdb", check_cmdb, ("correlation",), report=report_cmdb, warn=warn_cmdb)
 register_checker("rules", check_rules, ("changes",))
 register_checker("detectors", check_detectors, ("detectors", "prometheus"))
 register_result_section("anomalies", anomalies_section)

@@ -302,3 +302,27 @@ def test_check_config_warns_of_a_top_level_key_nothing_reads(tmp_path):
     assert (done.returncode, done.stdout) == (0, f"{path}: OK\n")  # other tools' keys may share the file
     [warning] = done.stderr.splitlines()
     assert warning.startswith(f"{path}:2: warning: unknown key 'listne', ignored (known: ") and "listen" in warning
+
+
+def test_check_config_warns_of_two_cis_with_the_same_match_block(tmp_path):
+    (tmp_path / "cmdb.yaml").write_text(
+        "cis:\n"
+        "  - {id: orders, match: {service: orders}}\n"
+        "  - id: orders-old\n"
+        "    matches:\n"
+        "      - {service: orders, env: prod}\n"
+        "      - {service: orders}\n"  # the same as orders': its alerts go to orders
+        "  - {id: orders-prod, match: {env: prod, service: orders}}\n"  # the same as orders-old's first
+        "  - {id: orders-eu, match: {service: orders, region: eu}}\n")
+    path = tmp_path / "config.yaml"
+    path.write_text("cmdb: [cmdb.yaml]\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "check-config", "--config", str(path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, f"{path}: OK\n")  # valid: only likely not meant
+    cmdb = tmp_path / "cmdb.yaml"
+    assert done.stderr.splitlines() == [
+        f"{cmdb}:6: warning: CI 'orders-old' has the same match block as CI 'orders' ({cmdb}:2): "
+        "the alerts it matches go to 'orders'",
+        f"{cmdb}:7: warning: CI 'orders-prod' has the same match block as CI 'orders-old' ({cmdb}:5): "
+        "the alerts it matches go to 'orders-old'",
+    ]
