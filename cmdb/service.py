@@ -85,18 +85,21 @@ def report_cmdb(config: Config) -> list[str]:
 def warn_cmdb(config: Config) -> list[str]:
     """`incidentd check-config` and start-up: what the CMDB files hold that is valid but
     likely not meant (two CIs with the same match block)."""
+    return cmdb_warnings(_files(config)) if config.cmdb else []
+
+
+def _files(config: Config) -> list[str]:
+    """The CMDB files that exist (a missing one is the config checker's error)."""
     import os
 
-    return cmdb_warnings([p for p in config.cmdb if os.path.isfile(p)]) if config.cmdb else []
+    return [p for p in config.cmdb if os.path.isfile(p)]
 
 
 def _check(config: Config, finish: bool) -> list[str]:
-    import os
-
     from correlation.engine import CorrelationConfig, SettingErrors
     from daemon.yamlsrc import line_of
 
-    errors = validate_cmdb([p for p in config.cmdb if os.path.isfile(p)], finish) if config.cmdb else []
+    errors = validate_cmdb(_files(config), finish) if config.cmdb else []
     raw = config.raw if isinstance(config.raw, dict) else {}
     if "correlation" in raw:
         try:

@@ -96,8 +96,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         errors, warnings = exc.errors, []
     else:
         # only the errors: nothing is started after, so what a start would take is not built
-        errors = checks.check_all(config, report_only=True)
-        warnings = checks.warnings(config) if not errors else checks.unknown_keys(config)
+        errors, warnings = checks.check_all(config, report_only=True), checks.warnings(config)
     for line in errors + warnings:
         print(line, file=sys.stderr)  # as every command's errors; stdout has only the OK
     if errors:

@@ -150,6 +150,15 @@ class Incident:
         return inc
 
 
+def _event_of(m: Member) -> AlertEvent:
+    """A member as the alert event that would bring it now (to place or open it afresh)."""
+    alert = Alert(labels=m.labels, annotations=m.annotations, starts_at=m.starts_at,
+                  ends_at=m.ends_at, status=m.status, fingerprint=m.fingerprint,
+                  source=m.source, received_at=m.first_at)
+    return AlertEvent(alert, ci=m.ci, silenced_by=m.silenced_by,
+                      inhibited_by=m.inhibited_by, expected=m.expected)
+
+
 def _kept_apart(a: Incident, b: Incident) -> bool:
     """Whether a person split one of these incidents from the other."""
     return b.id in a.extra.get("kept_apart_from", ()) or a.id in b.extra.get("kept_apart_from", ())
@@ -637,12 +646,7 @@ class IncidentManager:
             self._timeline_add(inc, now, "alert_detached", "incidentd",
                                f"alert {name} detached: a fault at {root} does not explain it",
                                {"fingerprint": m.fingerprint})
-            alert = Alert(labels=m.labels, annotations=m.annotations, starts_at=m.starts_at,
-                          ends_at=m.ends_at, status=m.status, fingerprint=m.fingerprint,
-                          source=m.source, received_at=m.first_at)
-            event = AlertEvent(alert, ci=m.ci, silenced_by=m.silenced_by,
-                               inhibited_by=m.inhibited_by, expected=m.expected)
-            self._place_new(event, now, exclude=inc.id)
+            self._place_new(_event_of(m), now, exclude=inc.id)
         if moved:
             self._refresh(inc, now)
         return bool(moved)
@@ -772,11 +776,7 @@ class IncidentManager:
             raise IncidentError(400, f"at least one alert must stay in incident {incident_id}")
         moved = [inc.alerts.pop(fp) for fp in fps]
         inc.revision += 1
-        first = moved[0]
-        alert = Alert(labels=first.labels, annotations=first.annotations, starts_at=first.starts_at,
-                      ends_at=first.ends_at, status=first.status, fingerprint=first.fingerprint,
-                      source=first.source, received_at=first.first_at)
-        new = self._open(AlertEvent(alert, ci=first.ci), inc.group_key, now)
+        new = self._open(_event_of(moved[0]), inc.group_key, now)
         new.team, new.receiver, new.rule_priority = inc.team, inc.receiver, inc.rule_priority
         for m in moved:
             m.kept_by, m.reason = actor, f"split from {inc.id} by {actor}"

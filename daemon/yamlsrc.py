@@ -85,7 +85,7 @@ def _fill_mapping(out: LineDict, node: yaml.MappingNode, value: Any, loader: _Lo
     merged = 0  # leading pairs that `<<` merge keys brought in: the mapping's own keys override them
     for k, _ in node.value:
         if k.tag in _FLATTEN:
-            own = sum(1 for k, _ in node.value if k.tag != _MERGE)
+            own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
             loader.flatten_mapping(node)
             merged = len(node.value) - own
             break
