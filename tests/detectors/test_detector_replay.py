@@ -82,9 +82,9 @@ def test_without_a_detectors_section_every_series_gets_the_default_detector(tmp_
     assert errors == [] and [s.name for s in settings.sample_specs] == ["default"]
 
 
-def test_promql_detectors_do_not_take_posted_samples():
+def test_promql_detectors_do_not_take_posted_samples(tmp_path):
     settings, errors = load_detector_settings(_config(
-        "prometheus: {url: 'http://127.0.0.1:9090'}\n"
+        tmp_path, "prometheus: {url: 'http://127.0.0.1:9090'}\n"
         "detectors:\n  - name: cpu\n    promql: 'rate(cpu[5m])'\n"))
     assert errors == []
     part = DetectorPart(settings, VirtualClock(T0), Metrics())
@@ -92,12 +92,10 @@ def test_promql_detectors_do_not_take_posted_samples():
     assert settings.sample_specs == () and [s.name for s in settings.query_specs] == ["cpu"]
 
 
-def _config(text: str):
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        fh.write(text)
-    return load_config(fh.name)
+def _config(tmp_path, text: str):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return load_config(str(path))
 
 
 def test_check_config_points_at_the_broken_fields(tmp_path):
@@ -188,7 +186,7 @@ def test_a_model_fit_that_fails_in_replay_is_counted_and_the_replay_goes_on(tmp_
     values = 50.0 + 10.0 * np.sin(2 * np.pi * np.arange(700) / 24) + rng.normal(0.0, 1.0, 700)
     values[600:603] += 30.0
     labels = {"__name__": "latency_seconds"}
-    settings, errors = load_detector_settings(_config(config))
+    settings, errors = load_detector_settings(_config(tmp_path, config))
     assert errors == []
     metrics = Metrics()
     part = DetectorPart(settings, VirtualClock(T0), metrics)
