@@ -160,6 +160,18 @@ def _parse_silence_matchers(raw: Any) -> list[Matcher]:
     return out
 
 
+def _can_update(old: Silence, new: Silence, now: float) -> bool:
+    """Alertmanager's test for an update in place: the matchers stay, an active
+    silence keeps its start (compared to the millisecond, the API's precision) and
+    a pending one does not move its start into the past."""
+    if old.matchers != new.matchers:
+        return False
+    state = old.state(now)
+    if state == ACTIVE:
+        return abs(old.starts_at - new.starts_at) < 0.001 and new.ends_at >= now
+    return state == PENDING and new.starts_at >= now
+
+
 @dataclass
 class SilenceStore:
     """The silences in force, kept in memory; `on_change(silence)` is called on
@@ -169,15 +181,19 @@ class SilenceStore:
     _silences: dict[str, Silence] = field(default_factory=dict)
 
     def add(self, silence: Silence, now: float) -> Silence:
-        """Add or update a silence. As in Alertmanager, updating an active silence's
-        matchers expires it and creates a new one, and updating an expired silence
-        creates a new one: the expired one stays as it was, for the record."""
+        """Add a silence or update one, by Alertmanager's rules. With the same
+        matchers, an active silence may have its end moved and a pending one its
+        times (to a start not in the past): it is updated in place. Any other change
+        to a silence expires it and creates a new one; an expired silence stays as it
+        was, for the record. A new silence never starts in the past: it starts now."""
         old = self._silences.get(silence.id)
-        if old is not None and old.state(now) == EXPIRED:
-            silence.id = str(uuid.uuid4())
-        elif old is not None and old.is_active(now) and old.matchers != silence.matchers:
-            self.expire(old.id, now)
-            silence.id = str(uuid.uuid4())
+        if old is not None and _can_update(old, silence, now):
+            silence.id = old.id
+        else:
+            if old is not None:
+                self.expire(old.id, now)
+                silence.id = str(uuid.uuid4())
+            silence.starts_at = max(silence.starts_at, now)
         silence.updated_at = now
         self._silences[silence.id] = silence
         if self.on_change:
@@ -188,12 +204,16 @@ class SilenceStore:
         return self._silences.get(silence_id)
 
     def expire(self, silence_id: str, now: float) -> Silence | None:
-        """End a silence now (a pending one ends at its start). None when unknown."""
+        """End a silence now; a pending one starts and ends now, so that it reads as
+        expired at once, as in Alertmanager. None when unknown."""
         s = self._silences.get(silence_id)
         if s is None:
             return None
-        if s.state(now) != EXPIRED:
-            s.ends_at = max(s.starts_at, now)
+        state = s.state(now)
+        if state != EXPIRED:
+            if state == PENDING:
+                s.starts_at = now
+            s.ends_at = now
             s.updated_at = now
             if self.on_change:
                 self.on_change(s)

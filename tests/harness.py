@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -91,3 +92,10 @@ def write_config(tmp_path, body: str = "") -> str:
     path = tmp_path / "config.yaml"
     path.write_text(f"data_dir: data\n{body}")
     return str(path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from harness import free_port  # noqa: F401  (re-exported to the daemon tests)
 
 from daemon.app import Daemon
 from daemon.clock import VirtualClock
@@ -142,12 +142,6 @@ def write_config(tmp_path: Path, text: str = "") -> str:
     path = tmp_path / "config.yaml"
     path.write_text("data_dir: data\n" + text)
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -4,7 +4,6 @@ scraping a tiny exporter the test runs; timeouts, retries and the failure metric
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -14,18 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiohttp import web
 from daemon_client import start_daemon, write_config
+from harness import free_port
 
 from detectors.config import PrometheusSettings
 from detectors.prometheus import PrometheusSource
 from detectors.spec import DetectorSpec
 
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from typing import Any
 
 from aiohttp import web
+from harness import free_port  # noqa: F401  (re-exported to the notify tests)
 
 from daemon.app import Daemon
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sink:
