@@ -1,7 +1,7 @@
 """Robustness of correlation: the scenario and harder variants of it, replayed and scored.
 
     python bench/corr_variants.py [--shared ../shared/corr] [--scenario dev-sockshop]
-                                  [--only slow1.5,busy,...] [--seed 1]
+                                  [--only slow1.5,busy,...] [--seed 1] [--keep DIR]
 
 One scenario is a small sample of the settings correlation meets, and its
 scores flatter whatever was tuned on it. The variants change one condition
@@ -35,7 +35,9 @@ each, the way deployments differ:
   for some fault almost all the time.
 
 The truth is transformed with the events, so the scenario's own `score.py`
-scores each variant.
+scores each variant. `--keep DIR` keeps each variant's files (events.jsonl,
+truth.json, cmdb.yaml, config.yaml and the result r.json) in DIR/<variant>
+for error analysis; without it they go to a temporary directory.
 """
 
 from __future__ import annotations
@@ -300,6 +302,7 @@ def main() -> int:
     p.add_argument("--scenario", default="dev-sockshop")
     p.add_argument("--only", default=",".join(VARIANTS))
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", metavar="DIR", help="keep each variant's files in DIR/<variant>")
     args = p.parse_args()
     scen = os.path.join(args.shared, args.scenario)
     if not os.path.isdir(scen):
@@ -307,9 +310,15 @@ def main() -> int:
         return 1
     print(f"{'variant':10s} {'P':>6s} {'R':>6s} {'F1':>6s} {'AC@1':>6s} {'AC@3':>6s} {'impact':>7s} "
           f"{'problems':>8s}")
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        taken = [n for n in args.only.split(",") if os.path.exists(os.path.join(args.keep, n.replace(" ", "_")))]
+        if taken:
+            print(f"{args.keep} already holds {', '.join(taken)}", file=sys.stderr)
+            return 1
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only.split(","):
-            s = run(scen, name, args.seed, os.path.join(args.shared, "score.py"), tmp)
+            s = run(scen, name, args.seed, os.path.join(args.shared, "score.py"), args.keep or tmp)
             g, rc = s["grouping"], s["root_cause"]
             print(f"{name:10s} {g['precision']:6.3f} {g['recall']:6.3f} {g['f1']:6.3f} "
                   f"{rc['ac1']:6.3f} {rc['ac3']:6.3f} {s['impact']['jaccard']:7.3f} {s['problems']['f1']:8.3f}")
