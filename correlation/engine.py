@@ -351,6 +351,8 @@ class TopologyCorrelator:
             # the longer the incident has been quiet, the less a new alert looks like its fault
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
             gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - separate
+            if ci in weights:  # one more alert on a CI the incident has: its own likelihood
+                gain += ex.repeat_loglik(after, ci, w_x)
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:

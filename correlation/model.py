@@ -391,6 +391,17 @@ class Explainer:
         hyp = self.best(joint)
         return hyp if hyp is not None and ci not in hyp.unexplained else None
 
+    def repeat_loglik(self, hyp: Hypothesis, ci: str, ev: Evidence) -> float:
+        """log P of one more alert `ev` on `ci`, a CI that already alerts, under the fault
+        `hyp`. Evidence is kept per CI, so without this any later alert on a CI the fault
+        reached would join it for free, while as noise it pays: a dependent pays the kind
+        of its alert as a dependent's (its CPU throttling or filling disk is rarely the
+        fault's doing). The root pays nothing: a failing CI raises its alerts one after
+        another as their `for:` delays run out (crash looping, then replicas missing)."""
+        if ci == hyp.ci:
+            return 0.0
+        return self._ln_dep.get(ev.kind, self._ln_dep[STATE])
+
     def fault_or_noise(self, weights: Mapping[str, Evidence],
                        apart: float | None = None) -> tuple[float, Hypothesis | None]:
         """log L of the likelier reading of these alerts: one fault (paying the prior odds

@@ -248,3 +248,13 @@ def test_check_config_lists_every_wrong_correlation_setting_on_its_own_line(tmp_
     assert "correlation.model.new_fault is a probability" in errors[3]
     assert "correlation.model.nois: unknown" in errors[4]
     assert "correlation.cause_alerts:" in errors[5]
+
+
+def test_a_second_alert_on_a_dependent_pays_for_its_kind():
+    """A node down takes its database down; the database's CPU throttling a few minutes
+    later is a resource condition that dependents rarely show: as likely noise, it stays
+    apart, while the node's own memory pressure still belongs to the node's fault."""
+    mgr = run(("NodeDown", "host-c", 0), ("MongodbDown", "db", 30), ("CPUThrottlingHigh", "db", 200),
+              ("NodeMemoryHighUtilization", "host-c", 230))
+    assert mgr.groups() == [{"CPUThrottlingHigh@db"},
+                            {"MongodbDown@db", "NodeDown@host-c", "NodeMemoryHighUtilization@host-c"}]
