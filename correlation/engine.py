@@ -371,7 +371,9 @@ class TopologyCorrelator:
             s_other, h_other = ex.fault_or_noise(weights, apart)
             union = _joined(merged, weights)
             hyp = ex.best(union)
-            if hyp is not None and hyp.loglik + ln_fault > _both(ex, ll_merged, h_merged, s_other, h_other, weights):
+            if hyp is None or not (hyp.explains_any(weights) and hyp.explains_any(best_weights)):
+                continue  # merged, one incident's alerts would only be noise beside the other's fault
+            if hyp.loglik + ln_fault > _both(ex, ll_merged, h_merged, s_other, h_other, weights):
                 ids.append(other.id)
                 merged, ll_merged, h_merged = union, hyp.loglik + ln_fault, hyp
         reason = self._reason(ci, best_weights, best_hyp, topo)

@@ -129,6 +129,10 @@ class Hypothesis:
     change: str = ""  # the recorded change on the CI shortly before, when one counted
     change_bonus: float = 0.0  # what it added to `loglik`
 
+    def explains_any(self, cis: Iterable[str]) -> bool:
+        """Whether this fault explains one of `cis` (as its root or a dependent)."""
+        return any(x == self.ci or x in self.explained for x in cis)
+
 
 # (log-likelihood bonus, description) of a recorded change on `ci` shortly before a
 # fault whose first alert came at `at`; None when there is none

@@ -258,3 +258,14 @@ def test_a_second_alert_on_a_dependent_pays_for_its_kind():
               ("NodeMemoryHighUtilization", "host-c", 230))
     assert mgr.groups() == [{"CPUThrottlingHigh@db"},
                             {"MongodbDown@db", "NodeDown@host-c", "NodeMemoryHighUtilization@host-c"}]
+
+
+def test_an_alert_does_not_merge_an_incident_that_the_joint_fault_leaves_unexplained():
+    """The gateway's errors fit both a database fault (through cart) and a lone latency
+    warning on search. One fault at the database explains the gateway but not search, and
+    one at search not the database: the two incidents are not merged into one whose root
+    leaves the other's alerts as noise."""
+    mgr = run(("MongodbDown", "db", 0), ("HighErrorRate", "cart", 30), ("HighLatencyP99", "search", 60),
+              ("HighErrorRate", "web", 90))
+    assert len(mgr.open_incidents()) == 2
+    assert {"MongodbDown@db", "HighErrorRate@cart"} in [g - {"HighErrorRate@web"} for g in mgr.groups()]
