@@ -42,7 +42,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, mul, truediv
 from typing import Any
 
 from correlation.kinds import RESOURCE
@@ -195,6 +196,28 @@ def _word_tokens(text: str, identity: tuple[str, ...]) -> tuple[str, ...]:
     return got
 
 
+_NAME_LABELS = ("instance", "node", "pod", "host", "hostname", "container")
+# id(labels), id(annotations), identity -> (labels, annotations, their tokens with weights): an
+# incident is profiled again with each alert it gains, and its alerts keep their label and
+# annotation dicts (the entry holds them, so their ids stay theirs; emptied at 20,000 entries)
+_MEMBER_TOKENS: dict[tuple[int, int, tuple[str, ...]], tuple[Any, Any, tuple[tuple[str, float], ...]]] = {}
+
+
+def _member_tokens(labels: Mapping[str, str], annotations: Mapping[str, str] | None,
+                   identity: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """An on-root alert's label and word tokens, in order, each with its weight."""
+    key = (id(labels), id(annotations), identity)
+    got = _MEMBER_TOKENS.get(key)
+    if got is not None and got[0] is labels and got[1] is annotations:
+        return got[2]
+    pairs = [(t, LABEL) for t in _label_tokens(labels, identity)]
+    for text in (annotations or {}).values():
+        pairs.extend((w, WORD) for w in _word_tokens(str(text), identity))
+    made = tuple(pairs)
+    remember(_MEMBER_TOKENS, key, (labels, annotations, made), 20_000)
+    return made
+
+
 def build_profile(
     incident: Any,
     ci_type: Callable[[str], str | None] | None = None,
@@ -212,44 +235,39 @@ def build_profile(
     if root is None:
         cis = Counter(m.ci for m in members if m.ci)
         root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
-    on_root = [m for m in members if m.ci == root] if not root.startswith("group:") else members
-    names = {root} | {
-        v
-        for m in on_root
-        for k, v in m.labels.items()
-        if k in ("instance", "node", "pod", "host", "hostname", "container")
-    }
+    grouped = root.startswith("group:")
+    on_root = members if grouped else [m for m in members if m.ci == root]
+    names = {root}
+    for m in on_root:
+        labels = m.labels
+        names.update(labels[k] for k in _NAME_LABELS if k in labels)
     # what names the root CI is masked out of label values and text, longest first
     # (`node-10` before `node-1`) and in the same order in every process
     identity = tuple(sorted(names, key=lambda s: (-len(s), s)))
-    tokens: Counter[str] = Counter()
+    tokens: dict[str, float] = {}
     root_names = set()
     for m in on_root:
-        name = m.labels.get("alertname", "")
+        labels = m.labels
+        name = labels.get("alertname", "")
         root_names.add(name)
-        factor = (
-            RESOURCE_FACTOR
-            if kind_weight is not None and kind_weight(m.labels) == RESOURCE
-            else 1.0
-        )
-        tokens[f"n:{name}"] = max(tokens.get(f"n:{name}", 0.0), ROOT_NAME * factor)
-        for t in _label_tokens(m.labels, identity):
-            tokens[t] = LABEL
-        for text in (m.annotations or {}).values():
-            for w in _word_tokens(str(text), identity):
-                tokens[w] = WORD
-    for m in members:
-        if m.ci != root or root.startswith("group:"):
-            name = m.labels.get("alertname", "")
-            if f"n:{name}" not in tokens:
-                tokens[f"s:{name}"] = SYMPTOM_NAME
-    ctype = ci_type(root) if ci_type and not root.startswith("group:") else None
+        weight = ROOT_NAME * RESOURCE_FACTOR if kind_weight is not None and kind_weight(labels) == RESOURCE \
+            else ROOT_NAME
+        key = "n:" + name
+        tokens[key] = max(tokens.get(key, 0.0), weight)
+        tokens.update(_member_tokens(labels, m.annotations, identity))
+    if not grouped:  # (a label-grouped incident has every alert on its "root")
+        for m in members:
+            if m.ci != root:
+                name = m.labels.get("alertname", "")
+                if "n:" + name not in tokens:
+                    tokens["s:" + name] = SYMPTOM_NAME
+    ctype = ci_type(root) if ci_type and not grouped else None
     return Profile(
         incident_id=incident.id,
         root=root,
         ci_type=ctype,
         root_names=tuple(sorted(root_names)),
-        tokens=dict(tokens),
+        tokens=tokens,
         opened_at=incident.opened_at,
         resolved_at=incident.resolved_at,
     )
@@ -300,10 +318,11 @@ def vector(profile: Profile, idf: Idf) -> dict[str, float]:
     """The profile's unit TF-IDF vector (cached for the IDF's snapshot)."""
     if profile.cached is not None and profile.cached[0] == idf.version:
         return profile.cached[1]
-    weights, unseen = idf._weights, idf._unseen
-    v = {t: w * weights.get(t, unseen) for t, w in profile.tokens.items()}
-    norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
-    unit = {t: x / norm for t, x in v.items()}
+    # mapped in C rather than looped in Python: the same products and sums, in the same order
+    tokens = profile.tokens
+    v = list(map(mul, tokens.values(), map(idf._weights.get, tokens, repeat(idf._unseen))))
+    norm = math.sqrt(sum(map(mul, v, v))) or 1.0
+    unit = dict(zip(tokens, map(truediv, v, repeat(norm)), strict=True))
     profile.cached = (idf.version, unit)
     return unit
 
@@ -311,7 +330,7 @@ def vector(profile: Profile, idf: Idf) -> dict[str, float]:
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     if len(a) > len(b):
         a, b = b, a
-    return sum(x * b.get(t, 0.0) for t, x in a.items())
+    return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
 @dataclass(slots=True)
@@ -527,18 +546,21 @@ class ProblemClusterer:
                 roots[(dropped.root, dropped.ci_type)] -= 1
                 roots += Counter()  # drop the zero counts
             new = members[-1]
+            get = total.get
             for t, x in vector(new, self.idf).items():
-                total[t] = total.get(t, 0.0) + x
+                total[t] = get(t, 0.0) + x
             roots[(new.root, new.ci_type)] += 1
         else:
             total, roots = {}, Counter()
+            get = total.get
             for m in members:
                 for t, x in vector(m, self.idf).items():
-                    total[t] = total.get(t, 0.0) + x
+                    total[t] = get(t, 0.0) + x
                 roots[(m.root, m.ci_type)] += 1
         n = len(members)
         # the group holds its members, so the ids in its keys stay theirs
-        got = _Group(tuple(members), total, {t: x / n for t, x in total.items()}, roots)
+        centroid = dict(zip(total, map(truediv, total.values(), repeat(n)), strict=True))
+        got = _Group(tuple(members), total, centroid, roots)
         if len(self._groups) >= 4096:
             self._groups_emptied += 1
         remember(self._groups, (version, ids), got, 4096)

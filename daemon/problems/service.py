@@ -383,7 +383,7 @@ class ProblemsPart:
         p.links[link.incident_id] = link
         if not p.parts:
             p.parts = [[]]
-        appended = link.incident_id not in (i for prt in p.parts for i in prt)
+        appended = not any(link.incident_id in prt for prt in p.parts)
         if appended:
             part = min(part, len(p.parts) - 1)
             p.parts[part].append(link.incident_id)
