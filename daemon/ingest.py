@@ -79,19 +79,27 @@ def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
     return value
 
 
-def _cached_time(value: Any) -> Any:
-    """A timestamp already parsed (None for absent or Go's zero time), or _MISSING."""
+def _checked_time(value: Any) -> Any:
+    """The timestamp (None for absent or Go's zero time), or _MISSING when it is not a
+    valid one. A new one is parsed here: every new occurrence of an alert brings a new
+    `startsAt`, and the full path would check the whole alert again for it."""
     if value is None or value == "":
         return None
     if type(value) is str:
-        return _TS_CACHE.get(value, _MISSING)
+        got = _TS_CACHE.get(value, _MISSING)
+        if got is _MISSING:
+            try:
+                got = parse_time(value, "")
+            except PayloadError:
+                return _MISSING
+        return got
     return _MISSING
 
 
 def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_timeout: float) -> Alert | None:
-    """`parse_alert` for the common case: a well-formed alert whose label names and
-    timestamps were seen before (re-posts). None means: take the full path, which
-    also names the problem if there is one."""
+    """`parse_alert` for the common case: a well-formed alert whose label names were
+    seen before. None means: take the full path, which also names the problem if
+    there is one."""
     if type(obj) is not dict:
         return None
     labels = obj.get("labels")
@@ -103,8 +111,8 @@ def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_t
         annotations = {}
     elif type(annotations) is not dict or not set(map(type, annotations.values())) <= _STR_ONLY:
         return None
-    starts_at = _cached_time(obj.get("startsAt"))
-    ends_at = _cached_time(obj.get("endsAt"))
+    starts_at = _checked_time(obj.get("startsAt"))
+    ends_at = _checked_time(obj.get("endsAt"))
     if starts_at is _MISSING or ends_at is _MISSING:
         return None
     if starts_at is not None and ends_at is not None and ends_at < starts_at:
