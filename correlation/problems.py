@@ -43,7 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import attrgetter, mul, truediv
+from operator import attrgetter, itemgetter, mul, truediv
 from typing import Any
 
 from correlation.kinds import RESOURCE
@@ -374,7 +374,7 @@ class _Group:
     members: tuple[Profile, ...]
     total: dict[str, float]  # the sum of the members' unit vectors
     centroid: dict[str, float]
-    roots: Counter[tuple[str, str | None]]
+    roots: dict[tuple[str, str | None], int]  # how many members sit on each (root, CI type)
 
 
 @dataclass(slots=True)
@@ -535,7 +535,7 @@ class ProblemClusterer:
             prev = self._slid.get(head)  # the window before it slid by one
             dropped = prev.members[0] if prev is not None else None
         if prev is not None:
-            total, roots = dict(prev.total), Counter(prev.roots)
+            total, roots = dict(prev.total), dict(prev.roots)
             if dropped is not None:
                 for t, x in vector(dropped, self.idf).items():
                     left = total[t] - x
@@ -543,20 +543,25 @@ class ProblemClusterer:
                         total[t] = left
                     else:
                         del total[t]
-                roots[(dropped.root, dropped.ci_type)] -= 1
-                roots += Counter()  # drop the zero counts
+                key = (dropped.root, dropped.ci_type)
+                if roots[key] > 1:
+                    roots[key] -= 1
+                else:
+                    del roots[key]
             new = members[-1]
             get = total.get
             for t, x in vector(new, self.idf).items():
                 total[t] = get(t, 0.0) + x
-            roots[(new.root, new.ci_type)] += 1
+            key = (new.root, new.ci_type)
+            roots[key] = roots.get(key, 0) + 1
         else:
-            total, roots = {}, Counter()
+            total, roots = {}, {}
             get = total.get
             for m in members:
                 for t, x in vector(m, self.idf).items():
                     total[t] = get(t, 0.0) + x
-                roots[(m.root, m.ci_type)] += 1
+                key = (m.root, m.ci_type)
+                roots[key] = roots.get(key, 0) + 1
         n = len(members)
         # the group holds its members, so the ids in its keys stay theirs
         centroid = dict(zip(total, map(truediv, total.values(), repeat(n)), strict=True))
@@ -678,13 +683,18 @@ _root_names = attrgetter("root_names")
 def most_common_names(members: list[Profile]) -> tuple[str, ...]:
     """The alert names on the root CI that at least half of the incidents share."""
     # counted by pattern first (the members share a few): the same counts, first seen
-    # in the same order as counting each member's names in turn
-    counts: Counter[str] = Counter()
-    for names, times in Counter(map(_root_names, members)).items():
+    # in the same order as counting each member's names in turn. Plain dicts: this runs
+    # whenever a problem gains or loses an incident, and a Counter's constructor and
+    # missing-key hook, in Python, cost more than the counting.
+    patterns: dict[tuple[str, ...], int] = {}
+    for names in map(_root_names, members):
+        patterns[names] = patterns.get(names, 0) + 1
+    counts: dict[str, int] = {}
+    for names, times in patterns.items():
         for n in set(names):
-            counts[n] += times
+            counts[n] = counts.get(n, 0) + times
     half = max(1, math.ceil(len(members) / 2))
     common = [n for n, c in counts.items() if c >= half]
     if not common and counts:
-        common = [counts.most_common(1)[0][0]]
+        common = [max(counts.items(), key=itemgetter(1))[0]]  # the first of the most common
     return tuple(sorted(common))
