@@ -359,12 +359,17 @@ class Explainer:
         return hyps
 
     def _key(self, weights: Mapping[str, Evidence]) -> tuple:
-        """What a ranking depends on: the evidence (for one alerting CI without recorded
-        changes its onsets do not matter) and the changes recorded so far."""
+        """What a ranking depends on: the evidence and the changes recorded so far. For
+        one alerting CI its onset matters only through the changes recorded shortly
+        before it on the candidates, so those stand for it: every new incident is one
+        alerting CI at first, and the CIs that alert recur, while their onsets do not."""
         version = self.changes_version()
-        if len(weights) == 1 and not version:
+        if len(weights) == 1:
             ((ci, ev),) = weights.items()
-            return (frozenset(((ci, ev.kind, ev.noise),)), 0)
+            alone = frozenset(((ci, ev.kind, ev.noise),))
+            if not version:
+                return (alone, 0)
+            return (alone, tuple(sorted(self._change_bonus(self.candidates(weights), weights).items())))
         return (frozenset(weights.items()), version)
 
     def _change_bonus(self, cands: Iterable[str], weights: Mapping[str, Evidence]) -> dict[str, tuple[float, str]]:
