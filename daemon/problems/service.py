@@ -17,9 +17,11 @@ problems:
 
 from __future__ import annotations
 
+import collections
 import json
 import weakref
 from collections.abc import Mapping
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -134,6 +136,7 @@ class ProblemsPart:
         self.cmdb_part = cmdb
         self._roles_of: weakref.ref[Any] | None = None
         self._by_role: dict[tuple[str, Any], set[str]] | None = None
+        self._roleless: dict[str, set[str]] | None = None
         self._roles: dict[str, frozenset[str]] = {}
         self._nbrs: dict[str, frozenset[str]] = {}
         kinds = getattr(incidents.correlator, "kinds", None)
@@ -199,7 +202,8 @@ class ProblemsPart:
             return frozenset()
         if self._roles_of is None or self._roles_of() is not cmdb:  # a reloaded CMDB: forget
             # what was worked out (a weak reference: the replaced CMDB is not kept alive)
-            self._roles_of, self._roles, self._by_role, self._nbrs = weakref.ref(cmdb), {}, None, {}
+            self._roles_of, self._roles, self._nbrs = weakref.ref(cmdb), {}, {}
+            self._by_role = self._roleless = None
         peers = self._roles.get(a)
         if peers is None:
             ca = cmdb.get(a)
@@ -207,42 +211,46 @@ class ProblemsPart:
             if ca is None:
                 found: set[str] = set()
             elif role is not None:
-                if self._by_role is None:
-                    self._by_role = {}
-                    for cid, ci in cmdb.cis.items():
-                        r = ci.attrs.get("role")
-                        if r is not None:
-                            self._by_role.setdefault((ci.type, r), set()).add(cid)
-                found = set(self._by_role.get((ca.type, role), ()))
+                found = set(self._role_index(cmdb)[0].get((ca.type, role), ()))
             else:
                 found = self._structural_peers(cmdb, a, ca.type)
             peers = self._roles[a] = frozenset(found)
         return peers
 
+    def _role_index(self, cmdb: Any) -> tuple[dict[tuple[str, Any], set[str]], dict[str, set[str]]]:
+        """The CIs by (type, role attribute), and those without one by type."""
+        if self._by_role is None or self._roleless is None:
+            self._by_role, self._roleless = {}, {}
+            for cid, ci in cmdb.cis.items():
+                r = ci.attrs.get("role")
+                if r is not None:
+                    self._by_role.setdefault((ci.type, r), set()).add(cid)
+                else:
+                    self._roleless.setdefault(ci.type, set()).add(cid)
+        return self._by_role, self._roleless
+
     def _neighbours(self, cmdb: Any, ci: str) -> frozenset[str]:
         got = self._nbrs.get(ci)
         if got is None:
-            got = self._nbrs[ci] = frozenset(cmdb.dependents_of(ci)) | frozenset(cmdb.depends_on(ci))
+            got = self._nbrs[ci] = frozenset((*cmdb.dependents_of(ci), *cmdb.depends_on(ci)))
         return got
 
     def _structural_peers(self, cmdb: Any, a: str, ci_type: str) -> set[str]:
         """CIs of `a`'s type without a role attribute whose neighbours overlap `a`'s by
         `role_similarity` (Jaccard). Counting, for every CI two hops away, how many of
-        `a`'s neighbours it shares gives each overlap in one pass over those neighbours."""
+        `a`'s neighbours it shares gives each overlap in one pass over those neighbours;
+        only those of `a`'s type without a role are looked at further (an index by type
+        picks them out: most CIs two hops away are of other types)."""
         na = self._neighbours(cmdb, a)
         if not na:
             return set()
-        shared: dict[str, int] = {}
-        for n in na:
-            for b in self._neighbours(cmdb, n):
-                shared[b] = shared.get(b, 0) + 1
-        shared.pop(a, None)
+        shared = collections.Counter(chain.from_iterable(self._neighbours(cmdb, n) for n in na))
         need = self.clusterer.settings.role_similarity
         found = set()
-        for b, common in shared.items():
-            cb = cmdb.get(b)
-            if cb is None or cb.type != ci_type or cb.attrs.get("role") is not None:
+        for b in shared.keys() & self._role_index(cmdb)[1].get(ci_type, set()):
+            if b == a:
                 continue
+            common = shared[b]
             if common / (len(na) + len(self._neighbours(cmdb, b)) - common) >= need:
                 found.add(b)
         return found
