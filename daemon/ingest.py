@@ -85,15 +85,12 @@ def _checked_time(value: Any) -> Any:
     `startsAt`, and the full path would check the whole alert again for it."""
     if value is None or value == "":
         return None
-    if type(value) is str:
-        got = _TS_CACHE.get(value, _MISSING)
-        if got is _MISSING:
-            try:
-                got = parse_time(value, "")
-            except PayloadError:
-                return _MISSING
-        return got
-    return _MISSING
+    if type(value) is not str:
+        return _MISSING
+    try:
+        return parse_time(value, "")
+    except PayloadError:
+        return _MISSING
 
 
 def _fast_alert(obj: Any, now: float, source: str, status_field: bool, resolve_timeout: float) -> Alert | None:

@@ -187,9 +187,7 @@ class SilenceStore:
         to a silence expires it and creates a new one; an expired silence stays as it
         was, for the record. A new silence never starts in the past: it starts now."""
         old = self._silences.get(silence.id)
-        if old is not None and _can_update(old, silence, now):
-            silence.id = old.id
-        else:
+        if old is None or not _can_update(old, silence, now):
             if old is not None:
                 self.expire(old.id, now)
                 silence.id = str(uuid.uuid4())

@@ -135,8 +135,8 @@ class ProblemsPart:
         self.store = store
         self.cmdb_part = cmdb
         self._roles_of: weakref.ref[Any] | None = None
-        self._by_role: dict[tuple[str, Any], set[str]] | None = None
-        self._roleless: dict[str, set[str]] | None = None
+        # CIs by (type, role attribute), and those without a role by type (per CMDB)
+        self._role_idx: tuple[dict[tuple[str, Any], set[str]], dict[str, set[str]]] | None = None
         self._roles: dict[str, frozenset[str]] = {}
         self._nbrs: dict[str, frozenset[str]] = {}
         kinds = getattr(incidents.correlator, "kinds", None)
@@ -203,7 +203,7 @@ class ProblemsPart:
         if self._roles_of is None or self._roles_of() is not cmdb:  # a reloaded CMDB: forget
             # what was worked out (a weak reference: the replaced CMDB is not kept alive)
             self._roles_of, self._roles, self._nbrs = weakref.ref(cmdb), {}, {}
-            self._by_role = self._roleless = None
+            self._role_idx = None
         peers = self._roles.get(a)
         if peers is None:
             ca = cmdb.get(a)
@@ -219,15 +219,17 @@ class ProblemsPart:
 
     def _role_index(self, cmdb: Any) -> tuple[dict[tuple[str, Any], set[str]], dict[str, set[str]]]:
         """The CIs by (type, role attribute), and those without one by type."""
-        if self._by_role is None or self._roleless is None:
-            self._by_role, self._roleless = {}, {}
+        if self._role_idx is None:
+            by_role: dict[tuple[str, Any], set[str]] = {}
+            roleless: dict[str, set[str]] = {}
             for cid, ci in cmdb.cis.items():
                 r = ci.attrs.get("role")
                 if r is not None:
-                    self._by_role.setdefault((ci.type, r), set()).add(cid)
+                    by_role.setdefault((ci.type, r), set()).add(cid)
                 else:
-                    self._roleless.setdefault(ci.type, set()).add(cid)
-        return self._by_role, self._roleless
+                    roleless.setdefault(ci.type, set()).add(cid)
+            self._role_idx = (by_role, roleless)
+        return self._role_idx
 
     def _neighbours(self, cmdb: Any, ci: str) -> frozenset[str]:
         got = self._nbrs.get(ci)

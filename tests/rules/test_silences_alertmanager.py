@@ -33,6 +33,20 @@ HOUR = 3600.0
 OFFSETS = {"-1d": -24 * HOUR, "+1h": HOUR, "+2h": 2 * HOUR, "+1d": 24 * HOUR, "+2d": 48 * HOUR}
 
 
+def _body(matcher: str, starts_at: float, ends_at: float, sid: str | None = None) -> dict:
+    """A silence in the API v2 form, on `team=<matcher>`."""
+    body = {
+        "matchers": [{"name": "team", "value": matcher, "isRegex": False}],
+        "startsAt": format_rfc3339(starts_at, millis=True),
+        "endsAt": format_rfc3339(ends_at, millis=True),
+        "createdBy": "jane",
+        "comment": "maintenance",
+    }
+    if sid is not None:
+        body["id"] = sid
+    return body
+
+
 class Side:
     """One silence API: Alertmanager's or incidentd's, with its paths."""
 
@@ -41,41 +55,28 @@ class Side:
         self.names: dict[str, str] = {}  # silence id -> the test's name for it
         self.sent_at: dict[str, float] = {}  # silence id -> when the test last wrote it
 
+    async def send(self, body: dict) -> tuple[int, str | None]:
+        """POST a silence; (status, the id that holds it now, None when refused)."""
+        async with self.session.post(self.base + self.collection, json=body) as resp:
+            if resp.status != 200:
+                return resp.status, None
+            return resp.status, (await resp.json(content_type=None))["silenceID"]
+
     async def post(self, name: str | None, matcher: str, starts: str, ends: str) -> tuple[int, str | None]:
         """Create (name None) or update the silence the test calls `name`; returns
         (status, the test's name for the silence that holds the request now)."""
         now = time.time()
-        body = {
-            "matchers": [{"name": "team", "value": matcher, "isRegex": False}],
-            "startsAt": format_rfc3339(now + OFFSETS[starts], millis=True),
-            "endsAt": format_rfc3339(now + OFFSETS[ends], millis=True),
-            "createdBy": "jane",
-            "comment": "maintenance",
-        }
-        if name is not None:
-            body["id"] = self._id(name)
-        async with self.session.post(self.base + self.collection, json=body) as resp:
-            status = resp.status
-            data = await resp.json(content_type=None) if status == 200 else None
-        if data is None:
+        sid = self._id(name) if name is not None else None
+        status, got = await self.send(_body(matcher, now + OFFSETS[starts], now + OFFSETS[ends], sid))
+        if got is None:
             return status, None
-        sid = data["silenceID"]
-        self.sent_at[sid] = now
-        kept = name is not None and sid == self._id(name)
-        self.names.setdefault(sid, name if kept else f"{name or 'new'}/{len(self.names)}")
-        return status, self.names[sid]
+        self.sent_at[got] = now
+        kept = got == sid
+        self.names.setdefault(got, name if kept else f"{name or 'new'}/{len(self.names)}")
+        return status, self.names[got]
 
     async def delete(self, name: str) -> int:
         async with self.session.delete(self.base + self.item + self._id(name)) as resp:
-            return resp.status
-
-    async def post_unknown_id(self) -> int:
-        now = time.time()
-        body = {"id": "3c9a2d4e-0000-4000-8000-000000000000",
-                "matchers": [{"name": "team", "value": "db", "isRegex": False}],
-                "startsAt": format_rfc3339(now, millis=True),
-                "endsAt": format_rfc3339(now + HOUR, millis=True), "createdBy": "jane", "comment": "x"}
-        async with self.session.post(self.base + self.collection, json=body) as resp:
             return resp.status
 
     async def listing(self) -> list[tuple[str, str, str, str, str]]:
@@ -128,12 +129,7 @@ async def _scenario(side: Side) -> list:
     # send that start back for an update in place
     async with side.session.get(side.base + side.item + side._id(active)) as resp:
         start = parse_rfc3339((await resp.json())["startsAt"])
-    body = {"id": side._id(active), "matchers": [{"name": "team", "value": "db", "isRegex": False}],
-            "startsAt": format_rfc3339(start, millis=True),
-            "endsAt": format_rfc3339(time.time() + 2 * 24 * HOUR, millis=True),
-            "createdBy": "jane", "comment": "longer"}
-    async with side.session.post(side.base + side.collection, json=body) as resp:
-        sid = (await resp.json())["silenceID"]
+    _, sid = await side.send(_body("db", start, time.time() + 2 * 24 * HOUR, side._id(active)))
     side.sent_at[sid] = side.sent_at[side._id(active)]
     kept = sid == side._id(active)
     seen.append(("active: end moved, same start", kept))
@@ -144,7 +140,8 @@ async def _scenario(side: Side) -> list:
     await step("active: other matchers", side.post(rematched, "queue2", "-1d", "+1d"))
     await step("delete pending", side.delete(doomed))
     await step("write to an expired one", side.post(doomed, "cache", "+1h", "+1d"))
-    await step("unknown id", side.post_unknown_id())
+    now = time.time()
+    await step("unknown id", side.send(_body("db", now, now + HOUR, "3c9a2d4e-0000-4000-8000-000000000000")))
     await step("end in the past", side.post(None, "db", "-1d", "-1d"))
     seen.append(("listing at the end", await side.listing()))
     return seen
