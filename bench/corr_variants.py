@@ -33,6 +33,16 @@ each, the way deployments differ:
 - `wide32`: fifteen copies, in 32 clusters: sixteen times the faults and
   noise, and sixteen SLOs on the one business service, so that CI alerts
   for some fault almost all the time.
+- `extra`: the CMDB still records dependencies that no longer exist: a fifth
+  more service -> service / datastore edges, in each cluster on its own,
+  between CIs of the cluster neither of which depends on the other (the
+  opposite of `stale`; it tempts correlation into merging unrelated faults).
+- `lossy`: a fifth of the faults' alert occurrences never arrive (a dropped
+  exporter or rule), sometimes the root's own; a fault none of whose alerts
+  arrives leaves the truth, having nothing to be found by.
+- `late`: every notification reaches the daemon 0-90 s late (a slow
+  pipeline, webhook retries), so the events no longer arrive in the order
+  the alerts started; one alert's notifications keep their order.
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant. `--keep DIR` keeps each variant's files (events.jsonl,
@@ -196,6 +206,139 @@ def moved(events, truth, cmdb, rnd, share: float = 0.2):
     return events, truth, dict(cmdb, cis=cis)
 
 
+def _app_types(cmdb) -> tuple[dict, tuple]:
+    return {c["id"]: c.get("type") for c in cmdb["cis"]}, ("service", "database", "datastore", "queue", "cache")
+
+
+def extra(events, truth, cmdb, rnd, share: float = 0.2):
+    """Add, in each cluster, `share` times its service -> service / datastore edges of
+    false ones: between two application CIs of the cluster neither of which reaches the
+    other through the true application dependencies (the CMDB's and the truth's
+    `cmdb_drift` missing edges), so the graph stays acyclic."""
+    types, app = _app_types(cmdb)
+    cis = [dict(c, depends_on=list(c.get("depends_on", []))) for c in cmdb["cis"]]
+    deps = {c["id"]: [d for d in c["depends_on"] if types.get(d) in app] for c in cis if types[c["id"]] in app}
+    for src, dst in truth.get("cmdb_drift", {}).get("missing_edges", []):
+        if src in deps and types.get(dst) in app:
+            deps[src].append(dst)
+
+    def reach(a: str) -> set[str]:
+        seen, todo = set(), [a]
+        while todo:
+            for d in deps.get(todo.pop(), []):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    by_id = {c["id"]: c for c in cis}
+    clusters: dict[str, list[str]] = {}
+    for ci in deps:
+        clusters.setdefault(ci.split(".")[-1], []).append(ci)
+    added = []
+    for cluster in sorted(clusters):
+        members = sorted(clusters[cluster])
+        n = round(share * sum(1 for ci in members if types[ci] == "service" for _ in deps[ci]))
+        for _ in range(n):
+            pairs = [(a, b) for a in members if types[a] == "service" for b in members
+                     if a != b and b not in reach(a) and a not in reach(b)]
+            if not pairs:
+                break
+            a, b = rnd.choice(pairs)
+            deps[a].append(b)
+            by_id[a]["depends_on"].append(b)
+            added.append([a, b])
+    out = dict(truth, cmdb_drift=dict(truth.get("cmdb_drift", {}), extra_edges=added))
+    return events, out, dict(cmdb, cis=cis)
+
+
+def _occurrence_of(events: list[dict], truth: dict) -> list[int | None]:
+    """For each event, the index of the truth occurrence it is a notification of (None
+    for changes): the occurrence of its label set whose first and last delivery hold it."""
+    by_fp: dict[str, list[int]] = {}
+    for i, a in enumerate(truth["alerts"]):
+        by_fp.setdefault(a["fingerprint"], []).append(i)
+    out: list[int | None] = []
+    for e in events:
+        alert = e.get("alert") if e.get("kind") == "alert" else None
+        if not isinstance(alert, dict):
+            out.append(None)
+            continue
+        at = _ts(e["at"])
+        hit = [i for i in by_fp.get(alert.get("fingerprint"), [])
+               if _ts(truth["alerts"][i]["first_at"]) <= at <= _ts(truth["alerts"][i]["last_at"])]
+        out.append(hit[0] if hit else None)
+    return out
+
+
+def _refresh_faults(truth: dict, lost: list[dict] | tuple = ()) -> dict:
+    """The faults' alert-derived fields again after the occurrences `lost` were dropped
+    or alerts were delivered at other times; a fault with no alert left leaves the truth
+    (and its problem's list)."""
+    alerts_of: dict[str, list[dict]] = {}
+    for a in truth["alerts"]:
+        if a["fault"] != "noise":
+            alerts_of.setdefault(a["fault"], []).append(a)
+    faults = []
+    for f in truth["faults"]:
+        own = alerts_of.get(f["id"])
+        if not own:
+            continue
+        kept_cis = {a.get("ci") for a in own}
+        lost_cis = {a.get("ci") for a in lost if a["fault"] == f["id"]}
+        cis = [c for c in f.get("alerting_cis", []) if c in kept_cis or c not in lost_cis]
+        faults.append(dict(f, alerts=len(own), alerting_cis=cis, root_alerted=f["root_ci"] in cis,
+                           first_alert_at=min(own, key=lambda a: _ts(a["first_at"]))["first_at"]))
+    kept = {f["id"] for f in faults}
+    for f in faults:
+        f["concurrent_with"] = [c for c in f.get("concurrent_with", []) if c in kept]
+    out = dict(truth, faults=faults)
+    out["problems"] = [dict(p, faults=[i for i in p.get("faults", []) if i in kept])
+                       for p in truth.get("problems", [])]
+    out["changes"] = [dict(c, caused_fault=c["caused_fault"] if c.get("caused_fault") in kept else None)
+                      for c in truth.get("changes", [])]
+    return out
+
+
+def lossy(events, truth, cmdb, rnd, share: float = 0.2):
+    """Drop a `share` of the fault alert occurrences, chosen at random, with every
+    notification of them."""
+    lost = {i for i, a in enumerate(truth["alerts"]) if a["fault"] != "noise" and rnd.random() < share}
+    occ = _occurrence_of(events, truth)
+    kept_events = [e for e, i in zip(events, occ, strict=True) if i not in lost]
+    out = dict(truth, alerts=[a for i, a in enumerate(truth["alerts"]) if i not in lost])
+    return kept_events, _refresh_faults(out, [truth["alerts"][i] for i in sorted(lost)]), cmdb
+
+
+def late(events, truth, cmdb, rnd, max_delay: float = 90.0):
+    """Deliver each alert notification 0 to `max_delay` s after its time, never before the
+    label set's previous notification; events are in delivery order, the truth's first and
+    last deliveries follow."""
+    occ = _occurrence_of(events, truth)
+    last: dict[str, float] = {}
+    delivered = []
+    for e, i in zip(events, occ, strict=True):
+        at = _ts(e["at"])
+        if e.get("kind") == "alert":
+            fp = e["alert"].get("fingerprint")
+            at = max(at + rnd.uniform(0.0, max_delay), last.get(fp, at))
+            last[fp] = at
+        delivered.append((at, e, i))
+    first_at: dict[int, float] = {}
+    last_at: dict[int, float] = {}
+    out_events = []
+    for at, e, i in sorted(delivered, key=lambda x: x[0]):
+        if e.get("kind") == "alert":
+            e = dict(e, at=format_rfc3339(at))
+        if i is not None:
+            first_at.setdefault(i, at)
+            last_at[i] = at
+        out_events.append(e)
+    alerts = [dict(a, first_at=format_rfc3339(first_at[i]), last_at=format_rfc3339(last_at[i]))
+              if i in first_at else a for i, a in enumerate(truth["alerts"])]
+    return out_events, _refresh_faults(dict(truth, alerts=alerts)), cmdb
+
+
 def _wide_subs(j: int) -> tuple:
     """Renames for the `j`-th extra deployment (1, 2, ...): clusters euw1/use1 become
     euw{j+1}/use{j+1}, their node and network addresses move to their own ranges."""
@@ -272,6 +415,9 @@ VARIANTS = {
     "wide": wide,
     "wide8": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=3),
     "wide32": lambda events, truth, cmdb, rnd: wide(events, truth, cmdb, rnd, copies=15),
+    "extra": extra,
+    "lossy": lossy,
+    "late": late,
 }
 
 
