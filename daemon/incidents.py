@@ -676,27 +676,36 @@ class IncidentManager:
             self._emit("paging", inc, now, {})
 
     def _analyze_pending(self, now: float) -> None:
-        for iid in sorted(self._to_analyze):
-            inc = self.incidents.get(iid)
-            if inc is None:
-                continue
+        # an alert detached from one incident is placed again and marks the incident it
+        # lands in (often a new one) for analysis: a few more rounds take those; what is
+        # left (alerts moving on and on) waits for the next call
+        for _ in range(3):
+            if not self._to_analyze:
+                return
+            pending = sorted(self._to_analyze)
+            self._to_analyze.clear()
+            for iid in pending:
+                inc = self.incidents.get(iid)
+                if inc is not None:
+                    self._analyze_one(inc, now)
+
+    def _analyze_one(self, inc: Incident, now: float) -> None:
+        a = self.correlator.analyze(inc, now)
+        if a.detach and self._detach_members(inc, a.detach, a.root_cause, now):
             a = self.correlator.analyze(inc, now)
-            if a.detach and self._detach_members(inc, a.detach, a.root_cause, now):
-                a = self.correlator.analyze(inc, now)
-            changed = a.root_cause != inc.root_cause
-            inc.root_cause = a.root_cause
-            inc.root_cause_candidates = a.candidates
-            inc.impacted = a.impacted
-            inc.explanation = a.explanation
-            if a.priority:
-                inc.extra["impact_priority"] = a.priority
-            if changed and a.root_cause is not None:
-                self._timeline_add(inc, now, "root_cause", "incidentd",
-                                   f"root cause: {a.root_cause}" + (f" ({a.explanation})" if a.explanation else ""))
-                if len(inc.alerts) > 1:
-                    self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
-            self._refresh(inc, now)
-        self._to_analyze.clear()
+        changed = a.root_cause != inc.root_cause
+        inc.root_cause = a.root_cause
+        inc.root_cause_candidates = a.candidates
+        inc.impacted = a.impacted
+        inc.explanation = a.explanation
+        if a.priority:
+            inc.extra["impact_priority"] = a.priority
+        if changed and a.root_cause is not None:
+            self._timeline_add(inc, now, "root_cause", "incidentd",
+                               f"root cause: {a.root_cause}" + (f" ({a.explanation})" if a.explanation else ""))
+            if len(inc.alerts) > 1:
+                self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
+        self._refresh(inc, now)
 
     # -- commands from people -------------------------------------------------------
 

@@ -9,7 +9,7 @@ from daemon.clock import VirtualClock
 from daemon.config import IncidentSettings
 from daemon.incidents import IncidentError, IncidentManager
 from daemon.model import Alert
-from daemon.pipeline import AlertEvent, Pipeline, Placement
+from daemon.pipeline import AlertEvent, Analysis, Pipeline, Placement
 from daemon.store import Store, Writes
 
 T0 = 1_767_225_600.0
@@ -354,3 +354,28 @@ def test_merging_two_incidents_that_both_hold_an_alert_keeps_its_latest_occurren
     assert inc.id == "INC-000002"
     assert _members(inc) == {"a": "firing", "b": "firing", "c": "firing"}
     assert {m.labels["pod"]: m.first_at for m in inc.alerts.values()} == {"a": T0 + 610, "b": T0, "c": T0 + 620}
+
+
+class JoinsThenDetaches:
+    """Every alert joins the first open incident; analysis names the alert of a one-alert
+    incident as its root and detaches `Noise` from an incident with more."""
+
+    def place(self, event, incidents, now):
+        ids = [i.id for i in incidents.open_incidents()][:1]
+        return Placement(ids, "joins" if ids else "opens", "g")
+
+    def analyze(self, inc, now):
+        noise = [fp for fp, m in inc.alerts.items() if m.labels["alertname"] == "Noise"]
+        if len(inc.alerts) > 1 and noise:
+            return Analysis(root_cause="db", detach=noise)
+        [m] = inc.alerts.values()
+        return Analysis(root_cause=m.labels["alertname"].lower())
+
+
+def test_an_alert_detached_into_a_new_incident_gets_that_incident_analysed():
+    w = World(correlator=JoinsThenDetaches())
+    w.fire(**DB)
+    w.fire(alertname="Noise", service="search", severity="info")
+    first, second = w.incidents()
+    assert [m.labels["alertname"] for m in second.alerts.values()] == ["Noise"]
+    assert (first.root_cause, second.root_cause) == ("databasedown", "noise")
