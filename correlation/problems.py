@@ -587,7 +587,7 @@ class ProblemClusterer:
         got = c.recent.get(i)
         if got is None or got.valid != valid:
             window = c.parts[i][-keep - 1 :]
-            got = c.recent[i] = _Recent(valid, window, frozenset(m.incident_id for m in window), window[-keep:])
+            got = c.recent[i] = _Recent(valid, window, frozenset(map(_incident_id, window)), window[-keep:])
         if incident_id in got.ids:
             return [m for m in got.window if m.incident_id != incident_id][-keep:], None
         if got.group is None and got.members:  # worked out when first needed, as `_linkage` would
@@ -678,6 +678,7 @@ class ProblemClusterer:
 
 
 _root_names = attrgetter("root_names")
+_incident_id = attrgetter("incident_id")
 
 
 def most_common_names(members: list[Profile]) -> tuple[str, ...]:
