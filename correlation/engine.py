@@ -361,6 +361,8 @@ class TopologyCorrelator:
                 return common
             return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
+        if len(options) > 1:
+            self._by_presence(ci, options, now)
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
@@ -380,6 +382,33 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _by_presence(self, ci: str, options: list, now: float) -> None:
+        """Weigh the incidents an alert could join by whether their fault is still present
+        where the alert is. The gain of joining discounts an incident by how long it has
+        been quiet (its fault may be over); but an incident with an alert still firing on
+        this CI or on a CI it directly depends on, one its fault explains, shows that fault
+        there right now, however long ago its last new alert came. Such an incident counts
+        as no quieter than the most recent one whose fault shows nothing there: a fault
+        elsewhere that alerted lately is no likelier to be what reached this CI. Between
+        incidents that both show their fault there, the quiet spells still decide."""
+        near = set(self.topology.cmdb.depends_on(ci))
+        near.add(ci)
+        present: list[int] = []
+        quiet: list[float] = []
+        for k, (_gain, inc, weights, _s, hyp) in enumerate(options):
+            quiet.append(max(0.0, now - _num(_get(inc, "last_alert_at"), now)))
+            shown = {y for y in near if y in weights and (y == hyp.ci or y in hyp.explained)}
+            if shown and any(_get(m, "ci") in shown and _get(m, "status") != "resolved" for _, m in _members(inc)):
+                present.append(k)
+        if not present or len(present) == len(options):
+            return
+        cap = min(q for k, q in enumerate(quiet) if k not in present)
+        settle = self.model.settle
+        for k in present:
+            if quiet[k] > cap:
+                gain, inc, weights, s_inc, hyp = options[k]
+                options[k] = (gain + math.log1p(quiet[k] / settle) - math.log1p(cap / settle), inc, weights, s_inc, hyp)
 
     def _common_cause(self, ci: str, w_x: Evidence, related: list[tuple[Any, dict[str, Evidence]]],
                       now: float) -> Placement | None:

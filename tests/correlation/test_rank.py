@@ -269,3 +269,36 @@ def test_an_alert_does_not_merge_an_incident_that_the_joint_fault_leaves_unexpla
               ("HighErrorRate", "web", 90))
     assert len(mgr.open_incidents()) == 2
     assert {"MongodbDown@db", "HighErrorRate@cart"} in [g - {"HighErrorRate@web"} for g in mgr.groups()]
+
+
+TWO_GATEWAYS = cmdb_of(
+    {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["lb-1", "lb-2"]},
+    {"id": "lb-1", "depends_on": ["web-1"]},
+    {"id": "lb-2", "depends_on": ["web-2"]},
+    {"id": "web-1", "depends_on": ["cat-1"]},
+    {"id": "web-2", "depends_on": ["host-2"]},
+    {"id": "cat-1"},
+    {"id": "host-2", "type": "host"},
+)
+
+
+def test_a_shared_dependent_stays_with_the_fault_still_firing_on_it():
+    """A catalogue fault reaches the business service through its gateway and load
+    balancer, whose alerts keep firing; later a node fault behind the other gateway
+    alerts on that gateway. A second SLO alert on the business service comes from the
+    fault that is already there (its SLO alert still fires), not from the one that merely
+    alerted last, two quiet hops further down."""
+    mgr = Manager(TopologyCorrelator(TWO_GATEWAYS))
+    for name, ci, at in (("HighErrorRate", "cat-1", 0), ("HighErrorRate", "web-1", 60),
+                         ("NginxHighHttp5xxErrorRate", "lb-1", 70), ("NodeDown", "host-2", 400),
+                         ("HighErrorRate", "web-2", 650)):
+        mgr.fire(name, ci, at)
+    mgr.fire("ErrorBudgetBurn", "shop", 80, window="5m")
+    mgr.fire("ErrorBudgetBurn", "shop", 700, window="6h")
+    assert mgr.groups() == [
+        {"ErrorBudgetBurn@shop", "HighErrorRate@cat-1", "HighErrorRate@web-1", "NginxHighHttp5xxErrorRate@lb-1"},
+        {"HighErrorRate@web-2", "NodeDown@host-2"},
+    ]
+    shop = [i for i in mgr.open_incidents() if "cat-1" in i.cis][0]
+    assert len([m for m in shop.alerts.values() if m.ci == "shop"]) == 2
+
