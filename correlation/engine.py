@@ -12,7 +12,9 @@ An alert on a CMDB CI joins an open incident when
 When it relates to several incidents it merges them only if its CI lies
 below CIs of each of them (a late alert on a shared host reveals one fault);
 a symptom shared by two incidents (the gateway, the SLO) joins the closest
-one instead: a gateway sees every fault below it. An alert that no incident
+one instead: a gateway sees every fault below it. Between such incidents, one
+whose fault still fires on or right below the alert's CI, and one behind the
+dependency the alert's labels name (a gateway's `route`), are the likelier. An alert that no incident
 explains on its own may still reveal the common cause of several (the third
 host of a zone going down): those incidents merge with it when one fault
 explains them all better than separate ones. Alerts on CIs outside the CMDB
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +175,7 @@ def _members(incident: Any) -> Iterable[tuple[str, Any]]:
 
 
 _IS_MAPPING: dict[type, bool] = {}
+_WORDS = re.compile(r"[^A-Za-z0-9_.-]+")  # what separates the words of a label value (a path, a list)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -363,6 +367,7 @@ class TopologyCorrelator:
                              f"ci:{ci}")
         if len(options) > 1:
             self._by_presence(ci, options, now)
+            self._by_named_dependency(ci, event.alert.labels, options)
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
@@ -409,6 +414,49 @@ class TopologyCorrelator:
             if quiet[k] > cap:
                 gain, inc, weights, s_inc, hyp = options[k]
                 options[k] = (gain + math.log1p(quiet[k] / settle) - math.log1p(cap / settle), inc, weights, s_inc, hyp)
+
+    def _by_named_dependency(self, ci: str, labels: Mapping[str, str], options: list) -> None:
+        """Weigh the incidents an alert could join by the dependency its labels name. A
+        gateway's alert per route (`route=/api/orders` on the front-end) says which of
+        its CI's direct dependencies the failure came through: a fault at or below that
+        dependency (or at the CI itself) explains the naming, while for a fault that
+        reaches the CI another way it is a coincidence, as likely as naming any one of
+        the CI's dependencies at random. Only the choice between incidents changes
+        (whether the alert joins one at all does not): several faults may reach a shared
+        dependent, and this is what tells their symptoms apart."""
+        named = self._named_dependencies(ci, labels)
+        if not named:
+            return
+        topo = self.topology
+        at_random = -math.log(max(2, len(topo.cmdb.depends_on(ci))))
+        for k, (gain, inc, weights, s_inc, hyp) in enumerate(options):
+            root = hyp.ci
+            if root != ci and not any(root == d or root in topo.below(d) for d in named):
+                options[k] = (gain + at_random, inc, weights, s_inc, hyp)
+
+    def _named_dependencies(self, ci: str, labels: Mapping[str, str]) -> list[str]:
+        """The direct dependencies of `ci` that the alert's labels name: a word of a label
+        value (other than the values `ci` itself is matched by) equals a value that
+        identifies the dependency in the CMDB and differs from `ci`'s own (`orders` of
+        `service=orders`, not the cluster both share)."""
+        cmdb = self.topology.cmdb
+        item = cmdb.get(ci)
+        own: dict[str, str] = {}
+        if item is not None:
+            own = {m.name: m.value for block in item.match for m in block.matchers if m.op == "="}
+        words: set[str] = set()
+        for k, v in labels.items():
+            if k not in ("alertname", "severity") and own.get(k) != v:
+                words.update(w for w in _WORDS.split(v) if w)
+        if not words:
+            return []
+        out = []
+        for d in cmdb.depends_on(ci):
+            dep = cmdb.get(d)
+            if dep is not None and any(m.op == "=" and m.value in words and own.get(m.name) != m.value
+                                       for block in dep.match for m in block.matchers):
+                out.append(d)
+        return out
 
     def _common_cause(self, ci: str, w_x: Evidence, related: list[tuple[Any, dict[str, Evidence]]],
                       now: float) -> Placement | None:

@@ -302,3 +302,28 @@ def test_a_shared_dependent_stays_with_the_fault_still_firing_on_it():
     shop = [i for i in mgr.open_incidents() if "cat-1" in i.cis][0]
     assert len([m for m in shop.alerts.values() if m.ci == "shop"]) == 2
 
+
+
+ROUTES = cmdb_of(
+    {"id": "lb", "depends_on": ["web"], "match": {"ingress": "shop"}},
+    {"id": "web", "depends_on": ["catalogue", "orders", "host-w"], "match": {"service": "web"}},
+    {"id": "catalogue", "match": {"service": "catalogue"}},
+    {"id": "orders", "depends_on": ["host-w"], "match": {"service": "orders"}},
+    {"id": "host-w", "type": "host", "match": {"node": "host-w"}},
+)
+
+
+def test_a_gateway_alert_naming_a_route_joins_the_fault_behind_that_route():
+    """The gateway fails for /api/catalogue (a catalogue fault), then a node it shares
+    with orders goes down. The gateway's new alert for /api/orders names orders, which
+    the node's fault reaches and the catalogue's does not: it joins the node."""
+    mgr = Manager(TopologyCorrelator(ROUTES))
+    mgr.fire("HighErrorRate", "catalogue", 0)
+    mgr.fire("HighErrorRate", "web", 60, route="/api/catalogue")
+    mgr.fire("NodeDown", "host-w", 300)
+    mgr.fire("KubePodCrashLooping", "catalogue", 350)
+    mgr.fire("HighErrorRate", "web", 400, route="/api/orders")
+    [node] = [i for i in mgr.open_incidents() if "host-w" in i.cis]
+    assert {m.labels.get("route") for m in node.alerts.values() if m.ci == "web"} == {"/api/orders"}
+    [cat] = [i for i in mgr.open_incidents() if "catalogue" in i.cis]
+    assert {m.labels.get("route") for m in cat.alerts.values() if m.ci == "web"} == {"/api/catalogue"}
