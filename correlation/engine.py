@@ -14,10 +14,10 @@ below CIs of each of them (a late alert on a shared host reveals one fault);
 a symptom shared by two incidents (the gateway, the SLO) joins the closest
 one instead: a gateway sees every fault below it. Between such incidents, one
 whose fault still fires on or right below the alert's CI, and one behind the
-dependency the alert's labels name (a gateway's `route`), are the likelier. An alert that no incident
-explains on its own may still reveal the common cause of several (the third
-host of a zone going down): those incidents merge with it when one fault
-explains them all better than separate ones. Alerts on CIs outside the CMDB
+dependency the alert's labels name (a gateway's `route`), are the likelier.
+An alert that no incident explains on its own may still reveal the common
+cause of several (the third host of a zone going down): those incidents
+merge with it when one fault explains them all better than separate ones. Alerts on CIs outside the CMDB
 fall back to Alertmanager-style grouping by labels.
 """
 

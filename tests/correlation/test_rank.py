@@ -303,7 +303,6 @@ def test_a_shared_dependent_stays_with_the_fault_still_firing_on_it():
     assert len([m for m in shop.alerts.values() if m.ci == "shop"]) == 2
 
 
-
 ROUTES = cmdb_of(
     {"id": "lb", "depends_on": ["web"], "match": {"ingress": "shop"}},
     {"id": "web", "depends_on": ["catalogue", "orders", "host-w"], "match": {"service": "web"}},
