@@ -356,7 +356,7 @@ class TopologyCorrelator:
             quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
             gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - separate
             if ci in weights:  # one more alert on a CI the incident has: its own likelihood
-                gain += ex.repeat_loglik(after, ci, w_x)
+                gain += self._repeat_or_new_part(inc, weights, ci, event.alert.labels, w_x, after)
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
@@ -387,6 +387,41 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _repeat_or_new_part(self, inc: Any, weights: dict[str, Evidence], ci: str, labels: Mapping[str, str],
+                            w_x: Evidence, after: Any) -> float:
+        """log P of the alert `labels` on `ci`, a CI the incident already has alerts on. One
+        more alert on the same thing costs what `repeat_loglik` says. But a CI matched by
+        several values of one label (a business service per `slo`) has parts that fail
+        apart: an alert on another part (another SLO burning) says the fault reached
+        that part too, as much news as a CI that had not alerted yet, so it pays what
+        adding a fresh CI would: the incident's likelihood with the alert's part as a
+        new alerting CI, against without it."""
+        ex = self.explainer
+        if not self._other_part(inc, ci, labels):
+            return ex.repeat_loglik(after, ci, w_x)
+        rest = {y: ev for y, ev in weights.items() if y != ci}
+        h_rest = ex.best(rest) if rest else None
+        fresh = ex.best_with(rest, ci, w_x) if h_rest is not None else None
+        h_all = ex.best(weights)
+        if fresh is None or h_all is None:
+            return ex.repeat_loglik(after, ci, w_x)
+        return (fresh.loglik - h_rest.loglik) - (after.loglik - h_all.loglik)
+
+    def _other_part(self, inc: Any, ci: str, labels: Mapping[str, str]) -> bool:
+        """Whether every alert the incident has on `ci` is on another part of it than
+        `labels`: they differ in the value of a label that `ci` is matched by with `=`
+        (`slo=a` against `slo=b`). Alerts that carry different identifying labels (a
+        node by `node` or by `instance`) or the same values are about the same thing."""
+        item = self.topology.cmdb.get(ci)
+        if item is None:
+            return False
+        names = {m.name for block in item.match for m in block.matchers if m.op == "="}
+        names = {n for n in names if n in labels}
+        if not names:
+            return False
+        own = [_get(m, "labels", {}) or {} for _, m in _members(inc) if _get(m, "ci") == ci]
+        return bool(own) and all(any(n in theirs and theirs[n] != labels[n] for n in names) for theirs in own)
 
     def _by_presence(self, ci: str, options: list, now: float) -> None:
         """Weigh the incidents an alert could join by whether their fault is still present

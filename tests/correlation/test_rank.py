@@ -326,3 +326,36 @@ def test_a_gateway_alert_naming_a_route_joins_the_fault_behind_that_route():
     assert {m.labels.get("route") for m in node.alerts.values() if m.ci == "web"} == {"/api/orders"}
     [cat] = [i for i in mgr.open_incidents() if "catalogue" in i.cis]
     assert {m.labels.get("route") for m in cat.alerts.values() if m.ci == "web"} == {"/api/catalogue"}
+
+
+TWO_SLOS = cmdb_of(
+    {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["lb-1", "lb-2"],
+     "match": [{"slo": "shop-eu"}, {"slo": "shop-us"}]},
+    {"id": "lb-1", "depends_on": ["web-1"]},
+    {"id": "lb-2", "depends_on": ["web-2"]},
+    {"id": "web-1", "depends_on": ["cat-1"]},
+    {"id": "web-2", "depends_on": ["host-2"]},
+    {"id": "cat-1"},
+    {"id": "host-2", "type": "host"},
+)
+
+
+def test_an_alert_on_another_part_of_a_ci_is_not_a_repeat():
+    """The business service has two SLOs. A catalogue fault burns the first through its
+    load balancer and keeps alerting; a node fault behind the other balancer follows.
+    The second SLO's burn is news on the business service, not one more alert of the
+    catalogue incident that already burns the first (for free): each fault would have to
+    reach it, and the one that alerted last is the likelier."""
+    mgr = Manager(TopologyCorrelator(TWO_SLOS))
+    for name, ci, at in (("HighErrorRate", "cat-1", 0), ("HighErrorRate", "web-1", 60),
+                         ("NginxHighHttp5xxErrorRate", "lb-1", 70)):
+        mgr.fire(name, ci, at)
+    mgr.fire("ErrorBudgetBurn", "shop", 80, slo="shop-eu")
+    for name, ci, at in (("NodeDown", "host-2", 300), ("HighErrorRate", "web-2", 360),
+                         ("HighLatencyP99", "web-1", 400), ("NginxHighHttp5xxErrorRate", "lb-2", 425)):
+        mgr.fire(name, ci, at)
+    mgr.fire("ErrorBudgetBurn", "shop", 430, slo="shop-us")
+    [node] = [i for i in mgr.open_incidents() if "host-2" in i.cis]
+    assert {m.labels.get("slo") for m in node.alerts.values() if m.ci == "shop"} == {"shop-us"}
+    [cat] = [i for i in mgr.open_incidents() if "cat-1" in i.cis]
+    assert {m.labels.get("slo") for m in cat.alerts.values() if m.ci == "shop"} == {"shop-eu"}
