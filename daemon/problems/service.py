@@ -17,7 +17,6 @@ problems:
 
 from __future__ import annotations
 
-import collections
 import json
 import weakref
 from collections.abc import Mapping
@@ -239,21 +238,27 @@ class ProblemsPart:
 
     def _structural_peers(self, cmdb: Any, a: str, ci_type: str) -> set[str]:
         """CIs of `a`'s type without a role attribute whose neighbours overlap `a`'s by
-        `role_similarity` (Jaccard). Counting, for every CI two hops away, how many of
-        `a`'s neighbours it shares gives each overlap in one pass over those neighbours;
-        only those of `a`'s type without a role are looked at further (an index by type
-        picks them out: most CIs two hops away are of other types)."""
+        `role_similarity` (Jaccard), found as a set-similarity join finds them (prefix
+        filtering): the index is at most the share of `a`'s neighbours that `b` has too
+        (those are neighbours of `b`, so the union is no smaller than `a`'s), so a peer
+        has at least `least` of them, and then one of any `len(na) - least + 1` of them.
+        Only the neighbours of those (the ones with the fewest neighbours) are looked
+        through, and only the CIs there of `a`'s type without a role (an index by type
+        picks them out) are compared, by the same test as ever."""
         na = self._neighbours(cmdb, a)
-        if not na:
-            return set()
-        shared = collections.Counter(chain.from_iterable(self._neighbours(cmdb, n) for n in na))
+        size = len(na)
         need = self.clusterer.settings.role_similarity
+        # the fewest shared neighbours that pass, rounded as the test rounds
+        least = next((c for c in range(1, size + 1) if c / size >= need), None)
+        if least is None:
+            return set()
+        prefix = sorted(na, key=lambda n: len(self._neighbours(cmdb, n)))[: size - least + 1]
+        roleless = self._role_index(cmdb)[1].get(ci_type, set())
         found = set()
-        for b in shared.keys() & self._role_index(cmdb)[1].get(ci_type, set()):
-            if b == a:
-                continue
-            common = shared[b]
-            if common / (len(na) + len(self._neighbours(cmdb, b)) - common) >= need:
+        for b in roleless.intersection(chain.from_iterable(self._neighbours(cmdb, n) for n in prefix)):
+            nb = self._neighbours(cmdb, b)
+            common = len(na & nb)
+            if b != a and common / (size + len(nb) - common) >= need:
                 found.add(b)
         return found
 
