@@ -43,6 +43,11 @@ each, the way deployments differ:
 - `late`: every notification reaches the daemon 0-90 s late (a slow
   pipeline, webhook retries), so the events no longer arrive in the order
   the alerts started; one alert's notifications keep their order.
+- `noisy`: three times the noise: every noise episode twice more, each copy
+  at a random time of the week (never within 30 minutes of an occurrence of
+  the same label set; an episode that finds no such time is not copied), so
+  unrelated alerts fire during faults and on the CIs they reach.
+- `staler`: like `stale`, but two fifths of the dependencies dropped.
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant. `--keep DIR` keeps each variant's files (events.jsonl,
@@ -339,6 +344,52 @@ def late(events, truth, cmdb, rnd, max_delay: float = 90.0):
     return out_events, _refresh_faults(dict(truth, alerts=alerts)), cmdb
 
 
+def noisy(events, truth, cmdb, rnd, copies: int = 2, gap: float = 1800.0, tries: int = 20):
+    """Each noise episode (the noise occurrences of one truth `group`) and its
+    notifications `copies` more times, shifted to a random time inside the scenario's
+    span where each of its label sets stays `gap` s clear of every other occurrence of
+    that label set; the j-th copy's episode id gets `n{j + 1}`. Episodes that find no
+    such time in `tries` draws are not copied. Faults are unchanged."""
+    occ = _occurrence_of(events, truth)
+    t0, t1 = _ts(events[0]["at"]), _ts(events[-1]["at"])
+    episodes: dict[str, list[int]] = {}
+    for i, a in enumerate(truth["alerts"]):
+        if a["fault"] == "noise":
+            episodes.setdefault(a["group"], []).append(i)
+    events_of: dict[int, list[dict]] = {}
+    for e, i in zip(events, occ, strict=True):
+        if i is not None:
+            events_of.setdefault(i, []).append(e)
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for a in truth["alerts"]:
+        spans.setdefault(a["fingerprint"], []).append((_ts(a["first_at"]), _ts(a["last_at"])))
+    new_events, new_alerts = list(events), list(truth["alerts"])
+    for j in range(2, copies + 2):
+        for group in sorted(episodes):
+            idxs = episodes[group]
+            first = min(_ts(truth["alerts"][i]["first_at"]) for i in idxs)
+            last = max(_ts(truth["alerts"][i]["last_at"]) for i in idxs)
+            if last - first > t1 - t0:
+                continue
+            for _ in range(tries):
+                d = rnd.uniform(t0 - first, t1 - last)
+                if all(b + d + gap < s or e + gap < a + d
+                       for i in idxs
+                       for a, b in [(_ts(truth["alerts"][i]["first_at"]), _ts(truth["alerts"][i]["last_at"]))]
+                       for s, e in spans[truth["alerts"][i]["fingerprint"]]):
+                    break
+            else:
+                continue
+            f = lambda t, d=d: t + d  # noqa: E731
+            for i in idxs:
+                a = _retime(truth["alerts"][i], f)
+                a["group"] = f"{group}n{j}"
+                new_alerts.append(a)
+                spans[a["fingerprint"]].append((_ts(a["first_at"]), _ts(a["last_at"])))
+                new_events += _retime(events_of.get(i, []), f)
+    return sorted(new_events, key=lambda e: _ts(e["at"])), dict(truth, alerts=new_alerts), cmdb
+
+
 def _wide_subs(j: int) -> tuple:
     """Renames for the `j`-th extra deployment (1, 2, ...): clusters euw1/use1 become
     euw{j+1}/use{j+1}, their node and network addresses move to their own ranges."""
@@ -418,6 +469,8 @@ VARIANTS = {
     "extra": extra,
     "lossy": lossy,
     "late": late,
+    "noisy": noisy,
+    "staler": lambda events, truth, cmdb, rnd: stale(events, truth, cmdb, rnd, share=0.4),
 }
 
 
