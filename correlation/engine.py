@@ -38,6 +38,7 @@ from correlation.kinds import (
     DEFAULT_RESOURCE,
     DEFAULT_SYMPTOM,
     KIND_NAMES,
+    RESOURCE,
     AlertKinds,
 )
 from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
@@ -284,7 +285,7 @@ class TopologyCorrelator:
 
     def alert_evidence(self, labels: Mapping[str, str], first_at: float) -> Evidence:
         kind = self.kinds.weight(labels)
-        return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,))
+        return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,), kind == RESOURCE)
 
     def evidence(self, incident: Any) -> dict[str, Evidence]:
         """The incident's alerting CIs with what their alerts say (and when they began).
@@ -366,7 +367,7 @@ class TopologyCorrelator:
             return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
         if len(options) > 1:
-            self._by_presence(ci, options, now)
+            self._by_presence(ci, event.alert.labels, options, now)
             self._by_named_dependency(ci, event.alert.labels, options)
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
@@ -423,32 +424,55 @@ class TopologyCorrelator:
         own = [_get(m, "labels", {}) or {} for _, m in _members(inc) if _get(m, "ci") == ci]
         return bool(own) and all(any(n in theirs and theirs[n] != labels[n] for n in names) for theirs in own)
 
-    def _by_presence(self, ci: str, options: list, now: float) -> None:
+    def _by_presence(self, ci: str, labels: Mapping[str, str], options: list, now: float) -> None:
         """Weigh the incidents an alert could join by whether their fault is still present
         where the alert is. The gain of joining discounts an incident by how long it has
         been quiet (its fault may be over); but an incident with an alert still firing on
         this CI or on a CI it directly depends on, one its fault explains, shows that fault
         there right now, however long ago its last new alert came. Such an incident counts
         as no quieter than the most recent one whose fault shows nothing there: a fault
-        elsewhere that alerted lately is no likelier to be what reached this CI. Between
-        incidents that both show their fault there, the quiet spells still decide."""
+        elsewhere that alerted lately is no likelier to be what reached this CI. Closer
+        still is an incident firing on the very part of this CI the alert is about (the
+        same SLO of a business service, burning over another window): it counts as no
+        quieter than the most recent one that shows its fault only further off. Between
+        incidents that show their fault equally close, the quiet spells still decide."""
         near = set(self.topology.cmdb.depends_on(ci))
         near.add(ci)
-        present: list[int] = []
+        level: list[int] = []
         quiet: list[float] = []
-        for k, (_gain, inc, weights, _s, hyp) in enumerate(options):
+        for _gain, inc, weights, _s, hyp in options:
             quiet.append(max(0.0, now - _num(_get(inc, "last_alert_at"), now)))
             shown = {y for y in near if y in weights and (y == hyp.ci or y in hyp.explained)}
-            if shown and any(_get(m, "ci") in shown and _get(m, "status") != "resolved" for _, m in _members(inc)):
-                present.append(k)
-        if not present or len(present) == len(options):
-            return
-        cap = min(q for k, q in enumerate(quiet) if k not in present)
+            firing = [m for _, m in _members(inc) if _get(m, "ci") in shown and _get(m, "status") != "resolved"]
+            if not firing:
+                level.append(0)
+            elif any(_get(m, "ci") == ci and self._same_part(ci, _get(m, "labels", {}) or {}, labels)
+                     for m in firing):
+                level.append(2)
+            else:
+                level.append(1)
         settle = self.model.settle
-        for k in present:
-            if quiet[k] > cap:
+        for k in range(len(options)):
+            further = [q for j, q in enumerate(quiet) if level[j] < level[k]]
+            if further and quiet[k] > min(further):
+                cap = min(further)
                 gain, inc, weights, s_inc, hyp = options[k]
                 options[k] = (gain + math.log1p(quiet[k] / settle) - math.log1p(cap / settle), inc, weights, s_inc, hyp)
+
+    def _same_part(self, ci: str, theirs: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+        """Whether two alerts are on the same part of `ci`, a CI matched by several values
+        of one label (a business service per `slo`): both carry that label, with the
+        same value."""
+        item = self.topology.cmdb.get(ci)
+        if item is None:
+            return False
+        values: dict[str, set[str]] = {}
+        for block in item.match:
+            for m in block.matchers:
+                if m.op == "=":
+                    values.setdefault(m.name, set()).add(m.value)
+        names = {n for n, vs in values.items() if len(vs) > 1 and n in labels}
+        return bool(names) and all(theirs.get(n) == labels[n] for n in names)
 
     def _by_named_dependency(self, ci: str, labels: Mapping[str, str], options: list) -> None:
         """Weigh the incidents an alert could join by the dependency its labels name. A

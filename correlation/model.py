@@ -70,6 +70,10 @@ class FaultModel:
     dep_state: float = 0.8  # dependents show; their own resources rarely suffer
     dep_resource: float = 0.2
     dep_symptom: float = 1.0
+    # a root whose alerts all report its own resources (throttling, a filling disk, a
+    # busy node) is nonetheless what its dependents' alerts come from: such conditions
+    # rarely travel along dependencies (see `correlation.kinds`); most are background
+    resource_spreads: float = 0.2
 
     def own(self, kind: float) -> float:
         return {CAUSE: self.own_cause, STATE: self.own_state, RESOURCE: self.own_resource,
@@ -98,6 +102,7 @@ class Evidence:
     kind: float
     noise: float
     onsets: tuple[float, ...] = (0.0,)  # when each of its alerts began firing, ascending
+    resource_only: bool = False  # every alert on the CI is of kind RESOURCE
 
     @property
     def first_at(self) -> float:
@@ -115,7 +120,7 @@ class Evidence:
         if other is None:
             return self
         return Evidence(max(self.kind, other.kind), min(self.noise, other.noise),
-                        tuple(sorted(self.onsets + other.onsets)))
+                        tuple(sorted(self.onsets + other.onsets)), self.resource_only and other.resource_only)
 
 
 @dataclass(slots=True)
@@ -299,6 +304,8 @@ class Explainer:
             if followed is not None and t - followed > grace:
                 total -= (t - followed - grace) / scale
             reached.append(x)
+        if alerted and explained and weights[root].resource_only:
+            total += ln(m.resource_spreads)
         quiet = 0
         if not alerted:
             quiet = topo.cmdb.dependent_count(root) - direct

@@ -359,3 +359,36 @@ def test_an_alert_on_another_part_of_a_ci_is_not_a_repeat():
     assert {m.labels.get("slo") for m in node.alerts.values() if m.ci == "shop"} == {"shop-us"}
     [cat] = [i for i in mgr.open_incidents() if "cat-1" in i.cis]
     assert {m.labels.get("slo") for m in cat.alerts.values() if m.ci == "shop"} == {"shop-eu"}
+
+
+def test_a_dependent_does_not_join_a_root_that_only_reports_its_own_resources():
+    """A filling disk on host-a, then latency on the cart that runs there. A disk that
+    is merely filling up or a busy CPU describes the node's own resources and rarely
+    reaches what runs on it: the latency is no symptom of it, and stays apart. A node
+    that is down does reach it."""
+    mgr = Manager(TopologyCorrelator(SHOP))
+    mgr.fire("NodeFilesystemSpaceFillingUp", "host-a", 0, severity="warning")
+    mgr.fire("HighLatencyP99", "cart", 120, severity="warning")
+    assert mgr.groups() == [{"HighLatencyP99@cart"}, {"NodeFilesystemSpaceFillingUp@host-a"}]
+    mgr = Manager(TopologyCorrelator(SHOP))
+    mgr.fire("NodeDown", "host-a", 0, severity="critical")
+    mgr.fire("HighLatencyP99", "cart", 120, severity="warning")
+    assert mgr.groups() == [{"HighLatencyP99@cart", "NodeDown@host-a"}]
+
+
+def test_an_slo_burning_over_another_window_stays_with_the_fault_that_burns_it():
+    """A catalogue fault burns the EU SLO through its load balancer and keeps firing
+    there; a node fault behind the other balancer alerts later, and nearer in time. The
+    EU SLO then burns over its long window too: the same part of the business service,
+    already burning for the catalogue fault, not news for the fault that alerted last."""
+    mgr = Manager(TopologyCorrelator(TWO_SLOS))
+    for name, ci, at in (("HighErrorRate", "cat-1", 0), ("HighErrorRate", "web-1", 60),
+                         ("NginxHighHttp5xxErrorRate", "lb-1", 70)):
+        mgr.fire(name, ci, at)
+    mgr.fire("ErrorBudgetBurn", "shop", 80, slo="shop-eu", window="1h")
+    for name, ci, at in (("NodeDown", "host-2", 300), ("HighErrorRate", "web-2", 360),
+                         ("NginxHighHttp5xxErrorRate", "lb-2", 425)):
+        mgr.fire(name, ci, at)
+    mgr.fire("ErrorBudgetBurn", "shop", 700, slo="shop-eu", window="6h")
+    [cat] = [i for i in mgr.open_incidents() if "cat-1" in i.cis]
+    assert {m.labels["window"] for m in cat.alerts.values() if m.ci == "shop"} == {"1h", "6h"}
