@@ -271,15 +271,22 @@ def test_an_alert_does_not_merge_an_incident_that_the_joint_fault_leaves_unexpla
     assert {"MongodbDown@db", "HighErrorRate@cart"} in [g - {"HighErrorRate@web"} for g in mgr.groups()]
 
 
-TWO_GATEWAYS = cmdb_of(
-    {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["lb-1", "lb-2"]},
-    {"id": "lb-1", "depends_on": ["web-1"]},
-    {"id": "lb-2", "depends_on": ["web-2"]},
-    {"id": "web-1", "depends_on": ["cat-1"]},
-    {"id": "web-2", "depends_on": ["host-2"]},
-    {"id": "cat-1"},
-    {"id": "host-2", "type": "host"},
-)
+def two_gateways(**shop: object):
+    """A business service behind two load balancers and gateways: a catalogue behind
+    one, a host behind the other; `shop`: more fields of the business service."""
+    return cmdb_of(
+        {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["lb-1", "lb-2"],
+         **shop},
+        {"id": "lb-1", "depends_on": ["web-1"]},
+        {"id": "lb-2", "depends_on": ["web-2"]},
+        {"id": "web-1", "depends_on": ["cat-1"]},
+        {"id": "web-2", "depends_on": ["host-2"]},
+        {"id": "cat-1"},
+        {"id": "host-2", "type": "host"},
+    )
+
+
+TWO_GATEWAYS = two_gateways()
 
 
 def test_a_shared_dependent_stays_with_the_fault_still_firing_on_it():
@@ -328,16 +335,7 @@ def test_a_gateway_alert_naming_a_route_joins_the_fault_behind_that_route():
     assert {m.labels.get("route") for m in cat.alerts.values() if m.ci == "web"} == {"/api/catalogue"}
 
 
-TWO_SLOS = cmdb_of(
-    {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["lb-1", "lb-2"],
-     "match": [{"slo": "shop-eu"}, {"slo": "shop-us"}]},
-    {"id": "lb-1", "depends_on": ["web-1"]},
-    {"id": "lb-2", "depends_on": ["web-2"]},
-    {"id": "web-1", "depends_on": ["cat-1"]},
-    {"id": "web-2", "depends_on": ["host-2"]},
-    {"id": "cat-1"},
-    {"id": "host-2", "type": "host"},
-)
+TWO_SLOS = two_gateways(match=[{"slo": "shop-eu"}, {"slo": "shop-us"}])
 
 
 def test_an_alert_on_another_part_of_a_ci_is_not_a_repeat():
