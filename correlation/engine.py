@@ -409,16 +409,25 @@ class TopologyCorrelator:
             return ex.repeat_loglik(after, ci, w_x)
         return (fresh.loglik - h_rest.loglik) - (after.loglik - h_all.loglik)
 
-    def _other_part(self, inc: Any, ci: str, labels: Mapping[str, str]) -> bool:
-        """Whether every alert the incident has on `ci` is on another part of it than
-        `labels`: they differ in the value of a label that `ci` is matched by with `=`
-        (`slo=a` against `slo=b`). Alerts that carry different identifying labels (a
-        node by `node` or by `instance`) or the same values are about the same thing."""
+    def _part_labels(self, ci: str, labels: Mapping[str, str]) -> set[str]:
+        """The labels of `labels` that tell parts of `ci` apart: those `ci` is matched by
+        with `=` and several values (a business service with one block per `slo`)."""
         item = self.topology.cmdb.get(ci)
         if item is None:
-            return False
-        names = {m.name for block in item.match for m in block.matchers if m.op == "="}
-        names = {n for n in names if n in labels}
+            return set()
+        values: dict[str, set[str]] = {}
+        for block in item.match:
+            for m in block.matchers:
+                if m.op == "=":
+                    values.setdefault(m.name, set()).add(m.value)
+        return {n for n, vs in values.items() if len(vs) > 1 and n in labels}
+
+    def _other_part(self, inc: Any, ci: str, labels: Mapping[str, str]) -> bool:
+        """Whether every alert the incident has on `ci` is on another part of it than
+        `labels` (`slo=a` against `slo=b`, see `_part_labels`). Alerts that carry other
+        labels than the ones telling parts apart, or the same values, are about the
+        same thing."""
+        names = self._part_labels(ci, labels)
         if not names:
             return False
         own = [_get(m, "labels", {}) or {} for _, m in _members(inc) if _get(m, "ci") == ci]
@@ -460,18 +469,9 @@ class TopologyCorrelator:
                 options[k] = (gain + math.log1p(quiet[k] / settle) - math.log1p(cap / settle), inc, weights, s_inc, hyp)
 
     def _same_part(self, ci: str, theirs: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-        """Whether two alerts are on the same part of `ci`, a CI matched by several values
-        of one label (a business service per `slo`): both carry that label, with the
-        same value."""
-        item = self.topology.cmdb.get(ci)
-        if item is None:
-            return False
-        values: dict[str, set[str]] = {}
-        for block in item.match:
-            for m in block.matchers:
-                if m.op == "=":
-                    values.setdefault(m.name, set()).add(m.value)
-        names = {n for n, vs in values.items() if len(vs) > 1 and n in labels}
+        """Whether two alerts are on the same part of `ci` (see `_part_labels`): both
+        carry the labels telling its parts apart, with the same values."""
+        names = self._part_labels(ci, labels)
         return bool(names) and all(theirs.get(n) == labels[n] for n in names)
 
     def _by_named_dependency(self, ci: str, labels: Mapping[str, str], options: list) -> None:

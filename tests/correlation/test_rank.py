@@ -390,3 +390,20 @@ def test_an_slo_burning_over_another_window_stays_with_the_fault_that_burns_it()
     mgr.fire("ErrorBudgetBurn", "shop", 700, slo="shop-eu", window="6h")
     [cat] = [i for i in mgr.open_incidents() if "cat-1" in i.cis]
     assert {m.labels["window"] for m in cat.alerts.values() if m.ci == "shop"} == {"1h", "6h"}
+
+
+def test_only_a_label_with_several_matched_values_tells_parts_of_a_ci_apart():
+    """A host matched by its node name, or by its exporter's address: two alerts from the
+    node name with different `instance` values are about the one host (a second
+    exporter), not two parts of it; two SLOs of one business service are two parts."""
+    corr = TopologyCorrelator(cmdb_of(
+        {"id": "host-1", "type": "host", "match": [{"node": "host-1"}, {"instance": "10.0.0.1:9100"}]},
+        {"id": "shop", "type": "business_service", "depends_on": ["host-1"],
+         "match": [{"slo": "shop-eu"}, {"slo": "shop-us"}]},
+    ))
+    mgr = Manager(corr)
+    inc = mgr.fire("NodeDown", "host-1", 0, node="host-1", instance="10.0.0.1:10250")
+    assert not corr._other_part(inc, "host-1", {"node": "host-1", "instance": "10.0.0.1:9100"})
+    mgr.fire("ErrorBudgetBurn", "shop", 60, slo="shop-eu")
+    assert corr._other_part(inc, "shop", {"slo": "shop-us"})
+    assert not corr._other_part(inc, "shop", {"slo": "shop-eu"})
