@@ -226,7 +226,10 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        raise SourceError(path, line, f"invalid YAML: {exc.problem or exc}") from exc
+        problem = exc.problem or str(exc)
+        if "nesting depth" in problem:  # libyaml's own bound (PyYAML 6.0.4 on), said as ours
+            problem = "values nested too deeply"
+        raise SourceError(path, line, f"invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise SourceError(path, 0, f"invalid YAML: {exc}") from exc
     finally:
