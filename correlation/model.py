@@ -70,9 +70,9 @@ class FaultModel:
     dep_state: float = 0.8  # dependents show; their own resources rarely suffer
     dep_resource: float = 0.2
     dep_symptom: float = 1.0
-    # a root whose alerts all report its own resources (throttling, a filling disk, a
-    # busy node) is nonetheless what its dependents' alerts come from: such conditions
-    # rarely travel along dependencies (see `correlation.kinds`); most are background
+    # the chance that a root whose alerts all report its own resources (throttling, a
+    # filling disk, a busy node) is nonetheless what its dependents' alerts come from:
+    # such conditions rarely travel along dependencies (see `correlation.kinds`)
     resource_spreads: float = 0.2
 
     def own(self, kind: float) -> float:
