@@ -333,6 +333,25 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
+def _shown(unit: Mapping[str, float], centroid: Mapping[str, float]) -> float:
+    """The share of the members' centroid (by its norm) that lies on this incident's tokens.
+
+    Alerts get lost (a dropped exporter or rule, a failed scrape): a recurrence that
+    lost some of its alerts shares less with each member than a complete one would,
+    though all it shows is what the problem shows. Dividing the similarity by the
+    share of the problem it shows forgives what is missing, and only that: tokens the
+    incident has and the members lack still count against it (the share is 1 when
+    the incident shows all of the problem and more).
+    """
+    get = centroid.get
+    part = 0.0
+    for t in unit:
+        c = get(t, 0.0)
+        part += c * c
+    whole = sum(c * c for c in centroid.values())
+    return math.sqrt(part / whole) if whole > 0.0 else 1.0
+
+
 @dataclass(slots=True)
 class ClusterSettings:
     same_ci_threshold: float = 0.4
@@ -611,7 +630,17 @@ class ProblemClusterer:
             if not ok:
                 return None  # a part spanning CIs of another role is not this incident's
             thresholds += count * threshold
-        sim = cosine(vector(profile, self.idf), group.centroid)
+        unit = vector(profile, self.idf)
+        sim = cosine(unit, group.centroid)
+        need = thresholds / len(members)
+        if sim < need and len(group.roots) == 1 and (profile.root, profile.ci_type) in group.roots \
+                and profile.root_names and set(profile.root_names) <= set(most_common_names(members)):
+            # the same CI showing only alerts the problem commonly shows there: what it
+            # lacks may have been lost (see `_shown`); the geometric mean of the similarity
+            # and the similarity with what is missing forgiven
+            shown = _shown(unit, group.centroid)
+            if shown > 0.0:
+                sim = min(1.0, sim / math.sqrt(shown))
         return sim, sim - thresholds / len(members)
 
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:

@@ -175,3 +175,41 @@ def test_average_linkage_kept_up_incrementally_equals_the_mean_of_the_similariti
         assert math.isclose(got[0], sum(sims) / len(sims), abs_tol=1e-9)
         assert math.isclose(got[1], sum(margins) / len(margins), abs_tol=1e-9)
     assert c._linkage(_bag(rnd, "x", "b-1"), part[-5:]) is None  # another role: not comparable
+
+
+def _node(iid: str, *names: str) -> Profile:
+    labels = {"node": "a-1", "instance": "10.0.0.1:9100", "severity": "critical"}
+    return profile(incident(iid, "a-1", *((n, "a-1", labels) for n in names)))
+
+
+def test_a_recurrence_that_lost_some_of_its_alerts_still_joins_its_problem():
+    """Alerts get lost: a node-down that arrives as NodeDown alone is the node-down problem
+    whose earlier incidents themselves each lacked one alert or another."""
+    c = ProblemClusterer()
+    for i, names in enumerate([("NodeFilesystemAlmostOutOfSpace",), ("NodeMemoryHighUtilization",),
+                               ("CPUThrottlingHigh",), ("NodeFilesystemSpaceFillingUp",)]):
+        c.idf.add(_node(f"other-{i}", *names))
+    down = [_node("d1", "KubeNodeNotReady", "KubeNodeUnreachable"),
+            _node("d2", "KubeNodeNotReady", "KubeNodeUnreachable", "NodeDown")]
+    c.add_cluster("PRB-1", [down])
+    lost = _node("d3", "NodeDown")
+    c.idf.add(lost)
+    match = c.best_cluster(lost)
+    assert match is not None and match.cluster_id == "PRB-1"
+    # an alert the problem does not commonly show is not forgiven as lost
+    assert c.best_cluster(_node("d4", "NodeMemoryHighUtilization")) is None
+    assert c.best_cluster(_node("d5", "NodeDown", "NodeMemoryHighUtilization")) is None
+
+
+def test_an_alert_the_problem_shows_only_now_and_then_is_not_taken_for_its_failure_mode():
+    """A problem of error bursts, one of which also had latency: a latency-only incident
+    is another failure mode, not an error burst that lost its errors."""
+    c = ProblemClusterer()
+    for i, names in enumerate([("CPUThrottlingHigh",), ("KubePodCrashLooping",), ("TargetDown",)]):
+        c.idf.add(_node(f"other-{i}", *names))
+    errs = [_node("e1", "HighErrorRate"), _node("e2", "HighErrorRate"),
+            _node("e3", "HighErrorRate", "HighLatencyP99")]
+    c.add_cluster("PRB-1", [errs])
+    slow = _node("s1", "HighLatencyP99")
+    c.idf.add(slow)
+    assert c.best_cluster(slow) is None
