@@ -17,8 +17,9 @@ whose fault still fires on or right below the alert's CI, and one behind the
 dependency the alert's labels name (a gateway's `route`), are the likelier.
 An alert that no incident explains on its own may still reveal the common
 cause of several (the third host of a zone going down): those incidents
-merge with it when one fault explains them all better than separate ones. Alerts on CIs outside the CMDB
-fall back to Alertmanager-style grouping by labels.
+merge with it when one fault explains them all better than separate ones.
+Alerts on CIs outside the CMDB fall back to Alertmanager-style grouping by
+labels.
 """
 
 from __future__ import annotations
@@ -177,6 +178,12 @@ def _members(incident: Any) -> Iterable[tuple[str, Any]]:
 
 _IS_MAPPING: dict[type, bool] = {}
 _WORDS = re.compile(r"[^A-Za-z0-9_.-]+")  # what separates the words of a label value (a path, a list)
+
+
+def _same_part(parts: set[str], theirs: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether two alerts are on the same part of a CI whose parts the labels `parts`
+    tell apart (see `TopologyCorrelator._part_labels`): they agree on all of them."""
+    return all(theirs.get(n) == labels[n] for n in parts)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -409,18 +416,20 @@ class TopologyCorrelator:
             return ex.repeat_loglik(after, ci, w_x)
         return (fresh.loglik - h_rest.loglik) - (after.loglik - h_all.loglik)
 
+    def _matched_values(self, ci: str) -> dict[str, set[str]]:
+        """The values `ci` is matched by with `=`, by label, over all its match blocks."""
+        values: dict[str, set[str]] = {}
+        item = self.topology.cmdb.get(ci)
+        for block in item.match if item is not None else ():
+            for m in block.matchers:
+                if m.is_equality:
+                    values.setdefault(m.name, set()).add(m.value)
+        return values
+
     def _part_labels(self, ci: str, labels: Mapping[str, str]) -> set[str]:
         """The labels of `labels` that tell parts of `ci` apart: those `ci` is matched by
         with `=` and several values (a business service with one block per `slo`)."""
-        item = self.topology.cmdb.get(ci)
-        if item is None:
-            return set()
-        values: dict[str, set[str]] = {}
-        for block in item.match:
-            for m in block.matchers:
-                if m.op == "=":
-                    values.setdefault(m.name, set()).add(m.value)
-        return {n for n, vs in values.items() if len(vs) > 1 and n in labels}
+        return {n for n, vs in self._matched_values(ci).items() if len(vs) > 1 and n in labels}
 
     def _other_part(self, inc: Any, ci: str, labels: Mapping[str, str]) -> bool:
         """Whether every alert the incident has on `ci` is on another part of it than
@@ -447,6 +456,7 @@ class TopologyCorrelator:
         incidents that show their fault equally close, the quiet spells still decide."""
         near = set(self.topology.cmdb.depends_on(ci))
         near.add(ci)
+        parts = self._part_labels(ci, labels)
         level: list[int] = []
         quiet: list[float] = []
         for _gain, inc, weights, _s, hyp in options:
@@ -455,24 +465,17 @@ class TopologyCorrelator:
             firing = [m for _, m in _members(inc) if _get(m, "ci") in shown and _get(m, "status") != "resolved"]
             if not firing:
                 level.append(0)
-            elif any(_get(m, "ci") == ci and self._same_part(ci, _get(m, "labels", {}) or {}, labels)
-                     for m in firing):
+            elif parts and any(_get(m, "ci") == ci and _same_part(parts, _get(m, "labels", {}) or {}, labels)
+                               for m in firing):
                 level.append(2)
             else:
                 level.append(1)
         settle = self.model.settle
         for k in range(len(options)):
-            further = [q for j, q in enumerate(quiet) if level[j] < level[k]]
-            if further and quiet[k] > min(further):
-                cap = min(further)
+            cap = min((q for j, q in enumerate(quiet) if level[j] < level[k]), default=None)
+            if cap is not None and quiet[k] > cap:
                 gain, inc, weights, s_inc, hyp = options[k]
                 options[k] = (gain + math.log1p(quiet[k] / settle) - math.log1p(cap / settle), inc, weights, s_inc, hyp)
-
-    def _same_part(self, ci: str, theirs: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-        """Whether two alerts are on the same part of `ci` (see `_part_labels`): both
-        carry the labels telling its parts apart, with the same values."""
-        names = self._part_labels(ci, labels)
-        return bool(names) and all(theirs.get(n) == labels[n] for n in names)
 
     def _by_named_dependency(self, ci: str, labels: Mapping[str, str], options: list) -> None:
         """Weigh the incidents an alert could join by the dependency its labels name. A
@@ -498,24 +501,16 @@ class TopologyCorrelator:
         value (other than the values `ci` itself is matched by) equals a value that
         identifies the dependency in the CMDB and differs from `ci`'s own (`orders` of
         `service=orders`, not the cluster both share)."""
-        cmdb = self.topology.cmdb
-        item = cmdb.get(ci)
-        own: dict[str, str] = {}
-        if item is not None:
-            own = {m.name: m.value for block in item.match for m in block.matchers if m.op == "="}
+        own = self._matched_values(ci)
         words: set[str] = set()
         for k, v in labels.items():
-            if k not in ("alertname", "severity") and own.get(k) != v:
+            if k not in ("alertname", "severity") and v not in own.get(k, ()):
                 words.update(w for w in _WORDS.split(v) if w)
         if not words:
             return []
-        out = []
-        for d in cmdb.depends_on(ci):
-            dep = cmdb.get(d)
-            if dep is not None and any(m.op == "=" and m.value in words and own.get(m.name) != m.value
-                                       for block in dep.match for m in block.matchers):
-                out.append(d)
-        return out
+        return [d for d in self.topology.cmdb.depends_on(ci)
+                if any(v in words and v not in own.get(name, ()) for name, vs in self._matched_values(d).items()
+                       for v in vs)]
 
     def _common_cause(self, ci: str, w_x: Evidence, related: list[tuple[Any, dict[str, Evidence]]],
                       now: float) -> Placement | None:
