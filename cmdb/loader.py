@@ -65,17 +65,17 @@ _LAST: tuple[tuple, _Loaded] | None = None
 
 
 def _load_once(paths: list[str]) -> _Loaded:
-    """`_load`, remembered while the files stay the same: check-config and start-up (or
-    replay) read the same CMDB, and building a large one takes seconds. A Cmdb is
-    never modified after it is built, so sharing it is safe."""
+    """The files read (`_Loaded`), remembered while they stay the same: check-config and
+    start-up (or replay) read the same CMDB, and building a large one takes seconds. A
+    Cmdb is never modified after it is built, so sharing it is safe."""
     global _LAST
     try:
-        stamp = tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths)
+        stamp = tuple((p, st.st_mtime_ns, st.st_size) for p, st in ((p, os.stat(p)) for p in paths))
     except OSError:
-        return _load(paths)
+        return _Loaded(paths)
     if _LAST is not None and _LAST[0] == stamp:
         return _LAST[1]
-    result = _load(paths)
+    result = _Loaded(paths)
     _LAST = (stamp, result)
     return result
 
@@ -114,10 +114,6 @@ def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
     if b.errors:
         raise CmdbError(b.errors)
     return cmdb
-
-
-def _load(paths: list[str]) -> _Loaded:
-    return _Loaded(paths)
 
 
 class _Loaded:

@@ -189,14 +189,14 @@ async def test_a_reload_builds_the_new_cmdb_while_the_daemon_goes_on_serving(tmp
     c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
     building, served = threading.Event(), threading.Event()
     waited: list[bool] = []
-    build = loader._load
+    build = loader._Loaded
 
     def slow_build(paths):
         building.set()
         waited.append(served.wait(5))  # the build lasts until a request was served meanwhile
         return build(paths)
 
-    monkeypatch.setattr(loader, "_load", slow_build)
+    monkeypatch.setattr(loader, "_Loaded", slow_build)
     path.write_text(GOOD + "  - {id: cache, type: cache, match: {service: cache}, depends_on: [host-1]}\n")
     reload = asyncio.create_task(c.call("POST", "/-/reload"))
     while not building.is_set():
@@ -218,7 +218,7 @@ async def test_reloads_at_once_take_turns(tmp_path, daemon_for, monkeypatch):
     path.write_text(GOOD)
     c = await daemon_for(write_config(tmp_path, "cmdb: [cmdb.yaml]\n"))
     active, most = [0], [0]
-    build = loader._load
+    build = loader._Loaded
 
     def counted_build(paths):
         active[0] += 1
@@ -229,7 +229,7 @@ async def test_reloads_at_once_take_turns(tmp_path, daemon_for, monkeypatch):
         finally:
             active[0] -= 1
 
-    monkeypatch.setattr(loader, "_load", counted_build)
+    monkeypatch.setattr(loader, "_Loaded", counted_build)
     path.write_text(GOOD + "  - {id: cache, type: cache, match: {service: cache}, depends_on: [host-1]}\n")
     answers = await asyncio.gather(*(c.call("POST", "/-/reload") for _ in range(3)))
     assert [status for status, _ in answers] == [200, 200, 200]
