@@ -641,7 +641,7 @@ class ProblemClusterer:
             shown = _shown(unit, group.centroid)
             if shown > 0.0:
                 sim = min(1.0, sim / math.sqrt(shown))
-        return sim, sim - thresholds / len(members)
+        return sim, sim - need
 
     def best_cluster(self, profile: Profile, exclude: set[str] | None = None) -> Match | None:
         """The problem this incident belongs to, if one is similar enough (the largest
