@@ -148,13 +148,6 @@ class _Counted:
         if self._count is None:
             return self.stage.process(events, now)
         flag = self._flag
-        if len(events) == 1:  # a replay's every batch, and most posts: no lists for one event
-            (event,) = events
-            was = getattr(event, flag)
-            out = self.stage.process(events, now)
-            if getattr(event, flag) and not was:
-                self._count.inc(1)
-            return out
         before = [getattr(e, flag) for e in events]
         out = self.stage.process(events, now)
         n = sum(1 for e, b in zip(events, before, strict=True) if getattr(e, flag) and not b)
