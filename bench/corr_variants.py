@@ -165,19 +165,21 @@ def long(events, truth, cmdb, rnd, weeks: int = 4):
     return sorted(all_events, key=lambda e: _ts(e["at"])), out, cmdb
 
 
+APP_TYPES = ("service", "database", "datastore", "queue", "cache")  # what an application is made of
+
+
 def stale(events, truth, cmdb, rnd, share: float = 0.2, alike: bool = True):
     """Drop a share of service dependencies on services and datastores, by name in
     every cluster (`orders.euw1 -> carts.euw1` and `orders.use1 -> carts.use1` alike),
     or with `alike=False` in each cluster on its own."""
     types = {c["id"]: c.get("type") for c in cmdb["cis"]}
-    kept_types = ("service", "database", "datastore", "queue", "cache")
     dropped: dict[tuple[str, str], bool] = {}
     for ci in cmdb["cis"]:
         if types[ci["id"]] != "service":
             continue
         keep = []
         for dep in ci.get("depends_on", []):
-            if types.get(dep) in kept_types:
+            if types.get(dep) in APP_TYPES:
                 name = (ci["id"].split(".")[0], dep.split(".")[0]) if alike else (ci["id"], dep)
                 if name not in dropped:
                     dropped[name] = rnd.random() < share
@@ -211,16 +213,12 @@ def moved(events, truth, cmdb, rnd, share: float = 0.2):
     return events, truth, dict(cmdb, cis=cis)
 
 
-def _app_types(cmdb) -> tuple[dict, tuple]:
-    return {c["id"]: c.get("type") for c in cmdb["cis"]}, ("service", "database", "datastore", "queue", "cache")
-
-
 def extra(events, truth, cmdb, rnd, share: float = 0.2):
     """Add, in each cluster, `share` times its service -> service / datastore edges of
     false ones: between two application CIs of the cluster neither of which reaches the
     other through the true application dependencies (the CMDB's and the truth's
     `cmdb_drift` missing edges), so the graph stays acyclic."""
-    types, app = _app_types(cmdb)
+    types, app = {c["id"]: c.get("type") for c in cmdb["cis"]}, APP_TYPES
     cis = [dict(c, depends_on=list(c.get("depends_on", []))) for c in cmdb["cis"]]
     deps = {c["id"]: [d for d in c["depends_on"] if types.get(d) in app] for c in cis if types[c["id"]] in app}
     for src, dst in truth.get("cmdb_drift", {}).get("missing_edges", []):
