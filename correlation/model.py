@@ -16,7 +16,11 @@ not know about (real CMDBs go stale). So for a hypothesis `R`:
   "this CI is broken" more than high latency does (kinds.py).
 - `X` depends on `R`: one factor per hop from the nearest explained CI below
   `X` (the fault travels through the alerting CIs between), times how
-  typical `X`'s alert is for a symptom of something below it.
+  typical `X`'s alert is for a symptom of something below it. The CIs on
+  those hops stayed quiet: one of them is common (a node passing a network
+  partition on to the databases on it, a service whose own alert did not
+  fire), but a fault that crossed several quiet CIs in a row to reach `X`
+  is not, so each one after the first costs `relay`.
 - otherwise: noise or a dependency the CMDB lacks, `noise`.
 - a change recorded on `R` shortly before the first alert (a deploy, a node
   drain) multiplies the prior by the likelihood ratio of seeing it: a fault
@@ -74,6 +78,11 @@ class FaultModel:
     # filling disk, a busy node) is nonetheless what its dependents' alerts come from:
     # such conditions rarely travel along dependencies (see `correlation.kinds`)
     resource_spreads: float = 0.2
+    # a fault passes through one more quiet CI (no alert of its own) on its way to an
+    # alerting dependent, beyond the first such CI (see the module docstring): without
+    # it, a CI deep below a busy part of the graph explains concurrent faults above it
+    # through long quiet chains as one
+    relay: float = 0.5
 
     def own(self, kind: float) -> float:
         return {CAUSE: self.own_cause, STATE: self.own_state, RESOURCE: self.own_resource,
@@ -232,8 +241,9 @@ class Explainer:
                 belows: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
         """Quick optimistic estimates of `score` for many roots: each explained CI pays at
         most its own distance (the exact score lets it pay from a nearer explained CI),
-        no delays, and an unalerted root pays for the direct dependents that cannot all be
-        alerting. Written as what explaining each alerting CI gains over calling it noise."""
+        no delays and no quiet CIs relaying, and an unalerted root pays for the direct
+        dependents that cannot all be alerting. Written as what explaining each alerting
+        CI gains over calling it noise."""
         silent = self._ln(self.model.silent_root)
         quiet = self._ln(self.model.quiet_dependent)
         n = len(weights)
@@ -288,6 +298,7 @@ class Explainer:
         reached = [root]
         start = min((weights[x].onsets[0] for _, x in explained), default=0.0)
         ln_prop = ln(m.propagate)
+        ln_relay = ln(m.relay)
         dep_state, grace, scale = dep[STATE], m.delay_grace, m.delay_scale
         for d, x in explained:
             below_x = belows[x]
@@ -298,6 +309,8 @@ class Explainer:
                     hops, parent = h, y
             ev = weights[x]
             total += hops * ln_prop + dep.get(ev.kind, dep_state)
+            if hops > 2:  # quiet CIs between x and what it follows, after the first
+                total += (hops - 2) * ln_relay
             t = ev.onsets[0]  # its first_at
             followed_ev = weights.get(parent)
             followed = followed_ev.onset_before(t) if followed_ev is not None else start

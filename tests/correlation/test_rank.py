@@ -407,3 +407,30 @@ def test_only_a_label_with_several_matched_values_tells_parts_of_a_ci_apart():
     mgr.fire("ErrorBudgetBurn", "shop", 60, slo="shop-eu")
     assert corr._other_part(inc, "shop", {"slo": "shop-us"})
     assert not corr._other_part(inc, "shop", {"slo": "shop-eu"})
+
+
+def _chain(top: str, hops: int, bottom: str) -> list[dict]:
+    """`top` depending on `bottom` through `hops - 1` CIs in between."""
+    names = [top, *(f"{top}-{i}" for i in range(1, hops)), bottom]
+    return [{"id": a, "depends_on": [b]} for a, b in zip(names[:-1], names[1:], strict=True)]
+
+
+def test_a_fault_rarely_crosses_several_quiet_cis_in_a_row():
+    """Two faults, each at an alerting service with an alerting caller. The only CI
+    that explains all four alerts lies two hops below one service but six below the
+    other, through five CIs that raised nothing: two faults, not one behind that
+    long quiet run. One quiet CI on the way is common: a zone network partitioned
+    behind the (quiet) hosts of three services that alert is still the root cause."""
+    corr = TopologyCorrelator(cmdb_of(
+        *_chain("a", 2, "deep"), *_chain("b", 6, "deep"), {"id": "deep"},
+        {"id": "ua", "depends_on": ["a"]}, {"id": "ub", "depends_on": ["b"]},
+    ))
+    onsets = {"a": 0, "ua": 30, "b": 60, "ub": 90}
+    weights = {ci: corr.alert_evidence({"alertname": "HighErrorRate"}, at) for ci, at in onsets.items()}
+    assert [h.ci for h in corr.explainer.rank(weights, 3)][:2] == ["a", "b"]
+
+    corr = TopologyCorrelator(cmdb_of(
+        *(ci for n in (1, 2, 3) for ci in _chain(f"svc-{n}", 2, "zone")), {"id": "zone", "type": "network"},
+    ))
+    weights = {f"svc-{n}": corr.alert_evidence({"alertname": "HighErrorRate"}, 20.0 * n) for n in (1, 2, 3)}
+    assert corr.explainer.best(weights).ci == "zone"
