@@ -7,7 +7,10 @@ another, the edge was most likely forgotten there. Such edges are added with
 relation `inferred`, so correlation can follow them and every explanation
 that uses one says so. Clusters that run different versions of an application,
 each recorded with its own dependencies, are not made alike: an edge that only
-a few of many record is left where it is.
+a few of many record is left where it is, and a deployment whose recorded
+dependencies are mostly not those of a deployment with the edge is not a stale
+copy of it (with two or three clusters, one of them recording an edge is
+enough, and this is what tells drift from design).
 
 A CI's *role* is its type and its match labels without the partition
 labels; partition labels (`cluster`, `region`, ...) are found from the
@@ -20,7 +23,7 @@ elsewhere and are left alone.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from cmdb.model import CI
@@ -111,7 +114,11 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
     # where each role-to-role dependency is recorded, by `role * roles + role` (a number
     # is quicker to hash than a pair, and there is one per relation)
     roles = len(role_ids)
+    everywhere = len(place_ids)
     recorded: defaultdict[int, set[int]] = defaultdict(set)
+    # by `role * places + place`: the roles deployed in several places it depends on there
+    # (a host named for its node is deployed once: nothing to compare it with)
+    needs: defaultdict[int, set[int]] = defaultdict(set)
     for a, nbrs in graph.adjacency():
         ra = role_of.get(a)
         if ra is None:
@@ -121,8 +128,9 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
             rb = role_of.get(b)
             if rb is not None and place_of[b] == pa:
                 recorded[ra * roles + rb].add(pa)
+                if len(members[rb]) > 1:
+                    needs[ra * everywhere + pa].add(rb)
     added: list[tuple[str, str]] = []
-    everywhere = len(place_ids)
     for pair, places in recorded.items():
         ra, rb = divmod(pair, roles)
         peers_a, peers_b = members[ra], members[rb]
@@ -138,7 +146,17 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
             continue
         for place, a2 in peers_a.items():
             b2 = peers_b.get(place)
-            if b2 is not None and place not in places and a2 != b2 and not graph.has_edge(a2, b2):
+            if b2 is not None and place not in places and a2 != b2 and not graph.has_edge(a2, b2) \
+                    and _alike(needs, ra * everywhere, place, places):
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))
     return added
+
+
+def _alike(needs: Mapping[int, set[int]], base: int, place: int, places: Iterable[int]) -> bool:
+    """Whether a role's deployment at `place` is a stale record of one at `places`: what
+    it is recorded to depend on there is mostly recorded at one of them too. A CMDB that
+    forgot some of a deployment's dependencies keeps the rest; deployments that differ
+    (another version, another design) record other dependencies altogether."""
+    mine = needs.get(base + place)
+    return not mine or any(len(mine & needs.get(base + p, ())) * 2 >= len(mine) for p in places)

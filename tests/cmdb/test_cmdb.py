@@ -280,6 +280,24 @@ def test_clusters_recorded_with_different_dependencies_are_not_made_alike():
     assert [cmdb.relation(f"carts.{cl}", f"redis.{cl}") for cl in "bcd"] == [None, None, None]
 
 
+def test_deployments_that_record_other_dependencies_are_not_stale_records():
+    """Three clusters whose front-ends call different services (a design that differs
+    per cluster, not a forgotten edge): nothing is inferred between them. Where a
+    cluster records nothing for `orders`, its `orders-db` edge was forgotten."""
+    from cmdb.drift import INFERRED
+
+    calls = {"a": ["s1", "s2"], "b": ["s3", "s4"], "c": ["s5", "s6"]}
+    cis = []
+    for cl, called in calls.items():
+        cis += [{"id": f"{n}.{cl}", "match": {"cluster": cl, "service": n},
+                 "depends_on": [f"{d}.{cl}" for d in (called if n == "web" else
+                                                      ["orders-db"] if n == "orders" and cl != "c" else [])]}
+                for n in ("web", "s1", "s2", "s3", "s4", "s5", "s6", "orders", "orders-db", "queue")]
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
+    inferred = sorted((a, b) for a, b, r in cmdb.graph.edges(data="relation") if r == INFERRED)
+    assert inferred == [("orders.c", "orders-db.c")]
+
+
 def test_attrs_that_hold_themselves_are_an_error(tmp_path):
     path = tmp_path / "cmdb.yaml"
     path.write_text("cis:\n  - id: a\n    attrs: &me {self: *me}\n")
