@@ -15,16 +15,19 @@ in the template itself stays markup, and `{{ value | safe }}` is not escaped.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import markupsafe
 import structlog
 
 from daemon.notify.config import ReceiverConfig
 from daemon.yamlsrc import SourceError
+
+if TYPE_CHECKING:
+    import jinja2
 
 log = structlog.get_logger("incidentd.notify")
 
@@ -122,13 +125,22 @@ def slack_escape(value: Any) -> Any:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-_TEXT_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False)
-_SLACK_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False,
-                                finalize=slack_escape)
-_HTML_ENV = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+@functools.cache
+def _env(kind: str) -> jinja2.Environment:
+    """The environment of the text, slack or html templates. Jinja2 is imported here,
+    when a receiver first needs its templates: it takes 10 ms, and a daemon or a
+    replay without receivers needs none."""
+    import jinja2
+
+    if kind == "html":
+        return jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+    return jinja2.Environment(autoescape=False, keep_trailing_newline=True, trim_blocks=False,
+                              finalize=slack_escape if kind == "slack" else None)
 
 
 def _compile(env: jinja2.Environment, source: str | None, path: str | None) -> jinja2.Template:
+    import jinja2
+
     if path:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -162,12 +174,12 @@ class Templates:
     @classmethod
     def for_receiver(cls, rc: ReceiverConfig) -> Templates:
         if rc.type == "slack":
-            text = _compile(_SLACK_ENV, SLACK, rc.template)
+            text = _compile(_env("slack"), SLACK, rc.template)
         else:
-            text = _compile(_TEXT_ENV, TEXT, rc.template)
+            text = _compile(_env("text"), TEXT, rc.template)
         return cls(text=text,
-                   subject=_compile(_TEXT_ENV, SUBJECT, rc.subject_template),
-                   html=_compile(_HTML_ENV, HTML, rc.html_template))
+                   subject=_compile(_env("text"), SUBJECT, rc.subject_template),
+                   html=_compile(_env("html"), HTML, rc.html_template))
 
 
 def context(message: dict[str, Any], receiver: str) -> dict[str, Any]:
@@ -196,4 +208,4 @@ def render(template: jinja2.Template, ctx: dict[str, Any]) -> str:
                     incident_id=ctx["incident"].get("id"),
                     template=f"{template.filename or BUILT_IN}:{_line_of_error(template, exc)}", error=error)
         text = f"(template error: {error}) {ctx['incident'].get('id')} {ctx['headline']}"
-        return slack_escape(text) if template.environment is _SLACK_ENV else text
+        return slack_escape(text) if template.environment.finalize is slack_escape else text

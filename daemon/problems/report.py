@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
 from daemon.problems.model import DAY, Link, Problem, humanize_seconds
 from daemon.store import Store, store_problem
 from daemon.timefmt import format_rfc3339, parse_duration, parse_rfc3339
@@ -301,6 +299,8 @@ def _md_escape(text: str) -> str:
 
 def render(report: Report) -> tuple[str, str]:
     """The report as (Markdown, HTML)."""
+    from jinja2 import Environment, select_autoescape  # 10 ms: here, not for every command
+
     helpers = {
         "day": _day,
         "when": _when,
