@@ -169,7 +169,7 @@ class _Builder:
         self.infer_edges = infer_edges
         self.errors: list[SourceError] = []
         self.warnings: list[SourceError] = []
-        self._blocks_at: dict[frozenset[tuple[str, str, str]], tuple[str, str]] = {}  # block -> (CI, file:line)
+        self._blocks_at: dict[frozenset[Matcher], tuple[str, str, int]] = {}  # block -> (CI, file, line)
         self.cis: dict[str, CI] = {}
         self.edges: list[tuple[str, str, str, str, int]] = []  # a, b, relation, path, line
         self.order = 0
@@ -287,12 +287,11 @@ class _Builder:
         """A warning when another CI has the very same match block: every alert it
         matches goes to the CI defined first, and the other never gets one through it
         (often two records of one thing in an export)."""
-        key = frozenset((m.name, m.op, m.value) for m in block)
-        first = self._blocks_at.setdefault(key, (cid, f"{path}:{line}"))
-        if first[0] != cid:
+        first_ci, first_path, first_line = self._blocks_at.setdefault(frozenset(block), (cid, path, line))
+        if first_ci != cid:
             self.warnings.append(SourceError(
-                path, line, f"warning: CI {cid!r} has the same match block as CI {first[0]!r} ({first[1]}): "
-                            f"the alerts it matches go to {first[0]!r}"))
+                path, line, f"warning: CI {cid!r} has the same match block as CI {first_ci!r} "
+                            f"({first_path}:{first_line}): the alerts it matches go to {first_ci!r}"))
 
     def _blocks(self, path: str, item: Mapping, key: str, cid: str) -> list[tuple[list[Matcher], int]]:
         spec = item[key]

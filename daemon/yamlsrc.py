@@ -10,7 +10,9 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from itertools import accumulate
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -19,10 +21,11 @@ from daemon import heap
 
 
 class LineDict(dict):
-    """A mapping from a YAML file; `line` is its own line, `key_lines[k]` each key's."""
+    """A mapping from a YAML file; `line` is its own line, `key_lines[k]` each key's (a key
+    not there is on the mapping's line)."""
 
     line: int = 0
-    key_lines: dict[Any, int]
+    key_lines: Mapping[Any, int]
     texts: dict[Any, str] | None = None  # see `text_of`
 
     def line_of(self, key: Any) -> int:
@@ -249,6 +252,7 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
 # or not, is read as YAML, which reports its errors as before.
 
 _NOT_JSON = object()
+_NO_KEY_LINES: Mapping[Any, int] = MappingProxyType({})  # every key on its mapping's line (1)
 _NOT_YAML_CHAR = re.compile(  # YAML's printable characters, less line breaks and a BOM
     "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB]")
@@ -314,7 +318,7 @@ class _JsonReader:
             raise _NotJson
         self.depth[id(out)] = depth
         out.line = 1
-        out.key_lines = dict.fromkeys(out, 1)
+        out.key_lines = _NO_KEY_LINES
         if texts is not None:
             out.texts = texts
         return out

@@ -92,6 +92,11 @@ class Matcher:
     # a regex that is a finite alternation of literals, as the set of strings it
     # matches: tested by membership and never compiled
     _values: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    # `op == "="`, kept: CMDB loading asks it of every matcher several times
+    is_equality: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_equality", self.op == "=")
 
     @classmethod
     def create(cls, name: str, op: str, value: str) -> Matcher:
@@ -119,10 +124,6 @@ class Matcher:
             except MatcherError as exc:
                 raise MatcherError(f"invalid regex in {name}{op}{value!r}: {exc.reason}") from None
         return cls(name, op, value)
-
-    @property
-    def is_equality(self) -> bool:
-        return self.op == "="
 
     @property
     def literals(self) -> frozenset[str] | None:
