@@ -81,6 +81,7 @@ def _reason_for(pattern: str) -> str:
 # matchers are kept; the whole cache is dropped when it reaches _MADE_MAX entries.
 _MADE: dict[tuple[str, str, str], Matcher] = {}
 _MADE_MAX = 100_000
+_PARSED: dict[str, Matcher] = {}  # the same by text (`cluster="c1"`), kept alike: parsed once
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +184,18 @@ def parse_matcher(text: str) -> Matcher:
     """Parse one matcher such as `severity=~"critical|page"`."""
     if not isinstance(text, str):
         raise MatcherError(f'a matcher must be a string like name="value", got {text!r}')
+    made = _PARSED.get(text)
+    if made is not None:
+        return made
     m = _MATCHER.match(text)
     if not m:
         raise MatcherError(f'cannot parse matcher {text!r} (expected name="value", !=, =~ or !~)')
     name, op, raw = m.groups()
-    return Matcher.create(name, op, _unquote(raw))
+    made = Matcher.create(name, op, _unquote(raw))
+    if len(_PARSED) >= _MADE_MAX:
+        _PARSED.clear()
+    _PARSED[text] = made
+    return made
 
 
 def _split_selector(text: str) -> list[str]:
