@@ -186,23 +186,9 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
     doc = tiered_topology(n_cis) if shape == "tiered" else topology(n_cis)
     with open(cmdb_path, "w") as fh:
         json.dump(doc, fh)
-    cmdb = load_cmdb_docs([("generated", doc)])
     # faults travel along the dependencies the file records, not the ones the loader
     # infers from other clusters (see cmdb.drift): those are for correlation to judge
-    callers: dict[str, list[str]] = {}
-    for ci in doc["cis"]:
-        for dep in ci.get("depends_on", ()):
-            callers.setdefault(dep, []).append(ci["id"])
-
-    def dependents(root: str, hops: int | None = None) -> dict[str, int]:
-        seen, frontier, depth = {}, [root], 0
-        while frontier and (hops is None or depth < hops):
-            depth += 1
-            frontier = list(dict.fromkeys(c for x in frontier for c in callers.get(x, ()) if c != root and c not in seen))
-            for c in frontier:
-                seen.setdefault(c, depth)
-        return seen
-
+    cmdb = load_cmdb_docs([("generated", doc)], infer_edges=False)
     rnd = random.Random(seed)
     ids = list(cmdb.cis)
     clusters = max(1, n_cis // 1000)  # the fault and noise rates are per 1,000 CIs
@@ -230,11 +216,11 @@ def realistic_events_file(path: str, n_events: int, cmdb_path: str, n_cis: int, 
         t += rnd.expovariate(clusters * 3 / 3600)
         if rnd.random() < 1 / 3:
             root = rnd.choice(ids)
-            deps = [c for c in dependents(root, 2) if rnd.random() < 0.6][:8]
+            deps = [c for c in cmdb.dependents(root, 2) if rnd.random() < 0.6][:8]
             duration = rnd.uniform(600, 3600)
             fid = f"F{len(faults) + 1:05d}"
             faults.append({"id": fid, "root_ci": root, "root_kind": cmdb.cis[root].type, "start": t,
-                           "impacted": sorted(dependents(root)), "alerting_cis": [root, *deps]})
+                           "impacted": sorted(cmdb.dependents(root)), "alerting_cis": [root, *deps]})
             alert(t, labels_of(root, rnd.choice(["InstanceDown", "HighErrorRate", "HighLatency"])), duration,
                   root, fid, fid)
             for c in deps:

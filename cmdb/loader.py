@@ -104,9 +104,11 @@ def cmdb_warnings(paths: Iterable[str]) -> list[str]:
     return [str(w) for w in _load_once(list(paths)).warnings]
 
 
-def load_cmdb_docs(docs: Iterable[tuple[str, Any]]) -> Cmdb:
-    """Build a CMDB from already parsed documents `(name, data)` (tests, generators)."""
-    b = _Builder()
+def load_cmdb_docs(docs: Iterable[tuple[str, Any]], infer_edges: bool = True) -> Cmdb:
+    """Build a CMDB from already parsed documents `(name, data)` (tests, generators);
+    without `infer_edges`, the graph holds only the dependencies the documents record
+    (no `cmdb.drift` inference)."""
+    b = _Builder(infer_edges)
     with heap.paused(keep=True):
         for name, data in docs:
             b.add_document(name, data)
