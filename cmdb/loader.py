@@ -64,13 +64,19 @@ class CmdbError(Exception):
 _LAST: tuple[tuple, _Loaded] | None = None
 
 
+def _stamp(path: str) -> tuple[str, int, int]:
+    """What tells whether a file changed since it was read (one `stat`)."""
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size
+
+
 def _load_once(paths: list[str]) -> _Loaded:
     """The files read (`_Loaded`), remembered while they stay the same: check-config and
     start-up (or replay) read the same CMDB, and building a large one takes seconds. A
     Cmdb is never modified after it is built, so sharing it is safe."""
     global _LAST
     try:
-        stamp = tuple((p, st.st_mtime_ns, st.st_size) for p, st in ((p, os.stat(p)) for p in paths))
+        stamp = tuple(map(_stamp, paths))
     except OSError:
         return _Loaded(paths)
     if _LAST is not None and _LAST[0] == stamp:
