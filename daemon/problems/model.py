@@ -8,15 +8,14 @@ incidents, so they are never out of step with them.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-import orjson
-
 from correlation.problems import Profile, most_common_names, signature_of, where_of
-from daemon.store import dumps
+from daemon.store import Store, register_schema
 from daemon.timefmt import format_rfc3339
 
 OPEN, KNOWN_ERROR, RESOLVED = "open", "known_error", "resolved"
@@ -24,6 +23,37 @@ STATUSES = (OPEN, KNOWN_ERROR, RESOLVED)
 KNOWN_ERROR_FIELDS = ("cause", "workaround", "fix_ref")
 DAY = 86400.0
 TITLE_BASIS = 50  # a problem's title is taken from this many of its latest incidents
+
+# A problem's own fields are a document in `problems`; each incident linked to it is a
+# row of `problem_links` with the part of the problem it is in and its place there
+# (`Link.pos`). Problems written by an incidentd that kept the links inside the
+# problem's document are read as they are, and their links written as rows when the
+# daemon next commits (see `read_problems`).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS problems (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS problems_by_status ON problems (status);
+CREATE TABLE IF NOT EXISTS problem_links (
+    incident_id TEXT PRIMARY KEY,
+    problem_id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    opened_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS problem_links_by_problem ON problem_links (problem_id);
+CREATE TABLE IF NOT EXISTS problem_candidates (
+    incident_id TEXT PRIMARY KEY,
+    resolved_at REAL,
+    doc TEXT NOT NULL
+);
+"""
+register_schema("problems", SCHEMA)
 
 
 @dataclass(slots=True)
@@ -36,26 +66,19 @@ class Link:
     root: str | None = None
     how: str = "resolve"  # open (matched while open), resolve (clustered), person
     profile: Profile | None = None  # set once the incident resolved: what clustering compares
-    # the profile's JSON for the store, made once per profile (a profile never changes,
-    # and a problem's document is written again with each new incident): (profile, JSON)
-    stored: tuple[Profile, orjson.Fragment] | None = field(default=None, repr=False, compare=False)
+    # the order of the problem's links within their parts: the link that joined its part
+    # last has the largest (kept in the store beside the link, not in its document)
+    pos: int = field(default=0, compare=False)
 
-    def to_dict(self, *, stored: bool = False) -> dict[str, Any]:
-        """`stored`: the profile as JSON already made, for `daemon.store.dumps`."""
+    def to_dict(self) -> dict[str, Any]:
         prof = self.profile
-        if prof is not None and stored:
-            if self.stored is None or self.stored[0] is not prof:
-                self.stored = (prof, orjson.Fragment(dumps(prof.to_dict())))
-            shown: Any = self.stored[1]
-        else:
-            shown = prof.to_dict() if prof else None
         return {
             "incident_id": self.incident_id,
             "opened_at": self.opened_at,
             "resolved_at": self.resolved_at,
             "root": self.root,
             "how": self.how,
-            "profile": shown,
+            "profile": prof.to_dict() if prof else None,
         }
 
     @classmethod
@@ -202,8 +225,10 @@ class Problem:
 
     # -- persistence ----------------------------------------------------------------
 
-    def to_doc(self, *, stored: bool = False) -> dict[str, Any]:
-        """`stored`: for `daemon.store.dumps` (see `Link.to_dict`)."""
+    def to_doc(self) -> dict[str, Any]:
+        """The problem's own fields, as the store keeps them: its links are rows of their
+        own (`problem_links`), so that a new incident of a problem with a long history
+        writes one row, not the whole history again."""
         return {
             "id": self.id,
             "seq": self.seq,
@@ -213,8 +238,6 @@ class Problem:
             "title": self.title,
             "title_by_person": self.title_by_person,
             "created_by": self.created_by,
-            "links": [link.to_dict(stored=stored) for link in self.sorted_links()],
-            "parts": self.parts,
             "cause": self.cause,
             "workaround": self.workaround,
             "fix_ref": self.fix_ref,
@@ -245,6 +268,40 @@ class Problem:
                 setattr(p, k, d[k])
         p.links = {x["incident_id"]: Link.from_dict(x) for x in d.get("links", [])}
         return p
+
+
+def read_problems(store: Store) -> tuple[list[Problem], list[Problem]]:
+    """The problems in the store in the order they were created, each with its links (in
+    the order their incidents opened) and its parts; and those of them whose links were
+    kept in the problem's document, which are still to be written as rows."""
+    problems: dict[str, Problem] = {}
+    embedded: dict[str, Problem] = {}
+    pos = 0
+    for (doc,) in store.query("SELECT doc FROM problems ORDER BY seq"):
+        d = json.loads(doc)
+        p = problems[d["id"]] = Problem.from_doc(d)
+        if "links" in d:
+            embedded[p.id] = p
+            for part in p.parts:
+                for iid in part:
+                    if iid in p.links:
+                        pos += 1
+                        p.links[iid].pos = pos
+    parts: dict[str, dict[int, list[tuple[int, str]]]] = {}
+    rows = store.query(
+        "SELECT problem_id, part, pos, doc FROM problem_links ORDER BY opened_at, incident_id"
+    )
+    for pid, part, at, doc in rows:
+        p = problems.get(pid)
+        if p is None or pid in embedded:
+            continue
+        link = Link.from_dict(json.loads(doc))
+        link.pos = at
+        p.links[link.incident_id] = link
+        parts.setdefault(pid, {}).setdefault(part, []).append((at, link.incident_id))
+    for pid, by_part in parts.items():
+        problems[pid].parts = [[iid for _, iid in sorted(by_part[k])] for k in sorted(by_part)]
+    return list(problems.values()), list(embedded.values())
 
 
 def problem_view(p: Problem, now: float, *, detail: bool = False) -> dict[str, Any]:

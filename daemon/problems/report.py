@@ -12,13 +12,12 @@ ticket. The Markdown carries the same tables and a text sparkline.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.problems.model import DAY, Link, Problem, humanize_seconds
+from daemon.problems.model import DAY, Link, Problem, humanize_seconds, read_problems
 from daemon.store import Store, store_problem
 from daemon.timefmt import format_rfc3339, parse_duration, parse_rfc3339
 
@@ -66,12 +65,7 @@ class Report:
 
 
 def load_problems(store: Store) -> list[Problem]:
-    rows = store.query("SELECT doc FROM problems WHERE status != 'merged' ORDER BY seq")
-    return [
-        p
-        for p in (Problem.from_doc(json.loads(r[0])) for r in rows)
-        if not p.merged_into and p.links
-    ]
+    return [p for p in read_problems(store)[0] if not p.merged_into and p.links]
 
 
 def _trend(buckets: list[int]) -> str:

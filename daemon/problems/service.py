@@ -38,8 +38,9 @@ from daemon.problems.model import (
     Link,
     Problem,
     known_problem_note,
+    read_problems,
 )
-from daemon.store import Store, Writes, dumps, register_schema
+from daemon.store import Store, Writes, dumps
 
 if TYPE_CHECKING:
     from daemon.incidents import Incident, IncidentManager
@@ -47,22 +48,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("incidentd.problems")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS problems (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS problems_by_status ON problems (status);
-CREATE TABLE IF NOT EXISTS problem_candidates (
-    incident_id TEXT PRIMARY KEY,
-    resolved_at REAL,
-    doc TEXT NOT NULL
-);
-"""
-register_schema("problems", SCHEMA)
 
 _OPEN_KINDS = {"opened", "alert_added", "root_cause_changed", "reopened", "merged"}
 
@@ -145,6 +130,8 @@ class ProblemsPart:
         self.by_incident: dict[str, str] = {}  # incident id -> problem id
         self._next_seq = 1
         self._dirty: set[str] = set()
+        self._link_writes: dict[str, str | None] = {}  # incident id -> problem whose link to write (None: none)
+        self._next_pos = 1  # the next `Link.pos`
         self._touched: dict[str, str | None] = {}  # incident id -> problem id to write on it
         self._looked: dict[str, tuple[str, dict[str, float]]] = {}  # open incident -> profile last matched
         self._shown: dict[str, tuple[Any, ...]] = {}  # problem id -> its note as last written on its links
@@ -265,15 +252,20 @@ class ProblemsPart:
     # -- loading --------------------------------------------------------------------------
 
     def _load(self, store: Store) -> None:
-        for (doc,) in store.query("SELECT doc FROM problems ORDER BY seq"):
-            p = Problem.from_doc(json.loads(doc))
+        problems, embedded = read_problems(store)
+        for p in problems:
             self._next_seq = max(self._next_seq, p.seq + 1)
             self.problems[p.id] = p
+            for link in p.links.values():
+                self._next_pos = max(self._next_pos, link.pos + 1)
             if p.merged_into:
                 continue
             for iid in p.links:
                 self.by_incident[iid] = p.id
             self.clusterer.add_cluster(p.id, p.part_profiles())
+        for p in embedded:  # written as rows, and the document without them, at the next commit
+            self._links_moved(p)
+            self._dirty.add(p.id)
         for (doc,) in store.query("SELECT doc FROM problem_candidates ORDER BY resolved_at"):
             prof = Profile.from_dict(json.loads(doc))
             if prof.incident_id not in self.by_incident:
@@ -398,10 +390,12 @@ class ProblemsPart:
         p.links[link.incident_id] = link
         if not p.parts:
             p.parts = [[]]
-        appended = not any(link.incident_id in prt for prt in p.parts)
+        # (a part holds only linked incidents: a new link is in none)
+        appended = not replaced or not any(link.incident_id in prt for prt in p.parts)
         if appended:
             part = min(part, len(p.parts) - 1)
-            p.parts[part].append(link.incident_id)
+            self._append(p, part, link)
+        self._link_writes[link.incident_id] = p.id
         self.by_incident[link.incident_id] = p.id
         p.updated_at = max(p.updated_at, self._now)
         p.retitle()
@@ -422,11 +416,11 @@ class ProblemsPart:
     def _set_profile(self, p: Problem, inc: Incident, prof: Profile, now: float) -> None:
         link = p.links[inc.id]
         if link.profile is None:  # linked by a person while open: now it can go to its part
-            p.parts = [[i for i in prt if i != inc.id] for prt in p.parts]
-            part = self._part_for(p, prof)
-            p.parts[part].append(inc.id)
-            p.parts = [prt for prt in p.parts if prt] or [[]]
+            self._take_out(p, inc.id)
+            self._append(p, self._part_for(p, prof), link)
+            self._drop_empty_parts(p)
         link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
+        self._link_writes[inc.id] = p.id
         p.updated_at = now
         p.retitle()
         self._dirty.add(p.id)
@@ -440,8 +434,9 @@ class ProblemsPart:
             return None
         p = self.problems[pid]
         link = p.links.pop(incident_id, None)
-        p.parts = [[i for i in prt if i != incident_id] for prt in p.parts]
-        p.parts = [prt for prt in p.parts if prt] or [[]]
+        self._take_out(p, incident_id)
+        self._drop_empty_parts(p)
+        self._link_writes[incident_id] = None
         p.updated_at = now
         if retitle:
             p.retitle()
@@ -466,6 +461,33 @@ class ProblemsPart:
             return
         self.clusterer.clusters.pop(p.id, None)
         self.clusterer.add_cluster(p.id, p.part_profiles())
+
+    def _append(self, p: Problem, part: int, link: Link) -> None:
+        """Put a link at the end of part `part` of `p`."""
+        p.parts[part].append(link.incident_id)
+        link.pos = self._next_pos
+        self._next_pos += 1
+
+    @staticmethod
+    def _take_out(p: Problem, incident_id: str) -> None:
+        for prt in p.parts:
+            if incident_id in prt:
+                prt.remove(incident_id)
+                return
+
+    def _drop_empty_parts(self, p: Problem) -> None:
+        """Parts left empty go (a problem keeps one part even when empty); the parts
+        after them move up, and so do their links' rows."""
+        if len(p.parts) > 1 and not all(p.parts):
+            p.parts = [prt for prt in p.parts if prt] or [[]]
+            self._links_moved(p)
+        elif not p.parts:
+            p.parts = [[]]
+
+    def _links_moved(self, p: Problem) -> None:
+        """Every link of `p` is to be written again (its parts were rearranged)."""
+        for iid in p.links:
+            self._link_writes[iid] = p.id
 
     def _reopen_if_resolved(self, p: Problem, incident_id: str, opened_at: float, now: float) -> None:
         """A problem recurs after it was resolved when an incident of it began after that
@@ -532,7 +554,7 @@ class ProblemsPart:
                     p.seq,
                     "merged" if p.merged_into else p.status,
                     p.updated_at,
-                    dumps(p.to_doc(stored=True)),
+                    dumps(p.to_doc()),
                 ),
             )
             # keep the note (title, status, cause, workaround) on linked incidents
@@ -542,6 +564,7 @@ class ProblemsPart:
                 self._shown[pid] = shown
                 for iid in p.links:
                     self._touched.setdefault(iid, pid)
+        self._write_links(writes)
         for iid, prof in sorted(self._candidate_writes.items()):
             if prof is None:
                 writes.add("DELETE FROM problem_candidates WHERE incident_id=?", (iid,))
@@ -565,9 +588,33 @@ class ProblemsPart:
                 (pid, note, (p.workaround or None) if p else None, iid),
             )
         self._dirty.clear()
+        self._link_writes.clear()
         self._candidate_writes.clear()
         self._touched.clear()
         self._count()  # gauges: once per commit, not per alert
+
+    def _write_links(self, writes: Writes) -> None:
+        """The links added, changed, moved or taken away since the last commit."""
+        parts: dict[str, dict[str, int]] = {}  # problem -> incident -> its part, for those of several parts
+        for iid, pid in sorted(self._link_writes.items()):
+            p = self.problems.get(pid) if pid else None
+            link = p.links.get(iid) if p is not None else None
+            if p is None or link is None:
+                writes.add("DELETE FROM problem_links WHERE incident_id=?", (iid,))
+                continue
+            if len(p.parts) == 1:
+                part = 0
+            else:
+                if pid not in parts:
+                    parts[pid] = {i: k for k, prt in enumerate(p.parts) for i in prt}
+                part = parts[pid].get(iid, 0)
+            writes.add(
+                "INSERT INTO problem_links (incident_id, problem_id, part, pos, opened_at, doc)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT(incident_id) DO UPDATE SET"
+                " problem_id=excluded.problem_id, part=excluded.part, pos=excluded.pos,"
+                " opened_at=excluded.opened_at, doc=excluded.doc",
+                (iid, pid, part, link.pos, link.opened_at, dumps(link.to_dict())),
+            )
 
     # -- people's edits ---------------------------------------------------------------------
 
@@ -676,6 +723,7 @@ class ProblemsPart:
             src.links = {}
             src.parts = []
             src.merged_into = target.id
+            self._links_moved(target)
             src.updated_at = now
             src.history.append(
                 {"at": now, "actor": actor, "action": "merged", "text": f"merged into {target.id}"}
@@ -722,9 +770,9 @@ class ProblemsPart:
         for iid in dict.fromkeys(incident_ids):
             link = p.links.pop(iid)
             link.how = "person"
-            p.parts = [[i for i in prt if i != iid] for prt in p.parts]
+            self._take_out(p, iid)
             self._attach(new, link)
-        p.parts = [prt for prt in p.parts if prt] or [[]]
+        self._drop_empty_parts(p)
         if title:
             new.title, new.title_by_person = title[:500], True
         p.retitle()

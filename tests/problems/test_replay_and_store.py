@@ -3,14 +3,16 @@ problem grouping score on the shared benchmark scenario when it is there."""
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
 import pytest
-from problemshop import DAY, T0, Shop, db_down, write_config
+from problemshop import DAY, T0, Shop, db_down, db_slow, write_config
 
 import daemon.plugins  # noqa: F401 - registers the problems section of the result
 from daemon.config import load_config
+from daemon.problems.report import load_problems
 from daemon.replay import run_replay
 from daemon.timefmt import format_rfc3339
 
@@ -64,6 +66,95 @@ def test_problems_and_waiting_candidates_survive_a_restart(tmp_path):
     assert p.cause == "disk" and p.status == "known_error" and len(p.links) == 2
     third = third_run.fault(2 * DAY, db_down())
     assert third_run.problem_of(third) == pid
+
+
+def _held(shop: Shop) -> dict[str, tuple]:
+    """Each problem's links (in their order) and parts, as a restart must bring them back."""
+    return {
+        p.id: ([(i, ln.how, ln.root, ln.resolved_at, ln.profile) for i, ln in p.links.items()], p.parts)
+        for p in shop.problems.listing()
+    }
+
+
+def _restarted(shop: Shop, tmp_path, day: float) -> Shop:
+    shop.flush()
+    shop.store.close()
+    again = Shop(tmp_path)
+    again.clock.set(T0 + day)
+    return again
+
+
+def test_each_linked_incident_is_a_row_of_its_own(tmp_path):
+    """A new incident of a problem with a long history writes its own row, not the
+    history again: the problem's document holds only the problem's own fields."""
+    shop = Shop(tmp_path)
+    incidents = [shop.fault(day * DAY, db_down()) for day in range(4)]
+    shop.flush()
+    [p] = shop.problems.listing()
+    doc = json.loads(shop.store.query_one("SELECT doc FROM problems WHERE id=?", (p.id,))[0])
+    assert "links" not in doc and "parts" not in doc and doc["title"] == p.title
+    rows = shop.store.query("SELECT incident_id, problem_id, part, doc FROM problem_links ORDER BY pos")
+    assert [r[0] for r in rows] == p.parts[0] and sorted(p.parts[0]) == sorted(incidents)
+    assert {r[1] for r in rows} == {p.id} and {r[2] for r in rows} == {0}
+    assert [json.loads(r[3]) for r in rows] == [p.links[r[0]].to_dict() for r in rows]
+
+
+def test_merged_and_split_problems_survive_a_restart(tmp_path):
+    shop = Shop(tmp_path)
+    down = [shop.fault(i * DAY, db_down()) for i in range(2)]
+    slow = [shop.fault((i + 2) * DAY, db_slow()) for i in range(2)]
+    p_down, p_slow = shop.problem_of(down[0]), shop.problem_of(slow[0])
+    shop.problems.merge(p_down, [p_slow], "bob", T0 + 4 * DAY)
+    merged = _held(shop)
+    assert len(merged[p_down][1]) == 2  # two parts
+    shop = _restarted(shop, tmp_path, 4 * DAY)
+    assert _held(shop) == merged
+    assert shop.problem_of(shop.fault(5 * DAY, db_slow())) == p_down  # the parts still match
+    new = shop.problems.split(p_down, [down[1]], "bob", T0 + 6 * DAY).id
+    held = _held(shop)
+    shop = _restarted(shop, tmp_path, 6 * DAY)
+    assert _held(shop) == held and held[new][0][0][0] == down[1]
+    # an incident taken out of a problem is no row of it
+    iid = shop.fault(7 * DAY, db_slow())
+    assert shop.problem_of(iid) == p_down
+    shop.problems.link_incident(new, iid, "bob", T0 + 7 * DAY)
+    held = _held(shop)
+    shop = _restarted(shop, tmp_path, 7 * DAY)
+    assert _held(shop) == held and iid in [x[0] for x in held[new][0]]
+
+
+def test_a_store_that_kept_links_in_the_problem_document_is_read_and_rewritten(tmp_path):
+    """Stores written before links had rows of their own hold them in the problem's
+    document: they are read from there, and written as rows at the next commit."""
+    shop = Shop(tmp_path)
+    down = [shop.fault(i * DAY, db_down()) for i in range(2)]
+    slow = [shop.fault((i + 2) * DAY, db_slow()) for i in range(2)]
+    shop.problems.merge(shop.problem_of(down[0]), [shop.problem_of(slow[0])], "bob", T0 + 4 * DAY)
+    held = _held(shop)
+    shop.flush()
+    shop.store.close()
+    conn = sqlite3.connect(tmp_path / "store.sqlite3")
+    for pid, doc in conn.execute("SELECT id, doc FROM problems").fetchall():
+        d = json.loads(doc)
+        rows = conn.execute("SELECT part, doc FROM problem_links WHERE problem_id=? ORDER BY part, pos",
+                            (pid,)).fetchall()
+        links = [json.loads(r[1]) for r in rows]
+        d["links"] = sorted(links, key=lambda x: (x["opened_at"], x["incident_id"]))
+        d["parts"] = [[x["incident_id"] for (part, _), x in zip(rows, links, strict=True) if part == k]
+                      for k in sorted({r[0] for r in rows})]
+        conn.execute("UPDATE problems SET doc=? WHERE id=?", (json.dumps(d), pid))
+    conn.execute("DELETE FROM problem_links")
+    conn.commit()
+    conn.close()
+    again = Shop(tmp_path)
+    assert [len(p.links) for p in load_problems(again.store)] == [4]
+    assert _held(again) == held
+    again.flush()
+    assert again.store.query_one("SELECT count(*) FROM problem_links") == (4,)
+    again = _restarted(again, tmp_path, 4 * DAY)
+    assert _held(again) == held
+    [(doc,)] = again.store.query("SELECT doc FROM problems WHERE status != 'merged'")
+    assert "links" not in json.loads(doc)
 
 
 @pytest.mark.skipif(
