@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, itemgetter, mul, truediv
@@ -333,7 +333,7 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
-def _shown(unit: Mapping[str, float], centroid: Mapping[str, float]) -> float:
+def _shown(unit: Mapping[str, float], centroid: Mapping[str, float], whole: float | None = None) -> float:
     """The share of the members' centroid (by its norm) that lies on this incident's tokens.
 
     Alerts get lost (a dropped exporter or rule, a failed scrape): a recurrence that
@@ -341,14 +341,16 @@ def _shown(unit: Mapping[str, float], centroid: Mapping[str, float]) -> float:
     though all it shows is what the problem shows. Dividing the similarity by the
     share of the problem it shows forgives what is missing, and only that: tokens the
     incident has and the members lack still count against it (the share is 1 when
-    the incident shows all of the problem and more).
+    the incident shows all of the problem and more). `whole`: the centroid's squared
+    norm, when the caller has it.
     """
     get = centroid.get
     part = 0.0
     for t in unit:
         c = get(t, 0.0)
         part += c * c
-    whole = sum(c * c for c in centroid.values())
+    if whole is None:
+        whole = sum(c * c for c in centroid.values())
     return math.sqrt(part / whole) if whole > 0.0 else 1.0
 
 
@@ -394,6 +396,22 @@ class _Group:
     total: dict[str, float]  # the sum of the members' unit vectors
     centroid: dict[str, float]
     roots: dict[tuple[str, str | None], int]  # how many members sit on each (root, CI type)
+    # what `_linkage` asks of the members whenever an incident falls short of them, worked
+    # out once per group: every incident near a problem is compared with the same group
+    _common: frozenset[str] | None = None
+    _norm2: float | None = None
+
+    def common(self) -> frozenset[str]:
+        """`most_common_names` of the members."""
+        if self._common is None:
+            self._common = frozenset(most_common_names(self.members))
+        return self._common
+
+    def norm2(self) -> float:
+        """The centroid's squared norm (see `_shown`)."""
+        if self._norm2 is None:
+            self._norm2 = sum(c * c for c in self.centroid.values())
+        return self._norm2
 
 
 @dataclass(slots=True)
@@ -634,11 +652,11 @@ class ProblemClusterer:
         sim = cosine(unit, group.centroid)
         need = thresholds / len(members)
         if sim < need and len(group.roots) == 1 and (profile.root, profile.ci_type) in group.roots \
-                and profile.root_names and set(profile.root_names) <= set(most_common_names(members)):
+                and profile.root_names and group.common().issuperset(profile.root_names):
             # the same CI showing only alerts the problem commonly shows there: what it
             # lacks may have been lost (see `_shown`); the geometric mean of the similarity
             # and the similarity with what is missing forgiven
-            shown = _shown(unit, group.centroid)
+            shown = _shown(unit, group.centroid, group.norm2())
             if shown > 0.0:
                 sim = min(1.0, sim / math.sqrt(shown))
         return sim, sim - need
@@ -710,7 +728,7 @@ _root_names = attrgetter("root_names")
 _incident_id = attrgetter("incident_id")
 
 
-def most_common_names(members: list[Profile]) -> tuple[str, ...]:
+def most_common_names(members: Sequence[Profile]) -> tuple[str, ...]:
     """The alert names on the root CI that at least half of the incidents share."""
     # counted by pattern first (the members share a few): the same counts, first seen
     # in the same order as counting each member's names in turn. Plain dicts: this runs
