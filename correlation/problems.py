@@ -333,7 +333,7 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
-def _shown(unit: Mapping[str, float], centroid: Mapping[str, float], whole: float | None = None) -> float:
+def _shown(unit: Mapping[str, float], centroid: Mapping[str, float], whole: float) -> float:
     """The share of the members' centroid (by its norm) that lies on this incident's tokens.
 
     Alerts get lost (a dropped exporter or rule, a failed scrape): a recurrence that
@@ -342,15 +342,13 @@ def _shown(unit: Mapping[str, float], centroid: Mapping[str, float], whole: floa
     share of the problem it shows forgives what is missing, and only that: tokens the
     incident has and the members lack still count against it (the share is 1 when
     the incident shows all of the problem and more). `whole`: the centroid's squared
-    norm, when the caller has it.
+    norm (`_Group.norm2`).
     """
     get = centroid.get
     part = 0.0
     for t in unit:
         c = get(t, 0.0)
         part += c * c
-    if whole is None:
-        whole = sum(c * c for c in centroid.values())
     return math.sqrt(part / whole) if whole > 0.0 else 1.0
 
 

@@ -723,13 +723,13 @@ class ProblemsPart:
             src.links = {}
             src.parts = []
             src.merged_into = target.id
-            self._links_moved(target)
             src.updated_at = now
             src.history.append(
                 {"at": now, "actor": actor, "action": "merged", "text": f"merged into {target.id}"}
             )
             self._dirty.add(src.id)
             self.clusterer.clusters.pop(src.id, None)
+        self._links_moved(target)  # the sources' links, and the target's parts renumbered
         if target.status == OPEN and (target.cause or target.workaround):
             target.status, target.known_error_at = KNOWN_ERROR, now  # as a PATCH writing them would
         target.updated_at = now
