@@ -2,8 +2,10 @@
 
 An alert on a CMDB CI joins an open incident when
 
-- the incident is still active: its last new alert is at most `window` old
-  and it opened at most `max_span` ago;
+- the incident is still active: its last new alert is at most `window` old,
+  or a CI within `max_hops` below the alert's CI is still down in it (a fault
+  that goes on reaches dependents as late as their `for:` delays make them
+  alert), and it opened at most `max_span` ago;
 - the alert's CI and one of the incident's CIs share a common cause within
   `max_hops` (one depends on the other, or both depend on the same CI);
 - the alert is consistent with the incident's root-cause hypotheses: it
@@ -35,6 +37,7 @@ from cmdb.graph import Cmdb, describe_path
 from correlation.grouping import LabelGrouper
 from correlation.impact import impact_priority, impacted
 from correlation.kinds import (
+    CAUSE,
     DEFAULT_CAUSE,
     DEFAULT_RESOURCE,
     DEFAULT_SYMPTOM,
@@ -606,7 +609,8 @@ class TopologyCorrelator:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
         Later, a CI still firing in the incident (or only just resolved: alerts flap) keeps
         collecting its own late alerts when they say no more than its earlier ones (a node
-        down, then not ready)."""
+        down, then not ready), and a CI still down in it (a cause kind of alert, firing)
+        those of the CIs above it, within `max_hops`."""
         opened = _num(_get(inc, "opened_at"), now)
         if now - opened > self.config.max_span:
             return False
@@ -614,9 +618,17 @@ class TopologyCorrelator:
         if now - last <= window:
             return True
         own = [m for _, m in _members(inc) if _get(m, "ci") == ci]
-        return bool(own) and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
+        if own and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
             _get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window for m in own
-        )
+        ):
+            return True
+        # its fault goes on below the new alert's CI, and reaches dependents as late as
+        # their own `for:` delays make them alert
+        below = self.topology.below(ci)
+        hops = self.config.max_hops
+        weight = self.kinds.weight
+        return any(_get(m, "status") == "firing" and 0 < below.get(_get(m, "ci"), hops + 1) <= hops
+                   and weight(_get(m, "labels", {}) or {}) == CAUSE for _, m in _members(inc))
 
     def _reason(self, ci: str, weights: dict[str, Evidence], hyp: Any, topo: Topology) -> str:
         root = hyp.ci

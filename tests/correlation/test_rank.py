@@ -61,6 +61,26 @@ def test_alerts_outside_the_window_open_a_new_incident():
     assert len(mgr.open_incidents()) == 2
 
 
+def test_a_dependent_alerting_late_joins_while_the_ci_it_depends_on_is_still_down():
+    # the service's own `for:` ran out 15 minutes into the fault, beyond the window since
+    # the incident's last alert; the database is still down in it, so its fault goes on
+    mgr = run(("MongodbDown", "db", 0), ("HighErrorRate", "cart", 900))
+    [inc] = mgr.open_incidents()
+    assert inc.cis == {"db", "cart"}
+    assert mgr.corr.analyze(inc, 910).root_cause == "db"
+
+
+def test_a_late_dependent_opens_its_own_incident_once_nothing_below_it_is_still_down():
+    resolved = run(("MongodbDown", "db", 0))
+    [m] = resolved.open_incidents()[0].alerts.values()
+    m.status = "resolved"
+    resolved.fire("HighErrorRate", "cart", 900)
+    slow = run(("HighLatencyP99", "db", 0), ("HighErrorRate", "cart", 900))  # a symptom says less
+    aside = run(("MongodbDown", "db", 0), ("HighErrorRate", "search", 900))  # not above the database
+    for mgr in (resolved, slow, aside):
+        assert len(mgr.open_incidents()) == 2
+
+
 def test_alert_outside_cmdb_groups_by_labels():
     mgr = Manager(TopologyCorrelator(SHOP))
     mgr.fire("KubeJobFailed", None, 0, cluster="c1", namespace="ops", job_name="a")
