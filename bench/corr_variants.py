@@ -365,16 +365,15 @@ def noisy(events, truth, cmdb, rnd, copies: int = 2, gap: float = 1800.0, tries:
     for j in range(2, copies + 2):
         for group in sorted(episodes):
             idxs = episodes[group]
-            first = min(_ts(truth["alerts"][i]["first_at"]) for i in idxs)
-            last = max(_ts(truth["alerts"][i]["last_at"]) for i in idxs)
+            own = [(_ts(a["first_at"]), _ts(a["last_at"]), a["fingerprint"])
+                   for a in (truth["alerts"][i] for i in idxs)]
+            first = min(a for a, _, _ in own)
+            last = max(b for _, b, _ in own)
             if last - first > t1 - t0:
                 continue
             for _ in range(tries):
                 d = rnd.uniform(t0 - first, t1 - last)
-                if all(b + d + gap < s or e + gap < a + d
-                       for i in idxs
-                       for a, b in [(_ts(truth["alerts"][i]["first_at"]), _ts(truth["alerts"][i]["last_at"]))]
-                       for s, e in spans[truth["alerts"][i]["fingerprint"]]):
+                if all(b + d + gap < s or e + gap < a + d for a, b, fp in own for s, e in spans[fp]):
                     break
             else:
                 continue
