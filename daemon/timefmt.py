@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z",
     re.ASCII,
 )
 
@@ -34,6 +34,14 @@ def parse_rfc3339(text: str) -> float | None:
         raise TimestampError(f"not an RFC 3339 timestamp: {text[:64]!r}")
     year = int(m.group(1))
     if year <= 1:
+        # Go's zero time (`0001-01-01T00:00:00Z`), or another way of writing no time
+        # (`0000-00-00T00:00:00Z`); a date that could not be one is no time at all
+        fields = [int(m.group(i)) for i in range(2, 7)]
+        if any(fields):
+            try:
+                datetime(1, *fields)
+            except ValueError:
+                raise TimestampError(f"not a valid date/time: {text[:64]!r}") from None
         return None
     frac = m.group(7)
     tz = m.group(8)

@@ -46,6 +46,14 @@ def test_fingerprint_reproduces_every_captured_webhook_fingerprint():
 
 def test_go_zero_time_means_no_end():
     assert parse_rfc3339("0001-01-01T00:00:00Z") is None
+    assert parse_rfc3339("0000-00-00T00:00:00Z") is None  # the same, as SQL writes no date
+
+
+def test_a_zero_year_with_an_impossible_date_or_a_line_break_is_no_timestamp():
+    for text in ("0001-99-99T99:99:99Z", "0000-13-01T00:00:00Z", "2026-11-24T10:00:00Z\n",
+                 "0001-01-01T00:00:00Z\n"):
+        with pytest.raises(TimestampError):
+            parse_rfc3339(text)
 
 
 def test_rfc3339_with_offset_and_millis():
