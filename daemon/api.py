@@ -37,6 +37,8 @@ def error(status: int, message: str, detail: Any = None, headers: dict[str, str]
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     resp = await _handle(request, handler)
+    if request.get(BODY_UNREAD):
+        resp.force_close()
     resource = request.match_info.route.resource
     name = resource.canonical if resource is not None else "other"
     request.app[DAEMON_KEY].metrics.requests.labels(name, str(resp.status)).inc()
@@ -124,16 +126,34 @@ async def read_json(request: web.Request) -> tuple[bytes, Any]:
     limit = request.app[DAEMON_KEY].config.inbox.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
-    try:
-        body = await request.read()
-    except web.RequestPayloadError:
-        raise ApiError(400, "bad content encoding", f"the body is not {encoding} data") from None
+    body = await read_body(request)
     if len(body) > limit:
         raise ApiError(413, "request body too large", f"the limit is {limit} bytes")
     try:
         return body, orjson.loads(body)
     except orjson.JSONDecodeError as exc:  # also invalid UTF-8, too deep, integers past 64 bits
         raise ApiError(400, "malformed JSON", str(exc)) from None
+
+
+# set on a request whose body was left unread (not in its Content-Encoding, or cut off by
+# the client): its connection closes after the answer instead of reading on in the body
+BODY_UNREAD = web.RequestKey("body_unread", bool)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, decompressed; a 400 ApiError when it cannot be read."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError:
+        request[BODY_UNREAD] = True
+        # nothing more of it is read: without this, aiohttp would read on in it after the
+        # answer (to keep the connection) and log the same error again, as its own
+        request.content.feed_eof()
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        raise ApiError(400, "bad content encoding", f"the body is not {encoding[:64]} data") from None
+    except ConnectionResetError:  # the client went away: nobody reads the answer, but it is its doing
+        request[BODY_UNREAD] = True
+        raise ApiError(400, "incomplete body", "the connection closed before the end of the body") from None
 
 
 class ApiError(Exception):
@@ -271,7 +291,11 @@ def _actor(request: web.Request, data: dict[str, Any], key: str = "author") -> s
     ident = request.get("identity")
     if ident:
         return str(ident)
-    value = data.get(key) or data.get("actor") or "anonymous"
+    value = data.get(key)
+    if value is None or value == "":  # (a wrong type is refused below, not taken as none)
+        value = data.get("actor")
+    if value is None or value == "":
+        value = "anonymous"
     if not isinstance(value, str):
         raise ApiError(400, "invalid body", f"{key}: expected a string")
     if len(value) > MAX_NAME:

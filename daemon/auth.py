@@ -283,6 +283,8 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
     429 over the token's rate, 413 over its body size; sets `request["identity"]`."""
     from aiohttp import web
 
+    from daemon.api import ApiError, read_body  # (that module installs this one)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         s = get_settings()
@@ -309,9 +311,9 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
             encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
             if length is None or encoding != "identity":
                 try:  # the body as the handler will see it (decompressed), cached for it
-                    length = len(await request.read())
-                except web.RequestPayloadError:  # answered as `daemon.api.read_json` answers it
-                    return _deny(400, "bad content encoding", f"the body is not {encoding} data")
+                    length = len(await read_body(request))
+                except ApiError as exc:
+                    return exc.response()
             if length > tok.max_body_bytes:
                 return _deny(413, "request body too large", f"the limit for token {tok.name!r} is {tok.max_body_bytes} bytes")
         with warnings.catch_warnings():  # the core reads the plain key "identity" (daemon.api._actor)

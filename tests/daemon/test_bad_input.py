@@ -1,7 +1,9 @@
 """Bad input gets a 4xx JSON error that names the problem; nothing of a rejected
 request is stored, nothing accepted before is lost, the daemon keeps serving."""
 
+import asyncio
 import json
+import logging
 import sqlite3
 
 import pytest
@@ -72,6 +74,41 @@ async def test_a_body_not_in_its_content_encoding_is_400(client, encoding, detai
         "Content-Type": "application/json", "Content-Encoding": encoding})
     assert (status, body["error"]) == (400, "bad content encoding")
     assert body["detail"].startswith(detail)
+
+
+async def test_an_undecodable_body_closes_its_connection_rather_than_being_read_on(client, caplog):
+    host, port = client.daemon.bound
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST " + ALERTS.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip")
+    answer = await asyncio.wait_for(reader.read(), 10)  # to the end: the daemon closes
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in head
+    assert json.loads(body)["detail"] == "the body is not gzip data"
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp") and r.levelno >= logging.ERROR]
+
+
+async def test_a_client_gone_before_the_end_of_its_body_is_its_fault_not_the_daemons(client):
+    host, port = client.daemon.bound
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST " + ALERTS.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n[")
+    await writer.drain()
+    writer.close()
+
+    async def counted():
+        _, text, _ = await client.call("GET", "/metrics")
+        return [line for line in text.splitlines()
+                if line.startswith("incidentd_http_requests_total") and 'handler="/api/v1/alerts"' in line]
+
+    for _ in range(200):
+        lines = await counted()
+        if any('code="400"' in line for line in lines):
+            break
+        await asyncio.sleep(0.05)
+    assert any('code="400"' in line and line.endswith(" 1.0") for line in lines), lines
+    assert not any('code="5' in line for line in lines), lines
 
 
 async def test_body_over_the_size_limit_is_413(client):

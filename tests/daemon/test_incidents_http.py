@@ -256,7 +256,10 @@ async def test_notes_carry_their_author_into_the_timeline(start_daemon):
     assert status == 400 and "text" in body["detail"]
     # too long is refused, not cut short
     for note, detail in (({"text": "x" * 10_001, "author": "carol"}, "text: at most 10000 characters"),
-                         ({"text": "ok", "author": "c" * 201}, "author: at most 200 characters")):
+                         ({"text": "ok", "author": "c" * 201}, "author: at most 200 characters"),
+                         # an empty value of another type is no name either, not "anonymous"
+                         ({"text": "ok", "author": []}, "author: expected a string"),
+                         ({"text": "ok", "author": 0}, "author: expected a string")):
         status, body = await c.post(f"/api/v1/incidents/{inc['id']}/notes", note)
         assert (status, body["detail"]) == (400, detail)
     note = (await c.incident(inc["id"]))["timeline"][-1]
