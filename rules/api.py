@@ -82,14 +82,18 @@ def add_routes(app: web.Application, daemon: Any, part: RulesPart) -> None:
             return exc.response()
         items = data if isinstance(data, list) else [data]
         now = daemon.clock.now()
+        records = []
         for i, item in enumerate(items):
             try:
-                Change.from_dict(item, now=now)
+                change = Change.from_dict(item, now=now)
             except ChangeError as exc:
                 where = f"[{i}]." if isinstance(data, list) else ""
                 return error(400, "invalid change", f"{where}{exc}")
-        # `start` defaults to the time of receipt, fixed now so a replayed inbox agrees
-        records = [{**item, "start": item.get("start") or _rfc3339(now)} for item in items]
+            # the start as read (`start`, else `at`, else the time of receipt), fixed now so
+            # that a replayed inbox agrees; a change posted here is the API's, whatever the
+            # body says, and kept in the store as the API's are
+            record = {k: v for k, v in item.items() if k not in ("at", "start", "source")}
+            records.append({**record, "start": _rfc3339(change.starts_at), "source": "api"})
         from daemon.app import InboxFull
 
         try:

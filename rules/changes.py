@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from daemon.model import MAX_TEXT
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 
 DependsOn = Callable[[str, str], bool]
@@ -60,10 +61,17 @@ class Change:
             raise ChangeError("id: required string")
         if not isinstance(ci, str) or not ci:
             raise ChangeError("ci: required string")
-        summary = data.get("summary") or ""
+        summary = data.get("summary")
+        if summary is None:
+            summary = ""
         if not isinstance(summary, str):
             raise ChangeError("summary: expected a string")
-        start_raw = data.get("start", data.get("at"))
+        for name, value in (("id", cid), ("ci", ci), ("summary", summary)):
+            if len(value) > MAX_TEXT:
+                raise ChangeError(f"{name}: at most {MAX_TEXT} characters")
+        start_raw = data.get("start")
+        if start_raw is None or start_raw == "":
+            start_raw = data.get("at")
         starts = _time(start_raw, "start") if start_raw not in (None, "") else now
         end_raw = data.get("end")
         ends = _time(end_raw, "end") if end_raw not in (None, "") else None

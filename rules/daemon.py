@@ -272,8 +272,9 @@ class RulesPart:
     # -- changes from the API and replay ---------------------------------------------
 
     def add_change(self, change: Mapping[str, Any], now: float) -> None:
-        data = dict(change)
-        data.setdefault("source", "replay" if "kind" in data else "api")
+        # a replay event (it has a `kind`) or a record posted to the API: never a rule
+        # file's, whatever `source` it names, so it is kept in the store
+        data = dict(change, source="replay" if "kind" in change else "api")
         try:
             c = Change.from_dict(data, now=now)
         except ValueError as exc:  # validated at the API; replay lines may still be wrong

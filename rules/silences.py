@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.model import MAX_NAME, MAX_TEXT
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 from rules.matchers import Matcher, MatcherError, parse_matchers
 
@@ -90,14 +91,9 @@ class Silence:
             raise SilenceError("endsAt: required")
         if ends <= starts:
             raise SilenceError("endsAt: must be after startsAt")
-        created_by = _first(data, "createdBy", "created_by") or ""
-        comment = data.get("comment") or ""
-        if not isinstance(created_by, str) or not isinstance(comment, str):
-            raise SilenceError("createdBy and comment must be strings")
-        sid = data.get("id") or ""
-        if not isinstance(sid, str):
-            raise SilenceError("id: expected a string")
-        updated = data.get("updatedAt")
+        created_by = _text(_first(data, "createdBy", "created_by"), "createdBy", MAX_NAME)
+        comment = _text(data.get("comment"), "comment", MAX_TEXT)
+        sid = _text(data.get("id"), "id", MAX_NAME)
         return cls(
             id=sid or str(uuid.uuid4()),
             matchers=matchers,
@@ -105,9 +101,20 @@ class Silence:
             ends_at=ends,
             created_by=created_by,
             comment=comment,
-            updated_at=_time(updated, "updatedAt", default=now) if updated else now,
+            updated_at=_time(data.get("updatedAt"), "updatedAt", default=now),
             source=str(data.get("source") or "api"),
         )
+
+
+def _text(value: Any, name: str, limit: int) -> str:
+    """An optional text field: absent is empty; anything but a string is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise SilenceError(f"{name}: expected a string")
+    if len(value) > limit:
+        raise SilenceError(f"{name}: at most {limit} characters")
+    return value
 
 
 def _first(data: Mapping[str, Any], *keys: str) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.api import DAEMON_KEY, ApiError, _actor, error, read_json
+from daemon.model import MAX_TEXT
 from daemon.problems.model import STATUSES, problem_view
 from daemon.problems.service import ProblemError, ProblemsPart
 
@@ -76,9 +77,13 @@ async def _edit(request: web.Request, action: str) -> web.Response:
         elif action == "merge":
             p = part.merge(pid, _id_list(data, "problems"), actor, now)
         elif action == "split":
-            title = data.get("title", "")
+            title = data.get("title")
+            if title is None:
+                title = ""
             if not isinstance(title, str):
                 raise ApiError(400, "invalid body", "title: expected a string")
+            if len(title) > MAX_TEXT:  # as PATCH refuses a longer one, rather than cut it
+                raise ApiError(400, "invalid body", f"title: at most {MAX_TEXT} characters")
             p = part.split(pid, _id_list(data, "incidents"), actor, now, title)
             status = 201
         else:

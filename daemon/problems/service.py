@@ -774,7 +774,7 @@ class ProblemsPart:
             self._attach(new, link)
         self._drop_empty_parts(p)
         if title:
-            new.title, new.title_by_person = title[:500], True
+            new.title, new.title_by_person = title, True
         p.retitle()
         p.updated_at = now
         text = f"split {', '.join(incident_ids)} off into {new.id}"

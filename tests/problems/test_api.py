@@ -210,6 +210,12 @@ async def test_a_split_by_a_person_holds_for_later_incidents(shop_api):
     again_web1 = await c.fault(6 * DAY, [disk_full("web-1")])
     assert (await c.incident(again_web3))["problem_id"] == new["id"]
     assert (await c.incident(again_web1))["problem_id"] == p["id"]
+    # a title is kept whole, as PATCH keeps it, and one too long is refused, not cut short
+    split = {"incidents": [disks["web-2"]], "title": "x" * 10_001}
+    status, err = await c.call("POST", f"/api/v1/problems/{p['id']}/split", split)
+    assert (status, err["detail"]) == (400, "title: at most 10000 characters")
+    status, third = await c.call("POST", f"/api/v1/problems/{p['id']}/split", {**split, "title": "y" * 600})
+    assert status == 201 and third["title"] == "y" * 600
 
 
 async def test_a_person_links_an_incident_by_hand(shop_api):

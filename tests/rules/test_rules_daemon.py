@@ -11,6 +11,7 @@ from daemon.cli import check_config_errors
 from daemon.clock import VirtualClock
 from daemon.config import load_config
 from daemon.replay import run_replay
+from daemon.timefmt import format_rfc3339
 
 
 def write_config(tmp_path, rules: str, extra: str = "") -> str:
@@ -243,6 +244,68 @@ async def test_change_api_marks_alerts_expected(tmp_path, daemon_for):
         status, body = await c.call("POST", "/api/v1/changes", change)
         assert status == 400 and body["detail"].startswith(f"{field}: time out of range"), body
     assert [ch["id"] for ch in (await c.call("GET", "/api/v1/changes"))[1]] == ["CHG-7"]
+
+
+async def test_posted_changes_start_as_written_and_survive_a_restart_whatever_source_they_name(
+        tmp_path, daemon_for):
+    config = write_config(tmp_path, "rules: []\n")
+    c = await daemon_for(config)
+    posted = [
+        # a `source` in the body does not make it a rule file's (those are not stored)
+        {"id": "CHG-1", "ci": "orders-db", "start": "2026-01-01T00:00:00Z", "source": "rules.yaml"},
+        # `at` is the start when `start` is absent, as in a replay event
+        {"id": "CHG-2", "ci": "orders-db", "at": "2025-12-31T22:00:00Z", "end": "2025-12-31T23:00:00Z"},
+        # the epoch is a time like any other, not "no start"
+        {"id": "CHG-3", "ci": "orders-db", "start": 0, "end": "2025-12-31T23:00:00Z"},
+        {"id": "CHG-4", "ci": "orders-db", "summary": None},  # starts when received
+    ]
+    status, body = await c.call("POST", "/api/v1/changes", posted)
+    assert status == 200 and body["accepted"] == ["CHG-1", "CHG-2", "CHG-3", "CHG-4"], body
+    expect = [
+        ("CHG-1", "2026-01-01T00:00:00Z", None, "api"),
+        ("CHG-2", "2025-12-31T22:00:00Z", "2025-12-31T23:00:00Z", "api"),
+        ("CHG-3", "1970-01-01T00:00:00Z", "2025-12-31T23:00:00Z", "api"),
+        ("CHG-4", format_rfc3339(T0), None, "api"),
+    ]
+
+    def shown(listed):
+        return sorted((ch["id"], ch["start"], ch["end"], ch["source"]) for ch in listed)
+
+    await c.until(lambda b: len(b) == 4, "/api/v1/changes")
+    assert shown((await c.call("GET", "/api/v1/changes"))[1]) == expect
+    await c.daemon.stop()
+    await c.session.close()
+    c2 = await daemon_for(config)
+    assert shown((await c2.call("GET", "/api/v1/changes"))[1]) == expect
+
+
+@pytest.mark.parametrize("body, detail", [
+    ({"id": "CHG-1", "ci": "db", "summary": []}, "summary: expected a string"),
+    ({"id": "CHG-1", "ci": "db", "summary": "x" * 10_001}, "summary: at most 10000 characters"),
+    ({"id": "CHG-1", "ci": "d" * 10_001}, "ci: at most 10000 characters"),
+    ({"id": "CHG-1", "ci": "db", "at": "2026-01-01T00:00:00Z\n"}, "start: not an RFC 3339 timestamp"),
+])
+async def test_a_change_field_of_the_wrong_type_or_size_is_400(tmp_path, daemon_for, body, detail):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    status, got = await c.call("POST", "/api/v1/changes", body)
+    assert status == 400 and got["detail"].startswith(detail), got
+    assert (await c.call("GET", "/api/v1/changes"))[1] == []
+
+
+@pytest.mark.parametrize("field, value, detail", [
+    ("createdBy", {}, "createdBy: expected a string"),
+    ("comment", [], "comment: expected a string"),
+    ("id", 0, "id: expected a string"),
+    ("updatedAt", [], "updatedAt: "),
+    ("createdBy", "x" * 201, "createdBy: at most 200 characters"),
+    ("comment", "x" * 10_001, "comment: at most 10000 characters"),
+])
+async def test_a_silence_field_of_the_wrong_type_or_size_is_400(tmp_path, daemon_for, field, value, detail):
+    c = await daemon_for(write_config(tmp_path, "rules: []\n"))
+    silence = {"matchers": ['env="x"'], "endsAt": "2026-01-02T00:00:00Z", field: value}
+    status, body = await c.call("POST", "/api/v1/silences", silence)
+    assert status == 400 and body["detail"].startswith(detail), body
+    assert (await c.call("GET", "/api/v1/silences"))[1] == []
 
 
 TEAMS = ("receivers: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/'}]\n"
