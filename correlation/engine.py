@@ -305,21 +305,37 @@ class TopologyCorrelator:
         revision = _get(incident, "revision")
         if revision is None:
             return self._evidence(incident, cmdb)
-        key = (_get(incident, "id"), revision)
-        got = self._evidence_of.get(key)
+        iid = _get(incident, "id")
+        got = self._evidence_of.get((iid, revision))
         if got is None:
-            got = remember(self._evidence_of, key, self._evidence(incident, cmdb), 20_000)
+            appended = _get(incident, "appended")
+            before = self._evidence_of.get((iid, revision - 1)) \
+                if appended is not None and appended[0] == revision else None
+            if before is not None:  # the revision before and one new member
+                got = dict(before)
+                found = self._member_evidence(appended[1], cmdb)
+                if found is not None:
+                    got[found[0]] = found[1].stronger(got.get(found[0]))
+            else:
+                got = self._evidence(incident, cmdb)
+            remember(self._evidence_of, (iid, revision), got, 20_000)
         return got
 
+    def _member_evidence(self, m: Any, cmdb: Cmdb) -> tuple[str, Evidence] | None:
+        """A member's CI and what its alert says there; None off the CMDB."""
+        ci = _get(m, "ci")
+        if ci is None or ci not in cmdb:
+            return None
+        t = _get(m, "since") or _get(m, "first_at") or 0.0
+        return ci, self.alert_evidence(_get(m, "labels", {}) or {}, t)
+
     def _evidence(self, incident: Any, cmdb: Cmdb) -> dict[str, Evidence]:
-        weights: dict[str, Evidence] = {}
+        found: dict[str, list[Evidence]] = {}
         for _, m in _members(incident):
-            ci = _get(m, "ci")
-            if ci is None or ci not in cmdb:
-                continue
-            t = _get(m, "since") or _get(m, "first_at") or 0.0
-            weights[ci] = self.alert_evidence(_get(m, "labels", {}) or {}, t).stronger(weights.get(ci))
-        return weights
+            got = self._member_evidence(m, cmdb)
+            if got is not None:
+                found.setdefault(got[0], []).append(got[1])
+        return {ci: Evidence.of_all(evs) for ci, evs in found.items()}
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint

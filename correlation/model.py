@@ -40,11 +40,15 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
 from correlation.topology import Topology, remember
+
+# up to this many CIs reached, the nearest explained CI below each next one is looked for
+# among them all; past it, hop by hop below that CI (see `Explainer.score`)
+FEW_REACHED = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,7 @@ class Evidence:
 
     kind: float
     noise: float
-    onsets: tuple[float, ...] = (0.0,)  # when each of its alerts began firing, ascending
+    onsets: tuple[float, ...] = (0.0,)  # when its alerts began firing, ascending, each time once
     resource_only: bool = False  # every alert on the CI is of kind RESOURCE
 
     @property
@@ -128,8 +132,19 @@ class Evidence:
     def stronger(self, other: Evidence | None) -> Evidence:
         if other is None:
             return self
-        return Evidence(max(self.kind, other.kind), min(self.noise, other.noise),
-                        tuple(sorted(self.onsets + other.onsets)), self.resource_only and other.resource_only)
+        onsets = self.onsets if other.onsets == self.onsets else tuple(sorted({*self.onsets, *other.onsets}))
+        return Evidence(max(self.kind, other.kind), min(self.noise, other.noise), onsets,
+                        self.resource_only and other.resource_only)
+
+    @staticmethod
+    def of_all(found: Sequence[Evidence]) -> Evidence:
+        """What `stronger` folds the evidence of several alerts on one CI to, in one pass:
+        a CI with thousands of alerts (the pods of a big deployment) costs no more than
+        sorting their onsets once."""
+        if len(found) == 1:
+            return found[0]
+        return Evidence(max(e.kind for e in found), min(e.noise for e in found),
+                        tuple(sorted({o for e in found for o in e.onsets})), all(e.resource_only for e in found))
 
 
 @dataclass(slots=True)
@@ -213,7 +228,8 @@ class Explainer:
         got = dict.fromkeys(roots, 0)
         for x in cis:
             below = self.topo.below(x)
-            for r in got:
+            # through whichever is smaller: the roots, or what x depends on
+            for r in (got if len(got) <= len(below) else [r for r in below if r in got]):
                 if r in below:
                     got[r] += 1
         return got
@@ -296,17 +312,25 @@ class Explainer:
         # and for arriving much later than that CI (a fault spreads in minutes, not hours)
         explained.sort()
         reached = [root]
+        reached_set = {root}
         start = min((weights[x].onsets[0] for _, x in explained), default=0.0)
         ln_prop = ln(m.propagate)
         ln_relay = ln(m.relay)
         dep_state, grace, scale = dep[STATE], m.delay_grace, m.delay_scale
         for d, x in explained:
             below_x = belows[x]
-            hops, parent = d, root  # the nearest explained CI below x, by name on a tie
-            for y in reached:
-                h = below_x.get(y)
-                if h is not None and (h < hops or (h == hops and y < parent)):
-                    hops, parent = h, y
+            # the nearest explained CI below x, by name on a tie: among those reached so
+            # far, or, once a fault reached many CIs (where that would be quadratic), hop
+            # by hop down from x, up to the root at `d` hops
+            if len(reached) <= FEW_REACHED:
+                hops, parent = d, root
+                for y in reached:
+                    h = below_x.get(y)
+                    if h is not None and (h < hops or (h == hops and y < parent)):
+                        hops, parent = h, y
+            else:
+                shells = topo.shells(x)
+                hops, parent = next((h, y) for h in range(1, d + 1) for y in shells[h] if y in reached_set)
             ev = weights[x]
             total += hops * ln_prop + dep.get(ev.kind, dep_state)
             if hops > 2:  # quiet CIs between x and what it follows, after the first
@@ -317,6 +341,7 @@ class Explainer:
             if followed is not None and t - followed > grace:
                 total -= (t - followed - grace) / scale
             reached.append(x)
+            reached_set.add(x)
         if alerted and explained and weights[root].resource_only:
             total += ln(m.resource_spreads)
         quiet = 0

@@ -42,7 +42,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import islice, repeat
 from operator import attrgetter, itemgetter, mul, truediv
 from typing import Any
 
@@ -54,6 +54,10 @@ SYMPTOM_NAME = 0.75  # an alert name on another CI: how the fault spread
 LABEL = 0.5  # a root alert's label (key=masked value)
 WORD = 0.25  # a word of a root alert's annotations
 RESOURCE_FACTOR = 0.4  # a resource alert's name on the root CI counts this much of ROOT_NAME
+# the alerts on the root CI an incident is profiled by, the first ones: a failure mode
+# shows in a few, and the thousandth pod of a deployment alerting alike adds nothing
+# to it but the cost of profiling every alert again with each one that joins
+PROFILE_ALERTS = 50
 
 _IGNORED_LABELS = {"alertname", "__name__", "prometheus", "receiver", "alertstate"}
 _DIGITS = re.compile(r"\d+")
@@ -236,7 +240,7 @@ def build_profile(
         cis = Counter(m.ci for m in members if m.ci)
         root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
     grouped = root.startswith("group:")
-    on_root = members if grouped else [m for m in members if m.ci == root]
+    on_root = list(islice(members if grouped else (m for m in members if m.ci == root), PROFILE_ALERTS))
     names = {root}
     for m in on_root:
         labels = m.labels

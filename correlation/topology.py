@@ -37,6 +37,7 @@ class Topology:
         self._below: dict[str, dict[str, int]] = {}
         self._dependents: dict[str, dict[str, int]] = {}
         self._near: dict[tuple[str, int], list[str]] = {}
+        self._shells: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
@@ -46,6 +47,18 @@ class Topology:
             got = self.cmdb.dependencies(ci, self.depth)
             got[ci] = 0
             remember(self._below, ci, got, 200_000)
+        return got
+
+    def shells(self, ci: str) -> tuple[tuple[str, ...], ...]:
+        """What `ci` depends on by distance: the CIs exactly 0, 1, ... hops below it
+        (within `depth`), each by name."""
+        got = self._shells.get(ci)
+        if got is None:
+            by_hops: list[list[str]] = [[] for _ in range(self.depth + 1)]
+            for r, d in self.below(ci).items():
+                by_hops[d].append(r)
+            got = tuple(tuple(sorted(shell)) for shell in by_hops)
+            remember(self._shells, ci, got, 200_000)
         return got
 
     def below_within(self, ci: str, hops: int) -> list[str]:

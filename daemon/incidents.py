@@ -123,6 +123,12 @@ class Incident:
     # bumped whenever an alert joins or leaves or a member fires again: what is derived
     # from the members (correlation's evidence) is cached per revision
     revision: int = 0
+    # (revision, member) when that revision is the one before plus that new member and
+    # nothing else: what derives from the members is then worked out from the revision
+    # before, not from every member again (an incident may gather thousands of alerts)
+    appended: tuple[int, Member] | None = None
+    # (revision, severity, paging) as the members last gave them (see `_members_state`)
+    derived: tuple[int, str, bool] | None = None
 
     @property
     def cis(self) -> set[str]:
@@ -136,7 +142,7 @@ class Incident:
         return [m for m in self.alerts.values() if m.status == "firing"]
 
     def to_doc(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("alerts", "revision")}
+        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("alerts", "revision", "appended", "derived")}
         d["alerts"] = [m.to_dict() for m in self.alerts.values()]
         return d
 
@@ -389,6 +395,8 @@ class IncidentManager:
             m = inc.alerts[fp]
             was_suppressed = m.suppressed
             self._update_member_flags(m, event)
+            if m.suppressed != was_suppressed:
+                inc.revision += 1  # what derives from the members (its severity, paging) changed
             if alert.status == "firing":
                 if m.status == "firing":
                     m.last_at = now
@@ -485,8 +493,10 @@ class IncidentManager:
         return inc
 
     def _attach(self, inc: Incident, m: Member, event: AlertEvent, now: float) -> None:
+        fresh = m.fingerprint not in inc.alerts
         inc.alerts[m.fingerprint] = m
         inc.revision += 1
+        inc.appended = (inc.revision, m) if fresh else None
         self.by_fingerprint[m.fingerprint] = inc.id
         inc.last_alert_at = now
         inc.updated_at = now
@@ -651,15 +661,40 @@ class IncidentManager:
             self._refresh(inc, now)
         return bool(moved)
 
+    @staticmethod
+    def _members_state(inc: Incident) -> tuple[str, bool]:
+        """The incident's severity (the highest of its alerts that are not suppressed, or
+        of all when every one is) and whether it pages (one of them is not suppressed).
+        Kept per revision; a revision that only added an alert is worked out from the one
+        before, so an incident of thousands of alerts does not look at each one again
+        with every one that joins."""
+        got = inc.derived
+        if got is not None and got[0] == inc.revision:
+            return got[1], got[2]
+        added = inc.appended
+        if got is not None and got[0] == inc.revision - 1 and added is not None and added[0] == inc.revision:
+            severity, paging = got[1], got[2]
+            m = added[1]
+            if not m.suppressed and not paging:  # the first one that is not suppressed
+                severity, paging = m.labels.get("severity") or "none", True
+            elif (not m.suppressed or not paging) and \
+                    severity_rank(m.labels.get("severity")) > severity_rank(severity):
+                severity = m.labels.get("severity") or "none"
+        else:
+            members = list(inc.alerts.values())
+            live = [m for m in members if not m.suppressed] or members
+            sev_member = max(live, key=lambda m: severity_rank(m.labels.get("severity")), default=None)
+            severity = (sev_member.labels.get("severity") or "none") if sev_member else "none"
+            paging = any(not m.suppressed for m in members)
+        inc.derived = (inc.revision, severity, paging)
+        return severity, paging
+
     def _refresh(self, inc: Incident, now: float) -> None:
         """Recompute what derives from the alerts: severity, paging, priority."""
-        members = list(inc.alerts.values())
-        live = [m for m in members if not m.suppressed] or members
-        sev_member = max(live, key=lambda m: severity_rank(m.labels.get("severity")), default=None)
         old_sev, old_pri = inc.severity, inc.priority
-        inc.severity = (sev_member.labels.get("severity") or "none") if sev_member else "none"
         was_paging = inc.paging
-        inc.paging = any(not m.suppressed for m in members)
+        inc.severity, inc.paging = self._members_state(inc)
+        members = inc.alerts
         base = _SEVERITY_PRIORITY[min(severity_rank(inc.severity), 4)]
         priority = more_urgent(base, inc.extra.get("impact_priority"))
         if inc.rule_priority:

@@ -13,6 +13,7 @@ import random
 import pytest
 from helpers import cmdb_of
 
+from correlation import model
 from correlation.kinds import CAUSE, STATE, SYMPTOM
 from correlation.model import Evidence, Explainer
 from correlation.topology import Topology
@@ -91,3 +92,55 @@ def test_ranking_keeps_its_top_exact_when_branch_and_bound_stops_early():
         exact = sorted((ex.score(r, weights).loglik for r in tried), reverse=True)[: len(ranked)]
         assert [round(h.loglik, 9) for h in ranked] == [round(v, 9) for v in exact]
         assert all(bounds[r] >= ex.score(r, weights).loglik - 1e-9 for r in tried)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_fault_that_reached_many_cis_scores_as_with_the_search_over_all_reached(seed, monkeypatch):
+    """Past `FEW_REACHED` CIs, the nearest explained CI below each next one is found hop by
+    hop below it: the same parent (and so the same score) as looking through every one."""
+    cmdb = random_cmdb(seed, n=80)
+    rnd = random.Random(200 + seed)
+    ids = sorted(cmdb.cis)
+    cases = [{ci: random_evidence(rnd, rnd.uniform(0, 900)) for ci in rnd.sample(ids, rnd.randint(12, 40))}
+             for _ in range(30)]
+    roots = [rnd.choice(ids) for _ in cases]
+    fast = [Explainer(Topology(cmdb)).score(r, w) for r, w in zip(roots, cases, strict=True)]
+    monkeypatch.setattr(model, "FEW_REACHED", 10**9)
+    plain = [Explainer(Topology(cmdb)).score(r, w) for r, w in zip(roots, cases, strict=True)]
+    assert [(h.ci, h.loglik, h.explained) for h in fast] == [(h.ci, h.loglik, h.explained) for h in plain]
+    assert max(len(h.explained) for h in fast) > 8  # the default `FEW_REACHED`: the other way was taken
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_census_counts_for_each_possible_root_the_alerting_cis_above_it(seed):
+    cmdb = random_cmdb(seed, n=80)
+    topo = Topology(cmdb)
+    rnd = random.Random(300 + seed)
+    ids = sorted(cmdb.cis)
+    for _ in range(40):
+        cis = frozenset(rnd.sample(ids, rnd.randint(1, 30)))
+        got = Explainer(topo).census(cis)
+        assert got == {r: sum(r in topo.below(x) for x in cis) for r in got}
+        assert cis <= got.keys()
+
+
+def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alerts_give():
+    from correlation.engine import TopologyCorrelator
+    from daemon.incidents import Incident, Member
+
+    cmdb = random_cmdb(1, n=30)
+    rnd = random.Random(7)
+    correlator = TopologyCorrelator(cmdb)
+    inc = Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0)
+    for i in range(300):
+        t = float(rnd.randrange(0, 600, 30))  # onsets often shared
+        m = Member(fingerprint=f"f{i}", labels={"alertname": rnd.choice(["NodeDown", "HighLatency", "CPUThrottlingHigh"]),
+                                                "severity": rnd.choice(["critical", "warning", "info"])},
+                   annotations={}, status="firing", starts_at=t, ends_at=None, first_at=t, last_at=t, since=t,
+                   ci=rnd.choice([*sorted(cmdb.cis)[:8], None, "not-in-the-cmdb"]))
+        inc.alerts[m.fingerprint] = m
+        inc.revision += 1
+        inc.appended = (inc.revision, m)
+        if i % 50 == 49:  # now and then a change that is not an alert joining
+            inc.revision += 1
+        assert correlator.evidence(inc) == correlator._evidence(inc, cmdb)

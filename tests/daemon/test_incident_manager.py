@@ -1,6 +1,8 @@
 """The incident manager alone, on a virtual clock: dedup, lifecycle, timers,
 flapping, timeline, and what it writes to the store."""
 
+import random
+
 import pytest
 
 from correlation.grouping import LabelGrouper
@@ -8,7 +10,7 @@ from daemon.build import Components, load_state
 from daemon.clock import VirtualClock
 from daemon.config import IncidentSettings
 from daemon.incidents import IncidentError, IncidentManager
-from daemon.model import Alert
+from daemon.model import Alert, severity_rank
 from daemon.pipeline import AlertEvent, Analysis, Pipeline, Placement
 from daemon.store import Store, Writes
 
@@ -379,3 +381,34 @@ def test_an_alert_detached_into_a_new_incident_gets_that_incident_analysed():
     first, second = w.incidents()
     assert [m.labels["alertname"] for m in second.alerts.values()] == ["Noise"]
     assert (first.root_cause, second.root_cause) == ("databasedown", "noise")
+
+
+def test_severity_and_paging_follow_every_alert_that_joins_or_changes_its_silence():
+    """Worked out from the revision before when an alert only joined: the same as from
+    all alerts, through joins, silences coming and going on alerts already in, and a
+    first alert that is not suppressed after suppressed ones."""
+    rnd = random.Random(3)
+    w = World()
+    sent: dict[str, tuple[dict, str | None]] = {}
+    quiet_joins = 0  # alerts that joined while every one was suppressed
+    for step in range(400):
+        if sent and rnd.random() < 0.3:  # one sent before, re-posted with another silence
+            name = rnd.choice(sorted(sent))
+            labels = sent[name][0]
+        else:
+            name = f"a{step}"
+            labels = {"alertname": "Errors", "service": "orders", "pod": name,
+                      "severity": rnd.choice(["critical", "warning", "info", "page", "none", "bogus", ""])}
+        # (a silenced alert opens no incident: the first is not)
+        silence = "s1" if step and rnd.random() < (0.9 if step < 60 else 0.3) else None
+        sent[name] = (labels, silence)
+        event = AlertEvent(Alert(labels, {}, T0, None, "firing"), silenced_by=silence)
+        w.manager.apply([event], w.now)
+        inc = w.only()
+        members = list(inc.alerts.values())
+        live = [m for m in members if not m.suppressed] or members
+        top = max(live, key=lambda m: severity_rank(m.labels.get("severity")))
+        assert (inc.severity, inc.paging) == (top.labels.get("severity") or "none",
+                                              any(not m.suppressed for m in members)), step
+        quiet_joins += not inc.paging and name == f"a{step}"
+    assert len(w.only().alerts) > 250 and quiet_joins >= 3

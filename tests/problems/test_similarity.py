@@ -6,7 +6,14 @@ import random
 from dataclasses import dataclass, field
 
 from correlation.kinds import AlertKinds
-from correlation.problems import ClusterSettings, Idf, ProblemClusterer, Profile, build_profile
+from correlation.problems import (
+    PROFILE_ALERTS,
+    ClusterSettings,
+    Idf,
+    ProblemClusterer,
+    Profile,
+    build_profile,
+)
 from daemon.cli import check_config_errors
 
 
@@ -213,3 +220,13 @@ def test_an_alert_the_problem_shows_only_now_and_then_is_not_taken_for_its_failu
     slow = _node("s1", "HighLatencyP99")
     c.idf.add(slow)
     assert c.best_cluster(slow) is None
+
+
+def test_an_incident_of_thousands_of_alerts_alike_is_profiled_by_its_first_ones_on_the_root():
+    pods = [("KubePodCrashLooping", "pay", {"pod": f"pay-{i}", "reason": "OOMKilled" if i < 60 else "Error"})
+            for i in range(3000)]
+    many = profile(incident("1", "pay", *pods, ("HighErrorRate", "web", {})))
+    first = profile(incident("2", "pay", *pods[:PROFILE_ALERTS], ("HighErrorRate", "web", {})))
+    assert many.tokens == first.tokens  # what the 51st and later alerts on the root say is not read
+    assert "l:reason=OOMKilled" in many.tokens and "l:reason=Error" not in many.tokens
+    assert many.tokens["s:HighErrorRate"] > 0  # every alert elsewhere still names how it spread

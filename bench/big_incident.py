@@ -1,0 +1,101 @@
+"""Replay time of one fault that raises thousands of alerts: the work per alert must not
+grow with the alerts already in its incident.
+
+- `pods`: N alerts of one deployment's pods on one CI, at once (one Alertmanager
+  notification carries a whole group);
+- `zone`: a zone network of a generated cluster failing: its nodes, then the
+  datastores on them (three pods each), then every service of the cluster (three
+  pods each), on a 5,000-CI CMDB.
+
+    python bench/big_incident.py [--pods 1000,2000,4000,8000] [--zone]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from corr_scale import topology  # noqa: E402
+
+from daemon.timefmt import format_rfc3339  # noqa: E402
+
+T0 = 1_767_225_600.0
+
+
+def _write(path: str, timed: list[tuple[float, dict[str, str]]]) -> None:
+    with open(path, "w") as fh:
+        for t, labels in sorted(timed, key=lambda x: x[0]):
+            at = format_rfc3339(T0 + t)
+            fh.write(json.dumps({"kind": "alert", "at": at,
+                                 "alert": {"labels": labels, "status": "firing", "startsAt": at}}) + "\n")
+
+
+def pods(path: str, n: int) -> None:
+    _write(path, [(0.0, {"alertname": "HighErrorRate", "cluster": "c0", "namespace": "app",
+                                        "service": "svc7", "pod": f"svc7-{i}", "instance": f"10.0.{i // 250}.{i % 250}:8080",
+                                        "severity": "warning"})
+                  for i in range(n)])
+
+
+def zone(path: str) -> None:
+    rnd = random.Random(3)
+    timed = [(rnd.uniform(0, 60), {"alertname": "NodeDown", "cluster": "c0", "node": f"node-c0-{i}",
+                                   "severity": "critical"}) for i in range(100)]
+    timed += [(rnd.uniform(30, 240), {"alertname": "DbDown", "cluster": "c0", "namespace": "app",
+                                      "service": f"db{i}", "pod": f"db{i}-{p}", "severity": "critical"})
+              for i in range(200) for p in range(3)]
+    timed += [(rnd.uniform(60, 600), {"alertname": "HighErrorRate", "cluster": "c0", "namespace": "app",
+                                      "service": f"svc{i}", "pod": f"svc{i}-{p}", "severity": "warning"})
+              for i in range(694) for p in range(3)]
+    _write(path, timed)
+
+
+def replay(tmp: str, events: str, label: str) -> None:
+    out = os.path.join(tmp, "result.json")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", os.path.join(tmp, "config.yaml"),
+                    "--input", events, "--output", out], cwd=ROOT, check=True)
+    took = time.perf_counter() - t0
+    with open(events) as fh:
+        n = sum(1 for _ in fh)
+    with open(out) as fh:
+        incidents = json.load(fh)["incidents"]
+    biggest = max(incidents, key=lambda i: len(i["alerts"]))
+    print(f"{label}: {n} alerts in {took:.2f}s whole process ({n / took:,.0f} alerts/s); "
+          f"{len(incidents)} incident(s), the largest {len(biggest['alerts'])} alerts, "
+          f"root cause {biggest['root_cause']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pods", default="1000,2000,4000,8000", help="alert counts for `pods` (empty: none)")
+    ap.add_argument("--zone", action="store_true", help="also the zone outage")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="incidentd-big-") as tmp:
+        cmdb = os.path.join(tmp, "cmdb.yaml")
+        with open(cmdb, "w") as fh:
+            json.dump(topology(5000), fh)  # JSON is YAML
+        with open(os.path.join(tmp, "config.yaml"), "w") as fh:
+            fh.write(f"cmdb: [{cmdb}]\n")
+        for n in [int(x) for x in args.pods.split(",") if x]:
+            events = os.path.join(tmp, f"pods{n}.jsonl")
+            pods(events, n)
+            replay(tmp, events, f"pods of one deployment, {n}")
+        if args.zone:
+            events = os.path.join(tmp, "zone.jsonl")
+            zone(events)
+            replay(tmp, events, "zone outage")
+
+
+if __name__ == "__main__":
+    main()
