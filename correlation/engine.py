@@ -136,6 +136,17 @@ def _count(value: Any) -> int:
     return value
 
 
+def _hops(most: int) -> Callable[[Any], int]:
+    """A number of hops from 0 to `most`: the closures below every alerting CI are
+    cached to that depth, and a dependency chain longer than a few dozen hops is no
+    CMDB's (thousands would fill the memory)."""
+    def check(value: Any) -> int:
+        if _count(value) > most:
+            raise _Wrong(f" must be at most {most}")
+        return value
+    return check
+
+
 def _model(value: Any) -> dict[str, float]:
     known = set(FaultModel.__dataclass_fields__)
     if not isinstance(value, Mapping):
@@ -166,7 +177,7 @@ def _patterns(value: Any) -> list[str]:
 # each setting's check: the value it takes, or _Wrong
 _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "window": _duration, "max_span": _duration,
-    "max_hops": _count, "depth": _count, "candidates": _count,
+    "max_hops": _hops(32), "depth": _hops(32), "candidates": _count,
     "cause_alerts": _patterns, "symptom_alerts": _patterns, "resource_alerts": _patterns,
     "model": _model,
 }

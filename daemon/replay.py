@@ -66,7 +66,7 @@ def _loads(line: bytes) -> Any:
         try:
             ev = json.loads(line)
             orjson.dumps(ev)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # (nested past what either reads)
             raise exc from None
         return ev
 
@@ -184,12 +184,18 @@ def run_replay(config: Config, input_path: str, output_path: str) -> dict[str, A
             result = build_result(components, store)
         finally:
             store.close()
-    tmp = output_path + ".tmp"
+    # orjson: the standard encoder falls back to pure Python when indenting
+    data = orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if os.path.exists(output_path) and not os.path.isfile(output_path):
+        with open(output_path, "wb") as fh:  # a pipe or a device (/dev/stdout): written into
+            fh.write(data)
+        return result
+    target = os.path.realpath(output_path)  # a symbolic link is written through, not replaced
+    tmp = target + ".tmp"
     try:
         with open(tmp, "wb") as fh:
-            # orjson: the standard encoder falls back to pure Python when indenting
-            fh.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-        os.replace(tmp, output_path)
+            fh.write(data)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)  # no half-written file left behind

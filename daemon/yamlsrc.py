@@ -233,6 +233,13 @@ def load_yaml_text(text: str, path: str = "<string>") -> Any:
         if "nesting depth" in problem:  # libyaml's own bound (PyYAML 6.0.4 on), said as ours
             problem = "values nested too deeply"
         raise SourceError(path, line, f"invalid YAML: {problem}") from exc
+    except yaml.reader.ReaderError as exc:  # a control character: said on its line, on one line
+        code = ord(exc.character) if isinstance(exc.character, str) else int(exc.character)
+        # the first character the reader refuses: the first of them in the text (libyaml's
+        # position counts bytes, not characters)
+        where = text.find(chr(code))
+        line = text.count("\n", 0, where) + 1 if where >= 0 else 0
+        raise SourceError(path, line, f"invalid YAML: unacceptable character #x{code:04x}: {exc.reason}") from exc
     except yaml.YAMLError as exc:
         raise SourceError(path, 0, f"invalid YAML: {exc}") from exc
     finally:

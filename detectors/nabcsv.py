@@ -34,9 +34,10 @@ import csv
 import io
 import math
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from detectors.decision import REFRACTORY
 from detectors.series import SeriesDetector
@@ -49,6 +50,19 @@ if TYPE_CHECKING:
 # the rows where that surprise is higher than on each of the previous
 # REFRACTORY rows; 0 elsewhere.
 SURPRISE_FULL = 30.0
+
+
+def _rows(reader: Any, path: str) -> Iterator[list[str]]:
+    """The rows of a CSV reader; what the csv module refuses (a field over its size
+    limit, a NUL byte) as a ValueError naming the file and the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{reader.line_num}: {exc}") from None
+        yield row
 
 
 def _epoch(text: str) -> float:
@@ -103,7 +117,7 @@ def detect_csv(spec: DetectorSpec | None, input_path: str | Path, output_path: s
         line = data.count(b"\n", 0, exc.start) + 1
         raise ValueError(f"{input_path}:{line}: not UTF-8 text") from None
     with io.StringIO(text, newline="") as src:
-        reader = csv.reader(src)
+        reader = _rows(csv.reader(src), input_path)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
             raise ValueError(f"{input_path}: expected header timestamp,value")

@@ -87,8 +87,8 @@ def _duration(value: Any, where: str) -> float:
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     else:
         raise ValueError(f"{where}: expected seconds or a duration like 30m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"{where}: must be positive, got {value!r}")
+    if not 0 < seconds < float("inf"):  # (also false for NaN)
+        raise ValueError(f"{where}: must be a positive, finite duration, got {value!r}")
     return seconds
 
 

@@ -264,6 +264,10 @@ def test_check_config_lists_every_wrong_correlation_setting_on_its_own_line(tmp_
     assert [e.removeprefix(f"{path}:").split(":")[0] for e in errors] == ["3", "4", "5", "6", "6", "7"], errors
     assert "correlation.window: not a duration" in errors[0]
     assert "correlation.max_hops must be a non-negative integer" in errors[1]
+    # closures are cached that deep: thousands of hops would fill the memory
+    path.write_text("data_dir: data\ncorrelation:\n  max_hops: 100000000\n  depth: 33\n")
+    assert [e.removeprefix(f"{path}:") for e in check_config_errors(str(path))] == [
+        "3: correlation.max_hops must be at most 32", "4: correlation.depth must be at most 32"]
     assert "correlation.windw: unknown setting; did you mean 'window'?" in errors[2]
     assert "correlation.model.new_fault is a probability" in errors[3]
     assert "correlation.model.nois: unknown" in errors[4]

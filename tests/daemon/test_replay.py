@@ -3,6 +3,7 @@ and 4): the exact incidents expected, from the real command."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -206,6 +207,8 @@ def test_an_output_in_a_directory_that_does_not_exist_yet_is_written_there(tmp_p
     (b'{"kind": "alert", ', "invalid JSON at character 20: unexpected end of data"),
     (b'{"kind": "alert", "at": "2026-01-01T00:00:01Z", "alert": {"labels": {"a": "\\ud800"}}}',
      "invalid JSON at character 76: no low surrogate in string"),
+    (b'{"kind": "alert", "at": "2026-01-01T00:00:01Z", "alert": {"labels": {"a": "b"}, "annotations": '
+     + b"[" * 1100 + b"]" * 1100 + b"}}", "invalid JSON at character 1119: depth limit exceeded"),
 ])
 def test_a_line_of_bad_bytes_or_a_bad_change_stops_replay_with_file_and_line(tmp_path, line, message):
     first = json.dumps(ev("00:00:00", {"alertname": "A"})).encode()
@@ -326,3 +329,20 @@ def test_check_config_warns_of_two_cis_with_the_same_match_block(tmp_path):
         f"{cmdb}:7: warning: CI 'orders-prod' has the same match block as CI 'orders-old' ({cmdb}:5): "
         "the alerts it matches go to 'orders-old'",
     ]
+
+
+def test_a_result_is_written_through_a_symbolic_link_and_into_a_pipe(tmp_path):
+    (tmp_path / "events.jsonl").write_text(json.dumps(ev("00:00:00", {"alertname": "A"})) + "\n")
+    (tmp_path / "link.json").symlink_to("kept/result.json")
+    (tmp_path / "kept").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    replay = [sys.executable, "-m", "daemon.cli", "replay", "--input", str(tmp_path / "events.jsonl"), "--output"]
+    done = subprocess.run([*replay, str(tmp_path / "link.json")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "link.json").is_symlink()  # not replaced by a file of its own
+    assert len(json.loads((tmp_path / "kept" / "result.json").read_text())["incidents"]) == 1
+    with subprocess.Popen([*replay, str(tmp_path / "pipe")], cwd=REPO) as proc:
+        with open(tmp_path / "pipe") as pipe:
+            assert len(json.load(pipe)["incidents"]) == 1
+    assert proc.returncode == 0 and stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)

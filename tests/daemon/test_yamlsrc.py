@@ -60,13 +60,14 @@ def test_merge_keys_are_overridden_by_the_mappings_own_keys():
         ("- [2026-13-01]\n", 1, "'2026-13-01' is not a valid timestamp: month must be in 1..12"),
         ("a: 1\nb:\n  c: " + "[" * 2000 + "]" * 2000 + "\n", 3, "values nested too deeply"),
         ("a: &x [*x, " + "{a: " * 2000 + "1" + "}" * 2000 + "]\n", 1, "values nested too deeply"),
+        ("a: 1\nb: 2\nx: a\x00b\n", 3, "unacceptable character #x0000: control characters are not allowed"),
     ],
 )
 def test_errors_name_file_and_line(text, line, message):
     with pytest.raises(SourceError) as err:
         load_yaml_text(text, "f.yaml")
     assert err.value.line == line and message in str(err.value)
-    assert str(err.value).startswith(f"f.yaml:{line}: invalid YAML")
+    assert str(err.value).startswith(f"f.yaml:{line}: invalid YAML") and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(("nesting", "line"), [

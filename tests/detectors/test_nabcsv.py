@@ -91,6 +91,10 @@ def _detect(tmp_path, config: str | None, csv_bytes: bytes) -> tuple[int, str]:
      "c.yaml:2: detectors[0].params: knn refuses them: Expected n_neighbors < n_samples_fit"),
     ("cmdb: [missing.yaml]\n", b"timestamp,value\n", "missing.yaml"),
     (None, b"timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,\xff\n", "in.csv:3: not UTF-8 text"),
+    (None, b"timestamp,value\n2014-04-01 00:00:00," + b"1" * 200_000 + b"\n",
+     "in.csv:2: field larger than field limit"),
+    ("detectors:\n  - {name: d, stale_after: .nan}\n", b"timestamp,value\n",
+     "c.yaml:2: detectors[0].stale_after: must be a positive, finite duration, got nan"),
 ])
 def test_detect_fails_in_one_line_naming_the_file_and_line(tmp_path, config, csv_bytes, message):
     code, err = _detect(tmp_path, config, csv_bytes)
