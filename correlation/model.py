@@ -229,9 +229,12 @@ class Explainer:
         for x in cis:
             below = self.topo.below(x)
             # through whichever is smaller: the roots, or what x depends on
-            for r in (got if len(got) <= len(below) else [r for r in below if r in got]):
-                if r in below:
-                    got[r] += 1
+            if len(got) <= len(below):
+                under = [r for r in got if r in below]
+            else:
+                under = [r for r in below if r in got]
+            for r in under:
+                got[r] += 1
         return got
 
     def candidates(self, weights: Mapping[str, Evidence], count: Mapping[str, int] | None = None) -> list[str]:

@@ -114,12 +114,17 @@ MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be
 _ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras
 
 
+def content_encoding(request: web.Request) -> str:
+    """The request's Content-Encoding, lower case; "identity" when it names none."""
+    return request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+
+
 async def read_json(request: web.Request) -> tuple[bytes, Any]:
     """The request body as bytes and as parsed JSON; 415/413/400 errors name the problem."""
     ctype = request.content_type
     if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
         raise ApiError(415, "unsupported content type", f"expected application/json, got {ctype or 'none'}")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+    encoding = content_encoding(request)
     if encoding not in _ENCODINGS:
         raise ApiError(400, "bad content encoding",
                        f"unsupported Content-Encoding: {encoding[:64]} (use gzip, deflate or none)")
@@ -149,8 +154,7 @@ async def read_body(request: web.Request) -> bytes:
         # nothing more of it is read: without this, aiohttp would read on in it after the
         # answer (to keep the connection) and log the same error again, as its own
         request.content.feed_eof()
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        raise ApiError(400, "bad content encoding", f"the body is not {encoding[:64]} data") from None
+        raise ApiError(400, "bad content encoding", f"the body is not {content_encoding(request)[:64]} data") from None
     except ConnectionResetError:  # the client went away: nobody reads the answer, but it is its doing
         request[BODY_UNREAD] = True
         raise ApiError(400, "incomplete body", "the connection closed before the end of the body") from None

@@ -283,7 +283,7 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
     429 over the token's rate, 413 over its body size; sets `request["identity"]`."""
     from aiohttp import web
 
-    from daemon.api import ApiError, read_body  # (that module installs this one)
+    from daemon.api import ApiError, content_encoding, read_body  # (that module installs this one)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -308,7 +308,7 @@ def auth_middleware(get_settings: Callable[[], AuthSettings | None]) -> Any:
                          {"Retry-After": str(max(1, int(wait + 0.999)))})
         if tok.max_body_bytes is not None and request.can_read_body:
             length = request.content_length
-            encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+            encoding = content_encoding(request)
             if length is None or encoding != "identity":
                 try:  # the body as the handler will see it (decompressed), cached for it
                     length = len(await read_body(request))

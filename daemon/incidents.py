@@ -694,7 +694,7 @@ class IncidentManager:
         old_sev, old_pri = inc.severity, inc.priority
         was_paging = inc.paging
         inc.severity, inc.paging = self._members_state(inc)
-        members = inc.alerts
+        several = len(inc.alerts) > 1
         base = _SEVERITY_PRIORITY[min(severity_rank(inc.severity), 4)]
         priority = more_urgent(base, inc.extra.get("impact_priority"))
         if inc.rule_priority:
@@ -702,9 +702,9 @@ class IncidentManager:
         inc.priority = priority or "P5"
         inc.updated_at = now
         self._dirty.add(inc.id)
-        if inc.is_open and severity_rank(inc.severity) > severity_rank(old_sev) and len(members) > 1:
+        if inc.is_open and severity_rank(inc.severity) > severity_rank(old_sev) and several:
             self._emit("severity_raised", inc, now, {"from": old_sev, "to": inc.severity})
-        if inc.is_open and inc.priority < old_pri and len(members) > 1:
+        if inc.is_open and inc.priority < old_pri and several:
             self._emit("priority_raised", inc, now, {"from": old_pri, "to": inc.priority})
         if inc.is_open and inc.paging and not was_paging:
             # notifications wait while an incident does not page, and go out once it does

@@ -90,10 +90,10 @@ def add_routes(app: web.Application, daemon: Any, part: RulesPart) -> None:
                 where = f"[{i}]." if isinstance(data, list) else ""
                 return error(400, "invalid change", f"{where}{exc}")
             # the start as read (`start`, else `at`, else the time of receipt), fixed now so
-            # that a replayed inbox agrees; a change posted here is the API's, whatever the
-            # body says, and kept in the store as the API's are
+            # that a replayed inbox agrees; no `source`: a change posted here is the API's,
+            # whatever the body says (`RulesPart.add_change`)
             record = {k: v for k, v in item.items() if k not in ("at", "start", "source")}
-            records.append({**record, "start": _rfc3339(change.starts_at), "source": "api"})
+            records.append({**record, "start": _rfc3339(change.starts_at)})
         from daemon.app import InboxFull
 
         try:
