@@ -50,10 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return fail(str(exc))
         config.listen = args.listen
+    from daemon import checks
+
+    errors = checks.check_all(config)  # what check-config, replay and a reload refuse
+    if errors:
+        return fail_first(errors)
     configure_logging(config.log_level, config.log_format)
     import structlog
-
-    from daemon import checks
 
     for warning in checks.warnings(config):
         structlog.get_logger().warning("configuration warning", detail=warning)

@@ -163,7 +163,7 @@ def test_run_with_a_template_that_does_not_compile_stops_with_its_file_and_line(
     done = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--config", path],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == f"incidentd: {tmp_path / 'hook.j2'}:2: unexpected '}}'"
+    assert done.stderr.strip().splitlines()[-1] == f"incidentd: {tmp_path / 'hook.j2'}:2: receiver hook: unexpected '}}'"
     assert "Traceback" not in done.stderr + done.stdout
 
 

@@ -411,6 +411,21 @@ def test_daemon_refuses_to_start_with_broken_rules(tmp_path):
     assert exc.value.errors[0].startswith(f"{tmp_path}/rules.yaml:2:")
 
 
+def test_run_refuses_a_rule_naming_an_unknown_receiver_as_check_config_does(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = write_config(tmp_path, "rules:\n  - {match: [], receiver: pagr}\n",
+                          "listen: 127.0.0.1:9\nreceivers: [{name: pager, type: webhook, url: \"http://127.0.0.1:9/\"}]\n")
+    done = subprocess.run([sys.executable, "-m", "daemon.cli", "run", "--config", config,
+                           "--data-dir", str(tmp_path / "data")],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"incidentd: {tmp_path}/rules.yaml:2: rule 'rules[0]': unknown receiver 'pagr'"
+    assert not (tmp_path / "data").exists()  # refused before anything was started
+
+
 async def test_a_reload_takes_the_whole_new_configuration_or_none_of_it(tmp_path, daemon_for):
     config = write_config(tmp_path, "rules:\n  - {match: [], team: first}\n", TEAMS)
     c = await daemon_for(config)
