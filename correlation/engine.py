@@ -258,7 +258,7 @@ class TopologyCorrelator:
         self._topo: Topology | None = None
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
-        self._evidence_of: dict[tuple[str, int], dict[str, Evidence]] = {}  # see `evidence`
+        self._evidence_of: dict[str, tuple[int, dict[str, Evidence]]] = {}  # see `evidence`
 
     @property
     def topology(self) -> Topology:
@@ -317,19 +317,20 @@ class TopologyCorrelator:
         if revision is None:
             return self._evidence(incident, cmdb)
         iid = _get(incident, "id")
-        got = self._evidence_of.get((iid, revision))
-        if got is None:
-            appended = _get(incident, "appended")
-            before = self._evidence_of.get((iid, revision - 1)) \
-                if appended is not None and appended[0] == revision else None
-            if before is not None:  # the revision before and one new member
-                got = dict(before)
-                found = self._member_evidence(appended[1], cmdb)
-                if found is not None:
-                    got[found[0]] = found[1].stronger(got.get(found[0]))
-            else:
-                got = self._evidence(incident, cmdb)
-            remember(self._evidence_of, (iid, revision), got, 20_000)
+        known = self._evidence_of.get(iid)
+        if known is not None and known[0] == revision:
+            return known[1]
+        appended = _get(incident, "appended")
+        if known is not None and known[0] == revision - 1 and appended is not None and appended[0] == revision:
+            got = dict(known[1])  # the revision before and one new member
+            found = self._member_evidence(appended[1], cmdb)
+            if found is not None:
+                got[found[0]] = found[1].stronger(got.get(found[0]))
+        else:
+            got = self._evidence(incident, cmdb)
+        # only the latest revision: revisions move forward, and a large incident's
+        # evidence at every revision it went through would fill the memory
+        remember(self._evidence_of, iid, (revision, got), 20_000)
         return got
 
     def _member_evidence(self, m: Any, cmdb: Cmdb) -> tuple[str, Evidence] | None:
@@ -409,13 +410,15 @@ class TopologyCorrelator:
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
-        merged = _joined(best_weights, {ci: w_x})
+        merged = best_weights  # the incidents merged so far, without the new alert
         ll_merged, h_merged = best_hyp.loglik + ln_fault, best_hyp
         for _g, other, weights, _s, _h in options[1:]:
             apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
             s_other, h_other = ex.fault_or_noise(weights, apart)
+            # (with the new alert added last: the same incidents were weighed together
+            # at the alert before, so their census is known)
             union = _joined(merged, weights)
-            hyp = ex.best(union)
+            hyp = ex.best_adding(union, ci, w_x)
             if hyp is None or not (hyp.explains_any(weights) and hyp.explains_any(best_weights)):
                 continue  # merged, one incident's alerts would only be noise beside the other's fault
             if hyp.loglik + ln_fault > _both(ex, ll_merged, h_merged, s_other, h_other, weights):
@@ -423,7 +426,7 @@ class TopologyCorrelator:
                 merged, ll_merged, h_merged = union, hyp.loglik + ln_fault, hyp
         reason = self._reason(ci, best_weights, best_hyp, topo)
         if len(ids) > 1:
-            reason += f"; one fault at {ex.best(merged).ci} explains {len(ids)} incidents: merged"
+            reason += f"; one fault at {h_merged.ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
 
     def _repeat_or_new_part(self, inc: Any, weights: dict[str, Evidence], ci: str, labels: Mapping[str, str],

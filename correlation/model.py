@@ -41,7 +41,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
 from correlation.topology import Topology, remember
@@ -49,6 +49,9 @@ from correlation.topology import Topology, remember
 # up to this many CIs reached, the nearest explained CI below each next one is looked for
 # among them all; past it, hop by hop below that CI (see `Explainer.score`)
 FEW_REACHED = 8
+
+# remembered rankings hold at most this many alerting CIs in their keys in all (about 10 MB)
+RANKED_CIS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,15 @@ class Evidence:
     noise: float
     onsets: tuple[float, ...] = (0.0,)  # when its alerts began firing, ascending, each time once
     resource_only: bool = False  # every alert on the CI is of kind RESOURCE
+    # worked out once: rankings are remembered by the evidence of every alerting CI, and
+    # a CI of a large incident has many onsets
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.noise, self.onsets, self.resource_only)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def first_at(self) -> float:
@@ -160,7 +172,7 @@ class Hypothesis:
 
     def explains_any(self, cis: Iterable[str]) -> bool:
         """Whether this fault explains one of `cis` (as its root or a dependent)."""
-        return any(x == self.ci or x in self.explained for x in cis)
+        return not {self.ci, *self.explained}.isdisjoint(cis)
 
 
 # (log-likelihood bonus, description) of a recorded change on `ci` shortly before a
@@ -180,6 +192,7 @@ class Explainer:
         self.keep = 5  # the top places a full ranking gets right (analysis lists candidates)
         self._log: dict[float, float] = {}
         self._ranked: dict[tuple, tuple[list[Hypothesis], int]] = {}  # and how many are exact
+        self._ranked_cis = 0  # the alerting CIs in `_ranked`'s keys (see `_remember_ranking`)
         self.changes: ChangeLookup | None = None  # see `_change_bonus`
         self.changes_version: Callable[[], int] = lambda: 0  # moves when a change is recorded
         self._census: dict[frozenset[str], dict[str, int]] = {}
@@ -223,9 +236,17 @@ class Explainer:
             remember(self._census, key, got, 8192)
         return got
 
-    def _explaining(self, roots: Iterable[str], cis: Iterable[str]) -> dict[str, int]:
-        """How many of `cis` each of `roots` lies below (one pass per CI's closure)."""
+    def _explaining(self, roots: Iterable[str], cis: frozenset[str]) -> dict[str, int]:
+        """How many of `cis` each of `roots` lies below: one pass per CI's closure, or,
+        with fewer roots than CIs (a CI joining a large incident), one look per root at
+        what depends on it (`r` lies below `x` exactly when `x` lies above `r`)."""
         got = dict.fromkeys(roots, 0)
+        if len(got) < len(cis):
+            above = self.topo.above
+            for r in got:
+                over = above(r)
+                got[r] = len(cis & over.keys()) + (r in cis and r not in over)
+            return got
         for x in cis:
             below = self.topo.below(x)
             # through whichever is smaller: the roots, or what x depends on
@@ -364,8 +385,20 @@ class Explainer:
         key = self._key(weights)
         got = self._ranked.get(key)
         if got is None or got[1] < need:
-            got = remember(self._ranked, key, (self._scored(weights, self.candidates(weights), need), need), 4096)
+            got = self._remember_ranking(key, len(weights), (self._scored(weights, self.candidates(weights), need), need))
         return got[0][:limit]
+
+    def _remember_ranking(self, key: tuple, cis: int,
+                          ranking: tuple[list[Hypothesis], int]) -> tuple[list[Hypothesis], int]:
+        """`remember` for rankings, also emptied at `RANKED_CIS` alerting CIs in all: a key
+        holds the evidence of every alerting CI, and an incident of a thousand CIs
+        would otherwise keep one such key for each alert it gained."""
+        if len(self._ranked) >= 4096 or self._ranked_cis + cis > RANKED_CIS:
+            self._ranked.clear()
+            self._ranked_cis = 0
+        self._ranked[key] = ranking
+        self._ranked_cis += cis
+        return ranking
 
     def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int) -> list[Hypothesis]:
         """The best `keep` candidates scored exactly, best first (of at most `full_scores`
@@ -439,14 +472,19 @@ class Explainer:
         this for every new alert and every incident near it; the census of possible
         roots is worked out from the incident's. The full ranking is kept: the alert
         usually joins, and analysis asks for it next."""
+        hyp = self.best_adding(weights, ci, ev)
+        return hyp if hyp is not None and ci not in hyp.unexplained else None
+
+    def best_adding(self, weights: Mapping[str, Evidence], ci: str, ev: Evidence) -> Hypothesis | None:
+        """`best` of `weights` with the alert `ev` on `ci` added, its census of possible
+        roots worked out from the census of `weights`."""
         joint = dict(weights)
         joint[ci] = ev.stronger(weights.get(ci))
         key = self._key(joint)
         if key not in self._ranked and weights:
             count = self.census_with(frozenset(weights), ci)
-            remember(self._ranked, key, (self._scored(joint, self.candidates(joint, count), self.keep), self.keep), 4096)
-        hyp = self.best(joint)
-        return hyp if hyp is not None and ci not in hyp.unexplained else None
+            self._remember_ranking(key, len(joint), (self._scored(joint, self.candidates(joint, count), self.keep), self.keep))
+        return self.best(joint)
 
     def repeat_loglik(self, hyp: Hypothesis, ci: str, ev: Evidence) -> float:
         """log P of one more alert `ev` on `ci`, a CI that already alerts, under the fault

@@ -144,3 +144,22 @@ def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alert
         if i % 50 == 49:  # now and then a change that is not an alert joining
             inc.revision += 1
         assert correlator.evidence(inc) == correlator._evidence(inc, cmdb)
+    assert list(correlator._evidence_of) == ["INC-1"]  # its latest revision only
+
+
+def test_rankings_of_large_incidents_are_remembered_within_a_bound(monkeypatch):
+    """An incident of hundreds of CIs asks for a ranking with each alert it gains: the
+    rankings remembered hold a bounded number of CIs in all, and what is ranked
+    after the cache was emptied is what a fresh explainer ranks."""
+    monkeypatch.setattr(model, "RANKED_CIS", 100)
+    cmdb = random_cmdb(2, n=80)
+    rnd = random.Random(11)
+    ids = sorted(cmdb.cis)
+    ex = Explainer(Topology(cmdb))
+    weights: dict[str, Evidence] = {}
+    for i, ci in enumerate(rnd.sample(ids, 60)):
+        weights[ci] = random_evidence(rnd, 10.0 * i)
+        got = ex.rank(weights)
+        assert ex._ranked_cis == sum(len(key[0]) for key in ex._ranked) <= 100
+        fresh = Explainer(Topology(cmdb)).rank(weights)
+        assert [(h.ci, round(h.loglik, 9)) for h in got] == [(h.ci, round(h.loglik, 9)) for h in fresh]
