@@ -115,6 +115,48 @@ class Problem:
     resolved_at: float | None = None
     merged_into: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # what people did, and reopenings
+    # how many links name each root CI: every new title asks for them, and a problem may
+    # have thousands of links (kept by `put_link`, `pop_link` and `set_root`; after
+    # `links` is replaced whole, by `recount_roots`)
+    _roots: dict[str, int] = field(init=False, default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.recount_roots()
+
+    # -- links ----------------------------------------------------------------------
+
+    def put_link(self, link: Link) -> None:
+        """Add a link, or replace the one of the same incident."""
+        old = self.links.get(link.incident_id)
+        if old is not None:
+            self._count_root(old.root, -1)
+        self.links[link.incident_id] = link
+        self._count_root(link.root, 1)
+
+    def pop_link(self, incident_id: str) -> Link | None:
+        link = self.links.pop(incident_id, None)
+        if link is not None:
+            self._count_root(link.root, -1)
+        return link
+
+    def set_root(self, link: Link, root: str | None) -> None:
+        """Change the root CI of one of the problem's links."""
+        self._count_root(link.root, -1)
+        link.root = root
+        self._count_root(root, 1)
+
+    def recount_roots(self) -> None:
+        self._roots = {}
+        for link in self.links.values():
+            self._count_root(link.root, 1)
+
+    def _count_root(self, root: str | None, n: int) -> None:
+        if root:
+            left = self._roots.get(root, 0) + n
+            if left > 0:
+                self._roots[root] = left
+            else:
+                self._roots.pop(root, None)
 
     # -- derived ------------------------------------------------------------------
 
@@ -134,14 +176,14 @@ class Problem:
 
     @property
     def root_cause(self) -> str | None:
-        roots = [link.root for link in self.links.values() if link.root]
-        if not roots:
+        """The root CI most of its incidents had (the first by name of those tied)."""
+        if not self._roots:
             return None
-        return max(sorted(set(roots)), key=roots.count)
+        return max(sorted(self._roots), key=self._roots.__getitem__)
 
     @property
     def root_cis(self) -> list[str]:
-        return sorted({link.root for link in self.links.values() if link.root})
+        return sorted(self._roots)
 
     @property
     def signature(self) -> str:
@@ -266,7 +308,8 @@ class Problem:
         ):
             if k in d:
                 setattr(p, k, d[k])
-        p.links = {x["incident_id"]: Link.from_dict(x) for x in d.get("links", [])}
+        for x in d.get("links", []):
+            p.put_link(Link.from_dict(x))
         return p
 
 
@@ -297,7 +340,7 @@ def read_problems(store: Store) -> tuple[list[Problem], list[Problem]]:
             continue
         link = Link.from_dict(json.loads(doc))
         link.pos = at
-        p.links[link.incident_id] = link
+        p.put_link(link)
         parts.setdefault(pid, {}).setdefault(part, []).append((at, link.incident_id))
     for pid, by_part in parts.items():
         problems[pid].parts = [[iid for _, iid in sorted(by_part[k])] for k in sorted(by_part)]

@@ -50,6 +50,7 @@ log = structlog.get_logger("incidentd.problems")
 
 
 _OPEN_KINDS = {"opened", "alert_added", "root_cause_changed", "reopened", "merged"}
+TAIL = 16  # the links at the end of a part looked at first when one is taken out
 
 
 class ProblemError(Exception):
@@ -387,7 +388,7 @@ class ProblemsPart:
 
     def _attach(self, p: Problem, link: Link, part: int = 0) -> None:
         replaced = link.incident_id in p.links
-        p.links[link.incident_id] = link
+        p.put_link(link)
         if not p.parts:
             p.parts = [[]]
         # (a part holds only linked incidents: a new link is in none)
@@ -419,7 +420,8 @@ class ProblemsPart:
             self._take_out(p, inc.id)
             self._append(p, self._part_for(p, prof), link)
             self._drop_empty_parts(p)
-        link.profile, link.resolved_at, link.root = prof, inc.resolved_at, inc.root_cause or prof.ci
+        link.profile, link.resolved_at = prof, inc.resolved_at
+        p.set_root(link, inc.root_cause or prof.ci)
         self._link_writes[inc.id] = p.id
         p.updated_at = now
         p.retitle()
@@ -433,7 +435,7 @@ class ProblemsPart:
         if pid is None:
             return None
         p = self.problems[pid]
-        link = p.links.pop(incident_id, None)
+        link = p.pop_link(incident_id)
         self._take_out(p, incident_id)
         self._drop_empty_parts(p)
         self._link_writes[incident_id] = None
@@ -470,6 +472,14 @@ class ProblemsPart:
 
     @staticmethod
     def _take_out(p: Problem, incident_id: str) -> None:
+        # most often one of the last links of its part (an incident linked while open,
+        # now resolved and linked again): looked for from the end of each part first,
+        # not through the whole history of a long-lived problem
+        for prt in p.parts:
+            for i in range(len(prt) - 1, max(len(prt) - 1 - TAIL, -1), -1):
+                if prt[i] == incident_id:
+                    del prt[i]
+                    return
         for prt in p.parts:
             if incident_id in prt:
                 prt.remove(incident_id)
@@ -714,13 +724,14 @@ class ProblemsPart:
                 list(prt) for prt in src.parts if prt
             ]
             for iid, link in src.links.items():
-                target.links[iid] = link
+                target.put_link(link)
                 self.by_incident[iid] = target.id
                 self._touch(iid, target.id)
             for key in KNOWN_ERROR_FIELDS:
                 if not getattr(target, key) and getattr(src, key):
                     setattr(target, key, getattr(src, key))
             src.links = {}
+            src.recount_roots()
             src.parts = []
             src.merged_into = target.id
             src.updated_at = now
@@ -768,7 +779,7 @@ class ProblemsPart:
             )
         new = self._create(now, created_by=actor)
         for iid in dict.fromkeys(incident_ids):
-            link = p.links.pop(iid)
+            link = p.pop_link(iid)
             link.how = "person"
             self._take_out(p, iid)
             self._attach(new, link)

@@ -3,7 +3,7 @@ faults stay apart, the same pattern on hosts of one role is one problem."""
 
 import json
 
-from problemshop import DAY, HOUR, Shop, db_down, db_slow, disk_full
+from problemshop import DAY, HOUR, T0, Shop, db_down, db_slow, disk_full
 
 from daemon.problems.model import problem_view
 
@@ -62,6 +62,32 @@ def test_the_same_pattern_on_several_hosts_of_one_role_is_one_problem(tmp_path):
     assert len(pids) == 1 and None not in pids
     [problem] = shop.problems.listing()
     assert problem.root_cis == ["web-1", "web-2", "web-3"]
+
+
+def _roots_by_links(p):
+    roots = [link.root for link in p.links.values() if link.root]
+    return sorted(set(roots)), (max(sorted(set(roots)), key=roots.count) if roots else None)
+
+
+def test_a_problems_root_cis_follow_its_links_through_splits_merges_and_moves(tmp_path):
+    """The root CIs are counted as links come and go, not read from every link: after
+    each change they are what the links say."""
+    shop = Shop(tmp_path)
+    nodes = ["web-1", "web-2", "web-3", "web-1", "web-3", "web-1"]
+    incidents = [shop.fault(i * DAY, [disk_full(node)], duration=4 * HOUR) for i, node in enumerate(nodes)]
+    [problem] = shop.problems.listing()
+    assert (problem.root_cis, problem.root_cause) == (["web-1", "web-2", "web-3"], "web-1")
+    web3 = [iid for iid, node in zip(incidents, nodes, strict=True) if node == "web-3"]
+    new = shop.problems.split(problem.id, web3, "bob", T0 + 7 * DAY)
+    assert (problem.root_cis, problem.root_cause) == (["web-1", "web-2"], "web-1")
+    assert (new.root_cis, new.root_cause) == (["web-3"], "web-3")
+    shop.problems.link_incident(new.id, incidents[1], "bob", T0 + 7 * DAY)  # web-2's, moved
+    assert (problem.root_cis, new.root_cis, new.root_cause) == (["web-1"], ["web-2", "web-3"], "web-3")
+    shop.problems.merge(new.id, [problem.id], "bob", T0 + 8 * DAY)
+    assert (new.root_cis, new.root_cause) == (["web-1", "web-2", "web-3"], "web-1")
+    assert (problem.root_cis, problem.root_cause) == ([], None)
+    for p in (problem, new):
+        assert (p.root_cis, p.root_cause) == _roots_by_links(p)
 
 
 def test_a_problem_title_drops_an_incident_unlinked_from_it(tmp_path):
