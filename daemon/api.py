@@ -20,7 +20,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from daemon.incidents import IncidentError
 from daemon.ingest import PayloadError, parse_alert_list, parse_samples, parse_webhook
 from daemon.model import MAX_NAME, MAX_TEXT
-from daemon.views import incident_view, load_incident_doc, load_incident_docs, timeline_view
+from daemon.views import (
+    incident_seq,
+    incident_view,
+    load_incident_doc,
+    load_incident_docs,
+    timeline_view,
+)
 
 if TYPE_CHECKING:
     from daemon.app import Daemon
@@ -109,6 +115,7 @@ class ApiRunner(web.AppRunner):
         return server
 
 
+MAX_LIST = 10_000  # incidents in one page of a listing (`limit`)
 MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be
 
 _ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras
@@ -260,7 +267,18 @@ async def list_incidents(request: web.Request) -> web.Response:
     state = request.query.get("state", "open")
     if state not in ("open", "resolved", "all"):
         return error(400, "invalid state", "state must be open, resolved or all")
-    docs = load_incident_docs(daemon.store, state)
+    limit = None
+    if "limit" in request.query:
+        raw = request.query["limit"]
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+        if not 1 <= limit <= MAX_LIST:
+            return error(400, "invalid limit", f"limit must be an integer from 1 to {MAX_LIST}")
+    before_seq = None
+    if "before" in request.query:
+        before_seq = incident_seq(daemon.store, request.query["before"])
+        if before_seq is None:
+            return error(400, "invalid before", f"no such incident: {request.query['before'][:200]!r}")
+    docs = load_incident_docs(daemon.store, state, limit, before_seq)
     live = daemon.incidents.get
     # incidents still in memory are shown as they are now: a re-post updates the
     # stored document only lazily (see IncidentManager.drain_writes)

@@ -78,19 +78,40 @@ def timeline_view(store: Store, incident_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_incident_docs(store: Store, state: str = "all") -> list[dict[str, Any]]:
-    """Incident documents in opening order; `state` is open (incl. acknowledged), resolved or all."""
+_STATE_WHERE = {"open": "state IN ('open','acknowledged')", "resolved": "state='resolved'"}
+
+
+def load_incident_docs(store: Store, state: str = "all", limit: int | None = None,
+                       before_seq: int | None = None) -> list[dict[str, Any]]:
+    """Incident documents in opening order; `state` is open (incl. acknowledged), resolved
+    or all. With `limit`, only the last `limit` of them; with `before_seq`, only those
+    that opened before the incident of that `seq` (a page further back)."""
+    where = _STATE_WHERE.get(state, "state != 'merged'")
     # put in order here, by `seq` (one per incident), not by an ORDER BY: SQLite would
     # copy every document through a temporary B-tree (8 MB for 3,400 incidents), which
     # took longer than reading them
-    if state == "open":
-        rows = store.query("SELECT seq, doc FROM incidents WHERE state IN ('open','acknowledged')")
-    elif state == "resolved":
-        rows = store.query("SELECT seq, doc FROM incidents WHERE state='resolved'")
+    if limit is None and before_seq is None:
+        rows = store.query(f"SELECT seq, doc FROM incidents WHERE {where}")
     else:
-        rows = store.query("SELECT seq, doc FROM incidents WHERE state != 'merged'")
+        # a page: the incidents' places first, from the (state, seq) index alone, then the
+        # documents of the page only
+        sql = f"SELECT seq, rowid FROM incidents WHERE {where}"
+        keys = store.query(sql + " AND seq < ?", (before_seq,)) if before_seq is not None else store.query(sql)
+        keys.sort(key=itemgetter(0))
+        if limit is not None:
+            keys = keys[-limit:] if limit else []
+        rows = []
+        for i in range(0, len(keys), 500):
+            chunk = [rowid for _, rowid in keys[i:i + 500]]
+            rows += store.query(f"SELECT seq, doc FROM incidents WHERE rowid IN ({','.join('?' * len(chunk))})",
+                                tuple(chunk))
     rows.sort(key=itemgetter(0))
     return [orjson.loads(doc) for _, doc in rows]
+
+
+def incident_seq(store: Store, incident_id: str) -> int | None:
+    row = store.query_one("SELECT seq FROM incidents WHERE id=?", (incident_id,))
+    return row[0] if row else None
 
 
 def load_incident_doc(store: Store, incident_id: str) -> dict[str, Any] | None:

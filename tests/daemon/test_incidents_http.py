@@ -307,6 +307,35 @@ async def test_different_alerts_of_different_services_open_separate_incidents(st
     assert len(await c.incidents("open")) == 2
 
 
+async def test_a_listing_pages_back_from_the_newest_incidents_with_limit_and_before(start_daemon):
+    c = await start_daemon()
+    for i in range(7):
+        await c.post(ALERTS, [v2_alert({"alertname": "Down", "service": f"s{i}"})])
+    await c.advance(10)
+    status, body = await c.post("/api/v1/incidents/INC-000003/resolve", {"author": "alice"})
+    assert status == 200, body
+    everything = [i["id"] for i in await c.incidents("all")]
+    assert everything == [f"INC-00000{n}" for n in range(1, 8)]
+
+    async def page(query: str) -> list[str]:
+        status, body, _ = await c.call("GET", "/api/v1/incidents?" + query)
+        assert status == 200, body
+        return [i["id"] for i in body["incidents"]]
+
+    assert await page("state=all&limit=3") == everything[-3:]  # the newest, in opening order
+    assert await page("state=all&limit=3&before=INC-000005") == everything[1:4]
+    assert await page("state=all&limit=3&before=INC-000002") == everything[:1]
+    assert await page("state=all&before=INC-000002") == everything[:1]
+    assert await page("state=open&limit=3&before=INC-000005") == ["INC-000001", "INC-000002", "INC-000004"]
+    assert await page("state=resolved&limit=1") == ["INC-000003"]
+    assert await page("state=all&limit=10000") == everything
+    for query, error in [("limit=0", "invalid limit"), ("limit=-1", "invalid limit"), ("limit=10001", "invalid limit"),
+                         ("limit=ten", "invalid limit"), ("limit=", "invalid limit"),
+                         ("before=INC-999999", "invalid before"), ("before=", "invalid before")]:
+        status, body, _ = await c.call("GET", "/api/v1/incidents?state=all&" + query)
+        assert (status, body["error"]) == (400, error), query
+
+
 async def test_incidents_and_their_alerts_survive_a_restart(start_daemon, tmp_path):
     c = await start_daemon()
     await c.post(ALERTS, [v2_alert(db_down())])
