@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # a label name as Prometheus and Alertmanager take it (`match` it: `\Z`, not `$`, so
 # no trailing newline gets through)
@@ -17,6 +19,19 @@ _MASK = 0xFFFFFFFFFFFFFFFF
 # and an author's name; the API refuses longer ones rather than cut them
 MAX_TEXT = 10_000
 MAX_NAME = 200
+
+
+def optional_text(value: Any, name: str, limit: int,
+                  error: Callable[[str], Exception] = ValueError) -> str:
+    """A text field a person may leave out: absent (None) is empty; anything but a
+    string, or a string over `limit` characters, is `error(message)` naming the field."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise error(f"{name}: expected a string")
+    if len(value) > limit:
+        raise error(f"{name}: at most {limit} characters")
+    return value
 
 SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "error": 3, "critical": 4, "page": 4}
 

@@ -87,22 +87,23 @@ def load_incident_docs(store: Store, state: str = "all", limit: int | None = Non
     or all. With `limit`, only the last `limit` of them; with `before_seq`, only those
     that opened before the incident of that `seq` (a page further back)."""
     where = _STATE_WHERE.get(state, "state != 'merged'")
+    params: tuple[int, ...] = ()
+    if before_seq is not None:
+        where += " AND seq < ?"
+        params = (before_seq,)
     # put in order here, by `seq` (one per incident), not by an ORDER BY: SQLite would
     # copy every document through a temporary B-tree (8 MB for 3,400 incidents), which
     # took longer than reading them
-    if limit is None and before_seq is None:
-        rows = store.query(f"SELECT seq, doc FROM incidents WHERE {where}")
+    if limit is None:
+        rows = store.query(f"SELECT seq, doc FROM incidents WHERE {where}", params)
     else:
         # a page: the incidents' places first, from the (state, seq) index alone, then the
         # documents of the page only
-        sql = f"SELECT seq, rowid FROM incidents WHERE {where}"
-        keys = store.query(sql + " AND seq < ?", (before_seq,)) if before_seq is not None else store.query(sql)
-        keys.sort(key=itemgetter(0))
-        if limit is not None:
-            keys = keys[-limit:] if limit else []
+        keys = sorted(store.query(f"SELECT seq, rowid FROM incidents WHERE {where}", params))
+        page = [rowid for _, rowid in keys[-limit:]] if limit > 0 else []
         rows = []
-        for i in range(0, len(keys), 500):
-            chunk = [rowid for _, rowid in keys[i:i + 500]]
+        for i in range(0, len(page), 500):
+            chunk = page[i:i + 500]
             rows += store.query(f"SELECT seq, doc FROM incidents WHERE rowid IN ({','.join('?' * len(chunk))})",
                                 tuple(chunk))
     rows.sort(key=itemgetter(0))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from daemon.model import MAX_TEXT
+from daemon.model import MAX_TEXT, optional_text
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 
 DependsOn = Callable[[str, str], bool]
@@ -61,14 +61,10 @@ class Change:
             raise ChangeError("id: required string")
         if not isinstance(ci, str) or not ci:
             raise ChangeError("ci: required string")
-        summary = data.get("summary")
-        if summary is None:
-            summary = ""
-        if not isinstance(summary, str):
-            raise ChangeError("summary: expected a string")
-        for name, value in (("id", cid), ("ci", ci), ("summary", summary)):
+        for name, value in (("id", cid), ("ci", ci)):
             if len(value) > MAX_TEXT:
                 raise ChangeError(f"{name}: at most {MAX_TEXT} characters")
+        summary = optional_text(data.get("summary"), "summary", MAX_TEXT, ChangeError)
         start_raw = data.get("start")
         if start_raw is None or start_raw == "":
             start_raw = data.get("at")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.model import MAX_NAME, MAX_TEXT
+from daemon.model import MAX_NAME, MAX_TEXT, optional_text
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
 from rules.matchers import Matcher, MatcherError, parse_matchers
 
@@ -91,9 +91,9 @@ class Silence:
             raise SilenceError("endsAt: required")
         if ends <= starts:
             raise SilenceError("endsAt: must be after startsAt")
-        created_by = _text(_first(data, "createdBy", "created_by"), "createdBy", MAX_NAME)
-        comment = _text(data.get("comment"), "comment", MAX_TEXT)
-        sid = _text(data.get("id"), "id", MAX_NAME)
+        created_by = optional_text(_first(data, "createdBy", "created_by"), "createdBy", MAX_NAME, SilenceError)
+        comment = optional_text(data.get("comment"), "comment", MAX_TEXT, SilenceError)
+        sid = optional_text(data.get("id"), "id", MAX_NAME, SilenceError)
         return cls(
             id=sid or str(uuid.uuid4()),
             matchers=matchers,
@@ -104,17 +104,6 @@ class Silence:
             updated_at=_time(data.get("updatedAt"), "updatedAt", default=now),
             source=str(data.get("source") or "api"),
         )
-
-
-def _text(value: Any, name: str, limit: int) -> str:
-    """An optional text field: absent is empty; anything but a string is refused."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise SilenceError(f"{name}: expected a string")
-    if len(value) > limit:
-        raise SilenceError(f"{name}: at most {limit} characters")
-    return value
 
 
 def _first(data: Mapping[str, Any], *keys: str) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.api import DAEMON_KEY, ApiError, _actor, error, read_json
-from daemon.model import MAX_TEXT
+from daemon.model import MAX_TEXT, optional_text
 from daemon.problems.model import STATUSES, problem_view
 from daemon.problems.service import ProblemError, ProblemsPart
 
@@ -35,6 +35,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid body", "expected a JSON object")
     return data
+
+
+def _invalid_body(message: str) -> ApiError:
+    return ApiError(400, "invalid body", message)
 
 
 def _id_list(data: dict[str, Any], key: str) -> list[str]:
@@ -77,13 +81,8 @@ async def _edit(request: web.Request, action: str) -> web.Response:
         elif action == "merge":
             p = part.merge(pid, _id_list(data, "problems"), actor, now)
         elif action == "split":
-            title = data.get("title")
-            if title is None:
-                title = ""
-            if not isinstance(title, str):
-                raise ApiError(400, "invalid body", "title: expected a string")
-            if len(title) > MAX_TEXT:  # as PATCH refuses a longer one, rather than cut it
-                raise ApiError(400, "invalid body", f"title: at most {MAX_TEXT} characters")
+            # (a longer title is refused, as PATCH refuses it, rather than cut)
+            title = optional_text(data.get("title"), "title", MAX_TEXT, _invalid_body)
             p = part.split(pid, _id_list(data, "incidents"), actor, now, title)
             status = 201
         else:
