@@ -121,6 +121,12 @@ MAX_AHEAD = 3600.0  # how far ahead of the daemon's clock a sample's time may be
 _ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")  # what aiohttp decodes without extras
 
 
+def query_count(raw: str, most: int) -> int | None:
+    """A query parameter that is to be a whole number from 1 to `most`; None when not."""
+    n = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    return n if 1 <= n <= most else None
+
+
 def content_encoding(request: web.Request) -> str:
     """The request's Content-Encoding, lower case; "identity" when it names none."""
     return request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
@@ -269,9 +275,8 @@ async def list_incidents(request: web.Request) -> web.Response:
         return error(400, "invalid state", "state must be open, resolved or all")
     limit = None
     if "limit" in request.query:
-        raw = request.query["limit"]
-        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
-        if not 1 <= limit <= MAX_LIST:
+        limit = query_count(request.query["limit"], MAX_LIST)
+        if limit is None:
             return error(400, "invalid limit", f"limit must be an integer from 1 to {MAX_LIST}")
     before_seq = None
     if "before" in request.query:

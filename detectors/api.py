@@ -54,15 +54,14 @@ def anomalies_section(components: Any, store: Store) -> list[dict[str, Any]]:
 async def list_anomalies(request: web.Request) -> web.Response:
     from aiohttp import web
 
-    from daemon.api import DAEMON_KEY, error
+    from daemon.api import DAEMON_KEY, error, query_count
 
     daemon = request.app[DAEMON_KEY]
     state = request.query.get("state", "all")
     if state not in ("open", "resolved", "all"):
         return error(400, "invalid state", "state must be open, resolved or all")
-    raw_limit = request.query.get("limit", "1000")
-    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 9 else 0
-    if not 1 <= limit <= MAX_LIMIT:
+    limit = query_count(request.query.get("limit", "1000"), MAX_LIMIT)
+    if limit is None:
         return error(400, "invalid limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     views = anomaly_views(daemon.store, state, limit)
     return web.json_response({"anomalies": views})
