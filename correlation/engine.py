@@ -185,6 +185,9 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
 _MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale"})  # the rest are probabilities
 
 
+INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
+
+
 def _members(incident: Any) -> Iterable[tuple[str, Any]]:
     alerts = getattr(incident, "alerts", {})
     return alerts.items() if isinstance(alerts, Mapping) else ((m.fingerprint, m) for m in alerts)
@@ -351,16 +354,16 @@ class TopologyCorrelator:
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint
-        joinable = getattr(incidents, "joinable_incidents", None)
-        open_incidents = list(joinable(now) if joinable else incidents.open_incidents())
+        topo = self.topology
+        ci = event.ci
+        on_cmdb = ci is not None and ci in topo.cmdb
+        open_incidents = self._joinable(incidents, now, fp, ci if on_cmdb else None)
         for inc in open_incidents:
             m = _get(inc, "alerts", {}).get(fp)
             if m is not None and _get(m, "status") != "resolved":
                 return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
-        topo = self.topology
-        ci = event.ci
         window = event.correlation_window or self.config.window
-        if ci is None or ci not in topo.cmdb:
+        if not on_cmdb:
             scoped = self._place_in_scope(event, open_incidents, now, window)
             if scoped is not None:
                 return scoped
@@ -428,6 +431,21 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {h_merged.ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _joinable(self, incidents: Any, now: float, fp: str, ci: str | None) -> list[Any]:
+        """The incidents a new alert may join, in opening order. For an alert on the CMDB
+        CI `ci` among many incidents (an alert storm opens thousands), only those with
+        alerts on CIs related to it, or holding the alert itself, found through the
+        incidents' index by CI: the others cannot relate to it. Among fewer, looking
+        through them all costs less than finding the CIs related to a CI near a hub."""
+        joinable = getattr(incidents, "joinable_incidents", None)
+        if joinable is None:
+            return list(incidents.open_incidents())
+        if ci is None or getattr(incidents, "held", 0) < INDEXED_FROM:
+            return list(joinable(now))
+        near = self.topology.related(ci, self.config.max_hops)
+        holder = incidents.incident_for(fp)
+        return joinable(now, on=near if holder is None else {*near, *holder.cis})
 
     def _repeat_or_new_part(self, inc: Any, weights: dict[str, Evidence], ci: str, labels: Mapping[str, str],
                             w_x: Evidence, after: Any) -> float:
@@ -647,6 +665,17 @@ class TopologyCorrelator:
         last = _num(_get(inc, "last_alert_at"), opened)
         if now - last <= window:
             return True
+        # a quiet incident with no member on `ci` or within `max_hops` below it is not,
+        # whatever its members' states: ruled out by the CIs of its evidence (those of
+        # all its members in the CMDB, kept per revision) without looking through them
+        topo = self.topology
+        below = topo.below(ci)
+        hops = self.config.max_hops
+        weights = self.evidence(inc)
+        near = topo.below_within(ci, hops)
+        if not (any(x in weights for x in near) if len(near) < len(weights)
+                else any(below.get(x, hops + 1) <= hops for x in weights)):
+            return False
         own = [m for _, m in _members(inc) if _get(m, "ci") == ci]
         if own and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
             _get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window for m in own
@@ -654,8 +683,6 @@ class TopologyCorrelator:
             return True
         # its fault goes on below the new alert's CI, and reaches dependents as late as
         # their own `for:` delays make them alert
-        below = self.topology.below(ci)
-        hops = self.config.max_hops
         weight = self.kinds.weight
         return any(_get(m, "status") == "firing" and 0 < below.get(_get(m, "ci"), hops + 1) <= hops
                    and weight(_get(m, "labels", {}) or {}) == CAUSE for _, m in _members(inc))

@@ -28,6 +28,9 @@ def remember(cache: dict[K, V], key: K, value: V, limit: int) -> V:
     return value
 
 
+RELATED_CIS = 1_000_000  # see `Topology.related`
+
+
 class Topology:
     """Cached downward closures (`below`) of the CMDB graph."""
 
@@ -39,6 +42,8 @@ class Topology:
         self._near: dict[tuple[str, int], list[str]] = {}
         self._shells: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
+        self._related: dict[tuple[str, int], frozenset[str]] = {}
+        self._related_size = 0  # the CIs in `_related`'s sets, all told
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""
@@ -92,6 +97,28 @@ class Topology:
                 if not mine[k].isdisjoint(theirs[max_hops - k]):
                     return True
         return False
+
+    def related(self, a: str, max_hops: int) -> frozenset[str]:
+        """The CIs `related_to_any` finds related to `a`: those within `max_hops - k` above
+        a CI `k` hops below `a` (`a` and what it depends on included). Kept up to a
+        million CIs in all: near a hub, a set holds everything around it."""
+        key = (a, max_hops)
+        got = self._related.get(key)
+        if got is None:
+            found: set[str] = set()
+            for r, k in self.below(a).items():
+                if k <= max_hops:
+                    found.add(r)
+                    if k < max_hops:
+                        rest = max_hops - k
+                        found.update(x for x, d in self.above(r).items() if d <= rest)
+            got = frozenset(found)
+            if self._related_size + len(got) > RELATED_CIS:
+                self._related.clear()
+                self._related_size = 0
+            self._related[key] = got
+            self._related_size += len(got)
+        return got
 
     def _layers(self, ci: str, hops: int) -> tuple[frozenset[str], ...]:
         """What lies within 0, 1, ..., `hops` hops below `ci` (each including `ci`)."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import structlog
@@ -156,6 +157,9 @@ class Incident:
         return inc
 
 
+_seq = attrgetter("seq")
+
+
 def _event_of(m: Member) -> AlertEvent:
     """A member as the alert event that would bring it now (to place or open it afresh)."""
     alert = Alert(labels=m.labels, annotations=m.annotations, starts_at=m.starts_at,
@@ -218,6 +222,9 @@ class IncidentManager:
         self._seen: dict[str, Member] = {}  # re-posted alerts whose incident is not dirty
         self._expire_due: dict[str, float] = {}  # fingerprint -> earliest pending expire timer
         self._open_by_key: dict[str, dict[str, Incident]] = {}
+        # held incidents by the CIs their members are on: the correlator weighs a new
+        # alert against those near its CI, not against every incident held
+        self._on_ci: dict[str, set[str]] = {}
         # Re-posts of a firing alert skip the stages (`absorb_repost`) while nothing that
         # could now silence or expect it has changed: the stages' `epoch` (a silence or
         # change added or ended, one recorded ahead of time starting, the rules reloaded)
@@ -259,6 +266,7 @@ class IncidentManager:
                     self.by_fingerprint[fp] = inc.id
             self._schedule_incident_timers(inc)
             self._track(inc)
+            self._index(inc, inc.alerts.values())
 
     # -- queries ------------------------------------------------------------------
 
@@ -313,13 +321,50 @@ class IncidentManager:
         self._dirty.add(incident_id)
         return True
 
-    def joinable_incidents(self, now: float) -> list[Incident]:
-        """Open incidents and those resolved within the reopen window: a new alert that
-        belongs to a just-resolved incident reopens it rather than opening another."""
+    @property
+    def held(self) -> int:
+        """How many incidents are held: open, and resolved within the reopen window."""
+        return len(self.incidents)
+
+    def joinable_incidents(self, now: float, on: Collection[str] | None = None) -> list[Incident]:
+        """Open incidents and those resolved within the reopen window, in opening order:
+        a new alert that belongs to a just-resolved incident reopens it rather than
+        opening another. `on`: only those with an alert on one of these CIs."""
         window = self.settings.reopen_window
-        return [i for i in self.incidents.values()
+        if on is None:
+            held: Iterable[Incident] = self.incidents.values()
+        else:
+            index = self._on_ci
+            ids: set[str] = set()
+            for ci in (on if len(on) < len(index) else [c for c in index if c in on]):
+                got = index.get(ci)
+                if got:
+                    ids.update(got)
+            held = sorted(filter(None, map(self.incidents.get, ids)), key=_seq)
+        return [i for i in held
                 if i.is_open or (i.state == RESOLVED and i.resolved_at is not None
                                  and now - i.resolved_at < window)]
+
+    def _index(self, inc: Incident, members: Iterable[Member]) -> None:
+        """Index `inc` under the CIs of `members`, alerts it just gained."""
+        index = self._on_ci
+        for m in members:
+            if m.ci:
+                got = index.get(m.ci)
+                if got is None:
+                    index[m.ci] = {inc.id}
+                else:
+                    got.add(inc.id)
+
+    def _unindex(self, inc: Incident, cis: Iterable[str | None]) -> None:
+        """Take `inc` out of the index under `cis` (CIs it has no alert on any more)."""
+        index = self._on_ci
+        for ci in cis:
+            got = index.get(ci) if ci else None
+            if got is not None:
+                got.discard(inc.id)
+                if not got:
+                    del index[ci]
 
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)
@@ -493,8 +538,12 @@ class IncidentManager:
         return inc
 
     def _attach(self, inc: Incident, m: Member, event: AlertEvent, now: float) -> None:
-        fresh = m.fingerprint not in inc.alerts
+        old = inc.alerts.get(m.fingerprint)
+        fresh = old is None
         inc.alerts[m.fingerprint] = m
+        self._index(inc, (m,))
+        if old is not None and old.ci != m.ci and old.ci not in inc.cis:
+            self._unindex(inc, (old.ci,))
         inc.revision += 1
         inc.appended = (inc.revision, m) if fresh else None
         self.by_fingerprint[m.fingerprint] = inc.id
@@ -618,11 +667,18 @@ class IncidentManager:
             self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at), now)
 
     def _merge(self, src: Incident, dst: Incident, now: float, reason: str, actor: str = "incidentd") -> None:
+        taken, replaced = [], set()
         for fp, m in src.alerts.items():
             kept = dst.alerts.get(fp)  # an alert that fired once in each: keep the latest
             if kept is None or m.last_at >= kept.last_at:
                 dst.alerts[fp] = m
+                taken.append(m)
+                if kept is not None:
+                    replaced.add(kept.ci)
             self.by_fingerprint[fp] = dst.id
+        self._index(dst, taken)
+        self._unindex(dst, replaced - dst.cis)
+        moved = src.cis
         dst.revision += 1
         apart = {*dst.extra.get("kept_apart_from", ()), *src.extra.get("kept_apart_from", ())} - {src.id, dst.id}
         if apart or "kept_apart_from" in dst.extra:
@@ -630,6 +686,7 @@ class IncidentManager:
         dst.opened_at = min(dst.opened_at, src.opened_at)
         dst.rule_priority = more_urgent(dst.rule_priority, src.rule_priority)
         src.alerts = {}
+        self._unindex(src, moved)
         src.state = MERGED
         src.merged_into = dst.id
         src.updated_at = now
@@ -650,6 +707,7 @@ class IncidentManager:
         moved = [inc.alerts.pop(fp) for fp in fingerprints
                  if fp in inc.alerts and not inc.alerts[fp].kept_by and len(inc.alerts) > 1]
         inc.revision += 1
+        self._unindex(inc, {m.ci for m in moved} - inc.cis)
         for m in moved:
             self.by_fingerprint.pop(m.fingerprint, None)
             name = m.labels.get("alertname", m.fingerprint)
@@ -820,6 +878,7 @@ class IncidentManager:
             raise IncidentError(400, f"at least one alert must stay in incident {incident_id}")
         moved = [inc.alerts.pop(fp) for fp in fps]
         inc.revision += 1
+        self._unindex(inc, {m.ci for m in moved} - inc.cis)
         new = self._open(_event_of(moved[0]), inc.group_key, now)
         new.team, new.receiver, new.rule_priority = inc.team, inc.receiver, inc.rule_priority
         for m in moved:
@@ -830,6 +889,7 @@ class IncidentManager:
                                f"alert {m.labels.get('alertname', m.fingerprint)} split off into {new.id} by {actor}",
                                {"fingerprint": m.fingerprint})
         new.revision += 1
+        self._index(new, moved)
         new.last_alert_at = max(m.last_at for m in moved)
         self._timeline_add(new, now, "split", actor, f"split from {inc.id} by {actor}: {len(moved)} alert(s)",
                            {"from": inc.id, "fingerprints": fps})
@@ -922,6 +982,7 @@ class IncidentManager:
     def _evict(self, inc: Incident) -> None:
         self.incidents.pop(inc.id, None)
         self._track(inc)
+        self._unindex(inc, inc.cis)
         self._evicted.append(inc.id)
         if inc.id in self._dirty:
             self._pending_docs[inc.id] = inc

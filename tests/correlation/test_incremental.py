@@ -163,3 +163,69 @@ def test_rankings_of_large_incidents_are_remembered_within_a_bound(monkeypatch):
         assert ex._ranked_cis == sum(len(key[0]) for key in ex._ranked) <= 100
         fresh = Explainer(Topology(cmdb)).rank(weights)
         assert [(h.ci, round(h.loglik, 9)) for h in got] == [(h.ci, round(h.loglik, 9)) for h in fresh]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_cis_related_to_one_are_those_sharing_a_common_cause_with_it(seed):
+    topo = Topology(random_cmdb(seed))
+    ids = sorted(topo.cmdb.cis)
+    for hops in (1, 2, 3):
+        for a in ids:
+            assert topo.related(a, hops) == {b for b in ids if related_by_definition(topo, a, b, hops)}
+
+
+def _storm(seed: int, indexed_from: int, monkeypatch) -> tuple[list, list]:
+    """Random alerts, resolutions, a person's splits and merges on a random CMDB through
+    the incident manager; what it ends with, and its timeline. Along the way, the
+    incidents it finds by CI are those holding an alert there."""
+    from correlation import engine
+    from correlation.engine import TopologyCorrelator
+    from daemon.config import IncidentSettings
+    from daemon.incidents import IncidentError, IncidentManager
+    from daemon.model import Alert
+    from daemon.pipeline import AlertEvent
+
+    monkeypatch.setattr(engine, "INDEXED_FROM", indexed_from)
+    cmdb = random_cmdb(seed, n=60)
+    ids = sorted(cmdb.cis)
+    rnd = random.Random(400 + seed)
+    mgr = IncidentManager(IncidentSettings(reopen_window=900.0), TopologyCorrelator(cmdb))
+    now = 1_767_225_600.0
+    firing: dict[tuple[str, str], float] = {}
+    for _ in range(400):
+        now += rnd.choice((5.0, 30.0, 120.0, 900.0))
+        roll = rnd.random()
+        if roll < 0.6 or not firing:
+            key = (rnd.choice(ids), rnd.choice(("NodeDown", "KubePodNotReady", "HighLatency")))
+            firing.setdefault(key, now)
+            alert = Alert({"alertname": key[1], "ci": key[0]}, {}, firing[key], None, "firing")
+        elif roll < 0.9:
+            key = rnd.choice(sorted(firing))
+            alert = Alert({"alertname": key[1], "ci": key[0]}, {}, firing.pop(key), now, "resolved")
+        else:
+            held = [i for i in mgr.incidents.values() if i.is_open and len(i.alerts) > 1]
+            try:
+                if held and roll < 0.95:
+                    inc = rnd.choice(held)
+                    mgr.split(inc.id, rnd.sample(sorted(inc.alerts), 1), "alice", now)
+                elif len(held) > 1:
+                    mgr.merge(held[0].id, [held[1].id], "alice", now)
+            except IncidentError:
+                pass  # kept apart by an earlier split
+            mgr.tick(now)
+            continue
+        mgr.apply([AlertEvent(alert, ci=alert.labels["ci"])], now)
+        mgr.tick(now)
+        for ci in ids:
+            assert mgr.joinable_incidents(now, on={ci}) == [i for i in mgr.joinable_incidents(now) if ci in i.cis]
+    held = [(i.id, i.state, sorted(i.alerts), i.root_cause) for i in mgr.incidents.values()]
+    return held, [(e.incident_id, e.kind, e.text) for e in mgr._timeline]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_placing_through_the_index_by_ci_is_placing_after_looking_through_every_incident(seed, monkeypatch):
+    indexed = _storm(seed, 0, monkeypatch)
+    scanned = _storm(seed, 10**9, monkeypatch)
+    assert indexed == scanned
+    texts = " ".join(text for _, _, text in indexed[1])
+    assert "merged" in texts and "split" in texts and "attached" in texts  # all of it was taken through

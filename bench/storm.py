@@ -1,0 +1,81 @@
+"""Replay time of an alert storm: many unrelated faults at once, each its own incident.
+Placing an alert must weigh the incidents near its CI, not every incident open.
+
+N stacks (a service on its own database) fail independently within one hour: each
+database alerts, its service a minute later. The result should be N incidents of
+two alerts, each rooted at its database. The whole process is timed, as
+`incidentd replay` runs.
+
+    python bench/storm.py [--counts 1000,2000,4000,8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from daemon.timefmt import format_rfc3339  # noqa: E402
+
+T0 = 1_767_225_600.0
+
+
+def write_files(tmp: str, n: int) -> tuple[str, str]:
+    cis = []
+    for i in range(n):
+        cis.append({"id": f"db{i}", "type": "database", "match": {"service": f"db{i}"}})
+        cis.append({"id": f"svc{i}", "type": "service", "match": {"service": f"svc{i}"}, "depends_on": [f"db{i}"]})
+    with open(os.path.join(tmp, f"cmdb{n}.yaml"), "w") as fh:
+        json.dump({"cis": cis}, fh)  # JSON is YAML
+    config = os.path.join(tmp, f"config{n}.yaml")
+    with open(config, "w") as fh:
+        fh.write(f"cmdb: [cmdb{n}.yaml]\n")
+    events = os.path.join(tmp, f"events{n}.jsonl")
+    timed = []
+    for i in range(n):
+        t = T0 + i * 3600.0 / n
+        timed.append((t, {"alertname": "MySQLDown", "service": f"db{i}", "severity": "critical"}))
+        timed.append((t + 60.0, {"alertname": "HighErrorRate", "service": f"svc{i}", "severity": "warning"}))
+    timed.sort(key=lambda x: x[0])
+    with open(events, "w") as fh:
+        for t, labels in timed:
+            at = format_rfc3339(t)
+            fh.write(json.dumps({"kind": "alert", "at": at, "alert": {
+                "labels": labels, "status": "firing", "startsAt": at, "endsAt": format_rfc3339(t + 7200.0)}}) + "\n")
+    return config, events
+
+
+def _two_rooted_at_database(incident: dict) -> bool:
+    services = sorted(a["labels"]["service"] for a in incident["alerts"])
+    return len(services) == 2 and services[0].startswith("db") and services[1] == "svc" + services[0][2:] \
+        and incident["root_cause"] == services[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default="1000,2000,4000,8000", help="how many faults at once")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="incidentd-storm-") as tmp:
+        for n in [int(x) for x in args.counts.split(",") if x]:
+            config, events = write_files(tmp, n)
+            out = os.path.join(tmp, "result.json")
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", config,
+                            "--input", events, "--output", out], cwd=ROOT, check=True)
+            took = time.perf_counter() - t0
+            with open(out) as fh:
+                incidents = json.load(fh)["incidents"]
+            right = sum(_two_rooted_at_database(i) for i in incidents)
+            print(f"{n} faults, {2 * n} alerts: {took:.2f}s whole process ({2 * n / took:,.0f} events/s); "
+                  f"{len(incidents)} incidents, {right} of them two alerts rooted at their database")
+
+
+if __name__ == "__main__":
+    main()
