@@ -337,18 +337,19 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
-def _shown(unit: Mapping[str, float], centroid: Mapping[str, float], whole: float) -> float:
-    """The share of the members' centroid (by its norm) that lies on this incident's tokens.
+def _shown(unit: Mapping[str, float], total: Mapping[str, float], whole: float) -> float:
+    """The share of the members' centroid (by its norm) that lies on this incident's tokens,
+    from the sum of their vectors (`_Group.total`: the centroid times their number).
 
     Alerts get lost (a dropped exporter or rule, a failed scrape): a recurrence that
     lost some of its alerts shares less with each member than a complete one would,
     though all it shows is what the problem shows. Dividing the similarity by the
     share of the problem it shows forgives what is missing, and only that: tokens the
     incident has and the members lack still count against it (the share is 1 when
-    the incident shows all of the problem and more). `whole`: the centroid's squared
-    norm (`_Group.norm2`).
+    the incident shows all of the problem and more). `whole`: the sum's squared norm
+    (`_Group.norm2`).
     """
-    get = centroid.get
+    get = total.get
     part = 0.0
     for t in unit:
         c = get(t, 0.0)
@@ -396,7 +397,6 @@ class _Recent:
 class _Group:
     members: tuple[Profile, ...]
     total: dict[str, float]  # the sum of the members' unit vectors
-    centroid: dict[str, float]
     roots: dict[tuple[str, str | None], int]  # how many members sit on each (root, CI type)
     # what `_linkage` asks of the members whenever an incident falls short of them, worked
     # out once per group: every incident near a problem is compared with the same group
@@ -410,9 +410,9 @@ class _Group:
         return self._common
 
     def norm2(self) -> float:
-        """The centroid's squared norm (see `_shown`)."""
+        """The squared norm of `total` (see `_shown`)."""
         if self._norm2 is None:
-            self._norm2 = sum(c * c for c in self.centroid.values())
+            self._norm2 = sum(c * c for c in self.total.values())
         return self._norm2
 
 
@@ -555,8 +555,9 @@ class ProblemClusterer:
         return cosine(vector(a, self.idf), vector(b, self.idf))
 
     def _group(self, members: list[Profile]) -> _Group:
-        """The members' centroid (mean unit vector) and how many sit on each root, cached
-        for the IDF snapshot: the mean of the cosines to the members is the cosine to it.
+        """The sum of the members' unit vectors and how many sit on each root, cached for
+        the IDF snapshot: the mean of the cosines to the members is the cosine to their
+        centroid, the sum divided by their number.
 
         A part grows by appending, and its most recent `max_members` slide along: a
         group one member longer, or one that slid by a member, is derived from the
@@ -601,10 +602,8 @@ class ProblemClusterer:
                     total[t] = get(t, 0.0) + x
                 key = (m.root, m.ci_type)
                 roots[key] = roots.get(key, 0) + 1
-        n = len(members)
         # the group holds its members, so the ids in its keys stay theirs
-        centroid = dict(zip(total, map(truediv, total.values(), repeat(n)), strict=True))
-        got = _Group(tuple(members), total, centroid, roots)
+        got = _Group(tuple(members), total, roots)
         if len(self._groups) >= 4096:
             self._groups_emptied += 1
         remember(self._groups, (version, ids), got, 4096)
@@ -651,14 +650,14 @@ class ProblemClusterer:
                 return None  # a part spanning CIs of another role is not this incident's
             thresholds += count * threshold
         unit = vector(profile, self.idf)
-        sim = cosine(unit, group.centroid)
+        sim = cosine(unit, group.total) / len(members)
         need = thresholds / len(members)
         if sim < need and len(group.roots) == 1 and (profile.root, profile.ci_type) in group.roots \
                 and profile.root_names and group.common().issuperset(profile.root_names):
             # the same CI showing only alerts the problem commonly shows there: what it
             # lacks may have been lost (see `_shown`); the geometric mean of the similarity
             # and the similarity with what is missing forgiven
-            shown = _shown(unit, group.centroid, group.norm2())
+            shown = _shown(unit, group.total, group.norm2())
             if shown > 0.0:
                 sim = min(1.0, sim / math.sqrt(shown))
         return sim, sim - need
