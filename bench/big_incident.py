@@ -16,15 +16,14 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import timed  # noqa: E402
 from corr_scale import topology  # noqa: E402
 
 from daemon.timefmt import format_rfc3339  # noqa: E402
@@ -61,15 +60,10 @@ def zone(path: str) -> None:
 
 
 def replay(tmp: str, events: str, label: str) -> None:
-    out = os.path.join(tmp, "result.json")
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", os.path.join(tmp, "config.yaml"),
-                    "--input", events, "--output", out], cwd=ROOT, check=True)
-    took = time.perf_counter() - t0
+    took, result = timed.replay(os.path.join(tmp, "config.yaml"), events, os.path.join(tmp, "result.json"))
     with open(events) as fh:
         n = sum(1 for _ in fh)
-    with open(out) as fh:
-        incidents = json.load(fh)["incidents"]
+    incidents = result["incidents"]
     biggest = max(incidents, key=lambda i: len(i["alerts"]))
     print(f"{label}: {n} alerts in {took:.2f}s whole process ({n / took:,.0f} alerts/s); "
           f"{len(incidents)} incident(s), the largest {len(biggest['alerts'])} alerts, "

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import timed  # noqa: E402
 
 from daemon.timefmt import format_rfc3339  # noqa: E402
 
@@ -51,14 +51,10 @@ def main() -> None:
         with open(config, "w") as fh:
             fh.write("cmdb: [cmdb.yaml]\n")
         for n in [int(x) for x in args.counts.split(",") if x]:
-            events, out = os.path.join(tmp, f"events{n}.jsonl"), os.path.join(tmp, "result.json")
+            events = os.path.join(tmp, f"events{n}.jsonl")
             write_events(events, n)
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", config,
-                            "--input", events, "--output", out], cwd=ROOT, check=True)
-            took = time.perf_counter() - t0
-            with open(out) as fh:
-                problems = json.load(fh)["problems"]
+            took, result = timed.replay(config, events, os.path.join(tmp, "result.json"))
+            problems = result["problems"]
             biggest = max((len(p["incidents"]) for p in problems), default=0)
             print(f"{n} recurrences: {took:.2f}s whole process ({1000 * took / n:.3f} ms per incident); "
                   f"{len(problems)} problem(s), the largest {biggest} incidents")

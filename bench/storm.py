@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import timed  # noqa: E402
 
 from daemon.timefmt import format_rfc3339  # noqa: E402
 
@@ -65,13 +65,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="incidentd-storm-") as tmp:
         for n in [int(x) for x in args.counts.split(",") if x]:
             config, events = write_files(tmp, n)
-            out = os.path.join(tmp, "result.json")
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "daemon.cli", "replay", "--config", config,
-                            "--input", events, "--output", out], cwd=ROOT, check=True)
-            took = time.perf_counter() - t0
-            with open(out) as fh:
-                incidents = json.load(fh)["incidents"]
+            took, result = timed.replay(config, events, os.path.join(tmp, "result.json"))
+            incidents = result["incidents"]
             right = sum(_two_rooted_at_database(i) for i in incidents)
             print(f"{n} faults, {2 * n} alerts: {took:.2f}s whole process ({2 * n / took:,.0f} events/s); "
                   f"{len(incidents)} incidents, {right} of them two alerts rooted at their database")
