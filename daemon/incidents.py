@@ -356,11 +356,15 @@ class IncidentManager:
                 else:
                     got.add(inc.id)
 
-    def _unindex(self, inc: Incident, cis: Iterable[str | None]) -> None:
-        """Take `inc` out of the index under `cis` (CIs it has no alert on any more)."""
+    def _unindex(self, inc: Incident, cis: Iterable[str | None], left: Collection[str] | None = None) -> None:
+        """Take `inc` out of the index under those of `cis` it has no alert on any more
+        (`left`: the CIs it still has alerts on; by default, worked out from its alerts)."""
+        gone = {ci for ci in cis if ci}
+        if not gone:
+            return
         index = self._on_ci
-        for ci in cis:
-            got = index.get(ci) if ci else None
+        for ci in gone.difference(inc.cis if left is None else left):
+            got = index.get(ci)
             if got is not None:
                 got.discard(inc.id)
                 if not got:
@@ -542,7 +546,7 @@ class IncidentManager:
         fresh = old is None
         inc.alerts[m.fingerprint] = m
         self._index(inc, (m,))
-        if old is not None and old.ci != m.ci and old.ci not in inc.cis:
+        if old is not None and old.ci != m.ci:
             self._unindex(inc, (old.ci,))
         inc.revision += 1
         inc.appended = (inc.revision, m) if fresh else None
@@ -677,8 +681,8 @@ class IncidentManager:
                     replaced.add(kept.ci)
             self.by_fingerprint[fp] = dst.id
         self._index(dst, taken)
-        self._unindex(dst, replaced - dst.cis)
-        moved = src.cis
+        self._unindex(dst, replaced)
+        self._unindex(src, src.cis, left=())  # its alerts are dst's now
         dst.revision += 1
         apart = {*dst.extra.get("kept_apart_from", ()), *src.extra.get("kept_apart_from", ())} - {src.id, dst.id}
         if apart or "kept_apart_from" in dst.extra:
@@ -686,7 +690,6 @@ class IncidentManager:
         dst.opened_at = min(dst.opened_at, src.opened_at)
         dst.rule_priority = more_urgent(dst.rule_priority, src.rule_priority)
         src.alerts = {}
-        self._unindex(src, moved)
         src.state = MERGED
         src.merged_into = dst.id
         src.updated_at = now
@@ -707,7 +710,7 @@ class IncidentManager:
         moved = [inc.alerts.pop(fp) for fp in fingerprints
                  if fp in inc.alerts and not inc.alerts[fp].kept_by and len(inc.alerts) > 1]
         inc.revision += 1
-        self._unindex(inc, {m.ci for m in moved} - inc.cis)
+        self._unindex(inc, [m.ci for m in moved])
         for m in moved:
             self.by_fingerprint.pop(m.fingerprint, None)
             name = m.labels.get("alertname", m.fingerprint)
@@ -878,7 +881,7 @@ class IncidentManager:
             raise IncidentError(400, f"at least one alert must stay in incident {incident_id}")
         moved = [inc.alerts.pop(fp) for fp in fps]
         inc.revision += 1
-        self._unindex(inc, {m.ci for m in moved} - inc.cis)
+        self._unindex(inc, [m.ci for m in moved])
         new = self._open(_event_of(moved[0]), inc.group_key, now)
         new.team, new.receiver, new.rule_priority = inc.team, inc.receiver, inc.rule_priority
         for m in moved:
@@ -982,7 +985,7 @@ class IncidentManager:
     def _evict(self, inc: Incident) -> None:
         self.incidents.pop(inc.id, None)
         self._track(inc)
-        self._unindex(inc, inc.cis)
+        self._unindex(inc, inc.cis, left=())
         self._evicted.append(inc.id)
         if inc.id in self._dirty:
             self._pending_docs[inc.id] = inc
