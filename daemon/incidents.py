@@ -259,11 +259,8 @@ class IncidentManager:
                     m.last_at, m.ends_at = row[1], row[2]
             self._next_seq = max(self._next_seq, inc.seq + 1)
             self.incidents[inc.id] = inc
-            for fp, m in inc.alerts.items():
-                # an alert that resolved in one incident and fired anew in another is the other's
-                held = self.incidents.get(self.by_fingerprint.get(fp, ""))
-                if held is None or held.alerts[fp].last_at <= m.last_at:
-                    self.by_fingerprint[fp] = inc.id
+            for fp in inc.alerts:
+                self._hold(fp, inc)
             self._schedule_incident_timers(inc)
             self._track(inc)
             self._index(inc, inc.alerts.values())
@@ -550,7 +547,7 @@ class IncidentManager:
             self._unindex(inc, (old.ci,))
         inc.revision += 1
         inc.appended = (inc.revision, m) if fresh else None
-        self.by_fingerprint[m.fingerprint] = inc.id
+        self._hold(m.fingerprint, inc)
         inc.last_alert_at = now
         inc.updated_at = now
         if m.ends_at is not None and m.status == "firing":
@@ -629,6 +626,14 @@ class IncidentManager:
         m.flapping = flapping
         inc.flapping = any(x.flapping for x in inc.alerts.values())
 
+    def _hold(self, fp: str, inc: Incident) -> None:
+        """`inc` gained the alert `fp`: the alert is found there from now on, unless another
+        incident holds a later occurrence of it (an alert that resolved in one incident and
+        fired anew in another is the other's, whatever becomes of its old occurrence)."""
+        held = self.incidents.get(self.by_fingerprint.get(fp, ""))
+        if held is None or held is inc or fp not in held.alerts or held.alerts[fp].last_at <= inc.alerts[fp].last_at:
+            self.by_fingerprint[fp] = inc.id
+
     def _detach(self, fp: str) -> None:
         self.by_fingerprint.pop(fp, None)
         self._stages_saw.pop(fp, None)
@@ -679,7 +684,7 @@ class IncidentManager:
                 taken.append(m)
                 if kept is not None:
                     replaced.add(kept.ci)
-            self.by_fingerprint[fp] = dst.id
+            self._hold(fp, dst)
         self._index(dst, taken)
         self._unindex(dst, replaced)
         self._unindex(src, src.cis, left=())  # its alerts are dst's now
@@ -712,7 +717,8 @@ class IncidentManager:
         inc.revision += 1
         self._unindex(inc, [m.ci for m in moved])
         for m in moved:
-            self.by_fingerprint.pop(m.fingerprint, None)
+            if self.by_fingerprint.get(m.fingerprint) == inc.id:
+                del self.by_fingerprint[m.fingerprint]
             name = m.labels.get("alertname", m.fingerprint)
             self._timeline_add(inc, now, "alert_detached", "incidentd",
                                f"alert {name} detached: a fault at {root} does not explain it",
@@ -887,7 +893,7 @@ class IncidentManager:
         for m in moved:
             m.kept_by, m.reason = actor, f"split from {inc.id} by {actor}"
             new.alerts[m.fingerprint] = m
-            self.by_fingerprint[m.fingerprint] = new.id
+            self._hold(m.fingerprint, new)
             self._timeline_add(inc, now, "alert_detached", actor,
                                f"alert {m.labels.get('alertname', m.fingerprint)} split off into {new.id} by {actor}",
                                {"fingerprint": m.fingerprint})

@@ -412,3 +412,46 @@ def test_severity_and_paging_follow_every_alert_that_joins_or_changes_its_silenc
                                               any(not m.suppressed for m in members)), step
         quiet_joins += not inc.paging and name == f"a{step}"
     assert len(w.only().alerts) > 250 and quiet_joins >= 3
+
+
+class Steered:
+    """A correlator that puts each new alert where the test says: into `to`, or a new incident."""
+
+    def __init__(self) -> None:
+        self.to: str | None = None
+
+    def place(self, event, incidents, now):
+        return Placement([self.to] if self.to else [], "steered", "steered")
+
+    def analyze(self, incident, now):
+        return Analysis()
+
+
+@pytest.mark.parametrize("move", ["split", "merge"])
+def test_an_old_occurrence_moved_by_a_person_leaves_the_alert_with_its_new_occurrence(move):
+    """An alert resolved in one incident fired anew in another; moving the incident's old
+    occurrence (a split, a merge) must not take the alert from where it fires now: its
+    resolution resolves the new occurrence."""
+    steer = Steered()
+    w = World(correlator=steer)
+    x, y = {"alertname": "X", "job": "a"}, {"alertname": "Y", "job": "a"}
+    w.fire(**x)
+    [a] = w.incidents()
+    steer.to = a.id
+    w.fire(**y)
+    w.resolve(**x)
+    w.advance(3600)  # beyond the reopen window: the next firing is a new occurrence
+    steer.to = None
+    w.fire(**x)
+    b = w.incidents()[-1]
+    assert b is not a and b.alerts[fp_x := Alert(x, {}, T0, None, "firing").fingerprint].status == "firing"
+    if move == "split":
+        w.manager.split(a.id, [fp_x], "alice", w.now)
+    else:
+        w.fire(alertname="Z", job="a")
+        c = w.incidents()[-1]
+        w.manager.merge(c.id, [a.id], "alice", w.now)
+    w.advance(60)
+    w.resolve(**x)
+    assert b.alerts[fp_x].status == "resolved"
+    assert w.manager.incident_for(fp_x) is b
