@@ -6,7 +6,12 @@ database alerts, its service a minute later. The result should be N incidents of
 two alerts, each rooted at its database. The whole process is timed, as
 `incidentd replay` runs.
 
-    python bench/storm.py [--counts 1000,2000,4000,8000]
+With `--off-cmdb` the CMDB lists none of the stacks: every alert matches no CI
+and falls back to grouping by labels, so the result should be 2N incidents of
+one alert each. Such an alert joins an incident only through a CI its labels
+fit, and these labels fit none.
+
+    python bench/storm.py [--counts 1000,2000,4000,8000] [--off-cmdb]
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from daemon.timefmt import format_rfc3339  # noqa: E402
 T0 = 1_767_225_600.0
 
 
-def write_files(tmp: str, n: int) -> tuple[str, str]:
-    cis = []
-    for i in range(n):
+def write_files(tmp: str, n: int, on_cmdb: bool = True) -> tuple[str, str]:
+    cis = [] if on_cmdb else [{"id": "elsewhere", "type": "service", "match": {"service": "elsewhere"}}]
+    for i in range(n if on_cmdb else 0):
         cis.append({"id": f"db{i}", "type": "database", "match": {"service": f"db{i}"}})
         cis.append({"id": f"svc{i}", "type": "service", "match": {"service": f"svc{i}"}, "depends_on": [f"db{i}"]})
     with open(os.path.join(tmp, f"cmdb{n}.yaml"), "w") as fh:
@@ -61,15 +66,21 @@ def _two_rooted_at_database(incident: dict) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="1000,2000,4000,8000", help="how many faults at once")
+    ap.add_argument("--off-cmdb", action="store_true", help="stacks the CMDB does not list")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="incidentd-storm-") as tmp:
         for n in [int(x) for x in args.counts.split(",") if x]:
-            config, events = write_files(tmp, n)
+            config, events = write_files(tmp, n, on_cmdb=not args.off_cmdb)
             took, result = timed.replay(config, events, os.path.join(tmp, "result.json"))
             incidents = result["incidents"]
-            right = sum(_two_rooted_at_database(i) for i in incidents)
+            if args.off_cmdb:
+                right = sum(len(i["alerts"]) == 1 for i in incidents)
+                expected = "of them one alert"
+            else:
+                right = sum(_two_rooted_at_database(i) for i in incidents)
+                expected = "of them two alerts rooted at their database"
             print(f"{n} faults, {2 * n} alerts: {took:.2f}s whole process ({2 * n / took:,.0f} events/s); "
-                  f"{len(incidents)} incidents, {right} of them two alerts rooted at their database")
+                  f"{len(incidents)} incidents, {right} {expected}")
 
 
 if __name__ == "__main__":

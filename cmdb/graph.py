@@ -65,6 +65,10 @@ class Cmdb:
         """Whether an alert that matches no CI could be about `ci` (see `MatcherIndex.fits`)."""
         return self.index.fits(labels, ci)
 
+    def fitting(self, labels: Mapping[str, str]) -> set[str]:
+        """Every CI an alert that matches no CI could be about (see `fits`)."""
+        return self.index.fitting(labels)
+
     # -- direct neighbours -------------------------------------------------
 
     def depends_on(self, ci: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from functools import partial
 from operator import itemgetter
 
 from cmdb.model import MatchBlock
@@ -72,6 +73,7 @@ class MatcherIndex:
         self._cache_size = cache_size
         self._blocks = blocks
         self._by_ci: dict[str, list[MatchBlock]] | None = None
+        self._by_value: dict[tuple[str, str], list[MatchBlock]] | None = None  # every equality pair
 
     @property
     def size(self) -> int:
@@ -94,15 +96,31 @@ class MatcherIndex:
         blocks shares a label value with the alert and none of its matchers is
         contradicted by the alert's labels (a cluster-wide `TargetDown` fits the
         cluster's nodes, not another namespace)."""
+        return any(map(partial(_fits, labels), self._blocks_of().get(ci, ())))
+
+    def fitting(self, labels: Mapping[str, str]) -> set[str]:
+        """Every CI that `fits` the labels, found from the blocks that share one of their
+        label values: an alert storm off the CMDB asks for each alert, and an alert whose
+        labels the CMDB never mentions fits nothing at once."""
+        if self._by_value is None:
+            self._by_value = {}
+            for block in self._blocks:
+                for m in block.matchers:
+                    if m.is_equality and m.value:
+                        self._by_value.setdefault((m.name, m.value), []).append(block)
+        found: set[str] = set()
+        for pair in labels.items():
+            for block in self._by_value.get(pair, ()):
+                if block.ci not in found and _fits(labels, block):
+                    found.add(block.ci)
+        return found
+
+    def _blocks_of(self) -> dict[str, list[MatchBlock]]:
         if self._by_ci is None:
             self._by_ci = {}
             for block in self._blocks:
                 self._by_ci.setdefault(block.ci, []).append(block)
-        for block in self._by_ci.get(ci, ()):
-            shares = any(m.is_equality and m.value and labels.get(m.name) == m.value for m in block.matchers)
-            if shares and all(m.name not in labels or m.matches(labels) for m in block.matchers):
-                return True
-        return False
+        return self._by_ci
 
     def lookup_uncached(self, labels: Mapping[str, str]) -> str | None:
         return self._lookup(labels)
@@ -124,6 +142,12 @@ _Entry = tuple[tuple[int, int, int, int], tuple[tuple[str, str], ...], tuple[Mat
 
 
 _rank = itemgetter(0)  # an entry's rank
+
+
+def _fits(labels: Mapping[str, str], block: MatchBlock) -> bool:
+    """`MatcherIndex.fits` for one block."""
+    shares = any(m.is_equality and m.value and labels.get(m.name) == m.value for m in block.matchers)
+    return shares and all(m.name not in labels or m.matches(labels) for m in block.matchers)
 
 
 def _entry(block: MatchBlock) -> _Entry:

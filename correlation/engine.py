@@ -357,14 +357,13 @@ class TopologyCorrelator:
         topo = self.topology
         ci = event.ci
         on_cmdb = ci is not None and ci in topo.cmdb
-        open_incidents = self._joinable(incidents, now, fp, ci if on_cmdb else None)
-        for inc in open_incidents:
-            m = _get(inc, "alerts", {}).get(fp)
-            if m is not None and _get(m, "status") != "resolved":
-                return Placement([inc.id], "the same alert fired again", _get(inc, "group_key", ""))
+        firing = self._firing_in(incidents, now, fp)
+        if firing is not None:
+            return Placement([firing.id], "the same alert fired again", _get(firing, "group_key", ""))
         window = event.correlation_window or self.config.window
         if not on_cmdb:
-            scoped = self._place_in_scope(event, open_incidents, now, window)
+            fitting = topo.cmdb.fitting(event.alert.labels)
+            scoped = self._place_in_scope(event, fitting, incidents, now, window) if fitting else None
             if scoped is not None:
                 return scoped
             placed = self.fallback.place(event, incidents, now)
@@ -380,7 +379,7 @@ class TopologyCorrelator:
         s_alone: float | None = None
         h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
-        for inc in open_incidents:
+        for inc in self._joinable(incidents, now, fp, ci):
             if not self._active(inc, now, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
@@ -431,6 +430,21 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {h_merged.ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    @staticmethod
+    def _firing_in(incidents: Any, now: float, fp: str) -> Any:
+        """The incident a new alert may join in which the same alert is firing, if any."""
+        holder_of = getattr(incidents, "incident_for", None)
+        if holder_of is None:
+            candidates = list(incidents.open_incidents())
+        else:
+            holder = holder_of(fp)
+            candidates = [holder] if holder is not None and incidents.joinable(holder, now) else []
+        for inc in candidates:
+            m = _get(inc, "alerts", {}).get(fp)
+            if m is not None and _get(m, "status") != "resolved":
+                return inc
+        return None
 
     def _joinable(self, incidents: Any, now: float, fp: str, ci: str | None) -> list[Any]:
         """The incidents a new alert may join, in opening order. For an alert on the CMDB
@@ -598,16 +612,16 @@ class TopologyCorrelator:
         return Placement(ids, f"one fault at {hyp.ci} explains this alert and the {len(ids)} incidents "
                               "it relates to: merged", _get(members[0][0], "group_key", "") or f"ci:{ci}")
 
-    def _place_in_scope(self, event: AlertEvent, open_incidents: list, now: float,
+    def _place_in_scope(self, event: AlertEvent, fitting: set[str], incidents: Any, now: float,
                         window: float) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
         root cause its labels fit, or else one of the alerting CIs that root explains (the
         nodes below a failed network), if there is one: the most recently active. See
-        `_shared_label` for what else it takes."""
+        `_shared_label` for what else it takes. `fitting`: the CIs the labels fit."""
         labels = event.alert.labels
         cmdb = self.topology.cmdb
         best: tuple[float, Any, str, tuple[str, str], str] | None = None
-        for inc in open_incidents:
+        for inc in self._joinable(incidents, now, event.fingerprint, None):
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
             if now - last > window or not _get(inc, "is_open", True):
                 continue
@@ -619,7 +633,7 @@ class TopologyCorrelator:
                 continue
             on: dict[str, list[Mapping[str, str]]] | None = None  # the incident's alert labels by CI
             for x in (hyp.ci, *hyp.explained):
-                if cmdb.fits(labels, x):
+                if x in fitting:
                     if on is None:
                         on = {}
                         for _, m in _members(inc):

@@ -195,6 +195,12 @@ class IncidentError(Exception):
         self.status = status
 
 
+def _joinable(inc: Incident, now: float, reopen_window: float) -> bool:
+    """Open, or resolved within the reopen window."""
+    return inc.is_open or (inc.state == RESOLVED and inc.resolved_at is not None
+                           and now - inc.resolved_at < reopen_window)
+
+
 class IncidentManager:
     """Keeps the incidents that can still change, applies alert events and commands."""
 
@@ -338,9 +344,11 @@ class IncidentManager:
                 if got:
                     ids.update(got)
             held = sorted(filter(None, map(self.incidents.get, ids)), key=_seq)
-        return [i for i in held
-                if i.is_open or (i.state == RESOLVED and i.resolved_at is not None
-                                 and now - i.resolved_at < window)]
+        return [i for i in held if _joinable(i, now, window)]
+
+    def joinable(self, inc: Incident, now: float) -> bool:
+        """Whether `inc` is among the `joinable_incidents`."""
+        return self.incidents.get(inc.id) is inc and _joinable(inc, now, self.settings.reopen_window)
 
     def _index(self, inc: Incident, members: Iterable[Member]) -> None:
         """Index `inc` under the CIs of `members`, alerts it just gained."""

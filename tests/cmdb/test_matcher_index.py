@@ -42,3 +42,24 @@ def test_index_lookup_equals_trying_every_block(bs, alerts):
     for labels in alerts:
         assert index.lookup_uncached(labels) == naive(bs, labels)
         assert index.lookup(labels) == naive(bs, labels)  # and through the cache
+
+
+def naive_fits(bs: list[MatchBlock], labels: dict[str, str], ci: str) -> bool:
+    """A block of `ci` shares an equality's value with the labels, and none of its
+    matchers on a label the alert has fails."""
+    return any(
+        any(m.is_equality and m.value and labels.get(m.name) == m.value for m in b.matchers)
+        and all(m.name not in labels or m.matches(labels) for m in b.matchers)
+        for b in bs if b.ci == ci)
+
+
+@settings(max_examples=400, deadline=None)
+@given(blocks, st.lists(label_sets, min_size=1, max_size=6))
+def test_fitting_finds_every_ci_the_labels_fit(bs, alerts):
+    bs = [MatchBlock(f"ci{b.order % 5}", b.matchers, b.order) for b in bs]  # CIs with several blocks
+    index = MatcherIndex(bs)
+    cis = {b.ci for b in bs}
+    for labels in alerts:
+        want = {ci for ci in cis if naive_fits(bs, labels, ci)}
+        assert index.fitting(labels) == want
+        assert {ci for ci in cis if index.fits(labels, ci)} == want

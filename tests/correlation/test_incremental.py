@@ -177,7 +177,8 @@ def test_the_cis_related_to_one_are_those_sharing_a_common_cause_with_it(seed):
 def _storm(seed: int, indexed_from: int, monkeypatch) -> tuple[list, list]:
     """Random alerts, resolutions, a person's splits and merges on a random CMDB through
     the incident manager; what it ends with, and its timeline. Along the way, the
-    incidents it finds by CI are those holding an alert there."""
+    incidents it finds by CI are those holding an alert there, and the incident in which an
+    alert fires, found by its fingerprint, is the one a look through them all finds."""
     from correlation import engine
     from correlation.engine import TopologyCorrelator
     from daemon.config import IncidentSettings
@@ -214,6 +215,9 @@ def _storm(seed: int, indexed_from: int, monkeypatch) -> tuple[list, list]:
                 pass  # kept apart by an earlier split
             mgr.tick(now)
             continue
+        fp = alert.fingerprint
+        assert TopologyCorrelator._firing_in(mgr, now, fp) == next(
+            (i for i in mgr.joinable_incidents(now) if fp in i.alerts and i.alerts[fp].status != "resolved"), None)
         mgr.apply([AlertEvent(alert, ci=alert.labels["ci"])], now)
         mgr.tick(now)
         for ci in ids:
