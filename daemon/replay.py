@@ -45,14 +45,21 @@ class ReplayError(Exception):
     pass
 
 
-def _fire_due(components: Components, clock: VirtualClock, until: float) -> None:
+def _fire_due(components: Components, store: Store, clock: VirtualClock, until: float) -> None:
+    """Fire the timers due up to `until`, each at its own time. A long quiet stretch
+    (days between two events) fires many (a repeat notification every interval): what
+    they write goes to the store as it comes, not all at the next event."""
     pipeline = components.pipeline
+    fired = 0
     while True:
         due = pipeline.next_deadline()
         if due is None or due > until:
             return
         clock.set(due)
         pipeline.tick(clock.now())
+        fired += 1
+        if fired % FLUSH_EVERY == 0:
+            _flush(components, store)
 
 
 def _loads(line: bytes) -> Any:
@@ -116,7 +123,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 started = True
             if at < last_at:
                 at = last_at  # events out of order: keep the clock monotonic
-            _fire_due(components, clock, at)
+            _fire_due(components, store, clock, at)
             clock.set(at)
             last_at = at
             kind = ev.get("kind")
@@ -148,7 +155,7 @@ def replay_events(config: Config, input_path: str, workdir: str) -> tuple[Compon
                 raise ReplayError(f"{where}: {exc}") from None
             if lineno % FLUSH_EVERY == 0:
                 _flush(components, store)
-    _fire_due(components, clock, last_at + DRAIN_HORIZON)
+    _fire_due(components, store, clock, last_at + DRAIN_HORIZON)
     _flush(components, store)
     return components, store
 

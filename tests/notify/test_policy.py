@@ -3,6 +3,7 @@ real pipeline and store (no network: nothing is delivered, rows are written)."""
 
 import json
 import socket
+import tempfile
 
 import pytest
 from notify_helpers import T0, write_config
@@ -234,6 +235,36 @@ def test_replay_runs_the_policy_without_sending(tmp_path):
     assert inc["sla"] == {"priority": "P5", "acknowledge_by": "2026-01-02T00:00:00Z",
                           "resolve_by": "2026-01-08T00:00:00Z", "acknowledge_breached": False,
                           "resolve_breached": False}
+
+
+def test_replay_writes_the_repeats_of_a_quiet_stretch_as_they_come(tmp_path, monkeypatch):
+    """A day between two events with an alert firing throughout and a repeat every minute:
+    1,440 repeat notifications, written to the store in batches during the stretch rather
+    than held until the next event; the result is the same either way."""
+    from daemon import replay
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"kind": "alert", "at": at, "alert": {
+        "labels": {"alertname": name, "service": "s"}, "status": "firing", "startsAt": at,
+        "endsAt": "2027-01-01T00:00:00Z"}}) + "\n" for at, name in (
+            ("2026-01-01T00:00:00Z", "X"), ("2026-01-02T00:00:00Z", "Y"))))
+    config = load_config(write_config(tmp_path, CONFIG.replace("repeat_interval: 1h", "repeat_interval: 1m")))
+
+    def run(flush_every: int) -> tuple[dict, int, int]:
+        monkeypatch.setattr(replay, "FLUSH_EVERY", flush_every)
+        with tempfile.TemporaryDirectory() as workdir:
+            components, store = replay.replay_events(config, str(events), workdir)
+            try:
+                repeats = store.query_one("SELECT COUNT(*) FROM notify_outbox WHERE reason='repeat'")[0]
+                return replay.build_result(components, store), store.commits, repeats
+            finally:
+                store.close()
+
+    once, commits_once, repeats = run(10**9)
+    batched, commits_batched, _ = run(100)
+    assert repeats >= 1440
+    assert commits_batched >= commits_once + 1440 // 100  # a write every 100 timers fired
+    assert batched == once
 
 
 def _resolved(w, name: str, **labels: str) -> None:
