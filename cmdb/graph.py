@@ -65,9 +65,10 @@ class Cmdb:
         """Whether an alert that matches no CI could be about `ci` (see `MatcherIndex.fits`)."""
         return self.index.fits(labels, ci)
 
-    def fitting(self, labels: Mapping[str, str]) -> set[str]:
-        """Every CI an alert that matches no CI could be about (see `fits`)."""
-        return self.index.fitting(labels)
+    def fitting(self, labels: Mapping[str, str], most: int) -> set[str] | None:
+        """Every CI an alert that matches no CI could be about (see `fits`), unless more
+        than `most` match blocks would have to be tried (None)."""
+        return self.index.fitting(labels, most)
 
     # -- direct neighbours -------------------------------------------------
 

@@ -98,22 +98,21 @@ class MatcherIndex:
         cluster's nodes, not another namespace)."""
         return any(map(partial(_fits, labels), self._blocks_of().get(ci, ())))
 
-    def fitting(self, labels: Mapping[str, str]) -> set[str]:
+    def fitting(self, labels: Mapping[str, str], most: int) -> set[str] | None:
         """Every CI that `fits` the labels, found from the blocks that share one of their
-        label values: an alert storm off the CMDB asks for each alert, and an alert whose
-        labels the CMDB never mentions fits nothing at once."""
+        label values; None when more than `most` blocks do, each counted once per value
+        it shares (`cluster="c1"`: asking `fits` of the few CIs in question is cheaper
+        then). An alert storm off the CMDB asks for each alert, and an alert whose
+        labels the CMDB never mentions fits nothing."""
         if self._by_value is None:
             self._by_value = {}
             for block in self._blocks:
-                for m in block.matchers:
-                    if m.is_equality and m.value:
-                        self._by_value.setdefault((m.name, m.value), []).append(block)
-        found: set[str] = set()
-        for pair in labels.items():
-            for block in self._by_value.get(pair, ()):
-                if block.ci not in found and _fits(labels, block):
-                    found.add(block.ci)
-        return found
+                for pair in {(m.name, m.value) for m in block.matchers if m.is_equality and m.value}:
+                    self._by_value.setdefault(pair, []).append(block)
+        sharing = [blocks for blocks in map(self._by_value.get, labels.items()) if blocks]
+        if sum(map(len, sharing)) > most:
+            return None
+        return {block.ci for blocks in sharing for block in blocks if _fits(labels, block)}
 
     def _blocks_of(self) -> dict[str, list[MatchBlock]]:
         if self._by_ci is None:

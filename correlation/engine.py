@@ -31,6 +31,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
@@ -186,6 +187,7 @@ _MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale
 
 
 INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
+FITTING_BLOCKS = 64  # match blocks tried at most to list the CIs an alert on no CI fits
 
 
 def _members(incident: Any) -> Iterable[tuple[str, Any]]:
@@ -362,8 +364,11 @@ class TopologyCorrelator:
             return Placement([firing.id], "the same alert fired again", _get(firing, "group_key", ""))
         window = event.correlation_window or self.config.window
         if not on_cmdb:
-            fitting = topo.cmdb.fitting(event.alert.labels)
-            scoped = self._place_in_scope(event, fitting, incidents, now, window) if fitting else None
+            # the CIs its labels fit, listed when that takes a few match blocks; none: no
+            # incident's root cause can take it (an alert storm off the CMDB)
+            fitting = topo.cmdb.fitting(event.alert.labels, FITTING_BLOCKS)
+            fits = partial(topo.cmdb.fits, event.alert.labels) if fitting is None else fitting.__contains__
+            scoped = self._place_in_scope(event, fits, incidents, now, window) if fitting != set() else None
             if scoped is not None:
                 return scoped
             placed = self.fallback.place(event, incidents, now)
@@ -612,12 +617,12 @@ class TopologyCorrelator:
         return Placement(ids, f"one fault at {hyp.ci} explains this alert and the {len(ids)} incidents "
                               "it relates to: merged", _get(members[0][0], "group_key", "") or f"ci:{ci}")
 
-    def _place_in_scope(self, event: AlertEvent, fitting: set[str], incidents: Any, now: float,
+    def _place_in_scope(self, event: AlertEvent, fits: Callable[[str], bool], incidents: Any, now: float,
                         window: float) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
         root cause its labels fit, or else one of the alerting CIs that root explains (the
         nodes below a failed network), if there is one: the most recently active. See
-        `_shared_label` for what else it takes. `fitting`: the CIs the labels fit."""
+        `_shared_label` for what else it takes. `fits`: whether its labels fit a CI."""
         labels = event.alert.labels
         cmdb = self.topology.cmdb
         best: tuple[float, Any, str, tuple[str, str], str] | None = None
@@ -633,7 +638,7 @@ class TopologyCorrelator:
                 continue
             on: dict[str, list[Mapping[str, str]]] | None = None  # the incident's alert labels by CI
             for x in (hyp.ci, *hyp.explained):
-                if x in fitting:
+                if fits(x):
                     if on is None:
                         on = {}
                         for _, m in _members(inc):

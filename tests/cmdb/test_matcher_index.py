@@ -61,5 +61,9 @@ def test_fitting_finds_every_ci_the_labels_fit(bs, alerts):
     cis = {b.ci for b in bs}
     for labels in alerts:
         want = {ci for ci in cis if naive_fits(bs, labels, ci)}
-        assert index.fitting(labels) == want
+        assert index.fitting(labels, 10**6) == want
         assert {ci for ci in cis if index.fits(labels, ci)} == want
+        # more blocks sharing a label value with the alert than it may try: not listed
+        sharing = sum(len({(m.name, m.value) for m in b.matchers
+                           if m.is_equality and m.value and labels.get(m.name) == m.value}) for b in bs)
+        assert index.fitting(labels, sharing - 1) is None if sharing else index.fitting(labels, 0) == set()

@@ -111,7 +111,11 @@ def test_reason_names_the_path():
     assert mgr.reasons[1].startswith("web depends on db (2 hops)")
 
 
-def test_an_alert_on_no_ci_joins_the_active_incident_whose_root_its_labels_fit():
+@pytest.mark.parametrize("listed", [True, False])  # the CIs its labels fit listed at once, or asked of each
+def test_an_alert_on_no_ci_joins_the_active_incident_whose_root_its_labels_fit(listed, monkeypatch):
+    from correlation import engine
+
+    monkeypatch.setattr(engine, "FITTING_BLOCKS", engine.FITTING_BLOCKS if listed else 0)
     cmdb = cmdb_of(
         {"id": "node-1", "type": "host", "match": {"cluster": "eu", "node": "node-1"}},
         {"id": "shop", "match": {"cluster": "eu", "namespace": "shop", "service": "shop"}, "depends_on": ["node-1"]},
