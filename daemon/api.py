@@ -40,9 +40,34 @@ def error(status: int, message: str, detail: Any = None, headers: dict[str, str]
     return web.json_response({"error": message, "detail": detail}, status=status, headers=headers)
 
 
+# set on a request whose `Expect` header asks for something other than `100-continue`
+UNMET_EXPECTATION = web.RequestKey("unmet_expectation", str)
+
+
+def _expecting(default: Callable[[web.Request], Awaitable[Any]]) -> Callable[[web.Request], Awaitable[Any]]:
+    """A route's `Expect` handler: `100-continue` as aiohttp answers it; any other
+    expectation is answered by `errors_middleware` with the JSON error every other
+    refusal has (aiohttp's own answer is a plain-text 417), without reading the body."""
+
+    async def expect(request: web.Request) -> Any:
+        value = request.headers.get("Expect", "")
+        if value.lower() == "100-continue" or request.version < (1, 1):
+            return await default(request)
+        request[UNMET_EXPECTATION] = value
+        request[BODY_UNREAD] = True
+        return None
+
+    return expect
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    resp = await _handle(request, handler)
+    unmet = request.get(UNMET_EXPECTATION)
+    if unmet is not None:
+        resp: web.StreamResponse = error(417, "unsupported Expect header", f"only 100-continue is understood, "
+                                                                           f"not {unmet[:64]!r}")
+    else:
+        resp = await _handle(request, handler)
     if request.get(BODY_UNREAD):
         resp.force_close()
     resource = request.match_info.route.resource
@@ -463,4 +488,7 @@ def make_app(daemon: Daemon) -> web.Application:
         routes = getattr(part, "add_routes", None)
         if routes is not None:
             routes(app, daemon)
+    for route in app.router.routes():
+        # (aiohttp takes an `Expect` handler only as a route is added, and keeps it here)
+        route._expect_handler = _expecting(route._expect_handler)  # type: ignore[attr-defined]
     return app

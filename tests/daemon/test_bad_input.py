@@ -111,6 +111,36 @@ async def test_a_client_gone_before_the_end_of_its_body_is_its_fault_not_the_dae
     assert not any('code="5' in line for line in lines), lines
 
 
+async def _raw_post(client, expect: str, body: bytes) -> tuple[bytes, bytes]:
+    """POST `body` to the alerts endpoint with `Expect: <expect>`, sending the body only
+    after a `100 Continue`, as curl does; the head and body of the final answer."""
+    host, port = client.daemon.bound
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST " + ALERTS.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Expect: " + expect.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    if first.startswith(b"HTTP/1.1 100 "):
+        writer.write(body)
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(next(line.split(b":")[1] for line in first.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    answer = await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.close()
+    return first, answer
+
+
+async def test_an_expectation_other_than_100_continue_is_a_json_417_and_stores_nothing(client):
+    body = json.dumps([v2_alert({"alertname": "Expecting"})]).encode()
+    head, answer = await _raw_post(client, "bogus", body)
+    assert head.startswith(b"HTTP/1.1 417 ") and b"Connection: close" in head
+    assert json.loads(answer) == {"error": "unsupported Expect header",
+                                  "detail": "only 100-continue is understood, not 'bogus'"}
+    # (the alert the fixture posted, again: it stays one incident)
+    head, answer = await _raw_post(client, "100-continue", json.dumps([v2_alert(GOOD)]).encode())
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    _, text, _ = await client.call("GET", "/metrics")
+    assert 'incidentd_http_requests_total{code="417",handler="/api/v1/alerts"} 1.0' in text
+
+
 async def test_body_over_the_size_limit_is_413(client):
     big = json.dumps([v2_alert({"alertname": "Big", "n": str(i)}) for i in range(100)]).encode()
     assert len(big) > 4096
