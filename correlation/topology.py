@@ -44,6 +44,7 @@ class Topology:
         self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
         self._related: dict[tuple[str, int], frozenset[str]] = {}
         self._related_size = 0  # the CIs in `_related`'s sets, all told
+        self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""
@@ -131,8 +132,16 @@ class Topology:
             remember(self._layer_cache, key, got, 100_000)
         return got
 
-    def chain(self, top: str, bottom: str) -> list[str]:
-        """CIs on a shortest dependency chain from `top` down to `bottom` (both included)."""
+    def chain(self, top: str, bottom: str) -> tuple[str, ...]:
+        """CIs on a shortest dependency chain from `top` down to `bottom` (both included).
+        Remembered: an incident's impact is worked out again with every alert it gains."""
+        key = (top, bottom)
+        got = self._chains.get(key)
+        if got is None:
+            got = remember(self._chains, key, tuple(self._chain(top, bottom)), 200_000)
+        return got
+
+    def _chain(self, top: str, bottom: str) -> list[str]:
         if top == bottom:
             return [top]
         g = self.cmdb.graph
