@@ -42,6 +42,9 @@ import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import chain
+from operator import add, itemgetter
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
 from correlation.topology import Topology, remember
@@ -52,6 +55,12 @@ FEW_REACHED = 8
 
 # remembered rankings hold at most this many alerting CIs in their keys in all (about 10 MB)
 RANKED_CIS = 100_000
+
+# from this many alerting CIs, a score is kept in its parts and worked out from them when
+# the CIs grow by one (see `Explainer._grown`); the parts kept hold at most `PARTS_CIS`
+# CIs in all
+PARTS_FROM = 48
+PARTS_CIS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +189,27 @@ class Hypothesis:
 ChangeLookup = Callable[[str, float], "tuple[float, str] | None"]
 
 
+@dataclass(slots=True)
+class _Parts:
+    """`Explainer.score` of one root kept in the parts it adds up, in the order it adds
+    them: the score for one more alerting CI is then worked out from them, and adding
+    them up again in that order gives the very number `score` gives for the CIs in the
+    order they joined (see `Explainer._grown`)."""
+
+    alerted: bool
+    first: list[float]  # the prior of a silent root, then (in the alerts' order) the root's own
+    # alerts and each unexplained CI's noise
+    unexplained: list[str]
+    order: list[tuple[int, str]]  # the explained CIs by (hops below them to the root, name)
+    follows: dict[str, tuple[int, str]]  # explained CI -> (hops to the CI it follows, that CI)
+    terms: dict[str, tuple[float, ...]]  # explained CI -> what it adds
+    start: float  # the first onset among the explained CIs
+    direct: int  # explained CIs one hop above the root
+
+
+_second = itemgetter(1)
+
+
 class Explainer:
     """Scores root hypotheses for a set of alerting CIs on a `Topology`."""
 
@@ -196,6 +226,8 @@ class Explainer:
         self.changes: ChangeLookup | None = None  # see `_change_bonus`
         self.changes_version: Callable[[], int] = lambda: 0  # moves when a change is recorded
         self._census: dict[frozenset[str], dict[str, int]] = {}
+        self._parts: dict[tuple[tuple, str], _Parts] = {}  # (ranking key, root) -> its score's parts
+        self._parts_cis = 0
         m = self.model
         kinds = (CAUSE, STATE, RESOURCE, SYMPTOM)
         self._ln_own = {k: self._ln(m.own(k)) for k in kinds}
@@ -374,6 +406,158 @@ class Explainer:
             total += quiet * ln(m.quiet_dependent)
         return Hypothesis(root, total, [x for _, x in explained], unexplained, alerted, quiet)
 
+    # -- a score in parts, grown by one alerting CI at a time ----------------------------
+    #
+    # A large incident gains its alerts one by one, and each new alert has the incident's
+    # candidate roots scored again over all its alerting CIs. Kept in the parts `score`
+    # adds up, the score with one more CI changes only where that CI enters: its own
+    # part, the later CIs that now follow it, the CIs that follow a silent root when it
+    # moves their first onset, and the count of quiet dependents.
+
+    def _term(self, ev: Evidence, hops: int, followed: float | None) -> tuple[float, ...]:
+        """What an explained CI adds to `score`: `hops` from the CI it follows, whose onset
+        at or before this one's first is `followed`."""
+        m = self.model
+        out = [hops * self._ln(m.propagate) + self._ln_dep.get(ev.kind, self._ln_dep[STATE])]
+        if hops > 2:
+            out.append((hops - 2) * self._ln(m.relay))
+        t = ev.onsets[0]
+        if followed is not None and t - followed > m.delay_grace:
+            out.append(-((t - followed - m.delay_grace) / m.delay_scale))
+        return tuple(out)
+
+    @staticmethod
+    def _followed(weights: Mapping[str, Evidence], parent: str, ev: Evidence, start: float) -> float | None:
+        followed_ev = weights.get(parent)
+        return followed_ev.onset_before(ev.onsets[0]) if followed_ev is not None else start
+
+    def _nearest(self, x: str, d: int, root: str, reached: Callable[[str], bool]) -> tuple[int, str]:
+        """The nearest CI below `x` that `reached` takes (the root, `d` hops below, always
+        does), by name on a tie: as `score` finds it."""
+        shells = self.topo.shells(x)
+        return next((h, y) for h in range(1, d + 1) for y in shells[h] if y == root or reached(y))
+
+    def _parts_of(self, root: str, weights: Mapping[str, Evidence]) -> _Parts:
+        """`score`'s parts, from the start."""
+        below = self.topo.below
+        alerted = root in weights
+        first = [] if alerted else [self._ln(self.model.silent_root)]
+        unexplained: list[str] = []
+        order: list[tuple[int, str]] = []
+        direct = 0
+        for x, ev in weights.items():
+            if x == root:
+                first.append(self._ln_own.get(ev.kind, self._ln_own[STATE]))
+                continue
+            d = below(x).get(root)
+            if d is None:
+                unexplained.append(x)
+                first.append(self._ln(ev.noise))
+            else:
+                order.append((d, x))
+                direct += d == 1
+        order.sort()
+        start = min((weights[x].onsets[0] for _, x in order), default=0.0)
+        follows: dict[str, tuple[int, str]] = {}
+        terms: dict[str, tuple[float, ...]] = {}
+        for d, x in order:
+            hops, parent = self._nearest(x, d, root, follows.__contains__)
+            follows[x] = (hops, parent)
+            terms[x] = self._term(weights[x], hops, self._followed(weights, parent, weights[x], start))
+        return _Parts(alerted, first, unexplained, order, follows, terms, start, direct)
+
+    def _grown(self, root: str, was: _Parts, weights: Mapping[str, Evidence], ci: str) -> _Parts | None:
+        """The parts for `weights`, the CIs `was` is for and `ci` besides; None when `ci` is
+        the root (everything changes)."""
+        if ci == root:
+            return None
+        ev = weights[ci]
+        d = self.topo.below(ci).get(root)
+        if d is None:
+            return _Parts(was.alerted, [*was.first, self._ln(ev.noise)], [*was.unexplained, ci], was.order,
+                          was.follows, was.terms, was.start, was.direct)
+        key = (d, ci)
+        order = list(was.order)
+        order.insert(bisect.bisect_left(order, key), key)
+        follows, terms = dict(was.follows), dict(was.terms)
+        start = min(was.start, ev.onsets[0]) if was.order else ev.onsets[0]
+        below = self.topo.below
+
+        def before(y: str) -> bool:
+            """y is an explained CI ahead of `ci` in the order (reached before it)."""
+            return y in follows and (below(y)[root], y) < key
+
+        hops, parent = self._nearest(ci, d, root, before)
+        follows[ci] = (hops, parent)
+        terms[ci] = self._term(ev, hops, self._followed(weights, parent, ev, start))
+        # the CIs after it in the order that now follow it: those above it, nearer than what
+        # they followed (or as near and first by name)
+        above = self.topo.above(ci)
+        for x, h in (above.items() if len(above) <= len(was.follows) else
+                     ((x, above[x]) for x in was.follows if x in above)):
+            now = follows.get(x)
+            if now is not None and (h, ci) < now and (below(x)[root], x) > key:
+                follows[x] = (h, ci)
+                terms[x] = self._term(weights[x], h, ev.onset_before(weights[x].onsets[0]))
+        if start != was.start and root not in weights:  # those following the silent root follow `start`
+            for x, (h, y) in follows.items():
+                if y == root and x != ci:
+                    terms[x] = self._term(weights[x], h, start)
+        return _Parts(was.alerted, was.first, was.unexplained, order, follows, terms, start, was.direct + (d == 1))
+
+    def _restated(self, was: _Parts, weights: Mapping[str, Evidence], ci: str, old: Evidence) -> _Parts | None:
+        """The parts for `weights`, where `ci` alerted again since `was` (its evidence was
+        `old`): when that only added later onsets, only what the CIs following `ci` pay
+        for arriving late changes. None when its kind, noise or first onset changed."""
+        new = weights[ci]
+        if (new.kind, new.noise, new.onsets[0]) != (old.kind, old.noise, old.onsets[0]):
+            return None
+        terms = None
+        for x, (h, y) in was.follows.items():
+            if y == ci:
+                if terms is None:
+                    terms = dict(was.terms)
+                terms[x] = self._term(weights[x], h, new.onset_before(weights[x].onsets[0]))
+        if terms is None:
+            return was
+        return _Parts(was.alerted, was.first, was.unexplained, was.order, was.follows, terms, was.start, was.direct)
+
+    def _hypothesis(self, root: str, parts: _Parts, weights: Mapping[str, Evidence]) -> Hypothesis:
+        """The hypothesis `score` gives, from its parts, added up in its order."""
+        m = self.model
+        explained = list(map(_second, parts.order))
+        extra: list[float] = []
+        if parts.alerted and explained and weights[root].resource_only:
+            extra.append(self._ln(m.resource_spreads))
+        quiet = 0
+        if not parts.alerted:
+            quiet = self.topo.cmdb.dependent_count(root) - parts.direct
+            extra.append(quiet * self._ln(m.quiet_dependent))
+        total = reduce(add, chain(parts.first, chain.from_iterable(map(parts.terms.__getitem__, explained)), extra),
+                       0.0)
+        return Hypothesis(root, total, explained, list(parts.unexplained), parts.alerted, quiet)
+
+    def _score_kept(self, root: str, weights: Mapping[str, Evidence], key: tuple,
+                    grown_from: tuple[tuple, str, Evidence | None] | None) -> Hypothesis:
+        """`score`, kept in its parts under the ranking key of `weights`, and worked out
+        from the parts kept for the alerts before the last one when there are some
+        (`grown_from`: their ranking key, the last alert's CI and what that CI's alerts
+        said before, None for a CI new to them)."""
+        parts = None
+        if grown_from is not None:
+            prev_key, ci, old = grown_from
+            was = self._parts.get((prev_key, root))
+            if was is not None:
+                parts = self._grown(root, was, weights, ci) if old is None else self._restated(was, weights, ci, old)
+        if parts is None:
+            parts = self._parts_of(root, weights)
+        if len(self._parts) >= 4096 or self._parts_cis + len(weights) > PARTS_CIS:
+            self._parts.clear()
+            self._parts_cis = 0
+        self._parts[(key, root)] = parts
+        self._parts_cis += len(weights)
+        return self._hypothesis(root, parts, weights)
+
     def rank(self, weights: Mapping[str, Evidence], limit: int = 10) -> list[Hypothesis]:
         """Hypotheses best first; ties go to an alerted CI, then to the one that alerted
         first. The first `min(limit, keep)` are exact; later ones are the rest of what
@@ -385,7 +569,7 @@ class Explainer:
         key = self._key(weights)
         got = self._ranked.get(key)
         if got is None or got[1] < need:
-            got = self._remember_ranking(key, len(weights), (self._scored(weights, self.candidates(weights), need), need))
+            got = self._remember_ranking(key, len(weights), (self._scored(weights, self.candidates(weights), need, key), need))
         return got[0][:limit]
 
     def _remember_ranking(self, key: tuple, cis: int,
@@ -400,16 +584,20 @@ class Explainer:
         self._ranked_cis += cis
         return ranking
 
-    def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int) -> list[Hypothesis]:
+    def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int,
+                key: tuple | None = None, grown_from: tuple[tuple, str, Evidence | None] | None = None
+                ) -> list[Hypothesis]:
         """The best `keep` candidates scored exactly, best first (of at most `full_scores`
         tried, in the order of the quick estimate). Branch and bound: the estimate never
         falls below the exact score, so once it drops under the `keep`-th best exact
-        score no later candidate can enter that top."""
-        belows = {x: self.topo.below(x) for x in weights}
+        score no later candidate can enter that top. From `PARTS_FROM` alerting CIs,
+        scores are kept in parts under the ranking `key` of `weights` (see `_score_kept`)."""
+        kept = key is not None and len(weights) >= PARTS_FROM
+        belows = {} if kept else {x: self.topo.below(x) for x in weights}  # (kept scores go without)
         changed = self._change_bonus(cands, weights)
 
         def exact(r: str) -> Hypothesis:
-            h = self.score(r, weights, belows)
+            h = self._score_kept(r, weights, key, grown_from) if kept else self.score(r, weights, belows)
             if r in changed:
                 bonus, h.change = changed[r]
                 h.loglik += bonus
@@ -418,7 +606,7 @@ class Explainer:
 
         if len(cands) <= keep:
             return self._ordered([exact(r) for r in cands], weights)
-        bound = self._bounds(cands, weights, belows)
+        bound = self._bounds(cands, weights, belows or {x: self.topo.below(x) for x in weights})
         for r, (bonus, _) in changed.items():
             bound[r] += bonus
         hyps: list[Hypothesis] = []
@@ -480,11 +668,17 @@ class Explainer:
         roots worked out from the census of `weights`."""
         joint = dict(weights)
         joint[ci] = ev.stronger(weights.get(ci))
+        if not weights:
+            return self.best(joint)
         key = self._key(joint)
-        if key not in self._ranked and weights:
+        got = self._ranked.get(key)
+        if got is None:
             count = self.census_with(frozenset(weights), ci)
-            self._remember_ranking(key, len(joint), (self._scored(joint, self.candidates(joint, count), self.keep), self.keep))
-        return self.best(joint)
+            # a large incident's scores grow from those of the incident without the alert
+            grown_from = (self._key(weights), ci, weights.get(ci)) if len(joint) >= PARTS_FROM else None
+            scored = self._scored(joint, self.candidates(joint, count), self.keep, key, grown_from)
+            got = self._remember_ranking(key, len(joint), (scored, self.keep))
+        return got[0][0] if got[0] else None  # `best(joint)`, its key known
 
     def repeat_loglik(self, hyp: Hypothesis, ci: str, ev: Evidence) -> float:
         """log P of one more alert `ev` on `ci`, a CI that already alerts, under the fault
