@@ -30,7 +30,11 @@ from daemon.views import incident_view, load_incident_docs
 from rules.changes import Change
 
 DRAIN_HORIZON = 86400.0
-FLUSH_EVERY = 2000
+FLUSH_EVERY = 2000  # events between writes to the store
+# timers fired between writes within a quiet stretch: an incident whose timers fall in
+# several batches is written once for each, so the batches are large (a repeat
+# notification holds about a kilobyte until written)
+FLUSH_TIMERS = 50_000
 
 # Other packages add sections to the result (problems, anomalies): name -> builder.
 ResultSection = Callable[[Components, Store], list[dict[str, Any]]]
@@ -58,7 +62,7 @@ def _fire_due(components: Components, store: Store, clock: VirtualClock, until: 
         clock.set(due)
         pipeline.tick(clock.now())
         fired += 1
-        if fired % FLUSH_EVERY == 0:
+        if fired % FLUSH_TIMERS == 0:
             _flush(components, store)
 
 

@@ -251,7 +251,7 @@ def test_replay_writes_the_repeats_of_a_quiet_stretch_as_they_come(tmp_path, mon
     config = load_config(write_config(tmp_path, CONFIG.replace("repeat_interval: 1h", "repeat_interval: 1m")))
 
     def run(flush_every: int) -> tuple[dict, int, int]:
-        monkeypatch.setattr(replay, "FLUSH_EVERY", flush_every)
+        monkeypatch.setattr(replay, "FLUSH_TIMERS", flush_every)
         with tempfile.TemporaryDirectory() as workdir:
             components, store = replay.replay_events(config, str(events), workdir)
             try:
