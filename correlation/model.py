@@ -428,6 +428,8 @@ class Explainer:
 
     @staticmethod
     def _followed(weights: Mapping[str, Evidence], parent: str, ev: Evidence, start: float) -> float | None:
+        """When what a CI with evidence `ev` follows began: the parent's onset at or before
+        its first, or, for a silent root, the first onset among the explained CIs."""
         followed_ev = weights.get(parent)
         return followed_ev.onset_before(ev.onsets[0]) if followed_ev is not None else start
 
