@@ -351,7 +351,6 @@ class Explainer:
         total = 0.0 if alerted else ln(m.silent_root)
         explained: list[tuple[int, str]] = []
         unexplained: list[str] = []
-        dep = self._ln_dep
         direct = 0  # alerting CIs that depend on root directly
         for x, ev in weights.items():
             if x == root:
@@ -370,9 +369,7 @@ class Explainer:
         reached = [root]
         reached_set = {root}
         start = min((weights[x].onsets[0] for _, x in explained), default=0.0)
-        ln_prop = ln(m.propagate)
-        ln_relay = ln(m.relay)
-        dep_state, grace, scale = dep[STATE], m.delay_grace, m.delay_scale
+        term, followed = self._term, self._followed
         for d, x in explained:
             below_x = belows[x]
             # the nearest explained CI below x, by name on a tie: among those reached so
@@ -388,14 +385,8 @@ class Explainer:
                 shells = topo.shells(x)
                 hops, parent = next((h, y) for h in range(1, d + 1) for y in shells[h] if y in reached_set)
             ev = weights[x]
-            total += hops * ln_prop + dep.get(ev.kind, dep_state)
-            if hops > 2:  # quiet CIs between x and what it follows, after the first
-                total += (hops - 2) * ln_relay
-            t = ev.onsets[0]  # its first_at
-            followed_ev = weights.get(parent)
-            followed = followed_ev.onset_before(t) if followed_ev is not None else start
-            if followed is not None and t - followed > grace:
-                total -= (t - followed - grace) / scale
+            for v in term(ev, hops, followed(weights, parent, ev, start)):
+                total += v
             reached.append(x)
             reached_set.add(x)
         if alerted and explained and weights[root].resource_only:
@@ -415,8 +406,9 @@ class Explainer:
     # moves their first onset, and the count of quiet dependents.
 
     def _term(self, ev: Evidence, hops: int, followed: float | None) -> tuple[float, ...]:
-        """What an explained CI adds to `score`: `hops` from the CI it follows, whose onset
-        at or before this one's first is `followed`."""
+        """What an explained CI adds to `score`, in the order it adds it: the `hops` from
+        the CI it follows, the quiet CIs between them after the first, and arriving more
+        than `delay_grace` after that CI's onset at or before its own first (`followed`)."""
         m = self.model
         out = [hops * self._ln(m.propagate) + self._ln_dep.get(ev.kind, self._ln_dep[STATE])]
         if hops > 2:
