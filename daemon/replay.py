@@ -52,7 +52,7 @@ class ReplayError(Exception):
 def _fire_due(components: Components, store: Store, clock: VirtualClock, until: float) -> None:
     """Fire the timers due up to `until`, each at its own time. A long quiet stretch
     (days between two events) fires many (a repeat notification every interval): what
-    they write goes to the store as it comes, not all at the next event."""
+    they write goes to the store every `FLUSH_TIMERS` of them, not all at the next event."""
     pipeline = components.pipeline
     fired = 0
     while True:
