@@ -46,7 +46,7 @@ from correlation.kinds import (
     RESOURCE,
     AlertKinds,
 )
-from correlation.model import Evidence, Explainer, FaultModel, normalised_scores
+from correlation.model import Evidence, Explainer, FaultModel, Weights, normalised_scores
 from correlation.topology import Topology, remember
 from daemon.config import IncidentSettings
 from daemon.pipeline import AlertEvent, Analysis, Placement
@@ -263,7 +263,7 @@ class TopologyCorrelator:
         self._topo: Topology | None = None
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
-        self._evidence_of: dict[str, tuple[int, dict[str, Evidence]]] = {}  # see `evidence`
+        self._evidence_of: dict[str, tuple[int, Weights]] = {}  # see `evidence`
 
     @property
     def topology(self) -> Topology:
@@ -313,7 +313,7 @@ class TopologyCorrelator:
         kind = self.kinds.weight(labels)
         return Evidence(kind, self.model.noise_for(labels.get("severity"), kind), (first_at,), kind == RESOURCE)
 
-    def evidence(self, incident: Any) -> dict[str, Evidence]:
+    def evidence(self, incident: Any) -> Weights:
         """The incident's alerting CIs with what their alerts say (and when they began).
         Remembered per incident revision (see `Incident.revision`); callers must not
         change what they get back."""
@@ -327,10 +327,9 @@ class TopologyCorrelator:
             return known[1]
         appended = _get(incident, "appended")
         if known is not None and known[0] == revision - 1 and appended is not None and appended[0] == revision:
-            got = dict(known[1])  # the revision before and one new member
+            # the revision before and one new member
             found = self._member_evidence(appended[1], cmdb)
-            if found is not None:
-                got[found[0]] = found[1].stronger(got.get(found[0]))
+            got = known[1] if found is None else known[1].adding(*found)
         else:
             got = self._evidence(incident, cmdb)
         # only the latest revision: revisions move forward, and a large incident's
@@ -346,13 +345,13 @@ class TopologyCorrelator:
         t = _get(m, "since") or _get(m, "first_at") or 0.0
         return ci, self.alert_evidence(_get(m, "labels", {}) or {}, t)
 
-    def _evidence(self, incident: Any, cmdb: Cmdb) -> dict[str, Evidence]:
+    def _evidence(self, incident: Any, cmdb: Cmdb) -> Weights:
         found: dict[str, list[Evidence]] = {}
         for _, m in _members(incident):
             got = self._member_evidence(m, cmdb)
             if got is not None:
                 found.setdefault(got[0], []).append(got[1])
-        return {ci: Evidence.of_all(evs) for ci, evs in found.items()}
+        return Weights({ci: Evidence.of_all(evs) for ci, evs in found.items()})
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint

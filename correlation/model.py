@@ -47,13 +47,15 @@ from itertools import chain
 from operator import add, itemgetter
 
 from correlation.kinds import CAUSE, RESOURCE, STATE, SYMPTOM
-from correlation.topology import Topology, remember
+from correlation.topology import Budgeted, Topology, remember
 
 # up to this many CIs reached, the nearest explained CI below each next one is looked for
 # among them all; past it, hop by hop below that CI (see `Explainer.score`)
 FEW_REACHED = 8
 
-# remembered rankings hold at most this many alerting CIs in their keys in all (about 10 MB)
+# remembered rankings hold at most this many alerting CIs in their keys in all (about 10 MB):
+# a key holds the evidence of every alerting CI, and an incident of a thousand CIs would
+# otherwise keep one such key for each alert it gained
 RANKED_CIS = 100_000
 
 # from this many alerting CIs, a score is kept in its parts and worked out from them when
@@ -184,6 +186,46 @@ class Hypothesis:
         return not {self.ci, *self.explained}.isdisjoint(cis)
 
 
+class Weights(dict[str, Evidence]):
+    """An incident's alerting CIs with their evidence, never changed once made (as
+    `TopologyCorrelator.evidence` gives them). The items that rankings are remembered
+    by (`Explainer._key`) are worked out once for them, and the weights one alert later
+    (`Weights.adding`) take them over with that alert's CI changed: a large incident's
+    next alert does not hash every CI's evidence again."""
+
+    __slots__ = ("items_key",)
+
+    def adding(self, ci: str, ev: Evidence) -> Weights:
+        """These weights with the alert `ev` on `ci` added (`ev.stronger` than what `ci` had)."""
+        old = self.get(ci)
+        new = ev.stronger(old)
+        out = Weights(self)
+        out[ci] = new
+        known: frozenset[tuple[str, Evidence]] | None = getattr(self, "items_key", None)
+        if known is not None and new != old:
+            out.items_key = (known if old is None else known - {(ci, old)}) | {(ci, new)}
+        elif known is not None:
+            out.items_key = known
+        return out
+
+
+class Census(dict[str, int]):
+    """`Explainer.census` of a set of alerting CIs, with the candidates among them once
+    `Explainer.candidates` picked them: they depend on that set alone."""
+
+    __slots__ = ("candidates",)
+
+
+def _items_key(weights: Mapping[str, Evidence]) -> frozenset[tuple[str, Evidence]]:
+    """`frozenset(weights.items())`, worked out once for `Weights`."""
+    got: frozenset[tuple[str, Evidence]] | None = getattr(weights, "items_key", None)
+    if got is None:
+        got = frozenset(weights.items())
+        if isinstance(weights, Weights):
+            weights.items_key = got
+    return got
+
+
 # (log-likelihood bonus, description) of a recorded change on `ci` shortly before a
 # fault whose first alert came at `at`; None when there is none
 ChangeLookup = Callable[[str, float], "tuple[float, str] | None"]
@@ -221,13 +263,13 @@ class Explainer:
         self.full_scores = 12  # candidates scored exactly at most, best by the quick estimate
         self.keep = 5  # the top places a full ranking gets right (analysis lists candidates)
         self._log: dict[float, float] = {}
-        self._ranked: dict[tuple, tuple[list[Hypothesis], int]] = {}  # and how many are exact
-        self._ranked_cis = 0  # the alerting CIs in `_ranked`'s keys (see `_remember_ranking`)
+        # rankings and how many of their places are exact, sized by the alerting CIs in their keys
+        self._ranked: Budgeted[tuple, tuple[list[Hypothesis], int]] = Budgeted(RANKED_CIS, 4096)
         self.changes: ChangeLookup | None = None  # see `_change_bonus`
         self.changes_version: Callable[[], int] = lambda: 0  # moves when a change is recorded
-        self._census: dict[frozenset[str], dict[str, int]] = {}
-        self._parts: dict[tuple[tuple, str], _Parts] = {}  # (ranking key, root) -> its score's parts
-        self._parts_cis = 0
+        self._census: dict[frozenset[str], Census] = {}
+        # (ranking key, root) -> its score's parts, sized by the alerting CIs they hold
+        self._parts: Budgeted[tuple[tuple, str], _Parts] = Budgeted(PARTS_CIS, 4096)
         m = self.model
         kinds = (CAUSE, STATE, RESOURCE, SYMPTOM)
         self._ln_own = {k: self._ln(m.own(k)) for k in kinds}
@@ -239,7 +281,7 @@ class Explainer:
             v = self._log[p] = math.log(max(p, 1e-12))
         return v
 
-    def census(self, cis: frozenset[str]) -> dict[str, int]:
+    def census(self, cis: frozenset[str]) -> Census:
         """The possible roots of a fault behind `cis` (the CIs themselves and what lies
         within `silent_reach` below each) with how many of `cis` each explains.
         Remembered per set of CIs: it changes only when a new CI starts alerting."""
@@ -249,11 +291,11 @@ class Explainer:
             pool: set[str] = set(cis)
             for x in cis:
                 pool.update(topo.below_within(x, self.silent_reach))
-            got = self._explaining(pool, cis)
+            got = Census(self._explaining(pool, cis))
             remember(self._census, cis, got, 8192)
         return got
 
-    def census_with(self, cis: frozenset[str], ci: str) -> dict[str, int]:
+    def census_with(self, cis: frozenset[str], ci: str) -> Census:
         """`census(cis | {ci})`, worked out from `census(cis)`."""
         if ci in cis:
             return self.census(cis)
@@ -261,8 +303,10 @@ class Explainer:
         got = self._census.get(key)
         if got is None:
             topo = self.topo
-            below_ci = topo.below(ci)
-            got = {r: n + 1 if r in below_ci else n for r, n in self.census(cis).items()}
+            known = self.census(cis)
+            got = Census(known)
+            for r in topo.below(ci).keys() & known.keys():
+                got[r] += 1
             new = [r for r in topo.below_within(ci, self.silent_reach) if r not in got]
             got.update(self._explaining(new, key))
             remember(self._census, key, got, 8192)
@@ -294,9 +338,13 @@ class Explainer:
         """The CIs worth scoring: alerting CIs, and unalerted CIs close below them that
         explain two of them (or the only one). An alert left unexplained costs far more
         than a hop or a weaker kind of alert, so only CIs explaining nearly as many
-        alerting CIs as the best can win."""
+        alerting CIs as the best can win. `count`: the census of `weights`' CIs; the
+        candidates are kept with it."""
         if count is None:
             count = self.census(frozenset(weights))
+        known: list[str] | None = getattr(count, "candidates", None)
+        if known is not None:
+            return known
         top = max(count.values())
         need = max(2 if len(weights) > 1 else 1, top - 1)
         out = [r for r, n in count.items() if (r in weights and n >= top - 2) or n >= need]
@@ -307,6 +355,8 @@ class Explainer:
             out = [r for r in out if r in weights] + [r for r in out if r not in weights]
             out.sort(key=count.__getitem__, reverse=True)
             out = out[: self.max_candidates]
+        if isinstance(count, Census):
+            count.candidates = out
         return out
 
     def _bounds(self, roots: list[str], weights: Mapping[str, Evidence],
@@ -545,11 +595,7 @@ class Explainer:
                 parts = self._grown(root, was, weights, ci) if old is None else self._restated(was, weights, ci, old)
         if parts is None:
             parts = self._parts_of(root, weights)
-        if len(self._parts) >= 4096 or self._parts_cis + len(weights) > PARTS_CIS:
-            self._parts.clear()
-            self._parts_cis = 0
-        self._parts[(key, root)] = parts
-        self._parts_cis += len(weights)
+        self._parts.put((key, root), parts, len(weights))
         return self._hypothesis(root, parts, weights)
 
     def rank(self, weights: Mapping[str, Evidence], limit: int = 10) -> list[Hypothesis]:
@@ -563,20 +609,8 @@ class Explainer:
         key = self._key(weights)
         got = self._ranked.get(key)
         if got is None or got[1] < need:
-            got = self._remember_ranking(key, len(weights), (self._scored(weights, self.candidates(weights), need, key), need))
+            got = self._ranked.put(key, (self._scored(weights, self.candidates(weights), need, key), need), len(weights))
         return got[0][:limit]
-
-    def _remember_ranking(self, key: tuple, cis: int,
-                          ranking: tuple[list[Hypothesis], int]) -> tuple[list[Hypothesis], int]:
-        """`remember` for rankings, also emptied at `RANKED_CIS` alerting CIs in all: a key
-        holds the evidence of every alerting CI, and an incident of a thousand CIs
-        would otherwise keep one such key for each alert it gained."""
-        if len(self._ranked) >= 4096 or self._ranked_cis + cis > RANKED_CIS:
-            self._ranked.clear()
-            self._ranked_cis = 0
-        self._ranked[key] = ranking
-        self._ranked_cis += cis
-        return ranking
 
     def _scored(self, weights: Mapping[str, Evidence], cands: list[str], keep: int,
                 key: tuple | None = None, grown_from: tuple[tuple, str, Evidence | None] | None = None
@@ -633,7 +667,7 @@ class Explainer:
             if not version:
                 return (alone, 0)
             return (alone, tuple(sorted(self._change_bonus(self.candidates(weights), weights).items())))
-        return (frozenset(weights.items()), version)
+        return (_items_key(weights), version)
 
     def _change_bonus(self, cands: Iterable[str], weights: Mapping[str, Evidence]) -> dict[str, tuple[float, str]]:
         """The candidates with a recorded change shortly before the first alert, with the
@@ -660,8 +694,7 @@ class Explainer:
     def best_adding(self, weights: Mapping[str, Evidence], ci: str, ev: Evidence) -> Hypothesis | None:
         """`best` of `weights` with the alert `ev` on `ci` added, its census of possible
         roots worked out from the census of `weights`."""
-        joint = dict(weights)
-        joint[ci] = ev.stronger(weights.get(ci))
+        joint = weights.adding(ci, ev) if isinstance(weights, Weights) else {**weights, ci: ev.stronger(weights.get(ci))}
         if not weights:
             return self.best(joint)
         key = self._key(joint)
@@ -671,7 +704,7 @@ class Explainer:
             # a large incident's scores grow from those of the incident without the alert
             grown_from = (self._key(weights), ci, weights.get(ci)) if len(joint) >= PARTS_FROM else None
             scored = self._scored(joint, self.candidates(joint, count), self.keep, key, grown_from)
-            got = self._remember_ranking(key, len(joint), (scored, self.keep))
+            got = self._ranked.put(key, (scored, self.keep), len(joint))
         return got[0][0] if got[0] else None  # `best(joint)`, its key known
 
     def repeat_loglik(self, hyp: Hypothesis, ci: str, ev: Evidence) -> float:

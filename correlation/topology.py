@@ -10,8 +10,9 @@ at all: a gateway sees every fault below it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from cmdb.graph import Cmdb
 
@@ -26,6 +27,40 @@ def remember(cache: dict[K, V], key: K, value: V, limit: int) -> V:
         cache.clear()
     cache[key] = value
     return value
+
+
+class Budgeted(Generic[K, V]):
+    """A cache of at most `limit` entries whose sizes (what each holds, such as the CIs
+    of its key) add up to at most `budget`; the oldest entries make room. Unlike
+    `remember`, the entries just stored stay: a large incident's next alert asks for
+    what its last one stored, each of which may hold a thousand CIs."""
+
+    def __init__(self, budget: int, limit: int) -> None:
+        self.budget = budget
+        self.limit = limit
+        self.size = 0
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        got = self._entries.get(key)
+        return None if got is None else got[0]
+
+    def put(self, key: K, value: V, size: int) -> V:
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        while entries and (len(entries) >= self.limit or self.size + size > self.budget):
+            self.size -= entries.popitem(last=False)[1][1]
+        entries[key] = (value, size)
+        self.size += size
+        return value
+
+    def keys(self) -> Iterable[K]:
+        return self._entries.keys()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 RELATED_CIS = 1_000_000  # see `Topology.related`

@@ -15,8 +15,8 @@ from helpers import cmdb_of
 
 from correlation import model
 from correlation.kinds import CAUSE, STATE, SYMPTOM
-from correlation.model import Evidence, Explainer
-from correlation.topology import Topology
+from correlation.model import Evidence, Explainer, Weights
+from correlation.topology import Budgeted, Topology
 
 
 def random_cmdb(seed: int, n: int = 40):
@@ -74,6 +74,66 @@ def test_best_with_a_new_alert_matches_ranking_the_joint_alerts_afresh(seed):
             assert got is not None and (got.ci, round(got.loglik, 9)) == (fresh.ci, round(fresh.loglik, 9))
             checked += 1
     assert checked > 20  # the comparison ran on alerts that do join
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weights_one_alert_on_carry_the_items_their_rankings_are_remembered_by(seed):
+    """`Weights.adding` derives the items key from the weights before: it is the set of
+    the new weights' items whether the alert brings a new CI, a stronger or later
+    alert on a CI, or nothing new; and rankings through it match a fresh explainer's."""
+    cmdb = random_cmdb(seed)
+    rnd = random.Random(500 + seed)
+    ids = sorted(cmdb.cis)
+    ex = Explainer(Topology(cmdb))
+    weights = Weights()
+    for i in range(120):
+        ci = rnd.choice(ids[:15])
+        ev = weights[ci] if ci in weights and rnd.random() < 0.2 else random_evidence(rnd, float(rnd.randrange(0, 600, 60)))
+        if i % 10 == 0:
+            model._items_key(weights)  # as when the incident's weights were ranked; later ones derive
+        if weights:
+            ex.best_adding(weights, ci, ev)
+        grown = weights.adding(ci, ev)
+        assert grown == {**weights, ci: ev.stronger(weights.get(ci))}
+        assert model._items_key(grown) == frozenset(grown.items())
+        if len(grown) > 1:
+            fresh = Explainer(Topology(cmdb)).rank(dict(grown), limit=5)
+            assert [(h.ci, round(h.loglik, 9)) for h in ex.rank(grown, limit=5)] == \
+                [(h.ci, round(h.loglik, 9)) for h in fresh]
+        weights = grown
+    assert len(weights) > 5
+
+
+def test_candidates_kept_with_a_census_are_those_picked_afresh():
+    cmdb = random_cmdb(4, n=60)
+    rnd = random.Random(8)
+    ids = sorted(cmdb.cis)
+    ex = Explainer(Topology(cmdb))
+    for _ in range(60):
+        weights = {ci: random_evidence(rnd, 0.0) for ci in rnd.sample(ids, rnd.randint(1, 12))}
+        if rnd.random() < 0.5:  # as grouping gets it: from the census of all the CIs but one
+            ci = rnd.choice(sorted(weights))
+            count = ex.census_with(frozenset(weights) - {ci}, ci)
+        else:
+            count = ex.census(frozenset(weights))
+        first = ex.candidates(weights, count)
+        assert ex.candidates(weights) is first  # kept with the census of these CIs
+        assert first == Explainer(Topology(cmdb)).candidates(weights, dict(count))
+
+
+def test_a_budgeted_cache_lets_its_oldest_entries_go_to_stay_within_its_budget():
+    cache: Budgeted[str, int] = Budgeted(budget=10, limit=3)
+    cache.put("a", 1, 4)
+    cache.put("b", 2, 4)
+    cache.put("c", 3, 4)  # over the budget: "a" goes
+    assert (cache.get("a"), cache.get("b"), cache.get("c"), cache.size) == (None, 2, 3, 8)
+    cache.put("b", 20, 1)  # stored again: its size counts once
+    assert (cache.get("b"), cache.size, len(cache)) == (20, 5, 2)
+    cache.put("d", 4, 1)
+    cache.put("e", 5, 1)  # over the limit of entries: the oldest, "c", goes
+    assert list(cache.keys()) == ["b", "d", "e"] and cache.size == 3
+    cache.put("f", 6, 50)  # larger than the budget alone: it is still stored, alone
+    assert list(cache.keys()) == ["f"] and cache.get("f") == 6
 
 
 def test_ranking_keeps_its_top_exact_when_branch_and_bound_stops_early():
@@ -229,7 +289,7 @@ def test_rankings_of_large_incidents_are_remembered_within_a_bound(monkeypatch):
     for i, ci in enumerate(rnd.sample(ids, 60)):
         weights[ci] = random_evidence(rnd, 10.0 * i)
         got = ex.rank(weights)
-        assert ex._ranked_cis == sum(len(key[0]) for key in ex._ranked) <= 100
+        assert ex._ranked.size == sum(len(key[0]) for key in ex._ranked.keys()) <= 100
         fresh = Explainer(Topology(cmdb)).rank(weights)
         assert [(h.ci, round(h.loglik, 9)) for h in got] == [(h.ci, round(h.loglik, 9)) for h in fresh]
 
