@@ -231,8 +231,8 @@ def _both(ex: Explainer, s_a: float, h_a: Any, s_b: float, h_b: Any, weights_b: 
 
 def _joined(*maps: Mapping[str, Evidence]) -> dict[str, Evidence]:
     """The evidence of several alert sets together (the stronger where a CI is in several)."""
-    out: dict[str, Evidence] = {}
-    for weights in maps:
+    out = dict(maps[0])  # (`stronger` than nothing is itself)
+    for weights in maps[1:]:
         for x, w in weights.items():
             out[x] = w.stronger(out.get(x))
     return out
@@ -531,7 +531,8 @@ class TopologyCorrelator:
         for _gain, inc, weights, _s, hyp in options:
             quiet.append(max(0.0, now - _num(_get(inc, "last_alert_at"), now)))
             shown = {y for y in near if y in weights and (y == hyp.ci or y in hyp.explained)}
-            firing = [m for _, m in _members(inc) if _get(m, "ci") in shown and _get(m, "status") != "resolved"]
+            firing = [m for _, m in _members(inc) if _get(m, "ci") in shown and _get(m, "status") != "resolved"] \
+                if shown else []
             if not firing:
                 level.append(0)
             elif parts and any(_get(m, "ci") == ci and _same_part(parts, _get(m, "labels", {}) or {}, labels)
