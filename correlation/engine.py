@@ -250,10 +250,10 @@ class TopologyCorrelator:
         """`fallback` is a Correlator for alerts outside the CMDB (label grouping); built in when None."""
         self._cmdb = cmdb if callable(cmdb) else (lambda: cmdb)
         self.config = config or CorrelationConfig()
-        # alerts on no CMDB CI group by labels, as Alertmanager would (the daemon passes
-        # the grouper built from the `incidents:` settings)
+        # alerts on no CMDB CI group by labels (the daemon passes the grouper built from
+        # the `incidents:` settings)
         defaults = IncidentSettings()
-        self.fallback = fallback or LabelGrouper(defaults.group_by, defaults.group_window)
+        self.fallback = fallback or LabelGrouper(defaults.group_by, defaults.group_window, while_firing=False)
         self.kinds = AlertKinds.build(
             tuple(self.config.cause_alerts) + DEFAULT_CAUSE,
             tuple(self.config.symptom_alerts) + DEFAULT_SYMPTOM,

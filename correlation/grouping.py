@@ -1,8 +1,17 @@
 """Label-based grouping: the fallback for alerts that the CMDB cannot place.
 
 Alerts with the same alert name and the same identifying labels (the CI when
-the alert has one, else the configured `group_by` labels) that arrive while a
-matching incident is active join it, as Alertmanager's `group_by` would.
+the alert has one, else the configured `group_by` labels) join a matching open
+incident:
+
+- grouping by labels alone (no CMDB): while the incident is active, as
+  Alertmanager's `group_by` would keep a group while any of its alerts fires;
+- beside the CMDB's correlation, for the alerts it cannot place: when they come
+  within the group window of the incident's last new alert, since the alerts of
+  one fault start together (an alert the incident held before still rejoins it
+  while it fires). What the CMDB leaves out is mostly what it does not model (a
+  batch job, a probe), where the group is a weak tie: an alert that lingers, a
+  failed job, would otherwise gather every alert of its group for hours.
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ def group_key(event: AlertEvent, group_by: list[str]) -> str:
 class LabelGrouper:
     """A `Correlator` that groups by labels only; it names no root cause beyond the CI."""
 
-    def __init__(self, group_by: list[str], group_window: float) -> None:
+    def __init__(self, group_by: list[str], group_window: float, while_firing: bool = True) -> None:
         self.group_by = group_by
         self.group_window = group_window
+        self.while_firing = while_firing  # see the module docstring
 
     def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement:
         key = group_key(event, self.group_by)
@@ -39,7 +49,10 @@ class LabelGrouper:
         in_group = getattr(incidents, "open_in_group", None)
         candidates = in_group(key) if in_group is not None else incidents.open_incidents()
         for inc in candidates:
-            if inc.group_key == key and (inc.firing() or now - inc.last_alert_at <= window):
+            if inc.group_key != key:
+                continue
+            if now - inc.last_alert_at <= window or \
+                    ((self.while_firing or event.fingerprint in inc.alerts) and inc.firing()):
                 return Placement([inc.id], f"same {key}", key)
         return Placement([], "", key)
 

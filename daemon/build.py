@@ -46,9 +46,10 @@ def build_pipeline(config: Config, clock: Clock, metrics: Metrics, store: Store)
     if config.cmdb:
         from correlation.setup import CorrelationSetupError, build_correlation
 
+        fallback = LabelGrouper(config.incidents.group_by, config.incidents.group_window, while_firing=False)
         try:
             cmdb_stage, correlator, parts["cmdb"] = build_correlation(
-                config, correlator, metrics.registry, clock)
+                config, fallback, metrics.registry, clock)
         except CorrelationSetupError as exc:
             raise ConfigError(exc.errors) from exc
         stages.append(cmdb_stage)

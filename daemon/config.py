@@ -20,7 +20,9 @@ DEFAULT_LISTEN = "127.0.0.1:9095"
 
 @dataclass(slots=True)
 class IncidentSettings:
-    group_window: float = 300.0  # an alert joins a matching incident seen this recently
+    # an alert outside the CMDB joins an incident of its label group whose last new alert
+    # came this recently (see correlation/grouping.py)
+    group_window: float = 300.0
     reopen_window: float = 600.0  # a resolved incident reopens if an alert fires again within
     group_by: list[str] = field(
         default_factory=lambda: ["alertname", "cluster", "namespace", "service", "job"]

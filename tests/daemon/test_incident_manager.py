@@ -291,6 +291,37 @@ def test_label_grouping_takes_a_new_occurrence_back_into_its_group_while_the_gro
     assert {m.labels["pod"]: m.first_at for m in inc.alerts.values()} == {"a": T0 + 610, "b": T0}
 
 
+@pytest.mark.parametrize("while_firing", [False, True])
+def test_label_grouping_beside_a_cmdb_takes_a_new_alert_only_within_the_group_window_of_the_last(while_firing):
+    """A failed job's alert lingers for hours: beside the CMDB's correlation, another job
+    failing later is another occurrence, although the group key is the same and the
+    first alert still fires. Grouping by labels alone keeps the group while it fires."""
+    s = IncidentSettings(group_window=300)
+    w = World(LabelGrouper(s.group_by, s.group_window, while_firing=while_firing), group_window=300)
+    job = {"alertname": "KubeJobFailed", "namespace": "shop", "severity": "warning"}
+    w.fire(job_name="backup-1", **job)
+    w.advance(240)
+    w.fire(job_name="backup-2", **job)  # within 5 minutes of the last new alert: the same burst
+    w.advance(290)
+    w.fire(job_name="warmup-3", **job)  # 290 s after the last new alert
+    w.advance(3 * 3600)
+    w.fire(job_name="export-4", **job)  # hours later, with the first three still firing
+    if while_firing:
+        assert {m.labels["job_name"] for m in w.only().alerts.values()} == {"backup-1", "backup-2", "warmup-3", "export-4"}
+        return
+    first, second = w.incidents()
+    assert {m.labels["job_name"] for m in first.alerts.values()} == {"backup-1", "backup-2", "warmup-3"}
+    assert [m.labels["job_name"] for m in second.alerts.values()] == ["export-4"]
+    assert first.group_key == second.group_key and first.is_open
+
+
+def test_label_grouping_beside_a_cmdb_takes_back_an_alert_of_the_group_while_it_fires():
+    s = IncidentSettings(reopen_window=600)
+    w = World(LabelGrouper(s.group_by, s.group_window, while_firing=False), reopen_window=600)
+    _fire_again_later(w)
+    assert _members(w.only()) == {"a": "firing", "b": "firing"}
+
+
 def test_a_flapping_alert_stays_in_its_incident_however_long_it_was_resolved():
     w = World(OpeningBurst(), flap_threshold=2, flap_window=900, reopen_window=600)
     w.fire(pod="a", **DB)
