@@ -404,7 +404,7 @@ class IncidentManager:
             self._epoch_asked = now
         if self._stages_saw.get(alert.fingerprint) != self.epoch or alert.fingerprint in self.must_see:
             return False
-        if m.status != "firing" or m.suppressed:
+        if m.status != "firing" or m.suppressed or self._began_anew(m, alert):
             # a suppressed alert goes through the stages again: its silence,
             # change or inhibiting alert may have ended
             return False
@@ -452,7 +452,7 @@ class IncidentManager:
             if m.suppressed != was_suppressed:
                 inc.revision += 1  # what derives from the members (its severity, paging) changed
             if alert.status == "firing":
-                if m.status == "firing":
+                if m.status == "firing" and not self._began_anew(m, alert):
                     m.last_at = now
                     m.ends_at = alert.ends_at
                     if alert.ends_at is not None:
@@ -470,10 +470,15 @@ class IncidentManager:
                                                f"alert {alert.name or fp} is no longer silenced, inhibited or expected")
                         self._refresh(inc, now)
                     return
-                if inc.is_open and (m.flapping or now - (m.ends_at or m.last_at) < self.settings.reopen_window):
+                if m.status == "firing":
+                    # it began again long after the last notification of this occurrence,
+                    # which therefore ended unseen: its resolution was lost, or never sent
+                    # (an Alertmanager receiver with `send_resolved: false`)
+                    self._member_resolves(inc, m, m.last_at, now)
+                elif inc.is_open and (m.flapping or now - (m.ends_at or m.last_at) < self.settings.reopen_window):
                     self._member_fires(inc, m, alert, now)
                     return
-                if inc.resolved_at is not None and now - inc.resolved_at < self.settings.reopen_window \
+                elif inc.resolved_at is not None and now - inc.resolved_at < self.settings.reopen_window \
                         and inc.state == RESOLVED:
                     self._member_fires(inc, m, alert, now)
                     self._reopen(inc, now, f"alert {alert.name or fp} fired again")
@@ -490,6 +495,13 @@ class IncidentManager:
                     self._dirty.add(inc.id)
                 return
         self._place_new(event, now)
+
+    def _began_anew(self, m: Member, alert: Any) -> bool:
+        """Whether a firing alert's new notification starts a later occurrence than the
+        member's: Alertmanager (and Prometheus) keep an alert's `startsAt` while it
+        fires, so one past the member's last notification by more than the reopen
+        window began after the member's occurrence had ended."""
+        return alert.starts_at is not None and alert.starts_at - m.last_at >= self.settings.reopen_window
 
     def _update_member_flags(self, m: Member, event: AlertEvent) -> None:
         m.silenced_by = event.silenced_by

@@ -36,6 +36,12 @@ class World:
         if not self.manager.absorb_repost(event, self.now):
             self.manager.apply([event], self.now)
 
+    def fire_since(self, starts_at: float, **labels: str) -> None:
+        """An Alertmanager notification of a firing alert that became active at `starts_at`."""
+        event = AlertEvent(Alert(labels, {}, starts_at, None, "firing"))
+        if not self.manager.absorb_repost(event, self.now):
+            self.manager.apply([event], self.now)
+
     def resolve(self, **labels: str) -> None:
         self.manager.apply([AlertEvent(Alert(labels, {}, T0, self.now, "resolved"))], self.now)
 
@@ -320,6 +326,26 @@ def test_label_grouping_beside_a_cmdb_takes_back_an_alert_of_the_group_while_it_
     w = World(LabelGrouper(s.group_by, s.group_window, while_firing=False), reopen_window=600)
     _fire_again_later(w)
     assert _members(w.only()) == {"a": "firing", "b": "firing"}
+
+
+def test_an_alert_that_began_again_after_its_last_notification_is_a_new_occurrence():
+    """No resolution came (a receiver with `send_resolved: false`): Alertmanager re-sends
+    a firing alert with the same startsAt, and one that fired again has a later one."""
+    w = World(reopen_window=600)
+    disk = {"alertname": "DiskFillingUp", "instance": "n1", "severity": "warning"}
+    w.fire_since(T0, **disk)
+    w.advance(4 * 3600)
+    w.fire_since(T0, **disk)  # re-sent at its repeat interval: the same occurrence
+    assert [m.status for m in w.only().alerts.values()] == ["firing"]
+    last = w.now
+    w.advance(3 * 86400)
+    w.fire_since(w.now - 30, **disk)  # active again since half a minute ago
+    first, second = w.incidents()
+    assert first.state == "resolved" and first.alerts[next(iter(first.alerts))].ends_at == last
+    assert second.is_open and [m.first_at for m in second.alerts.values()] == [w.now]
+    w.advance(300)
+    w.fire_since(w.now - 330, **disk)  # and re-sent
+    assert [i.state for i in w.incidents()] == ["resolved", "open"]
 
 
 def test_a_flapping_alert_stays_in_its_incident_however_long_it_was_resolved():

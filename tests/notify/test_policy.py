@@ -66,7 +66,8 @@ class World:
 
     def fire(self, name: str, **labels: str) -> None:
         labels = {"alertname": name, **labels}
-        a = Alert(labels=labels, annotations={}, starts_at=self.clock.now(), ends_at=None, status="firing")
+        # re-posts keep the startsAt they began with, as Alertmanager's do (see `IncidentManager._began_anew`)
+        a = Alert(labels=labels, annotations={}, starts_at=T0, ends_at=None, status="firing")
         self.c.pipeline.process_alerts([a], self.clock.now())
         self.flush()
 
