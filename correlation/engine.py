@@ -229,12 +229,26 @@ def _both(ex: Explainer, s_a: float, h_a: Any, s_b: float, h_b: Any, weights_b: 
     return s_a + s_b
 
 
-def _joined(*maps: Mapping[str, Evidence]) -> dict[str, Evidence]:
-    """The evidence of several alert sets together (the stronger where a CI is in several)."""
-    out = dict(maps[0])  # (`stronger` than nothing is itself)
+def _joined(*maps: Mapping[str, Evidence]) -> Weights:
+    """The evidence of several alert sets together (the stronger where a CI is in several).
+    When the first is an incident's `Weights` with its items worked out, the union's are
+    derived from them (the first is most often the largest: the incidents merged so far)."""
+    out = Weights(maps[0])  # (`stronger` than nothing is itself)
+    changed: list[tuple[str, Evidence | None, Evidence]] = []
     for weights in maps[1:]:
         for x, w in weights.items():
-            out[x] = w.stronger(out.get(x))
+            old = out.get(x)
+            out[x] = new = w.stronger(old)
+            if new != old:
+                changed.append((x, old, new))
+    known: frozenset[tuple[str, Evidence]] | None = getattr(maps[0], "items_key", None)
+    if known is not None:
+        items = set(known)
+        for x, old, new in changed:
+            if old is not None:
+                items.discard((x, old))
+            items.add((x, new))
+        out.items_key = frozenset(items)
     return out
 
 

@@ -104,6 +104,29 @@ def test_weights_one_alert_on_carry_the_items_their_rankings_are_remembered_by(s
     assert len(weights) > 5
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_joined_evidence_derives_its_items_from_the_first_incidents(seed):
+    from correlation.engine import _joined
+
+    rnd = random.Random(600 + seed)
+    ids = [f"c{i}" for i in range(12)]
+    for _ in range(100):
+        maps = [{ci: random_evidence(rnd, float(rnd.randrange(0, 600, 60))) for ci in rnd.sample(ids, rnd.randint(1, 8))}
+                for _ in range(rnd.randint(2, 3))]
+        first = Weights(maps[0])
+        if rnd.random() < 0.2:  # a later map with the first's very evidence on a CI
+            ci = next(iter(first))
+            maps[1][ci] = first[ci]
+        model._items_key(first)
+        got = _joined(first, *maps[1:])
+        want: dict[str, Evidence] = {}
+        for m in maps:
+            for x, ev in m.items():
+                want[x] = ev.stronger(want.get(x))
+        assert got == want and list(got) == list(want)
+        assert got.items_key == frozenset(want.items())
+
+
 def test_candidates_kept_with_a_census_are_those_picked_afresh():
     cmdb = random_cmdb(4, n=60)
     rnd = random.Random(8)
