@@ -36,7 +36,7 @@ from typing import Any
 
 from cmdb.graph import Cmdb, describe_path
 from correlation.grouping import LabelGrouper
-from correlation.impact import impact_priority, impacted
+from correlation.impact import Impacts, impact_priority, impacted
 from correlation.kinds import (
     CAUSE,
     DEFAULT_CAUSE,
@@ -275,6 +275,7 @@ class TopologyCorrelator:
         )
         self.model = FaultModel(**self.config.model)
         self._topo: Topology | None = None
+        self._impacts: Impacts | None = None  # with the topology: see `analyze`
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
         self._evidence_of: dict[str, tuple[int, Weights]] = {}  # see `evidence`
@@ -284,6 +285,7 @@ class TopologyCorrelator:
         cmdb = self._cmdb()
         if self._topo is None or self._topo.cmdb is not cmdb:
             self._topo = Topology(cmdb, self.config.depth)
+            self._impacts = Impacts(self._topo)
             self._evidence_of.clear()  # whether a member's CI is in the CMDB may differ
         return self._topo
 
@@ -745,7 +747,8 @@ class TopologyCorrelator:
         candidates = [{"ci": h.ci, "score": s, "why": self._why(h, weights)}
                       for h, (_, s) in zip(top, scores, strict=False)]
         root = top[0]
-        imp = impacted(root.ci, weights, topo)
+        iid = _get(incident, "id")
+        imp = impacted(root.ci, weights, topo) if iid is None else self._impacts.of(iid, root.ci, weights)
         explanation = f"root cause {candidates[0]['why']}"
         if len(top) > 1:
             explanation += f" (next: {top[1].ci}, {candidates[1]['score']:.2f} vs {candidates[0]['score']:.2f})"

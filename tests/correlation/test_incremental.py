@@ -127,6 +127,33 @@ def test_joined_evidence_derives_its_items_from_the_first_incidents(seed):
         assert got.items_key == frozenset(want.items())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_impact_worked_out_from_the_last_is_the_impact_worked_out_afresh(seed):
+    """An incident gains alerting CIs one by one, now and then its root moves or a CI
+    leaves it: the impact remembered per incident is the one `impacted` gives."""
+    from correlation.impact import Impacts, impacted
+
+    cmdb = random_cmdb(seed, n=60)
+    topo = Topology(cmdb)
+    rnd = random.Random(700 + seed)
+    ids = sorted(cmdb.cis)
+    impacts = Impacts(topo)
+    alerting: list[str] = []
+    root = rnd.choice(ids)
+    grown = 0
+    for _ in range(200):
+        r = rnd.random()
+        if r < 0.05:
+            root = rnd.choice(ids)
+        elif r < 0.1 and alerting:
+            alerting.remove(rnd.choice(alerting))
+        else:
+            alerting.append(rnd.choice([c for c in ids if root in topo.below(c)] or ids))
+            grown += 1
+        assert impacts.of("INC-1", root, alerting) == impacted(root, alerting, topo)
+    assert grown > 150 and len(impacted(root, alerting, topo)) > 3
+
+
 def test_candidates_kept_with_a_census_are_those_picked_afresh():
     cmdb = random_cmdb(4, n=60)
     rnd = random.Random(8)
