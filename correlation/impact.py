@@ -75,8 +75,9 @@ PRIORITY_BY_CRITICALITY = {4: "P1", 3: "P2", 2: "P3", 1: "P4"}
 
 
 def impact_priority(root: str | None, impacted_cis: list[str], cmdb: Cmdb) -> str | None:
-    """The priority the impact justifies: a business service or a critical CI hit is P1."""
-    cis = [c for c in ([root] if root else []) + impacted_cis if c in cmdb]
+    """The priority the impact justifies: a business service or a critical CI hit is P1.
+    `impacted_cis` in `impacted`'s order: the first of them says it for them all."""
+    cis = [c for c in ([root] if root else []) + impacted_cis[:1] if c in cmdb]
     if not cis:
         return None
     if any(cmdb.cis[c].business_service for c in cis):

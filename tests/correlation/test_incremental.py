@@ -154,6 +154,32 @@ def test_impact_worked_out_from_the_last_is_the_impact_worked_out_afresh(seed):
     assert grown > 150 and len(impacted(root, alerting, topo)) > 3
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_priority_an_impact_justifies_is_read_off_its_first_ci(seed):
+    from correlation.impact import PRIORITY_BY_CRITICALITY, impact_priority, impacted
+
+    rnd = random.Random(800 + seed)
+    cis = []
+    for i in range(50):
+        deps = rnd.sample(range(50), rnd.randint(0, 3))
+        cis.append({"id": f"c{i}", "depends_on": [f"c{d}" for d in deps if d != i],
+                    "criticality": rnd.choice([None, "low", "medium", "high", "critical"]),
+                    "business_service": rnd.random() < 0.05})
+    cmdb = cmdb_of(*cis)
+    topo = Topology(cmdb)
+    ids = sorted(cmdb.cis)
+    seen = set()
+    for _ in range(100):
+        root = rnd.choice(ids)
+        imp = impacted(root, rnd.sample(ids, rnd.randint(1, 20)), topo)
+        every = [cmdb.cis[c] for c in [root, *imp]]
+        want = "P1" if any(c.business_service for c in every) else \
+            PRIORITY_BY_CRITICALITY.get(max(c.criticality_rank for c in every))
+        assert impact_priority(root, imp, cmdb) == want
+        seen.add(want)
+    assert {"P1", "P2"} <= seen
+
+
 def test_candidates_kept_with_a_census_are_those_picked_afresh():
     cmdb = random_cmdb(4, n=60)
     rnd = random.Random(8)
