@@ -222,10 +222,51 @@ def _member_tokens(labels: Mapping[str, str], annotations: Mapping[str, str] | N
     return made
 
 
+@dataclass(slots=True)
+class Scan:
+    """What `build_profile` takes from an incident's members for its root cause: the
+    first `PROFILE_ALERTS` alerts on the root, and the names of the alerts elsewhere in
+    the order they first come. Kept per incident, it follows an incident that gains
+    one alert at a time (see `Incident.appended`) without looking through them all."""
+
+    incident: Any  # the very object scanned
+    revision: int
+    root: str
+    on_root: list[Any]
+    elsewhere: dict[str, None]  # alert names, as an ordered set
+
+
+def _scan(incident: Any, root: str, scans: dict[str, Scan] | None) -> Scan:
+    grouped = root.startswith("group:")
+    revision = getattr(incident, "revision", None)
+    known = scans.get(incident.id) if scans is not None and revision is not None else None
+    if known is not None and known.incident is incident and known.root == root:
+        appended = getattr(incident, "appended", None)
+        if known.revision == revision:
+            return known
+        if known.revision == revision - 1 and appended is not None and appended[0] == revision:
+            m = appended[1]
+            if grouped or m.ci == root:
+                if len(known.on_root) < PROFILE_ALERTS:
+                    known.on_root.append(m)
+            else:
+                known.elsewhere[m.labels.get("alertname", "")] = None
+            known.revision = revision
+            return known
+    members = incident.alerts.values()
+    on_root = list(islice(members if grouped else (m for m in members if m.ci == root), PROFILE_ALERTS))
+    elsewhere = {} if grouped else dict.fromkeys(m.labels.get("alertname", "") for m in members if m.ci != root)
+    got = Scan(incident, revision if revision is not None else -1, root, on_root, elsewhere)
+    if scans is not None and revision is not None:
+        remember(scans, incident.id, got, 20_000)
+    return got
+
+
 def build_profile(
     incident: Any,
     ci_type: Callable[[str], str | None] | None = None,
     kind_weight: Callable[[Mapping[str, str]], float] | None = None,
+    scans: dict[str, Scan] | None = None,
 ) -> Profile:
     """The profile of an incident (an `Incident`, or anything with its fields).
 
@@ -233,14 +274,16 @@ def build_profile(
     name: a resource alert (CPU throttling, a filling disk) describes the CI's
     own condition and often just happens to fire during a fault, so it says
     less about the failure mode than `NodeDown` or `HighLatencyP99`.
+    `scans`: where the caller keeps what was taken from each incident's members
+    (see `Scan`), to profile an incident that gained an alert from its last scan.
     """
-    members = list(incident.alerts.values())
     root = incident.root_cause
     if root is None:
-        cis = Counter(m.ci for m in members if m.ci)
+        cis = Counter(m.ci for m in incident.alerts.values() if m.ci)
         root = cis.most_common(1)[0][0] if cis else f"group:{incident.group_key}"
     grouped = root.startswith("group:")
-    on_root = list(islice(members if grouped else (m for m in members if m.ci == root), PROFILE_ALERTS))
+    scan = _scan(incident, root, scans)
+    on_root = scan.on_root
     names = {root}
     for m in on_root:
         labels = m.labels
@@ -259,12 +302,9 @@ def build_profile(
         key = "n:" + name
         tokens[key] = max(tokens.get(key, 0.0), weight)
         tokens.update(_member_tokens(labels, m.annotations, identity))
-    if not grouped:  # (a label-grouped incident has every alert on its "root")
-        for m in members:
-            if m.ci != root:
-                name = m.labels.get("alertname", "")
-                if "n:" + name not in tokens:
-                    tokens["s:" + name] = SYMPTOM_NAME
+    for name in scan.elsewhere:  # (none when label-grouped: every alert is on its "root")
+        if "n:" + name not in tokens:
+            tokens["s:" + name] = SYMPTOM_NAME
     ctype = ci_type(root) if ci_type and not grouped else None
     return Profile(
         incident_id=incident.id,

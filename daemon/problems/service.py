@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from correlation.problems import ClusterSettings, ProblemClusterer, Profile, build_profile
+from correlation.problems import ClusterSettings, ProblemClusterer, Profile, Scan, build_profile
 from daemon.config import Config, Section
 from daemon.model import MAX_TEXT
 from daemon.problems.model import (
@@ -135,6 +135,7 @@ class ProblemsPart:
         self._next_pos = 1  # the next `Link.pos`
         self._touched: dict[str, str | None] = {}  # incident id -> problem id to write on it
         self._looked: dict[str, tuple[str, dict[str, float]]] = {}  # open incident -> profile last matched
+        self._scans: dict[str, Scan] = {}  # see `build_profile`
         self._shown: dict[str, tuple[Any, ...]] = {}  # problem id -> its note as last written on its links
         self._candidate_writes: dict[str, Profile | None] = {}
         self._now = 0.0
@@ -293,7 +294,7 @@ class ProblemsPart:
                 self._on_resolved(inc, now)
 
     def _profile(self, inc: Incident) -> Profile:
-        return build_profile(inc, self._ci_type, self._kind_weight)
+        return build_profile(inc, self._ci_type, self._kind_weight, self._scans)
 
     def _link_open(self, inc: Incident, now: float) -> None:
         """Link an open incident to the known problem it matches, or drop a link made

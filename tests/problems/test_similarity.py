@@ -230,3 +230,37 @@ def test_an_incident_of_thousands_of_alerts_alike_is_profiled_by_its_first_ones_
     assert many.tokens == first.tokens  # what the 51st and later alerts on the root say is not read
     assert "l:reason=OOMKilled" in many.tokens and "l:reason=Error" not in many.tokens
     assert many.tokens["s:HighErrorRate"] > 0  # every alert elsewhere still names how it spread
+
+
+def test_an_incident_profiled_as_it_gains_alerts_one_by_one_is_profiled_as_afresh():
+    """`build_profile` with `scans` follows an incident through each alert it gains, and
+    starts over when its root moves or an alert leaves: the same profile, to the
+    order of its tokens, as profiling every member again."""
+    from daemon.incidents import Incident, Member
+
+    rnd = random.Random(5)
+    kinds = AlertKinds.build().weight
+    inc = Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0, root_cause="pay")
+    scans: dict = {}
+    for i in range(400):
+        r = rnd.random()
+        if r < 0.03:
+            inc.root_cause = rnd.choice(["pay", "pay-db", "a-1"])
+        elif r < 0.06 and inc.alerts:
+            del inc.alerts[rnd.choice(sorted(inc.alerts))]
+            inc.revision += 1
+            inc.appended = None
+        else:
+            name = rnd.choice(["KubePodCrashLooping", "HighErrorRate", "NodeDown", "CPUThrottlingHigh", "DiskFull"])
+            ci = rnd.choice(["pay", "pay", "pay-db", "a-1", "web", None])
+            m = Member(fingerprint=f"f{i}", labels={"alertname": name, "pod": f"p-{i % 70}"},
+                       annotations={"summary": f"{name} on {ci}"}, status="firing", starts_at=0.0, ends_at=None,
+                       first_at=0.0, last_at=0.0, since=0.0, ci=ci)
+            inc.alerts[m.fingerprint] = m
+            inc.revision += 1
+            inc.appended = (inc.revision, m)
+        kept = build_profile(inc, TYPES.get, kinds, scans)
+        fresh = build_profile(inc, TYPES.get, kinds)
+        assert (kept.root, kept.root_names, list(kept.tokens.items())) == \
+            (fresh.root, fresh.root_names, list(fresh.tokens.items()))
+    assert scans["INC-1"].incident is inc and len(inc.alerts) > PROFILE_ALERTS
