@@ -367,7 +367,10 @@ class TopologyCorrelator:
             got = self._member_evidence(m, cmdb)
             if got is not None:
                 found.setdefault(got[0], []).append(got[1])
-        return Weights({ci: Evidence.of_all(evs) for ci, evs in found.items()})
+        out = Weights()
+        for ci, evs in found.items():
+            out[ci] = Evidence.of_all(evs)
+        return out
 
     def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
         fp = event.fingerprint

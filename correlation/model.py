@@ -291,7 +291,7 @@ class Explainer:
             pool: set[str] = set(cis)
             for x in cis:
                 pool.update(topo.below_within(x, self.silent_reach))
-            got = Census(self._explaining(pool, cis))
+            got = self._explaining(pool, cis)
             remember(self._census, cis, got, 8192)
         return got
 
@@ -312,11 +312,11 @@ class Explainer:
             remember(self._census, key, got, 8192)
         return got
 
-    def _explaining(self, roots: Iterable[str], cis: frozenset[str]) -> dict[str, int]:
+    def _explaining(self, roots: Iterable[str], cis: frozenset[str]) -> Census:
         """How many of `cis` each of `roots` lies below: one pass per CI's closure, or,
         with fewer roots than CIs (a CI joining a large incident), one look per root at
         what depends on it (`r` lies below `x` exactly when `x` lies above `r`)."""
-        got = dict.fromkeys(roots, 0)
+        got = Census.fromkeys(roots, 0)
         if len(got) < len(cis):
             above = self.topo.above
             for r in got:

@@ -48,12 +48,11 @@ class Budgeted(Generic[K, V]):
     def put(self, key: K, value: V, size: int) -> V:
         entries = self._entries
         old = entries.pop(key, None)
-        if old is not None:
-            self.size -= old[1]
-        while entries and (len(entries) >= self.limit or self.size + size > self.budget):
-            self.size -= entries.popitem(last=False)[1][1]
+        total = self.size + size - (old[1] if old is not None else 0)
+        while entries and (len(entries) >= self.limit or total > self.budget):
+            total -= entries.popitem(last=False)[1][1]
         entries[key] = (value, size)
-        self.size += size
+        self.size = total
         return value
 
     def keys(self) -> Iterable[K]:
