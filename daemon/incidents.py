@@ -500,8 +500,11 @@ class IncidentManager:
         """Whether a firing alert's new notification starts a later occurrence than the
         member's: Alertmanager (and Prometheus) keep an alert's `startsAt` while it
         fires, so one past the member's last notification by more than the reopen
-        window began after the member's occurrence had ended."""
-        return alert.starts_at is not None and alert.starts_at - m.last_at >= self.settings.reopen_window
+        window began after the member's occurrence had ended. Only for a member with
+        no known end (a webhook's firing alert): one whose `endsAt` reaches the new
+        start overlaps it, and Alertmanager would merge the two as one alert."""
+        return m.ends_at is None and alert.starts_at is not None \
+            and alert.starts_at - m.last_at >= self.settings.reopen_window
 
     def _update_member_flags(self, m: Member, event: AlertEvent) -> None:
         m.silenced_by = event.silenced_by

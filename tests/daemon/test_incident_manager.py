@@ -348,6 +348,20 @@ def test_an_alert_that_began_again_after_its_last_notification_is_a_new_occurren
     assert [i.state for i in w.incidents()] == ["resolved", "open"]
 
 
+def test_an_alert_posted_with_an_end_to_come_keeps_its_occurrence_whatever_its_start():
+    """A sender posting without startsAt (each post starts now) but with an endsAt ahead
+    overlaps its last post: Alertmanager merges them into one alert, and so does this."""
+    w = World(reopen_window=600)
+    disk = {"alertname": "DiskFillingUp", "instance": "n1", "severity": "warning"}
+    for _ in range(4):
+        event = AlertEvent(Alert(disk, {}, w.now, w.now + 3600, "firing"))
+        if not w.manager.absorb_repost(event, w.now):
+            w.manager.apply([event], w.now)
+        w.advance(1800)
+    inc = w.only()
+    assert inc.id == "INC-000001" and [m.status for m in inc.alerts.values()] == ["firing"]
+
+
 def test_a_flapping_alert_stays_in_its_incident_however_long_it_was_resolved():
     w = World(OpeningBurst(), flap_threshold=2, flap_window=900, reopen_window=600)
     w.fire(pod="a", **DB)
