@@ -191,9 +191,9 @@ class Weights(dict[str, Evidence]):
     `TopologyCorrelator.evidence` gives them). The items that rankings are remembered
     by (`Explainer._key`) are worked out once for them, and the weights one alert later
     (`Weights.adding`) take them over with that alert's CI changed: a large incident's
-    next alert does not hash every CI's evidence again."""
+    next alert does not hash every CI's evidence again. (`noise`: see `Explainer.noise_of`.)"""
 
-    __slots__ = ("items_key",)
+    __slots__ = ("items_key", "noise")
 
     def adding(self, ci: str, ev: Evidence) -> Weights:
         """These weights with the alert `ev` on `ci` added (`ev.stronger` than what `ci` had)."""
@@ -734,8 +734,14 @@ class Explainer:
         return (fault, hyp) if fault >= noise else (noise, None)
 
     def noise_of(self, weights: Mapping[str, Evidence]) -> float:
-        """log L of every one of these alerts being noise."""
-        return sum(self._ln(ev.noise) for ev in weights.values())
+        """log L of every one of these alerts being noise (worked out once for `Weights`:
+        grouping asks it of every incident near each new alert)."""
+        got: float | None = getattr(weights, "noise", None)
+        if got is None:
+            got = sum(self._ln(ev.noise) for ev in weights.values())
+            if isinstance(weights, Weights):
+                weights.noise = got
+        return got
 
     def best(self, weights: Mapping[str, Evidence]) -> Hypothesis | None:
         ranked = self.rank(weights, limit=1)

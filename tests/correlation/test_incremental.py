@@ -96,6 +96,7 @@ def test_weights_one_alert_on_carry_the_items_their_rankings_are_remembered_by(s
         grown = weights.adding(ci, ev)
         assert grown == {**weights, ci: ev.stronger(weights.get(ci))}
         assert model._items_key(grown) == frozenset(grown.items())
+        assert ex.noise_of(grown) == ex.noise_of(dict(grown)) == ex.noise_of(grown)  # (the second time kept)
         if len(grown) > 1:
             fresh = Explainer(Topology(cmdb)).rank(dict(grown), limit=5)
             assert [(h.ci, round(h.loglik, 9)) for h in ex.rank(grown, limit=5)] == \
