@@ -279,6 +279,7 @@ class TopologyCorrelator:
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
         self._evidence_of: dict[str, tuple[int, Weights]] = {}  # see `evidence`
+        self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
 
     @property
     def topology(self) -> Topology:
@@ -287,6 +288,7 @@ class TopologyCorrelator:
             self._topo = Topology(cmdb, self.config.depth)
             self._impacts = Impacts(self._topo)
             self._evidence_of.clear()  # whether a member's CI is in the CMDB may differ
+            self._on_of.clear()
         return self._topo
 
     # -- placement -------------------------------------------------------
@@ -352,6 +354,30 @@ class TopologyCorrelator:
         # evidence at every revision it went through would fill the memory
         remember(self._evidence_of, iid, (revision, got), 20_000)
         return got
+
+    def _members_on(self, incident: Any) -> dict[Any, list[Any]]:
+        """The incident's members by CI, each CI's in the incident's order (None: those on
+        no CI). Remembered per incident revision like `evidence`, and worked out from the
+        revision before when the incident only gained a member: placing an alert asks
+        which of a large incident's alerts sit on a few CIs. Callers must not change it."""
+        revision = _get(incident, "revision")
+        iid = _get(incident, "id")
+        known = self._on_of.get(iid) if revision is not None else None
+        if known is not None and known[1] is incident:
+            if known[0] == revision:
+                return known[2]
+            appended = _get(incident, "appended")
+            if known[0] == revision - 1 and appended is not None and appended[0] == revision:
+                m = appended[1]
+                known[2].setdefault(_get(m, "ci"), []).append(m)
+                self._on_of[iid] = (revision, incident, known[2])
+                return known[2]
+        on: dict[Any, list[Any]] = {}
+        for _, m in _members(incident):
+            on.setdefault(_get(m, "ci"), []).append(m)
+        if revision is not None:
+            remember(self._on_of, iid, (revision, incident, on), 20_000)
+        return on
 
     def _member_evidence(self, m: Any, cmdb: Cmdb) -> tuple[str, Evidence] | None:
         """A member's CI and what its alert says there; None off the CMDB."""
@@ -527,7 +553,7 @@ class TopologyCorrelator:
         names = self._part_labels(ci, labels)
         if not names:
             return False
-        own = [_get(m, "labels", {}) or {} for _, m in _members(inc) if _get(m, "ci") == ci]
+        own = [_get(m, "labels", {}) or {} for m in self._members_on(inc).get(ci, ())]
         return bool(own) and all(any(n in theirs and theirs[n] != labels[n] for n in names) for theirs in own)
 
     def _by_presence(self, ci: str, labels: Mapping[str, str], options: list, now: float) -> None:
@@ -550,8 +576,8 @@ class TopologyCorrelator:
         for _gain, inc, weights, _s, hyp in options:
             quiet.append(max(0.0, now - _num(_get(inc, "last_alert_at"), now)))
             shown = {y for y in near if y in weights and (y == hyp.ci or y in hyp.explained)}
-            firing = [m for _, m in _members(inc) if _get(m, "ci") in shown and _get(m, "status") != "resolved"] \
-                if shown else []
+            on = self._members_on(inc) if shown else {}
+            firing = [m for y in shown for m in on.get(y, ()) if _get(m, "status") != "resolved"]
             if not firing:
                 level.append(0)
             elif parts and any(_get(m, "ci") == ci and _same_part(parts, _get(m, "labels", {}) or {}, labels)
@@ -655,14 +681,10 @@ class TopologyCorrelator:
             _, hyp = self.explainer.fault_or_noise(weights)
             if hyp is None or (best is not None and last <= best[0]):
                 continue
-            on: dict[str, list[Mapping[str, str]]] | None = None  # the incident's alert labels by CI
             for x in (hyp.ci, *hyp.explained):
                 if fits(x):
-                    if on is None:
-                        on = {}
-                        for _, m in _members(inc):
-                            on.setdefault(_get(m, "ci"), []).append(_get(m, "labels", {}) or {})
-                    shared = self._shared_label(labels, on.get(x, ()), x, cmdb)
+                    theirs = [_get(m, "labels", {}) or {} for m in self._members_on(inc).get(x, ())]
+                    shared = self._shared_label(labels, theirs, x, cmdb)
                     if shared is not None:
                         best = (last, inc, x, shared, hyp.ci)
                         break
@@ -714,7 +736,8 @@ class TopologyCorrelator:
         if not (any(x in weights for x in near) if len(near) < len(weights)
                 else any(below.get(x, hops + 1) <= hops for x in weights)):
             return False
-        own = [m for _, m in _members(inc) if _get(m, "ci") == ci]
+        on = self._members_on(inc)
+        own = on.get(ci, ())
         if own and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
             _get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window for m in own
         ):
@@ -722,8 +745,8 @@ class TopologyCorrelator:
         # its fault goes on below the new alert's CI, and reaches dependents as late as
         # their own `for:` delays make them alert
         weight = self.kinds.weight
-        return any(_get(m, "status") == "firing" and 0 < below.get(_get(m, "ci"), hops + 1) <= hops
-                   and weight(_get(m, "labels", {}) or {}) == CAUSE for _, m in _members(inc))
+        return any(_get(m, "status") == "firing" and weight(_get(m, "labels", {}) or {}) == CAUSE
+                   for x, members in on.items() if 0 < below.get(x, hops + 1) <= hops for m in members)
 
     def _reason(self, ci: str, weights: dict[str, Evidence], hyp: Any, topo: Topology) -> str:
         root = hyp.ci

@@ -353,6 +353,35 @@ def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alert
     assert list(correlator._evidence_of) == ["INC-1"]  # its latest revision only
 
 
+def test_an_incidents_members_by_ci_follow_it_through_each_alert_it_gains():
+    from correlation.engine import TopologyCorrelator
+    from daemon.incidents import Incident, Member
+
+    cmdb = random_cmdb(2, n=30)
+    rnd = random.Random(9)
+    correlator = TopologyCorrelator(cmdb)
+    inc = Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0)
+    for i in range(300):
+        if i % 40 == 39 and inc.alerts:  # now and then an alert leaves
+            del inc.alerts[rnd.choice(sorted(inc.alerts))]
+            inc.revision += 1
+            inc.appended = None
+        else:
+            m = Member(fingerprint=f"f{i}", labels={"alertname": "NodeDown"}, annotations={}, status="firing",
+                       starts_at=0.0, ends_at=None, first_at=0.0, last_at=0.0, since=0.0,
+                       ci=rnd.choice([*sorted(cmdb.cis)[:6], None]))
+            inc.alerts[m.fingerprint] = m
+            inc.revision += 1
+            inc.appended = (inc.revision, m)
+        want: dict = {}
+        for m in inc.alerts.values():
+            want.setdefault(m.ci, []).append(m)
+        got = correlator._members_on(inc)
+        assert {ci: [m.fingerprint for m in ms] for ci, ms in got.items()} == \
+            {ci: [m.fingerprint for m in ms] for ci, ms in want.items()}
+    assert list(correlator._on_of) == ["INC-1"]
+
+
 def test_rankings_of_large_incidents_are_remembered_within_a_bound(monkeypatch):
     """An incident of hundreds of CIs asks for a ranking with each alert it gains: the
     rankings remembered hold a bounded number of CIs in all, and what is ranked
