@@ -229,6 +229,15 @@ def _both(ex: Explainer, s_a: float, h_a: Any, s_b: float, h_b: Any, weights_b: 
     return s_a + s_b
 
 
+# the labels Prometheus gives every series it scrapes: they name the target, not a part of a CI
+TARGET_LABELS = frozenset({"instance", "job"})
+
+
+def _identity(labels: Mapping[str, str]) -> dict[str, str]:
+    """What an alert is about: its labels but its name and severity."""
+    return {k: v for k, v in labels.items() if k != "alertname" and k != "severity"}
+
+
 def _joined(*maps: Mapping[str, Evidence]) -> Weights:
     """The evidence of several alert sets together (the stronger where a CI is in several).
     When the first is an incident's `Weights` with its items worked out, the union's are
@@ -280,6 +289,7 @@ class TopologyCorrelator:
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
         self._evidence_of: dict[str, tuple[int, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
+        self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
 
     @property
     def topology(self) -> Topology:
@@ -289,6 +299,7 @@ class TopologyCorrelator:
             self._impacts = Impacts(self._topo)
             self._evidence_of.clear()  # whether a member's CI is in the CMDB may differ
             self._on_of.clear()
+            self._match_names.clear()
         return self._topo
 
     # -- placement -------------------------------------------------------
@@ -422,6 +433,9 @@ class TopologyCorrelator:
 
         ex = self.explainer
         w_x = self.alert_evidence(event.alert.labels, now)
+        worse = self._worse_state(incidents, now, fp, ci, event.alert.labels, w_x)
+        if worse is not None:
+            return worse
         alone = {ci: w_x}
         ln_fault = math.log(self.model.new_fault)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
@@ -479,6 +493,42 @@ class TopologyCorrelator:
         if len(ids) > 1:
             reason += f"; one fault at {h_merged.ci} explains {len(ids)} incidents: merged"
         return Placement(ids, reason, _get(best_inc, "group_key", "") or f"ci:{ci}")
+
+    def _worse_state(self, incidents: Any, now: float, fp: str, ci: str, labels: Mapping[str, str],
+                     ev: Evidence) -> Placement | None:
+        """The incident in which a part of `ci` that this alert is about (a device, a mount
+        point: labels beyond those the CMDB matches the CI by and the scrape target's)
+        still fires a warning of a resource running short, when this alert reports a worse
+        state of the very same part: the same labels but its name and severity
+        (node_exporter's filesystem alerts: filling up, then almost out of space). One
+        episode raises them one after another, often hours apart, and the worse alert
+        is a stronger kind, which a quiet incident would not otherwise take."""
+        if ev.kind <= RESOURCE:
+            return None
+        what = _identity(labels)
+        if not (what.keys() - self._match_labels(ci) - TARGET_LABELS):
+            return None  # about the CI as a whole: a resource short there is no sure sign of its fault
+        on_ci = getattr(incidents, "joinable_incidents", None)
+        for inc in on_ci(now, on=(ci,)) if on_ci is not None else self._joinable(incidents, now, fp, ci):
+            got = self.evidence(inc).get(ci)
+            if got is None or not got.resource_only:  # (its alerts on `ci` all warn of a resource)
+                continue
+            for m in self._members_on(inc).get(ci, ()):
+                theirs = _get(m, "labels", {}) or {}
+                if _get(m, "status") != "resolved" and _identity(theirs) == what:
+                    return Placement([_get(inc, "id")], f"the same part of {ci} as {theirs.get('alertname', '')}, "
+                                     "still firing here, in a worse state", _get(inc, "group_key", "") or f"ci:{ci}")
+        return None
+
+    def _match_labels(self, ci: str) -> frozenset[str]:
+        """The label names the CMDB matches `ci` by, over all its match blocks."""
+        topo = self.topology
+        got = self._match_names.get(ci)
+        if got is None:
+            item = topo.cmdb.get(ci)
+            got = frozenset(m.name for block in (item.match if item is not None else ()) for m in block.matchers)
+            remember(self._match_names, ci, got, 200_000)
+        return got
 
     @staticmethod
     def _firing_in(incidents: Any, now: float, fp: str) -> Any:

@@ -462,3 +462,23 @@ def test_a_fault_rarely_crosses_several_quiet_cis_in_a_row():
     ))
     weights = {f"svc-{n}": corr.alert_evidence({"alertname": "HighErrorRate"}, 20.0 * n) for n in (1, 2, 3)}
     assert corr.explainer.best(weights).ci == "zone"
+
+
+def test_a_worse_state_of_the_same_part_of_a_ci_joins_the_warning_about_it_however_late():
+    """A disk filling up, then almost out of space two hours later: the same device and
+    mount point, one episode. A node short of memory, then down, names no part of the
+    node: its memory warning is no sign that the node's fault had begun."""
+    cmdb = cmdb_of({"id": "node-1", "type": "host", "match": {"ci": "node-1", "node": "node-1"}})
+    m = Manager(TopologyCorrelator(cmdb))
+    target = {"node": "node-1", "instance": "10.0.0.1:9100", "job": "node-exporter"}
+    disk = {**target, "device": "/dev/sda1", "mountpoint": "/"}
+    filling = m.fire("NodeFilesystemSpaceFillingUp", "node-1", 0.0, severity="warning", **disk)
+    other = m.fire("NodeFilesystemAlmostOutOfSpace", "node-1", 3600.0, severity="critical",
+                   **{**disk, "device": "/dev/sdb1", "mountpoint": "/data"})  # another disk
+    full = m.fire("NodeFilesystemAlmostOutOfSpace", "node-1", 7200.0, severity="critical", **disk)
+    assert full is filling and other is not filling
+    assert m.reasons[-1] == ("the same part of node-1 as NodeFilesystemSpaceFillingUp, still firing here, "
+                             "in a worse state")
+    memory = m.fire("NodeMemoryHighUtilization", "node-1", 20000.0, severity="warning", **target)
+    down = m.fire("NodeDown", "node-1", 27200.0, severity="critical", **target)
+    assert down is not memory and "worse state" not in m.reasons[-1]
