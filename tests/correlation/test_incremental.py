@@ -330,14 +330,20 @@ def test_the_census_counts_for_each_possible_root_the_alerting_cis_above_it(seed
         assert cis <= got.keys()
 
 
-def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alerts_give():
+def an_incident_on(cmdb):
+    """A correlator over `cmdb` and an empty open incident for it."""
     from correlation.engine import TopologyCorrelator
-    from daemon.incidents import Incident, Member
+    from daemon.incidents import Incident
+
+    return TopologyCorrelator(cmdb), Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0)
+
+
+def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alerts_give():
+    from daemon.incidents import Member
 
     cmdb = random_cmdb(1, n=30)
     rnd = random.Random(7)
-    correlator = TopologyCorrelator(cmdb)
-    inc = Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0)
+    correlator, inc = an_incident_on(cmdb)
     for i in range(300):
         t = float(rnd.randrange(0, 600, 30))  # onsets often shared
         m = Member(fingerprint=f"f{i}", labels={"alertname": rnd.choice(["NodeDown", "HighLatency", "CPUThrottlingHigh"]),
@@ -354,13 +360,11 @@ def test_evidence_of_an_incident_that_only_gained_an_alert_is_what_all_its_alert
 
 
 def test_an_incidents_members_by_ci_follow_it_through_each_alert_it_gains():
-    from correlation.engine import TopologyCorrelator
-    from daemon.incidents import Incident, Member
+    from daemon.incidents import Member
 
     cmdb = random_cmdb(2, n=30)
     rnd = random.Random(9)
-    correlator = TopologyCorrelator(cmdb)
-    inc = Incident(id="INC-1", seq=1, state="open", opened_at=0.0, updated_at=0.0)
+    correlator, inc = an_incident_on(cmdb)
     for i in range(300):
         if i % 40 == 39 and inc.alerts:  # now and then an alert leaves
             del inc.alerts[rnd.choice(sorted(inc.alerts))]
