@@ -432,8 +432,7 @@ class Explainer:
                     if h is not None and (h < hops or (h == hops and y < parent)):
                         hops, parent = h, y
             else:
-                shells = topo.shells(x)
-                hops, parent = next((h, y) for h in range(1, d + 1) for y in shells[h] if y in reached_set)
+                hops, parent = self._nearest(x, d, root, reached_set.__contains__)
             ev = weights[x]
             for v in term(ev, hops, followed(weights, parent, ev, start)):
                 total += v
