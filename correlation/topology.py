@@ -76,8 +76,7 @@ class Topology:
         self._near: dict[tuple[str, int], list[str]] = {}
         self._shells: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
-        self._related: dict[tuple[str, int], frozenset[str]] = {}
-        self._related_size = 0  # the CIs in `_related`'s sets, all told
+        self._related: Budgeted[tuple[str, int], frozenset[str]] = Budgeted(RELATED_CIS, RELATED_CIS)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def below(self, ci: str) -> dict[str, int]:
@@ -147,12 +146,7 @@ class Topology:
                     if k < max_hops:
                         rest = max_hops - k
                         found.update(x for x, d in self.above(r).items() if d <= rest)
-            got = frozenset(found)
-            if self._related_size + len(got) > RELATED_CIS:
-                self._related.clear()
-                self._related_size = 0
-            self._related[key] = got
-            self._related_size += len(got)
+            got = self._related.put(key, frozenset(found), len(found))
         return got
 
     def _layers(self, ci: str, hops: int) -> tuple[frozenset[str], ...]:
