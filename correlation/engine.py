@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from cmdb.graph import Cmdb, describe_path
 from correlation.grouping import LabelGrouper
@@ -195,6 +195,7 @@ def _members(incident: Any) -> Iterable[tuple[str, Any]]:
     return alerts.items() if isinstance(alerts, Mapping) else ((m.fingerprint, m) for m in alerts)
 
 
+V = TypeVar("V")  # what `TopologyCorrelator._per_revision` keeps
 _IS_MAPPING: dict[type, bool] = {}
 _WORDS = re.compile(r"[^A-Za-z0-9_.-]+")  # what separates the words of a label value (a path, a list)
 
@@ -236,6 +237,19 @@ TARGET_LABELS = frozenset({"instance", "job"})
 def _identity(labels: Mapping[str, str]) -> dict[str, str]:
     """What an alert is about: its labels but its name and severity."""
     return {k: v for k, v in labels.items() if k != "alertname" and k != "severity"}
+
+
+def _with_member(on: dict[Any, list[Any]], m: Any) -> dict[Any, list[Any]]:
+    """`on` (members by CI) with the member `m` added."""
+    on.setdefault(_get(m, "ci"), []).append(m)
+    return on
+
+
+def _members_by_ci(incident: Any) -> dict[Any, list[Any]]:
+    on: dict[Any, list[Any]] = {}
+    for _, m in _members(incident):
+        _with_member(on, m)
+    return on
 
 
 def _joined(*maps: Mapping[str, Evidence]) -> Weights:
@@ -287,7 +301,7 @@ class TopologyCorrelator:
         self._impacts: Impacts | None = None  # with the topology: see `analyze`
         self._explainer: Explainer | None = None
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
-        self._evidence_of: dict[str, tuple[int, Weights]] = {}  # see `evidence`
+        self._evidence_of: dict[str, tuple[int, Any, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
 
@@ -344,51 +358,47 @@ class TopologyCorrelator:
 
     def evidence(self, incident: Any) -> Weights:
         """The incident's alerting CIs with what their alerts say (and when they began).
-        Remembered per incident revision (see `Incident.revision`); callers must not
-        change what they get back."""
+        Remembered per incident revision (see `_per_revision`); callers must not change
+        what they get back."""
         cmdb = self.topology.cmdb  # first: a new CMDB empties the cache
-        revision = _get(incident, "revision")
-        if revision is None:
-            return self._evidence(incident, cmdb)
-        iid = _get(incident, "id")
-        known = self._evidence_of.get(iid)
-        if known is not None and known[0] == revision:
-            return known[1]
-        appended = _get(incident, "appended")
-        if known is not None and known[0] == revision - 1 and appended is not None and appended[0] == revision:
-            # the revision before and one new member
-            found = self._member_evidence(appended[1], cmdb)
-            got = known[1] if found is None else known[1].adding(*found)
-        else:
-            got = self._evidence(incident, cmdb)
-        # only the latest revision: revisions move forward, and a large incident's
-        # evidence at every revision it went through would fill the memory
-        remember(self._evidence_of, iid, (revision, got), 20_000)
-        return got
+
+        def grow(weights: Weights, m: Any) -> Weights:
+            found = self._member_evidence(m, cmdb)
+            return weights if found is None else weights.adding(*found)
+
+        return self._per_revision(self._evidence_of, incident, lambda inc: self._evidence(inc, cmdb), grow)
 
     def _members_on(self, incident: Any) -> dict[Any, list[Any]]:
         """The incident's members by CI, each CI's in the incident's order (None: those on
-        no CI). Remembered per incident revision like `evidence`, and worked out from the
-        revision before when the incident only gained a member: placing an alert asks
+        no CI), remembered per incident revision like `evidence`: placing an alert asks
         which of a large incident's alerts sit on a few CIs. Callers must not change it."""
+        return self._per_revision(self._on_of, incident, _members_by_ci, _with_member)
+
+    @staticmethod
+    def _per_revision(cache: dict[str, tuple[int, Any, V]], incident: Any, build: Callable[[Any], V],
+                      grow: Callable[[V, Any], V]) -> V:
+        """What `build(incident)` gives, remembered in `cache` for the incident's latest
+        revision (see `Incident.revision`), and worked out as `grow(what the revision
+        before gave, the member)` when the incident only gained that member (see
+        `Incident.appended`). Only the latest revision: revisions move forward, and a
+        large incident's state at every revision it went through would fill the memory.
+        What has no revision is built afresh."""
         revision = _get(incident, "revision")
+        if revision is None:
+            return build(incident)
         iid = _get(incident, "id")
-        known = self._on_of.get(iid) if revision is not None else None
+        known = cache.get(iid)
         if known is not None and known[1] is incident:
             if known[0] == revision:
                 return known[2]
             appended = _get(incident, "appended")
             if known[0] == revision - 1 and appended is not None and appended[0] == revision:
-                m = appended[1]
-                known[2].setdefault(_get(m, "ci"), []).append(m)
-                self._on_of[iid] = (revision, incident, known[2])
-                return known[2]
-        on: dict[Any, list[Any]] = {}
-        for _, m in _members(incident):
-            on.setdefault(_get(m, "ci"), []).append(m)
-        if revision is not None:
-            remember(self._on_of, iid, (revision, incident, on), 20_000)
-        return on
+                got = grow(known[2], appended[1])
+                cache[iid] = (revision, incident, got)
+                return got
+        got = build(incident)
+        remember(cache, iid, (revision, incident, got), 20_000)
+        return got
 
     def _member_evidence(self, m: Any, cmdb: Cmdb) -> tuple[str, Evidence] | None:
         """A member's CI and what its alert says there; None off the CMDB."""
