@@ -48,6 +48,11 @@ each, the way deployments differ:
   the same label set; an episode that finds no such time is not copied), so
   unrelated alerts fire during faults and on the CIs they reach.
 - `staler`: like `stale`, but two fifths of the dependencies dropped.
+- `crowded`: `busy` and then `noisy`: unrelated faults overlapping, and three
+  times the noise of either copy.
+- `hard`: `busy`, `noisy`, `stale1`, `slow1.5` and `late` at once, in that
+  order, as a deployment meets them together: every condition above that
+  costs the others something, none of them extreme.
 
 The truth is transformed with the events, so the scenario's own `score.py`
 scores each variant. `--keep DIR` keeps each variant's files (events.jsonl,
@@ -451,6 +456,16 @@ def wide(events, truth, cmdb, rnd, shift: float = 3 * 3600 + 41 * 60, copies: in
     return sorted(all_events, key=lambda e: _ts(e["at"])), out, out_cmdb
 
 
+def combined(*names: str):
+    """The variants `names` applied one after the other, each to what the last one made,
+    with the one random generator."""
+    def make(events, truth, cmdb, rnd):
+        for name in names:
+            events, truth, cmdb = VARIANTS[name](events, truth, cmdb, rnd)
+        return events, truth, cmdb
+    return make
+
+
 VARIANTS = {
     "as is": lambda events, truth, cmdb, rnd: (events, truth, cmdb),
     "slow1.5": stretched(1.5),
@@ -468,6 +483,8 @@ VARIANTS = {
     "late": late,
     "noisy": noisy,
     "staler": lambda events, truth, cmdb, rnd: stale(events, truth, cmdb, rnd, share=0.4),
+    "crowded": combined("busy", "noisy"),
+    "hard": combined("busy", "noisy", "stale1", "slow1.5", "late"),
 }
 
 
