@@ -160,3 +160,51 @@ def _alike(needs: Mapping[int, set[int]], base: int, place: int, places: Iterabl
     (another version, another design) record other dependencies altogether."""
     mine = needs.get(base + place)
     return not mine or any(len(mine & needs.get(base + p, ())) * 2 >= len(mine) for p in places)
+
+
+class DependencyShapes:
+    """Which dependency the CMDB could lack between two given CIs: one of a kind it
+    records elsewhere (a service on a database, a host in a network: by CI types), between
+    CIs of one partition (dependencies do not cross clusters). Asked when a fault elsewhere
+    may be what an incident's alerts come from, over a dependency nobody recorded."""
+
+    def __init__(self, cis: Mapping[str, CI], graph: nx.DiGraph) -> None:
+        self._cis = cis
+        self._parts = sorted(partition_labels(cis, graph), key=str)
+        self._kinds = {(cis[a].type, cis[b].type) for a, b in graph.edges() if a in cis and b in cis}
+        self._targets: defaultdict[str, set[str]] = defaultdict(set)  # type -> the types it depends on
+        for a, b in self._kinds:
+            self._targets[a].add(b)
+        self._place: dict[str, tuple[str | None, ...]] = {}
+        self._counts: Counter[tuple[tuple[str | None, ...], str]] | None = None
+        self._choices: dict[str, int] = {}
+
+    def _place_of(self, ci: str) -> tuple[str | None, ...]:
+        got = self._place.get(ci)
+        if got is None:
+            eq = _equalities(self._cis[ci])
+            got = self._place[ci] = tuple(eq.get(label) for label in self._parts)
+        return got
+
+    def choices(self, a: str) -> int:
+        """How many CIs `a` could depend on so: those of its partition (or without one) of
+        the types CIs of its type depend on. A dependency nobody recorded is one of them."""
+        got = self._choices.get(a)
+        if got is None:
+            if self._counts is None:
+                self._counts = Counter((self._place_of(c), ci.type) for c, ci in self._cis.items())
+            place = self._place_of(a)
+            got = 0
+            for (where, kind), n in self._counts.items():
+                if kind in self._targets.get(self._cis[a].type, ()) and all(
+                        x is None or y is None or x == y for x, y in zip(place, where, strict=True)):
+                    got += n
+            self._choices[a] = got
+        return got
+
+    def could_depend(self, a: str, b: str) -> bool:
+        """Whether `a -> b` is a dependency of a kind the CMDB records, within a partition."""
+        cis = self._cis
+        if a == b or a not in cis or b not in cis or (cis[a].type, cis[b].type) not in self._kinds:
+            return False
+        return all(x is None or y is None or x == y for x, y in zip(self._place_of(a), self._place_of(b), strict=True))

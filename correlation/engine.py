@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from cmdb.graph import Cmdb, describe_path
 from correlation.grouping import LabelGrouper
-from correlation.impact import Impacts, impact_priority, impacted
+from correlation.impact import Impacts, impact_priority, impacted, with_first
 from correlation.kinds import (
     CAUSE,
     DEFAULT_CAUSE,
@@ -46,7 +46,14 @@ from correlation.kinds import (
     RESOURCE,
     AlertKinds,
 )
-from correlation.model import Evidence, Explainer, FaultModel, Weights, normalised_scores
+from correlation.model import (
+    Evidence,
+    Explainer,
+    FaultModel,
+    Hypothesis,
+    Weights,
+    normalised_scores,
+)
 from correlation.topology import Topology, remember
 from daemon.config import IncidentSettings
 from daemon.pipeline import AlertEvent, Analysis, Placement
@@ -188,6 +195,9 @@ _MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale
 
 INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
 FITTING_BLOCKS = 64  # match blocks tried at most to list the CIs an alert on no CI fits
+# open incidents looked at, the most recently opened first, for a fault that began shortly
+# before an incident's alerts (see `_from_elsewhere`): bounded work in an alert storm
+OTHERS_LOOKED_AT = 64
 
 
 def _members(incident: Any) -> Iterable[tuple[str, Any]]:
@@ -821,20 +831,29 @@ class TopologyCorrelator:
 
     # -- analysis --------------------------------------------------------
 
-    def analyze(self, incident: Any, now: float) -> Analysis:
+    def analyze(self, incident: Any, now: float, incidents: Any = None) -> Analysis:
+        """Root cause, ranked candidates, impact and explanation of `incident`. With the
+        open `incidents`, a fault that began shortly before in one of them is a candidate
+        too, when the CMDB could lack the dependency it would take (`_from_elsewhere`)."""
         topo = self.topology
         weights = self.evidence(incident)
         if not weights:
             return self.fallback.analyze(incident, now)
         ex = self.explainer
         ranked = ex.rank(weights, limit=ex.max_candidates)
+        if incidents is not None and ranked and ranked[0].alerted:
+            ranked = self._from_elsewhere(incident, weights, ranked, incidents)
         scores = normalised_scores(ranked)
         top = ranked[: max(self.config.candidates, 1)]
         candidates = [{"ci": h.ci, "score": s, "why": self._why(h, weights)}
                       for h, (_, s) in zip(top, scores, strict=False)]
         root = top[0]
         iid = _get(incident, "id")
-        imp = impacted(root.ci, weights, topo) if iid is None else self._impacts.of(iid, root.ci, weights)
+        # a cause elsewhere reaches the alerts through the CI it reads as its dependent
+        base = root.explained[0] if root.outside else root.ci
+        imp = impacted(base, weights, topo) if iid is None else self._impacts.of(iid, base, weights)
+        if root.outside:
+            imp = with_first(base, imp, topo)
         explanation = f"root cause {candidates[0]['why']}"
         if len(top) > 1:
             explanation += f" (next: {top[1].ci}, {candidates[1]['score']:.2f} vs {candidates[0]['score']:.2f})"
@@ -849,6 +868,43 @@ class TopologyCorrelator:
             detach=self._unexplained(incident, root, weights),
         )
 
+    def _from_elsewhere(self, incident: Any, weights: Weights, ranked: list[Hypothesis],
+                        incidents: Any) -> list[Hypothesis]:
+        """`ranked` with the root causes of open incidents whose fault began up to
+        `coincidence` before this incident's alerts, on a CI that its root cause (an
+        alerting CI) could depend on without the CMDB recording it (`DependencyShapes`):
+        a stale CMDB splits one fault into two incidents, and the second one's alerts
+        then come from the first one's root. Scored by `Explainer.through_unrecorded`."""
+        opened_recently = getattr(incidents, "opened_recently", None)
+        if opened_recently is None:
+            return ranked
+        top = ranked[0]
+        base = top.ci
+        first = min(ev.first_at for ev in weights.values())
+        window = self.model.coincidence
+        topo = self.topology
+        shapes = topo.shapes
+        below = topo.below(base)
+        iid = _get(incident, "id")
+        found: dict[str, Hypothesis] = {}
+        for other in opened_recently(first - window, OTHERS_LOOKED_AT):
+            cause = other.root_cause
+            if cause is None or cause in weights or cause in found or not shapes.could_depend(base, cause) \
+                    or cause in below or base in topo.below(cause) or other.id == iid:
+                continue
+            ev = self.evidence(other).get(cause)
+            if ev is None or not 0.0 <= first - ev.first_at <= window:
+                continue  # (its root raised no alert of its own, or it began later)
+            minutes = (first - ev.first_at) / 60
+            found[cause] = self.explainer.through_unrecorded(
+                top, weights, cause, ev, shapes.choices(base),
+                f"alerting in {other.id} from {minutes:.0f} min before; {base} may depend on it "
+                "without the CMDB recording it")
+        if not found:
+            return ranked
+        # (a stable sort: ties keep the ranking's order, the candidates from elsewhere after)
+        return sorted([*ranked, *found.values()], key=lambda h: -round(h.loglik, 9))
+
     def _unexplained(self, incident: Any, root: Any, weights: dict[str, Evidence]) -> list[str]:
         """Weak alerts (not critical) that the root cause leaves unexplained while it explains
         several CIs: noise that happened to arrive nearby."""
@@ -860,10 +916,12 @@ class TopologyCorrelator:
     def _why(self, h: Any, weights: dict[str, Evidence]) -> str:
         parts = []
         n = len(weights)
-        covered = len(h.explained) + (1 if h.alerted else 0)
+        covered = len(h.explained) + (1 if h.alerted and not h.outside else 0)
         if n > 1:
             parts.append(f"explains {covered} of {n} alerting CIs" if covered < n else f"explains all {n} alerting CIs")
-        if h.alerted:
+        if h.outside:
+            parts.append(h.outside)
+        elif h.alerted:
             kind = self.kinds_name(weights[h.ci].kind)
             parts.append(f"its own alerts are {kind} alerts")
         else:

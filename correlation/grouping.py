@@ -16,7 +16,7 @@ incident:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from daemon.pipeline import AlertEvent, Analysis, Placement
 
@@ -56,7 +56,7 @@ class LabelGrouper:
                 return Placement([inc.id], f"same {key}", key)
         return Placement([], "", key)
 
-    def analyze(self, incident: Incident, now: float) -> Analysis:
+    def analyze(self, incident: Incident, now: float, incidents: Any = None) -> Analysis:
         cis = sorted(incident.cis)
         if len(cis) == 1:
             return Analysis(root_cause=cis[0], candidates=[{"ci": cis[0], "score": 1.0}],

@@ -22,6 +22,12 @@ def impacted(root: str | None, alerting: Iterable[str], topo: Topology) -> list[
     return sorted(out, key=_order(topo))
 
 
+def with_first(ci: str, impacted_cis: list[str], topo: Topology) -> list[str]:
+    """`impacted_cis` with `ci` among them, in `impacted`'s order (a fault whose root lies
+    outside the graph's reach impacts the CI it reaches first)."""
+    return sorted({ci, *impacted_cis}, key=_order(topo))
+
+
 def _reached(root: str, alerting: Iterable[str], topo: Topology) -> set[str]:
     out: set[str] = set()
     for x in alerting:

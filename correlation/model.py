@@ -101,6 +101,13 @@ class FaultModel:
     # it, a CI deep below a busy part of the graph explains concurrent faults above it
     # through long quiet chains as one
     relay: float = 0.5
+    # a CI depends on one more CI than the CMDB records, one of those it could depend on
+    # (of the types CIs of its type depend on, in its partition), each as likely. Kept
+    # low: faults at nearby CIs that start within minutes of each other happen in any busy
+    # system, and reading one as the cause of the other must not outrank an incident's
+    # own root that explains its alerts, unless they started seconds apart (see
+    # `Explainer.through_unrecorded`)
+    unknown_dependency: float = 0.04
 
     def own(self, kind: float) -> float:
         return {CAUSE: self.own_cause, STATE: self.own_state, RESOURCE: self.own_resource,
@@ -180,6 +187,9 @@ class Hypothesis:
     quiet: int  # direct dependents that stay quiet (unalerted roots only)
     change: str = ""  # the recorded change on the CI shortly before, when one counted
     change_bonus: float = 0.0  # what it added to `loglik`
+    # a root outside the incident: how its fault would reach the incident's alerts (see
+    # `Explainer.through_unrecorded`)
+    outside: str = ""
 
     def explains_any(self, cis: Iterable[str]) -> bool:
         """Whether this fault explains one of `cis` (as its root or a dependent)."""
@@ -705,6 +715,29 @@ class Explainer:
             scored = self._scored(joint, self.candidates(joint, count), self.keep, key, grown_from)
             got = self._ranked.put(key, (scored, self.keep), len(joint))
         return got[0][0] if got[0] else None  # `best(joint)`, its key known
+
+    def through_unrecorded(self, hyp: Hypothesis, weights: Mapping[str, Evidence], cause: str,
+                           cause_ev: Evidence, choices: int, outside: str) -> Hypothesis:
+        """A fault at `cause`, a CI alerting elsewhere (`cause_ev`) since before these
+        alerts began, read as what `hyp` (an alerting root of them) explains them from:
+        `hyp.ci` depends on `cause` over a dependency the CMDB lacks. Its alerts then count
+        as a dependent's, one hop from the cause (`propagate`); the missing dependency costs
+        `unknown_dependency`, shared among the `choices` of CIs `hyp.ci` could depend on; a
+        cause that only reports its own resources rarely spreads (`resource_spreads`); and
+        one fault spares the coincidence of a second, unrelated one starting as much later
+        (what `fault_or_noise` charges). `outside` says where the cause alerts, for the
+        explanation."""
+        m = self.model
+        kind = weights[hyp.ci].kind
+        apart = max(0.0, min(ev.first_at for ev in weights.values()) - cause_ev.first_at)
+        odds = m.new_fault * min(1.0, (apart + 1.0) / m.coincidence)
+        loglik = (hyp.loglik - hyp.change_bonus - self._ln_own.get(kind, self._ln_own[STATE])
+                  + self._ln(m.propagate) + self._ln_dep.get(kind, self._ln_dep[STATE])
+                  + math.log(m.unknown_dependency / max(choices, 1)) - math.log(odds))
+        if cause_ev.resource_only:
+            loglik += self._ln(m.resource_spreads)
+        return Hypothesis(cause, loglik, [hyp.ci, *hyp.explained], list(hyp.unexplained), True, 0,
+                          outside=outside)
 
     def repeat_loglik(self, hyp: Hypothesis, ci: str, ev: Evidence) -> float:
         """log P of one more alert `ev` on `ci`, a CI that already alerts, under the fault

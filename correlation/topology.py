@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from cmdb.drift import DependencyShapes
 from cmdb.graph import Cmdb
 
 K = TypeVar("K")
@@ -78,6 +79,14 @@ class Topology:
         self._layer_cache: dict[tuple[str, int], tuple[frozenset[str], ...]] = {}
         self._related: Budgeted[tuple[str, int], frozenset[str]] = Budgeted(RELATED_CIS, RELATED_CIS)
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._shapes: DependencyShapes | None = None
+
+    @property
+    def shapes(self) -> DependencyShapes:
+        """Which dependencies the CMDB could lack (worked out when first asked)."""
+        if self._shapes is None:
+            self._shapes = DependencyShapes(self.cmdb.cis, self.cmdb.graph)
+        return self._shapes
 
     def below(self, ci: str) -> dict[str, int]:
         """`ci` itself (0) and everything it depends on within `depth` hops."""

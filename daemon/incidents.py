@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Collection, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
@@ -279,6 +279,13 @@ class IncidentManager:
     def open_incidents(self) -> list[Incident]:
         """Open and acknowledged incidents, in opening order."""
         return list(self._open_now.values())
+
+    def opened_recently(self, since: float, most: int) -> Iterator[Incident]:
+        """Open incidents opened at `since` or later, the most recent first; at most `most`."""
+        for n, inc in enumerate(reversed(self._open_now.values())):
+            if n >= most or inc.opened_at < since:
+                return
+            yield inc
 
     def open_in_group(self, group_key: str) -> list[Incident]:
         """Open and acknowledged incidents with this group key, in opening order."""
@@ -815,9 +822,9 @@ class IncidentManager:
                     self._analyze_one(inc, now)
 
     def _analyze_one(self, inc: Incident, now: float) -> None:
-        a = self.correlator.analyze(inc, now)
+        a = self.correlator.analyze(inc, now, self)
         if a.detach and self._detach_members(inc, a.detach, a.root_cause, now):
-            a = self.correlator.analyze(inc, now)
+            a = self.correlator.analyze(inc, now, self)
         changed = a.root_cause != inc.root_cause
         inc.root_cause = a.root_cause
         inc.root_cause_candidates = a.candidates

@@ -303,3 +303,28 @@ def test_attrs_that_hold_themselves_are_an_error(tmp_path):
     path.write_text("cis:\n  - id: a\n    attrs: &me {self: *me}\n")
     assert validate_cmdb([str(path)]) == [
         f"{path}:3: CI 'a': `attrs` hold themselves (a YAML alias inside its own anchor)"]
+
+
+def test_the_dependencies_a_cmdb_could_lack_are_of_kinds_it_records_within_a_cluster():
+    """Three clusters of services on databases and hosts: a service could depend on
+    another service, a database or a host of its own cluster without the CMDB saying so;
+    not on a CI of another cluster, and a database or a host never on a service."""
+    from cmdb.drift import DependencyShapes
+
+    cis = []
+    for c in range(3):
+        cl = f"c{c}"
+        cis.append({"id": f"node.{cl}", "type": "host", "match": {"cluster": cl, "node": f"n.{cl}"}})
+        for name, deps in (("web", ["carts"]), ("carts", ["carts-db"]), ("orders", []), ("carts-db", []),
+                           ("user", []), ("payment", []), ("shipping", []), ("catalogue", []), ("queue", [])):
+            cis.append({"id": f"{name}.{cl}", "type": "database" if name.endswith("-db") else "service",
+                        "match": {"cluster": cl, "service": name},
+                        "depends_on": [f"{d}.{cl}" for d in deps] + [f"node.{cl}"]})
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
+    shapes = DependencyShapes(cmdb.cis, cmdb.graph)
+    assert shapes.could_depend("orders.c1", "carts.c1")  # service -> service
+    assert shapes.could_depend("orders.c1", "carts-db.c1")  # service -> database
+    assert not shapes.could_depend("orders.c1", "carts.c2")  # another cluster
+    assert not shapes.could_depend("carts-db.c1", "orders.c1")  # a database on a service: never recorded
+    assert not shapes.could_depend("node.c1", "web.c1")  # nor a host on a service
+    assert not shapes.could_depend("orders.c1", "orders.c1") and not shapes.could_depend("orders.c1", "gone")

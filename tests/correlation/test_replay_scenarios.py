@@ -202,3 +202,38 @@ def test_a_change_recorded_shortly_before_counts_for_its_ci_in_the_ranking(tmp_p
     assert [c["ci"] for c in inc["root_cause_candidates"][:3]] == ["orders", "host-b", "db"]
     why = inc["root_cause_candidates"][1]["why"]
     assert "change CHG-7 (drain host-b) began 17 min before the first alert" in why
+
+
+def test_a_fault_just_before_on_a_ci_the_cmdb_could_lack_a_dependency_on_is_a_candidate(tmp_path):
+    """search crashes; five minutes later cart returns errors. The CMDB records no path from
+    cart to search (a service on another service is a kind of dependency it records, so
+    it may have missed this one): two incidents, and cart's lists search as a candidate,
+    with the incident it alerts in, below cart itself."""
+    result = replay(tmp_path, [
+        alert(0, "KubePodCrashLooping", "critical", service="search"),
+        alert(300, "HighErrorRate", "warning", service="cart"),
+    ])
+    first, second = result["incidents"]
+    assert names(first) == {"KubePodCrashLooping@search"} and names(second) == {"HighErrorRate@cart"}
+    assert second["root_cause"] == "cart"
+    cands = [c["ci"] for c in second["root_cause_candidates"]]
+    assert cands[:2] == ["cart", "search"]
+    why = second["root_cause_candidates"][1]["why"]
+    assert f"alerting in {first['id']} from 5 min before" in why
+    assert "cart may depend on it without the CMDB recording it" in why
+    assert "cart" not in [c["ci"] for c in first["root_cause_candidates"]]  # it began later
+
+
+def test_a_fault_seconds_before_is_the_likelier_cause_over_an_unrecorded_dependency(tmp_path):
+    """The same, with the errors 10 s after the crash: two unrelated faults starting that
+    close are rarer than one missing dependency, so search is the root cause, and cart,
+    which it reaches, is impacted."""
+    result = replay(tmp_path, [
+        alert(0, "KubePodCrashLooping", "critical", service="search"),
+        alert(10, "HighErrorRate", "warning", service="cart"),
+    ])
+    _, second = result["incidents"]
+    assert second["root_cause"] == "search"
+    assert second["impacted"] == ["cart"]
+    assert second["explanation"].startswith("root cause search: alerting in ")
+

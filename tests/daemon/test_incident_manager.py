@@ -437,7 +437,7 @@ class JoinsThenDetaches:
         ids = [i.id for i in incidents.open_incidents()][:1]
         return Placement(ids, "joins" if ids else "opens", "g")
 
-    def analyze(self, inc, now):
+    def analyze(self, inc, now, incidents=None):
         noise = [fp for fp, m in inc.alerts.items() if m.labels["alertname"] == "Noise"]
         if len(inc.alerts) > 1 and noise:
             return Analysis(root_cause="db", detach=noise)
@@ -494,7 +494,7 @@ class Steered:
     def place(self, event, incidents, now):
         return Placement([self.to] if self.to else [], "steered", "steered")
 
-    def analyze(self, incident, now):
+    def analyze(self, incident, now, incidents=None):
         return Analysis()
 
 

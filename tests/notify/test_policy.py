@@ -618,7 +618,7 @@ class _Merging:
         ids = {1: [], 2: [], 3: ["INC-000002", "INC-000001"]}[self.seen]
         return Placement(ids, "related to both", f"k{self.seen}")
 
-    def analyze(self, incident, now):
+    def analyze(self, incident, now, incidents=None):
         return self.inner.analyze(incident, now)
 
 
