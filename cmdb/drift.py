@@ -195,9 +195,9 @@ class DependencyShapes:
                 self._counts = Counter((self._place_of(c), ci.type) for c, ci in self._cis.items())
             place = self._place_of(a)
             got = 0
+            targets = self._targets.get(self._cis[a].type, ())
             for (where, kind), n in self._counts.items():
-                if kind in self._targets.get(self._cis[a].type, ()) and all(
-                        x is None or y is None or x == y for x, y in zip(place, where, strict=True)):
+                if kind in targets and _same_place(place, where):
                     got += n
             self._choices[a] = got
         return got
@@ -207,4 +207,9 @@ class DependencyShapes:
         cis = self._cis
         if a == b or a not in cis or b not in cis or (cis[a].type, cis[b].type) not in self._kinds:
             return False
-        return all(x is None or y is None or x == y for x, y in zip(self._place_of(a), self._place_of(b), strict=True))
+        return _same_place(self._place_of(a), self._place_of(b))
+
+
+def _same_place(a: tuple[str | None, ...], b: tuple[str | None, ...]) -> bool:
+    """Whether two CIs' partition label values agree wherever both carry the label."""
+    return all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
