@@ -195,8 +195,9 @@ _MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale
 
 INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
 FITTING_BLOCKS = 64  # match blocks tried at most to list the CIs an alert on no CI fits
-# open incidents looked at, the most recently opened first, for a fault that began shortly
-# before an incident's alerts (see `_from_elsewhere`): bounded work in an alert storm
+# open incidents looked at, the most recently opened first, for a fault that began near the
+# time of an incident's alerts (see `_from_elsewhere`, `_read_elsewhere`): bounded work in
+# an alert storm
 OTHERS_LOOKED_AT = 64
 
 
@@ -833,7 +834,7 @@ class TopologyCorrelator:
 
     def analyze(self, incident: Any, now: float, incidents: Any = None) -> Analysis:
         """Root cause, ranked candidates, impact and explanation of `incident`. With the
-        open `incidents`, a fault that began shortly before in one of them is a candidate
+        open `incidents`, a fault that began near the same time in one of them is a candidate
         too, when the CMDB could lack the dependency it would take (`_from_elsewhere`)."""
         topo = self.topology
         weights = self.evidence(incident)
@@ -859,6 +860,9 @@ class TopologyCorrelator:
             explanation += f" (next: {top[1].ci}, {candidates[1]['score']:.2f} vs {candidates[0]['score']:.2f})"
         if imp:
             explanation += f"; impacts {', '.join(imp[:5])}" + (f" and {len(imp) - 5} more" if len(imp) > 5 else "")
+        rereads: list[str] = []
+        if incidents is not None and root.alerted and not root.outside and root.ci != _get(incident, "root_cause"):
+            rereads = self._read_elsewhere(incident, root.ci, weights, incidents)
         return Analysis(
             root_cause=root.ci,
             candidates=candidates,
@@ -866,15 +870,20 @@ class TopologyCorrelator:
             explanation=explanation,
             priority=impact_priority(root.ci, imp, topo.cmdb),
             detach=self._unexplained(incident, root, weights),
+            rereads=rereads,
         )
 
     def _from_elsewhere(self, incident: Any, weights: Weights, ranked: list[Hypothesis],
                         incidents: Any) -> list[Hypothesis]:
         """`ranked` with the root causes of open incidents whose fault began up to
-        `coincidence` before this incident's alerts, on a CI that its root cause (an
-        alerting CI) could depend on without the CMDB recording it (`DependencyShapes`):
+        `coincidence` before or after this incident's alerts, on a CI that its root cause
+        (an alerting CI) could depend on without the CMDB recording it (`DependencyShapes`):
         a stale CMDB splits one fault into two incidents, and the second one's alerts
-        then come from the first one's root. Scored by `Explainer.through_unrecorded`."""
+        then come from the first one's root. A root's own alerts may well come last (a
+        crash shows as its dependents' errors at once, as its own pods' state only after
+        longer `for:` delays), so the cause may have opened after this incident; it then
+        asks for this one to be ranked again (`_read_elsewhere`). Scored by
+        `Explainer.through_unrecorded`."""
         opened_recently = getattr(incidents, "opened_recently", None)
         if opened_recently is None:
             return ranked
@@ -893,17 +902,43 @@ class TopologyCorrelator:
                     or cause in below or base in topo.below(cause) or other.id == iid:
                 continue
             ev = self.evidence(other).get(cause)
-            if ev is None or not 0.0 <= first - ev.first_at <= window:
-                continue  # (its root raised no alert of its own, or it began later)
-            minutes = (first - ev.first_at) / 60
+            if ev is None or abs(first - ev.first_at) > window:
+                continue  # (its root raised no alert of its own, or not near these alerts' time)
+            minutes = abs(first - ev.first_at) / 60
+            when = f"from {minutes:.0f} min before" if ev.first_at <= first else f"since {minutes:.0f} min after"
             found[cause] = self.explainer.through_unrecorded(
                 top, weights, cause, ev, shapes.choices(base),
-                f"alerting in {other.id} from {minutes:.0f} min before; {base} may depend on it "
-                "without the CMDB recording it")
+                f"alerting in {other.id} {when}; {base} may depend on it without the CMDB recording it")
         if not found:
             return ranked
         # (a stable sort: ties keep the ranking's order, the candidates from elsewhere after)
         return sorted([*ranked, *found.values()], key=lambda h: -round(h.loglik, 9))
+
+    def _read_elsewhere(self, incident: Any, root: str, weights: Weights, incidents: Any) -> list[str]:
+        """The other open incidents whose ranking this one's root cause, an alerting CI new
+        to it, joins as a cause from elsewhere (see `_from_elsewhere`): their alerts began
+        within `coincidence` of its own, on a root that could depend on it without the
+        CMDB recording it. Those opened before it had no such candidate when they were
+        last ranked."""
+        opened_recently = getattr(incidents, "opened_recently", None)
+        if opened_recently is None:
+            return []
+        at = weights[root].first_at
+        window = self.model.coincidence
+        topo = self.topology
+        shapes = topo.shapes
+        above, below = topo.above(root), topo.below(root)
+        iid = _get(incident, "id")
+        out = []
+        for other in opened_recently(at - window, OTHERS_LOOKED_AT):
+            base = other.root_cause
+            if other.id == iid or base is None or base in above or base in below \
+                    or not shapes.could_depend(base, root):
+                continue
+            theirs = self.evidence(other)
+            if base in theirs and abs(min(ev.first_at for ev in theirs.values()) - at) <= window:
+                out.append(other.id)
+        return out
 
     def _unexplained(self, incident: Any, root: Any, weights: dict[str, Evidence]) -> list[str]:
         """Weak alerts (not critical) that the root cause leaves unexplained while it explains

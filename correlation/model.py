@@ -718,19 +718,21 @@ class Explainer:
 
     def through_unrecorded(self, hyp: Hypothesis, weights: Mapping[str, Evidence], cause: str,
                            cause_ev: Evidence, choices: int, outside: str) -> Hypothesis:
-        """A fault at `cause`, a CI alerting elsewhere (`cause_ev`) since before these
+        """A fault at `cause`, a CI alerting elsewhere (`cause_ev`) near the time these
         alerts began, read as what `hyp` (an alerting root of them) explains them from:
         `hyp.ci` depends on `cause` over a dependency the CMDB lacks. Its alerts then count
         as a dependent's, one hop from the cause (`propagate`); the missing dependency costs
         `unknown_dependency`, shared among the `choices` of CIs `hyp.ci` could depend on; a
         cause that only reports its own resources rarely spreads (`resource_spreads`); and
         one fault spares the coincidence of a second, unrelated one starting as much later
-        (what `fault_or_noise` charges). `outside` says where the cause alerts, for the
-        explanation."""
+        (what `fault_or_noise` charges). That holds for a cause alerting first: one whose
+        alerts came after these (its `for:` delays ran longer) may be their cause, but the
+        timing says nothing for it, and it pays the full odds of a second fault. `outside`
+        says where the cause alerts, for the explanation."""
         m = self.model
         kind = weights[hyp.ci].kind
-        apart = max(0.0, min(ev.first_at for ev in weights.values()) - cause_ev.first_at)
-        odds = m.new_fault * min(1.0, (apart + 1.0) / m.coincidence)
+        apart = min(ev.first_at for ev in weights.values()) - cause_ev.first_at
+        odds = m.new_fault * min(1.0, (apart + 1.0) / m.coincidence) if apart >= 0.0 else m.new_fault
         loglik = (hyp.loglik - hyp.change_bonus - self._ln_own.get(kind, self._ln_own[STATE])
                   + self._ln(m.propagate) + self._ln_dep.get(kind, self._ln_dep[STATE])
                   + math.log(m.unknown_dependency / max(choices, 1)) - math.log(odds))

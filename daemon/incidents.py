@@ -826,6 +826,7 @@ class IncidentManager:
         if a.detach and self._detach_members(inc, a.detach, a.root_cause, now):
             a = self.correlator.analyze(inc, now, self)
         changed = a.root_cause != inc.root_cause
+        self._to_analyze.update(i for i in a.rereads if i in self._open_now)
         inc.root_cause = a.root_cause
         inc.root_cause_candidates = a.candidates
         inc.impacted = a.impacted

@@ -103,6 +103,8 @@ class Analysis:
     explanation: str = ""
     priority: str | None = None  # priority the impact justifies (P1..P5), if any
     detach: list[str] = field(default_factory=list)  # fingerprints the root cause does not explain
+    # open incidents to analyze again: this one's root cause may now be theirs too
+    rereads: list[str] = field(default_factory=list)
 
 
 class Correlator(Protocol):

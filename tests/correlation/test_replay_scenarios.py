@@ -221,7 +221,32 @@ def test_a_fault_just_before_on_a_ci_the_cmdb_could_lack_a_dependency_on_is_a_ca
     why = second["root_cause_candidates"][1]["why"]
     assert f"alerting in {first['id']} from 5 min before" in why
     assert "cart may depend on it without the CMDB recording it" in why
-    assert "cart" not in [c["ci"] for c in first["root_cause_candidates"]]  # it began later
+    # the other way round, cart began 5 minutes after the crash: no timing speaks for it
+    # as search's cause, and the crash is search's own (a cause alert, not a symptom)
+    assert first["root_cause"] == "search"
+    theirs = {c["ci"]: c for c in first["root_cause_candidates"]}
+    assert theirs["cart"]["score"] < theirs["search"]["score"] / 10
+    assert f"alerting in {second['id']} since 5 min after" in theirs["cart"]["why"]
+
+
+def test_a_root_whose_own_alert_came_last_is_a_candidate_of_the_incident_before(tmp_path):
+    """search crashes, and cart (which calls it, unknown to the CMDB) returns errors at
+    once, while the crash's own alert waits out a longer `for:` and fires 4 minutes
+    later, in an incident of its own. Opening it has cart's incident ranked again: search
+    is listed there, below cart (a cause alerting after the alerts it would explain
+    gains nothing from the timing), with the incident it alerts in."""
+    result = replay(tmp_path, [
+        alert(0, "HighErrorRate", "warning", service="cart"),
+        alert(240, "KubePodCrashLooping", "critical", service="search"),
+    ])
+    first, second = result["incidents"]
+    assert names(first) == {"HighErrorRate@cart"} and names(second) == {"KubePodCrashLooping@search"}
+    assert first["root_cause"] == "cart" and second["root_cause"] == "search"
+    cands = [c["ci"] for c in first["root_cause_candidates"]]
+    assert cands[:2] == ["cart", "search"]
+    why = first["root_cause_candidates"][1]["why"]
+    assert f"alerting in {second['id']} since 4 min after" in why
+    assert "cart may depend on it without the CMDB recording it" in why
 
 
 def test_a_fault_seconds_before_is_the_likelier_cause_over_an_unrecorded_dependency(tmp_path):
