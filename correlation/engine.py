@@ -263,29 +263,6 @@ def _members_by_ci(incident: Any) -> dict[Any, list[Any]]:
     return on
 
 
-def _joined(*maps: Mapping[str, Evidence]) -> Weights:
-    """The evidence of several alert sets together (the stronger where a CI is in several).
-    When the first is an incident's `Weights` with its items worked out, the union's are
-    derived from them (the first is most often the largest: the incidents merged so far)."""
-    out = Weights(maps[0])  # (`stronger` than nothing is itself)
-    changed: list[tuple[str, Evidence | None, Evidence]] = []
-    for weights in maps[1:]:
-        for x, w in weights.items():
-            old = out.get(x)
-            out[x] = new = w.stronger(old)
-            if new != old:
-                changed.append((x, old, new))
-    known: frozenset[tuple[str, Evidence]] | None = getattr(maps[0], "items_key", None)
-    if known is not None:
-        items = set(known)
-        for x, old, new in changed:
-            if old is not None:
-                items.discard((x, old))
-            items.add((x, new))
-        out.items_key = frozenset(items)
-    return out
-
-
 class TopologyCorrelator:
     """The `Correlator` of daemon/pipeline.py built on the CMDB dependency graph."""
 
@@ -503,7 +480,7 @@ class TopologyCorrelator:
             s_other, h_other = ex.fault_or_noise(weights, apart)
             # (with the new alert added last: the same incidents were weighed together
             # at the alert before, so their census is known)
-            union = _joined(merged, weights)
+            union = Weights.union(merged, weights)
             hyp = ex.best_adding(union, ci, w_x)
             if hyp is None or not (hyp.explains_any(weights) and hyp.explains_any(best_weights)):
                 continue  # merged, one incident's alerts would only be noise beside the other's fault
@@ -705,7 +682,7 @@ class TopologyCorrelator:
         nodes looked like one node's fault and noise. Merges the incidents whose CIs one
         fault explains together with the alert, if that is likelier than each apart."""
         ex = self.explainer
-        hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in related)))
+        hyp = ex.best(Weights.union({ci: w_x}, *(weights for _, weights in related)))
         if hyp is None or ci in hyp.unexplained:
             return None
         # incidents that look like faults of their own (a lone disk warning is likelier
@@ -716,7 +693,7 @@ class TopologyCorrelator:
                          key=lambda r: (_num(_get(r[0], "opened_at"), now), r[0].id))
         if len(members) < 2:
             return None
-        hyp = ex.best(_joined({ci: w_x}, *(weights for _, weights in members)))
+        hyp = ex.best(Weights.union({ci: w_x}, *(weights for _, weights in members)))
         if hyp is None or ci in hyp.unexplained:
             return None
         # separate: each incident a fault of its own (a later one starting close to the
@@ -891,15 +868,12 @@ class TopologyCorrelator:
         base = top.ci
         first = min(ev.first_at for ev in weights.values())
         window = self.model.coincidence
-        topo = self.topology
-        shapes = topo.shapes
-        below = topo.below(base)
         iid = _get(incident, "id")
         found: dict[str, Hypothesis] = {}
         for other in opened_recently(first - window, OTHERS_LOOKED_AT):
             cause = other.root_cause
-            if cause is None or cause in weights or cause in found or not shapes.could_depend(base, cause) \
-                    or cause in below or base in topo.below(cause) or other.id == iid:
+            if cause is None or cause in weights or cause in found or other.id == iid \
+                    or not self._could_lack(base, cause):
                 continue
             ev = self.evidence(other).get(cause)
             if ev is None or abs(first - ev.first_at) > window:
@@ -907,7 +881,7 @@ class TopologyCorrelator:
             minutes = abs(first - ev.first_at) / 60
             when = f"from {minutes:.0f} min before" if ev.first_at <= first else f"since {minutes:.0f} min after"
             found[cause] = self.explainer.through_unrecorded(
-                top, weights, cause, ev, shapes.choices(base),
+                top, weights, cause, ev, self.topology.shapes.choices(base),
                 f"alerting in {other.id} {when}; {base} may depend on it without the CMDB recording it")
         if not found:
             return ranked
@@ -925,20 +899,24 @@ class TopologyCorrelator:
             return []
         at = weights[root].first_at
         window = self.model.coincidence
-        topo = self.topology
-        shapes = topo.shapes
-        above, below = topo.above(root), topo.below(root)
         iid = _get(incident, "id")
         out = []
         for other in opened_recently(at - window, OTHERS_LOOKED_AT):
             base = other.root_cause
-            if other.id == iid or base is None or base in above or base in below \
-                    or not shapes.could_depend(base, root):
+            if other.id == iid or base is None or not self._could_lack(base, root):
                 continue
             theirs = self.evidence(other)
             if base in theirs and abs(min(ev.first_at for ev in theirs.values()) - at) <= window:
                 out.append(other.id)
         return out
+
+    def _could_lack(self, base: str, cause: str) -> bool:
+        """Whether `base` could depend on `cause` over a dependency the CMDB lacks: one of a
+        kind it records (`DependencyShapes.could_depend`), between CIs it relates by no
+        dependency path either way (within the topology's depth)."""
+        topo = self.topology
+        return topo.shapes.could_depend(base, cause) and cause not in topo.below(base) \
+            and base not in topo.below(cause)
 
     def _unexplained(self, incident: Any, root: Any, weights: dict[str, Evidence]) -> list[str]:
         """Weak alerts (not critical) that the root cause leaves unexplained while it explains

@@ -205,18 +205,29 @@ class Weights(dict[str, Evidence]):
 
     __slots__ = ("items_key", "noise")
 
+    @staticmethod
+    def union(first: Mapping[str, Evidence], *others: Mapping[str, Evidence]) -> Weights:
+        """The evidence of several alert sets together (the stronger where a CI is in
+        several). When `first` is `Weights` with its items worked out, the union's are
+        derived from them (`first` is most often the largest: an incident, or the
+        incidents merged so far)."""
+        out = Weights(first)
+        was: dict[str, Evidence | None] = {}  # the CIs that changed, with what `first` had
+        for weights in others:
+            for x, w in weights.items():
+                old = out.get(x)
+                out[x] = new = w.stronger(old)
+                if new != old and x not in was:
+                    was[x] = old
+        known: frozenset[tuple[str, Evidence]] | None = getattr(first, "items_key", None)
+        if known is not None:
+            gone = {(x, old) for x, old in was.items() if old is not None}
+            out.items_key = (known - gone) | {(x, out[x]) for x in was} if was else known
+        return out
+
     def adding(self, ci: str, ev: Evidence) -> Weights:
         """These weights with the alert `ev` on `ci` added (`ev.stronger` than what `ci` had)."""
-        old = self.get(ci)
-        new = ev.stronger(old)
-        out = Weights(self)
-        out[ci] = new
-        known: frozenset[tuple[str, Evidence]] | None = getattr(self, "items_key", None)
-        if known is not None and new != old:
-            out.items_key = (known if old is None else known - {(ci, old)}) | {(ci, new)}
-        elif known is not None:
-            out.items_key = known
-        return out
+        return Weights.union(self, {ci: ev})
 
 
 class Census(dict[str, int]):

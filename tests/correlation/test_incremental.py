@@ -107,7 +107,7 @@ def test_weights_one_alert_on_carry_the_items_their_rankings_are_remembered_by(s
 
 @pytest.mark.parametrize("seed", range(4))
 def test_joined_evidence_derives_its_items_from_the_first_incidents(seed):
-    from correlation.engine import _joined
+    from correlation.model import Weights
 
     rnd = random.Random(600 + seed)
     ids = [f"c{i}" for i in range(12)]
@@ -119,7 +119,7 @@ def test_joined_evidence_derives_its_items_from_the_first_incidents(seed):
             ci = next(iter(first))
             maps[1][ci] = first[ci]
         model._items_key(first)
-        got = _joined(first, *maps[1:])
+        got = Weights.union(first, *maps[1:])
         want: dict[str, Evidence] = {}
         for m in maps:
             for x, ev in m.items():
