@@ -190,7 +190,7 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "model": _model,
 }
 
-_MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale"})  # the rest are probabilities
+_MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale", "recovery_grace"})  # the rest are probabilities
 
 
 INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
@@ -917,6 +917,36 @@ class TopologyCorrelator:
         topo = self.topology
         return topo.shapes.could_depend(base, cause) and cause not in topo.below(base) \
             and base not in topo.below(cause)
+
+    def outlasting(self, incident: Any) -> tuple[float, float, list[str]] | None:
+        """When the last alert on the root cause of `incident` ended, when the alerts still
+        firing after it stop being read as its symptoms, and those alerts. A fault's
+        symptoms clear with it, within `recovery_grace` of its own alerts (a caller's
+        errors stop once the database answers again); an alert firing on past that was
+        noise, or another fault, that began near this one. But for a business service's:
+        an SLO's burn rate is measured over windows of an hour and more, and its alert
+        may well outlast the fault that burnt the budget. None while the root cause
+        alerts, or when it raised no alert here (nothing then tells when the fault ended)."""
+        root = _get(incident, "root_cause")
+        if root is None:
+            return None
+        cis = self.topology.cmdb.cis
+        cleared: float | None = None
+        lingering = []
+        for fp, m in _members(incident):
+            ci = _get(m, "ci")
+            if ci == root:
+                if _get(m, "status") == "firing":
+                    return None
+                end = _get(m, "ends_at")
+                end = _get(m, "last_at") if end is None else end
+                cleared = end if cleared is None else max(cleared, end)
+            elif _get(m, "status") == "firing" and not _get(m, "kept_by") \
+                    and not (ci in cis and cis[ci].business_service):
+                lingering.append(fp)
+        if cleared is None or not lingering:
+            return None
+        return cleared, cleared + self.model.recovery_grace, lingering
 
     def _unexplained(self, incident: Any, root: Any, weights: dict[str, Evidence]) -> list[str]:
         """Weak alerts (not critical) that the root cause leaves unexplained while it explains

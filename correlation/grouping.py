@@ -62,3 +62,6 @@ class LabelGrouper:
             return Analysis(root_cause=cis[0], candidates=[{"ci": cis[0], "score": 1.0}],
                             explanation=f"every alert is on {cis[0]}")
         return Analysis()
+
+    def outlasting(self, incident: Incident) -> tuple[float, float, list[str]] | None:
+        return None  # alerts grouped by their labels alone tell no root cause to outlast

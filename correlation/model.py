@@ -84,6 +84,12 @@ class FaultModel:
     coincidence: float = 600.0  # two unrelated faults starting closer than this are proportionally rarer
     delay_grace: float = 600.0  # a dependent alerting this long after what it depends on is still typical
     delay_scale: float = 600.0  # beyond the grace, each such span more halves... (e-folds) the likelihood
+    # a fault's symptoms clear with it: a caller's errors stop within minutes of the
+    # database answering again, though each hop back takes a while (a rate over five
+    # minutes falling below its threshold, then Alertmanager's next group_interval). An
+    # alert still firing this long after every alert of the root cause resolved is not
+    # the fault's (see `TopologyCorrelator.outlasting`)
+    recovery_grace: float = 1200.0
     own_cause: float = 0.9  # the root's own alerts, by kind
     own_state: float = 0.7
     own_resource: float = 0.6

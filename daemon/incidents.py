@@ -634,14 +634,41 @@ class IncidentManager:
                                {"fingerprint": m.fingerprint})
             self._emit("alert_resolved", inc, now, {"fingerprint": m.fingerprint})
         self._dirty.add(inc.id)
-        if inc.is_open and not inc.firing():
-            if inc.flapping:
-                inc.resolve_due = now + self.settings.flap_window
-                self._schedule(inc.resolve_due, "settle", inc.id)
-            else:
-                self._resolve(inc, now, "incidentd", "all alerts resolved")
-        else:
+        if not self._resolve_if_quiet(inc, now):
             self._refresh(inc, now)
+            if m.ci is not None and m.ci == inc.root_cause:
+                self._let_outlasting_go(inc, now)
+
+    def _resolve_if_quiet(self, inc: Incident, now: float, why: str = "all alerts resolved",
+                          ended: float | None = None) -> bool:
+        """Resolve an open incident none of whose alerts fires (once settled, when some
+        flapped); whether none fires."""
+        if not inc.is_open or inc.firing():
+            return False
+        if inc.flapping:
+            inc.resolve_due = now + self.settings.flap_window
+            self._schedule(inc.resolve_due, "settle", inc.id)
+        else:
+            self._resolve(inc, now, "incidentd", why, ended)
+        return True
+
+    def _let_outlasting_go(self, inc: Incident, now: float) -> None:
+        """Detach the alerts firing on long after the root cause's alerts resolved (see
+        the correlator's `outlasting`); until then, look again when that time comes."""
+        got = self.correlator.outlasting(inc) if inc.is_open else None
+        if got is None:
+            return
+        cleared, due, fingerprints = got
+        if due > now:
+            self._schedule(due, "outlast", inc.id)
+            return
+        root = inc.root_cause
+        if self._detach_members(inc, fingerprints, root, now,
+                                f"firing {(now - cleared) / 60:.0f} min after the alerts of {root} resolved"):
+            self._analyze_one(inc, now)  # (now, before it may be let go as resolved)
+            # resolved as of when its last alert ended: the fault was over then
+            ended = max((m.last_at if m.ends_at is None else m.ends_at for m in inc.alerts.values()), default=now)
+            self._resolve_if_quiet(inc, now, f"the alerts of its root cause {root} resolved", ended)
 
     def _transition(self, inc: Incident, m: Member, now: float) -> None:
         window = self.settings.flap_window
@@ -670,16 +697,18 @@ class IncidentManager:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def _resolve(self, inc: Incident, now: float, actor: str, why: str) -> None:
+    def _resolve(self, inc: Incident, now: float, actor: str, why: str, ended: float | None = None) -> None:
+        """`ended`: when the fault ended, if before `now` (the incident's resolution time,
+        from which it may reopen)."""
         inc.state = RESOLVED
         self._track(inc)
-        inc.resolved_at = now
+        inc.resolved_at = now if ended is None else min(ended, now)
         inc.resolved_by = actor
         inc.updated_at = now
         inc.resolve_due = None
         self._timeline_add(inc, now, "resolved", actor, f"incident resolved: {why}")
         self._emit("resolved", inc, now, actor=actor)
-        self._schedule(now + self.settings.reopen_window, "evict", inc.id)
+        self._schedule(inc.resolved_at + self.settings.reopen_window, "evict", inc.id)
         if self.metrics:
             self.metrics.incident_resolved(inc)
         log.info("incident resolved", incident_id=inc.id, actor=actor, reason=why)
@@ -739,9 +768,11 @@ class IncidentManager:
         self._to_analyze.add(dst.id)
         log.info("incidents merged", incident_id=dst.id, merged=src.id, reason=reason)
 
-    def _detach_members(self, inc: Incident, fingerprints: list[str], root: str | None, now: float) -> bool:
-        """Let alerts go that the incident's root cause does not explain; each is placed
-        again as if it had just arrived (usually into an incident of its own)."""
+    def _detach_members(self, inc: Incident, fingerprints: list[str], root: str | None, now: float,
+                        why: str = "") -> bool:
+        """Let alerts go that the incident's root cause does not explain (`why`: how it
+        tells); each is placed again as if it had just arrived (usually into an incident
+        of its own)."""
         moved = [inc.alerts.pop(fp) for fp in fingerprints
                  if fp in inc.alerts and not inc.alerts[fp].kept_by and len(inc.alerts) > 1]
         inc.revision += 1
@@ -751,7 +782,7 @@ class IncidentManager:
                 del self.by_fingerprint[m.fingerprint]
             name = m.labels.get("alertname", m.fingerprint)
             self._timeline_add(inc, now, "alert_detached", "incidentd",
-                               f"alert {name} detached: a fault at {root} does not explain it",
+                               f"alert {name} detached: {why or f'a fault at {root} does not explain it'}",
                                {"fingerprint": m.fingerprint})
             self._place_new(_event_of(m), now, exclude=inc.id)
         if moved:
@@ -839,6 +870,8 @@ class IncidentManager:
             if len(inc.alerts) > 1:
                 self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
         self._refresh(inc, now)
+        if changed:
+            self._let_outlasting_go(inc, now)  # a root whose alerts ended already
 
     # -- commands from people -------------------------------------------------------
 
@@ -987,6 +1020,10 @@ class IncidentManager:
         for m in inc.alerts.values():
             if m.status == "firing" and m.ends_at is not None:
                 self._schedule_expire(m.fingerprint, m.ends_at)
+        if inc.is_open:
+            got = self.correlator.outlasting(inc)
+            if got is not None:
+                self._schedule(got[1], "outlast", inc.id)
 
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
@@ -1011,6 +1048,10 @@ class IncidentManager:
                 if inc and inc.is_open and inc.resolve_due is not None and inc.resolve_due <= now \
                         and not inc.firing():
                     self._resolve(inc, now, "incidentd", "flapping alerts settled")
+            elif kind == "outlast":
+                inc = self.incidents.get(key)
+                if inc is not None:
+                    self._let_outlasting_go(inc, now)
             elif kind == "evict":
                 inc = self.incidents.get(key)
                 if inc and inc.state == RESOLVED and inc.resolved_at is not None \

@@ -114,6 +114,10 @@ class Correlator(Protocol):
 
     def analyze(self, incident: Incident, now: float, incidents: IncidentManager | None = None) -> Analysis: ...
 
+    # when the incident's root cause stopped alerting, when the alerts still firing after
+    # it are let go, and those alerts (None: none, or nothing tells when the fault ended)
+    def outlasting(self, incident: Incident) -> tuple[float, float, list[str]] | None: ...
+
 
 class Pipeline:
     """Runs alert stages, then the incident manager, then the incident listeners.

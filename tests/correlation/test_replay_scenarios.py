@@ -154,6 +154,26 @@ def test_an_alert_firing_again_long_after_it_resolved_goes_with_the_new_fault(tm
     assert second["opened_at"] == at(1800) and second["resolved_at"] == at(2400)
 
 
+def test_an_alert_firing_on_long_after_the_fault_leaves_its_incident(tmp_path):
+    # the database fails for a quarter of an hour; latency on orders, which depends on it,
+    # began meanwhile and goes on for most of the hour: the fault's symptoms cleared with
+    # it, so the latency was something else
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "HighErrorRate", "critical", service="cart"),
+        alert(60, "HighLatencyP99", "warning", service="orders"),
+        alert(900, "MongodbDown", "critical", "resolved", service="db"),
+        alert(960, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(3540, "HighLatencyP99", "warning", "resolved", service="orders"),
+    ])
+    fault, latency = result["incidents"]
+    assert names(fault) == {"MongodbDown@db", "HighErrorRate@cart"}
+    assert fault["root_cause"] == "db" and fault["impacted"] == ["cart"]
+    assert (fault["opened_at"], fault["resolved_at"]) == (at(0), at(960))
+    assert names(latency) == {"HighLatencyP99@orders"}
+    assert (latency["opened_at"], latency["resolved_at"]) == (at(900 + 1200), at(3540))
+
+
 def test_hosts_going_down_together_are_one_incident_rooted_at_their_network(tmp_path):
     # each pair looks like one host's fault plus noise; the third host shows the common cause
     result = replay(tmp_path, [

@@ -444,6 +444,9 @@ class JoinsThenDetaches:
         [m] = inc.alerts.values()
         return Analysis(root_cause=m.labels["alertname"].lower())
 
+    def outlasting(self, incident):
+        return None
+
 
 def test_an_alert_detached_into_a_new_incident_gets_that_incident_analysed():
     w = World(correlator=JoinsThenDetaches())
@@ -497,6 +500,9 @@ class Steered:
     def analyze(self, incident, now, incidents=None):
         return Analysis()
 
+    def outlasting(self, incident):
+        return None
+
 
 @pytest.mark.parametrize("move", ["split", "merge"])
 def test_an_old_occurrence_moved_by_a_person_leaves_the_alert_with_its_new_occurrence(move):
@@ -526,3 +532,128 @@ def test_an_old_occurrence_moved_by_a_person_leaves_the_alert_with_its_new_occur
     w.resolve(**x)
     assert b.alerts[fp_x].status == "resolved"
     assert w.manager.incident_for(fp_x) is b
+
+
+class Topology:
+    """The manager with the CMDB's correlation: `api` depends on `db`."""
+
+    def __init__(self) -> None:
+        from cmdb import load_cmdb_docs
+        from correlation.engine import TopologyCorrelator
+
+        cmdb = load_cmdb_docs([("test.yaml", {"cis": [
+            {"id": "db", "match": {"service": "db"}},
+            {"id": "api", "match": {"service": "api"}, "depends_on": ["db"]},
+        ]})])
+        self.world = World(correlator=TopologyCorrelator(cmdb))
+
+    def fire(self, name: str, ci: str, severity: str = "critical", status: str = "firing") -> None:
+        w = self.world
+        labels = {"alertname": name, "service": ci, "severity": severity}
+        ends = w.now if status == "resolved" else None
+        w.manager.apply([AlertEvent(Alert(labels, {}, w.now, ends, status), ci=ci)], w.now)
+
+    def resolve(self, name: str, ci: str, severity: str = "critical") -> None:
+        self.fire(name, ci, severity, "resolved")
+
+
+def test_an_alert_firing_on_long_after_the_root_cause_resolved_is_let_go():
+    """A fault's symptoms clear with it: latency on the API that keeps firing 20 minutes
+    after the database it depends on recovered was not the database's doing. It leaves
+    the incident, which then resolves, and becomes an incident of its own."""
+    t = Topology()
+    w = t.world
+    t.fire("MongodbDown", "db")
+    w.advance(60)
+    t.fire("HighErrorRate", "api")
+    w.advance(30)
+    t.fire("HighLatencyP99", "api", "warning")
+    [inc] = w.incidents()
+    assert inc.root_cause == "db" and len(inc.alerts) == 3
+    w.advance(900)
+    t.resolve("MongodbDown", "db")
+    w.advance(120)
+    t.resolve("HighErrorRate", "api")  # a symptom clears a little after its cause: it stays
+    ended = w.now
+    w.advance(1200 - 120 - 1)
+    assert w.incidents() == [inc] and inc.is_open  # the latency alert still keeps it open
+    w.advance(1)
+    # resolved as of when its last alert ended (and so let go at once: it cannot reopen)
+    assert inc.state == "resolved" and inc.resolved_at == ended
+    [other] = w.incidents()
+    assert {m.labels["alertname"] for m in inc.alerts.values()} == {"MongodbDown", "HighErrorRate"}
+    assert [m.labels["alertname"] for m in other.alerts.values()] == ["HighLatencyP99"]
+    assert other.is_open and other.root_cause == "api"
+    texts = [e.text for e in w.manager._timeline if e.incident_id == inc.id]
+    assert "alert HighLatencyP99 detached: firing 20 min after the alerts of db resolved" in texts
+    assert texts[-1] == "incident resolved: the alerts of its root cause db resolved"
+
+
+def test_an_alert_outlasting_a_root_cause_that_fired_again_stays():
+    """The root cause alerting again within the grace: the fault goes on, and so may its symptoms."""
+    t = Topology()
+    w = t.world
+    t.fire("MongodbDown", "db")
+    w.advance(60)
+    t.fire("HighErrorRate", "api")
+    w.advance(900)
+    t.resolve("MongodbDown", "db")
+    w.advance(600)
+    t.fire("MongodbDown", "db")  # down again: the same occurrence, firing again
+    w.advance(3600)
+    [inc] = w.incidents()
+    assert inc.is_open and len(inc.alerts) == 2
+    t.resolve("MongodbDown", "db")
+    w.advance(1199)
+    assert len(inc.alerts) == 2
+    w.advance(1)
+    assert len(inc.alerts) == 1 and inc.state == "resolved"
+
+
+def test_a_root_cause_without_an_alert_of_its_own_tells_no_end_of_its_fault():
+    from cmdb import load_cmdb_docs
+    from correlation.engine import TopologyCorrelator
+
+    cmdb = load_cmdb_docs([("test.yaml", {"cis": [
+        {"id": "host", "match": {"instance": "host"}},
+        {"id": "a", "match": {"service": "a"}, "depends_on": ["host"]},
+        {"id": "b", "match": {"service": "b"}, "depends_on": ["host"]},
+    ]})])
+    w = World(correlator=TopologyCorrelator(cmdb))
+    for ci in ("a", "b"):
+        labels = {"alertname": "HighLatencyP99", "service": ci, "severity": "warning"}
+        w.manager.apply([AlertEvent(Alert(labels, {}, w.now, None, "firing"), ci=ci)], w.now)
+        w.advance(30)
+    [inc] = w.incidents()
+    assert inc.root_cause == "host"
+    labels = {"alertname": "HighLatencyP99", "service": "a", "severity": "warning"}
+    w.manager.apply([AlertEvent(Alert(labels, {}, w.now, w.now, "resolved"), ci="a")], w.now)
+    w.advance(7200)
+    assert w.incidents() == [inc] and len(inc.alerts) == 2 and inc.is_open
+
+
+def test_an_outlasting_alert_is_let_go_after_a_restart_too(tmp_path):
+    t = Topology()
+    w = t.world
+    t.fire("MongodbDown", "db")
+    w.advance(60)
+    t.fire("HighLatencyP99", "api", "warning")
+    w.advance(900)
+    t.resolve("MongodbDown", "db")
+    w.advance(600)
+    store = Store(str(tmp_path / "s.sqlite3"), threaded=False)
+    writes = Writes()
+    w.manager.drain_writes(writes)
+    store.apply_sync(writes)
+    again = Topology()
+    again.world.clock.set(w.now)
+    manager = again.world.manager
+    load_state(Components(Pipeline([], manager), manager), store, w.now)
+    [inc] = again.world.incidents()
+    again.world.advance(599)
+    assert len(inc.alerts) == 2 and inc.is_open
+    again.world.advance(1)
+    assert len(inc.alerts) == 1 and inc.state == "resolved"
+    [other] = again.world.incidents()
+    assert [m.labels["alertname"] for m in other.alerts.values()] == ["HighLatencyP99"]
+    store.close()

@@ -621,6 +621,9 @@ class _Merging:
     def analyze(self, incident, now, incidents=None):
         return self.inner.analyze(incident, now)
 
+    def outlasting(self, incident):
+        return None
+
 
 def test_an_acknowledged_incident_merged_into_a_paging_one_stops_its_escalation(tmp_path):
     """Someone is on the fault: the incident it became part of is acknowledged as of
