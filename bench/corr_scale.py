@@ -372,10 +372,14 @@ def main() -> None:
     p.add_argument("--replay", default=",".join(KINDS), help="which event files: " + ", ".join(KINDS))
     p.add_argument("--runs", type=int, default=1, help="whole-process replays of each file (best and median)")
     args = p.parse_args()
+    kinds = [k for k in args.replay.split(",") if k]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        p.error(f"--replay: unknown {', '.join(unknown)} (known: {', '.join(KINDS)})")
     if args.cis:
         bench_mapping(args.cis)
     if args.events:
-        for kind in args.replay.split(","):
+        for kind in kinds:
             bench_replay(args.events, args.replay_cis, kind, args.runs)
 
 
