@@ -919,23 +919,30 @@ class TopologyCorrelator:
             and base not in topo.below(cause)
 
     def outlasting(self, incident: Any) -> tuple[float, float, list[str]] | None:
-        """When the last alert on the root cause of `incident` ended, when the alerts still
-        firing after it stop being read as its symptoms, and those alerts. A fault's
-        symptoms clear with it, within `recovery_grace` of its own alerts (a caller's
+        """When the fault of `incident` ended, when the alerts still firing after it stop
+        being read as its symptoms, and those alerts. The fault ended with the last alert
+        on its root cause, or, for a root that raised none (a partitioned network, a
+        database slow below its own thresholds), on the CIs right above it, where it
+        showed first. Its symptoms clear with it, within `recovery_grace` (a caller's
         errors stop once the database answers again); an alert firing on past that was
         noise, or another fault, that began near this one. But for a business service's:
         an SLO's burn rate is measured over windows of an hour and more, and its alert
-        may well outlast the fault that burnt the budget. None while the root cause
-        alerts, or when it raised no alert here (nothing then tells when the fault ended)."""
+        may well outlast the fault that burnt the budget. None while the fault still
+        alerts, or when nothing tells when it ended."""
         root = _get(incident, "root_cause")
         if root is None:
             return None
-        cis = self.topology.cmdb.cis
+        topo = self.topology
+        cis = topo.cmdb.cis
+        members = list(_members(incident))
+        front = {root}  # where the fault shows first
+        if not any(_get(m, "ci") == root for _, m in members):
+            front = {c for _, m in members if (c := _get(m, "ci")) is not None and topo.below(c).get(root) == 1}
         cleared: float | None = None
         lingering = []
-        for fp, m in _members(incident):
+        for fp, m in members:
             ci = _get(m, "ci")
-            if ci == root:
+            if ci in front:
                 if _get(m, "status") == "firing":
                     return None
                 end = _get(m, "ends_at")

@@ -87,8 +87,8 @@ class FaultModel:
     # a fault's symptoms clear with it: a caller's errors stop within minutes of the
     # database answering again, though each hop back takes a while (a rate over five
     # minutes falling below its threshold, then Alertmanager's next group_interval). An
-    # alert still firing this long after every alert of the root cause resolved is not
-    # the fault's (see `TopologyCorrelator.outlasting`)
+    # alert still firing this long after the fault's own alerts resolved is not the
+    # fault's (see `TopologyCorrelator.outlasting`)
     recovery_grace: float = 1200.0
     own_cause: float = 0.9  # the root's own alerts, by kind
     own_state: float = 0.7

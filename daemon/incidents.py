@@ -636,8 +636,8 @@ class IncidentManager:
         self._dirty.add(inc.id)
         if not self._resolve_if_quiet(inc, now):
             self._refresh(inc, now)
-            if m.ci is not None and m.ci == inc.root_cause:
-                self._let_outlasting_go(inc, now)
+            if m.ci is not None and inc.root_cause is not None:
+                self._let_outlasting_go(inc, now)  # (this may have been the fault's last alert)
 
     def _resolve_if_quiet(self, inc: Incident, now: float, why: str = "all alerts resolved",
                           ended: float | None = None) -> bool:
@@ -653,7 +653,7 @@ class IncidentManager:
         return True
 
     def _let_outlasting_go(self, inc: Incident, now: float) -> None:
-        """Detach the alerts firing on long after the root cause's alerts resolved (see
+        """Detach the alerts firing on long after the alerts of the fault resolved (see
         the correlator's `outlasting`); until then, look again when that time comes."""
         got = self.correlator.outlasting(inc) if inc.is_open else None
         if got is None:
@@ -664,11 +664,11 @@ class IncidentManager:
             return
         root = inc.root_cause
         if self._detach_members(inc, fingerprints, root, now,
-                                f"firing {(now - cleared) / 60:.0f} min after the alerts of {root} resolved"):
+                                f"firing {(now - cleared) / 60:.0f} min after the alerts of the fault at {root} resolved"):
             self._analyze_one(inc, now)  # (now, before it may be let go as resolved)
             # resolved as of when its last alert ended: the fault was over then
             ended = max((m.last_at if m.ends_at is None else m.ends_at for m in inc.alerts.values()), default=now)
-            self._resolve_if_quiet(inc, now, f"the alerts of its root cause {root} resolved", ended)
+            self._resolve_if_quiet(inc, now, f"the alerts of the fault at {root} resolved", ended)
 
     def _transition(self, inc: Incident, m: Member, now: float) -> None:
         window = self.settings.flap_window
