@@ -7,7 +7,10 @@ grow with the alerts already in its incident.
   datastores on them (three pods each), then every service of the cluster (three
   pods each), on a 5,000-CI CMDB.
 
-    python bench/big_incident.py [--pods 1000,2000,4000,8000] [--zone]
+    python bench/big_incident.py [--pods 1000,2000,4000,8000] [--zone] [--resolve]
+
+With `--resolve`, the pods' alerts then resolve one by one: the work per resolution
+must not grow with the alerts of the incident either.
 """
 
 from __future__ import annotations
@@ -31,19 +34,29 @@ from daemon.timefmt import format_rfc3339  # noqa: E402
 T0 = 1_767_225_600.0
 
 
-def _write(path: str, timed: list[tuple[float, dict[str, str]]]) -> None:
+def _write(path: str, timed: list[tuple[float, dict[str, str]]], resolve_at: float | None = None) -> None:
+    """The alerts firing at their times; with `resolve_at`, each then resolves on its own,
+    one after another from that time on (in the order they fired)."""
+    events = []
+    for t, labels in sorted(timed, key=lambda x: x[0]):
+        at = format_rfc3339(T0 + t)
+        events.append((t, {"kind": "alert", "at": at,
+                           "alert": {"labels": labels, "status": "firing", "startsAt": at}}))
+    if resolve_at is not None:
+        for i, (_, ev) in enumerate(list(events)):
+            end = format_rfc3339(T0 + resolve_at + i * 0.1)
+            events.append((resolve_at + i * 0.1, {"kind": "alert", "at": end, "alert": {
+                "labels": ev["alert"]["labels"], "status": "resolved", "startsAt": ev["at"], "endsAt": end}}))
     with open(path, "w") as fh:
-        for t, labels in sorted(timed, key=lambda x: x[0]):
-            at = format_rfc3339(T0 + t)
-            fh.write(json.dumps({"kind": "alert", "at": at,
-                                 "alert": {"labels": labels, "status": "firing", "startsAt": at}}) + "\n")
+        for _, ev in events:
+            fh.write(json.dumps(ev) + "\n")
 
 
-def pods(path: str, n: int) -> None:
+def pods(path: str, n: int, resolve: bool = False) -> None:
     _write(path, [(0.0, {"alertname": "HighErrorRate", "cluster": "c0", "namespace": "app",
                                         "service": "svc7", "pod": f"svc7-{i}", "instance": f"10.0.{i // 250}.{i % 250}:8080",
                                         "severity": "warning"})
-                  for i in range(n)])
+                  for i in range(n)], 900.0 if resolve else None)
 
 
 def zone(path: str) -> None:
@@ -74,6 +87,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", default="1000,2000,4000,8000", help="alert counts for `pods` (empty: none)")
     ap.add_argument("--zone", action="store_true", help="also the zone outage")
+    ap.add_argument("--resolve", action="store_true",
+                    help="the pods' alerts then resolve one by one (a notification each)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="incidentd-big-") as tmp:
         cmdb = os.path.join(tmp, "cmdb.yaml")
@@ -83,8 +98,8 @@ def main() -> None:
             fh.write(f"cmdb: [{cmdb}]\n")
         for n in [int(x) for x in args.pods.split(",") if x]:
             events = os.path.join(tmp, f"pods{n}.jsonl")
-            pods(events, n)
-            replay(tmp, events, f"pods of one deployment, {n}")
+            pods(events, n, args.resolve)
+            replay(tmp, events, f"pods of one deployment, {n}" + (", then resolving" if args.resolve else ""))
         if args.zone:
             events = os.path.join(tmp, "zone.jsonl")
             zone(events)

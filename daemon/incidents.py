@@ -130,6 +130,8 @@ class Incident:
     appended: tuple[int, Member] | None = None
     # (revision, severity, paging) as the members last gave them (see `_members_state`)
     derived: tuple[int, str, bool] | None = None
+    # (revision, how many members fire) (see `any_firing`)
+    firing_count: tuple[int, int] | None = None
 
     @property
     def cis(self) -> set[str]:
@@ -142,8 +144,24 @@ class Incident:
     def firing(self) -> list[Member]:
         return [m for m in self.alerts.values() if m.status == "firing"]
 
+    def any_firing(self) -> bool:
+        """Whether a member fires: counted once per revision, and kept as members resolve
+        (`member_resolved`), so that each of the thousands of alerts of a large incident
+        resolving does not look at all the others."""
+        got = self.firing_count
+        if got is None or got[0] != self.revision:
+            got = self.firing_count = (self.revision, sum(1 for m in self.alerts.values() if m.status == "firing"))
+        return got[1] > 0
+
+    def member_resolved(self) -> None:
+        """A firing member resolved (which leaves the revision as it is)."""
+        got = self.firing_count
+        if got is not None and got[0] == self.revision:
+            self.firing_count = (got[0], got[1] - 1)
+
     def to_doc(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("alerts", "revision", "appended", "derived")}
+        d = {k: getattr(self, k) for k in self.__slots__
+             if k not in ("alerts", "revision", "appended", "derived", "firing_count")}
         d["alerts"] = [m.to_dict() for m in self.alerts.values()]
         return d
 
@@ -175,6 +193,11 @@ def _kept_apart(a: Incident, b: Incident) -> bool:
 
 
 ENDED_KEPT = 100_000  # fingerprints whose last occurrence's end is remembered (see `_ended`)
+
+# an alert resolving has its incident looked at for alerts outlasting the fault (see
+# `_let_outlasting_go`) this much later, once for all that resolve meanwhile: a fault's
+# alerts resolve in bursts, and each look goes over every alert of the incident
+OUTLAST_LOOK = 60.0
 
 
 @dataclass(slots=True)
@@ -247,6 +270,7 @@ class IncidentManager:
         # occurrence ended, so that a re-send of its resolution (Prometheus re-sends a
         # resolved alert for 15 minutes) is not taken for a new occurrence
         self._ended: dict[str, float] = {}
+        self._outlast_due: dict[str, float] = {}  # incident id -> when it is next looked at (see `_look_for_outlasting`)
 
     # -- loading ----------------------------------------------------------------
 
@@ -580,6 +604,8 @@ class IncidentManager:
         self._hold(m.fingerprint, inc)
         inc.last_alert_at = now
         inc.updated_at = now
+        if inc.root_cause is not None:  # (a fault that ended already: it may outlast it)
+            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)
         if m.ends_at is not None and m.status == "firing":
             self._schedule_expire(m.fingerprint, m.ends_at)
         flags = [f for f, on in (("silenced", m.silenced_by), ("inhibited", m.inhibited_by),
@@ -608,6 +634,8 @@ class IncidentManager:
         m.status = "firing"
         m.since = now
         inc.revision += 1
+        if inc.root_cause is not None:  # (as for a new alert: see `_attach`)
+            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)
         m.starts_at = alert.starts_at
         m.ends_at = alert.ends_at
         m.annotations = alert.annotations
@@ -624,6 +652,8 @@ class IncidentManager:
 
     def _member_resolves(self, inc: Incident, m: Member, ends_at: float, now: float,
                          attaching: bool = False) -> None:
+        if m.status == "firing":
+            inc.member_resolved()
         m.status = "resolved"
         m.ends_at = ends_at
         m.last_at = now
@@ -637,14 +667,15 @@ class IncidentManager:
         if not self._resolve_if_quiet(inc, now):
             self._refresh(inc, now)
             if m.ci is not None and inc.root_cause is not None:
-                self._let_outlasting_go(inc, now)  # (this may have been the fault's last alert)
+                self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)  # (it may have been the fault's last)
 
     def _resolve_if_quiet(self, inc: Incident, now: float, why: str = "all alerts resolved",
                           ended: float | None = None) -> bool:
         """Resolve an open incident none of whose alerts fires (once settled, when some
         flapped); whether none fires."""
-        if not inc.is_open or inc.firing():
+        if not inc.is_open or inc.any_firing():
             return False
+        inc.flapping = any(m.flapping for m in inc.alerts.values())  # (whatever left or joined it)
         if inc.flapping:
             inc.resolve_due = now + self.settings.flap_window
             self._schedule(inc.resolve_due, "settle", inc.id)
@@ -660,7 +691,7 @@ class IncidentManager:
             return
         cleared, due, fingerprints = got
         if due > now:
-            self._schedule(due, "outlast", inc.id)
+            self._look_for_outlasting(inc.id, due)
             return
         root = inc.root_cause
         if self._detach_members(inc, fingerprints, root, now,
@@ -669,6 +700,13 @@ class IncidentManager:
             # resolved as of when its last alert ended: the fault was over then
             ended = max((m.last_at if m.ends_at is None else m.ends_at for m in inc.alerts.values()), default=now)
             self._resolve_if_quiet(inc, now, f"the alerts of the fault at {root} resolved", ended)
+
+    def _look_for_outlasting(self, incident_id: str, at: float) -> None:
+        """Have `_let_outlasting_go` look at the incident at `at`, unless it will by then."""
+        pending = self._outlast_due.get(incident_id)
+        if pending is None or at < pending:
+            self._outlast_due[incident_id] = at
+            self._schedule(at, "outlast", incident_id)
 
     def _transition(self, inc: Incident, m: Member, now: float) -> None:
         window = self.settings.flap_window
@@ -681,7 +719,12 @@ class IncidentManager:
                                {"fingerprint": m.fingerprint})
             log.info("alert flapping", incident_id=inc.id, fingerprint=m.fingerprint)
         m.flapping = flapping
-        inc.flapping = any(x.flapping for x in inc.alerts.values())
+        # every member is looked at only when the incident may stop flapping: each of the
+        # thousands of alerts of a large incident resolving comes here
+        if flapping:
+            inc.flapping = True
+        elif inc.flapping:
+            inc.flapping = any(x.flapping for x in inc.alerts.values())
 
     def _hold(self, fp: str, inc: Incident) -> None:
         """`inc` gained the alert `fp`: the alert is found there from now on, unless another
@@ -748,6 +791,7 @@ class IncidentManager:
         self._unindex(dst, replaced)
         self._unindex(src, src.cis, left=())  # its alerts are dst's now
         dst.revision += 1
+        dst.flapping = any(m.flapping for m in dst.alerts.values())
         apart = {*dst.extra.get("kept_apart_from", ()), *src.extra.get("kept_apart_from", ())} - {src.id, dst.id}
         if apart or "kept_apart_from" in dst.extra:
             dst.extra["kept_apart_from"] = sorted(apart)
@@ -870,8 +914,8 @@ class IncidentManager:
             if len(inc.alerts) > 1:
                 self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
         self._refresh(inc, now)
-        if changed:
-            self._let_outlasting_go(inc, now)  # a root whose alerts ended already
+        if changed and a.root_cause is not None:
+            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)  # a root whose alerts ended already
 
     # -- commands from people -------------------------------------------------------
 
@@ -1023,7 +1067,7 @@ class IncidentManager:
         if inc.is_open:
             got = self.correlator.outlasting(inc)
             if got is not None:
-                self._schedule(got[1], "outlast", inc.id)
+                self._look_for_outlasting(inc.id, got[1])
 
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
@@ -1046,9 +1090,12 @@ class IncidentManager:
             elif kind == "settle":
                 inc = self.incidents.get(key)
                 if inc and inc.is_open and inc.resolve_due is not None and inc.resolve_due <= now \
-                        and not inc.firing():
+                        and not inc.any_firing():
                     self._resolve(inc, now, "incidentd", "flapping alerts settled")
             elif kind == "outlast":
+                if self._outlast_due.get(key) != due:
+                    continue  # superseded by an earlier look
+                del self._outlast_due[key]
                 inc = self.incidents.get(key)
                 if inc is not None:
                     self._let_outlasting_go(inc, now)

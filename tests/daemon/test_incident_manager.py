@@ -110,6 +110,30 @@ def test_resolves_by_itself_when_the_last_alert_resolves():
     assert (inc.state, inc.resolved_at, inc.resolved_by) == ("resolved", T0 + 20, "incidentd")
 
 
+def test_resolves_when_the_last_alert_resolves_whatever_fired_again_or_joined_meanwhile():
+    """The count of firing alerts that resolving keeps must follow every way an alert
+    comes back or joins: firing again, a new alert, an incident merged in."""
+    w = World(Scripted(None, 1, 1, None, (1, 2)), reopen_window=600)
+    for pod in "abc":
+        w.fire(pod=pod, **DB)
+    inc = w.only()
+    w.advance(10)
+    w.resolve(pod="a", **DB)
+    w.resolve(pod="b", **DB)
+    w.advance(10)
+    w.fire(pod="a", **DB)  # fires again within the reopen window
+    w.resolve(pod="c", **DB)
+    assert inc.state == "open"
+    w.fire(pod="d", **DB)  # opens INC-2 (the script says so) ...
+    w.fire(pod="e", **DB)  # ... which this one merges into INC-1
+    assert inc.state == "open" and set(_members(inc)) == set("abcde")
+    for pod in "ade":
+        assert inc.state == "open"
+        w.advance(1)
+        w.resolve(pod=pod, **DB)
+    assert (inc.state, inc.resolved_at) == ("resolved", w.now)
+
+
 def test_an_alert_not_posted_again_resolves_at_its_endsat():
     w = World()
     w.fire(ends_in=240, **DB)
@@ -587,6 +611,30 @@ def test_an_alert_firing_on_long_after_the_root_cause_resolved_is_let_go():
     texts = [e.text for e in w.manager._timeline if e.incident_id == inc.id]
     assert "alert HighLatencyP99 detached: firing 20 min after the alerts of the fault at db resolved" in texts
     assert texts[-1] == "incident resolved: the alerts of the fault at db resolved"
+
+
+def test_an_alert_reopening_an_incident_after_its_fault_ended_is_let_go_in_time():
+    """The incident resolved with its fault; a latency alert on the API reopens it minutes
+    later and fires on: 20 minutes after the database's alert ended, it goes."""
+    t = Topology()
+    w = t.world
+    t.fire("MongodbDown", "db")
+    w.advance(60)
+    t.fire("HighErrorRate", "api")
+    w.advance(900)
+    t.resolve("MongodbDown", "db")
+    ended = w.now
+    w.advance(30)
+    t.resolve("HighErrorRate", "api")
+    [inc] = w.incidents()
+    assert inc.state == "resolved"
+    w.advance(170)
+    t.fire("HighLatencyP99", "api", "warning")
+    assert inc.is_open and len(inc.alerts) == 3  # reopened within the reopen window
+    w.advance(ended + 1200 - w.now - 1)
+    assert len(inc.alerts) == 3
+    w.advance(1)
+    assert len(inc.alerts) == 2 and inc.state == "resolved"
 
 
 def test_an_alert_outlasting_a_root_cause_that_fired_again_stays():
