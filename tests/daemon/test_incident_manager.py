@@ -580,6 +580,12 @@ class Topology:
     def resolve(self, name: str, ci: str, severity: str = "critical") -> None:
         self.fire(name, ci, severity, "resolved")
 
+    def database_fault(self) -> None:
+        """The database goes down, and a minute later the API's errors follow."""
+        self.fire("MongodbDown", "db")
+        self.world.advance(60)
+        self.fire("HighErrorRate", "api")
+
 
 def test_an_alert_firing_on_long_after_the_root_cause_resolved_is_let_go():
     """A fault's symptoms clear with it: latency on the API that keeps firing 20 minutes
@@ -587,9 +593,7 @@ def test_an_alert_firing_on_long_after_the_root_cause_resolved_is_let_go():
     the incident, which then resolves, and becomes an incident of its own."""
     t = Topology()
     w = t.world
-    t.fire("MongodbDown", "db")
-    w.advance(60)
-    t.fire("HighErrorRate", "api")
+    t.database_fault()
     w.advance(30)
     t.fire("HighLatencyP99", "api", "warning")
     [inc] = w.incidents()
@@ -618,9 +622,7 @@ def test_an_alert_reopening_an_incident_after_its_fault_ended_is_let_go_in_time(
     later and fires on: 20 minutes after the database's alert ended, it goes."""
     t = Topology()
     w = t.world
-    t.fire("MongodbDown", "db")
-    w.advance(60)
-    t.fire("HighErrorRate", "api")
+    t.database_fault()
     w.advance(900)
     t.resolve("MongodbDown", "db")
     ended = w.now
@@ -641,9 +643,7 @@ def test_an_alert_outlasting_a_root_cause_that_fired_again_stays():
     """The root cause alerting again within the grace: the fault goes on, and so may its symptoms."""
     t = Topology()
     w = t.world
-    t.fire("MongodbDown", "db")
-    w.advance(60)
-    t.fire("HighErrorRate", "api")
+    t.database_fault()
     w.advance(900)
     t.resolve("MongodbDown", "db")
     w.advance(600)
