@@ -52,7 +52,7 @@ class LabelGrouper:
             if inc.group_key != key:
                 continue
             if now - inc.last_alert_at <= window or \
-                    ((self.while_firing or event.fingerprint in inc.alerts) and inc.firing()):
+                    ((self.while_firing or event.fingerprint in inc.alerts) and inc.any_firing()):
                 return Placement([inc.id], f"same {key}", key)
         return Placement([], "", key)
 

@@ -76,6 +76,11 @@ class Member:
     def suppressed(self) -> bool:
         return bool(self.silenced_by or self.inhibited_by or self.expected)
 
+    @property
+    def ended_at(self) -> float:
+        """When it ended, or (no end known) when incidentd last heard of it."""
+        return self.last_at if self.ends_at is None else self.ends_at
+
     def to_dict(self) -> dict[str, Any]:
         # shallow: the document is serialised at once (asdict's deep copy cost
         # more than everything else on the re-post path)
@@ -140,9 +145,6 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return self.state in (OPEN, ACKNOWLEDGED)
-
-    def firing(self) -> list[Member]:
-        return [m for m in self.alerts.values() if m.status == "firing"]
 
     def any_firing(self) -> bool:
         """Whether a member fires: counted once per revision, and kept as members resolve
@@ -506,7 +508,7 @@ class IncidentManager:
                     # which therefore ended unseen: its resolution was lost, or never sent
                     # (an Alertmanager receiver with `send_resolved: false`)
                     self._member_resolves(inc, m, m.last_at, now)
-                elif inc.is_open and (m.flapping or now - (m.ends_at or m.last_at) < self.settings.reopen_window):
+                elif inc.is_open and (m.flapping or now - m.ended_at < self.settings.reopen_window):
                     self._member_fires(inc, m, alert, now)
                     return
                 elif inc.resolved_at is not None and now - inc.resolved_at < self.settings.reopen_window \
@@ -604,8 +606,7 @@ class IncidentManager:
         self._hold(m.fingerprint, inc)
         inc.last_alert_at = now
         inc.updated_at = now
-        if inc.root_cause is not None:  # (a fault that ended already: it may outlast it)
-            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)
+        self._look_soon(inc, now)
         if m.ends_at is not None and m.status == "firing":
             self._schedule_expire(m.fingerprint, m.ends_at)
         flags = [f for f, on in (("silenced", m.silenced_by), ("inhibited", m.inhibited_by),
@@ -634,8 +635,7 @@ class IncidentManager:
         m.status = "firing"
         m.since = now
         inc.revision += 1
-        if inc.root_cause is not None:  # (as for a new alert: see `_attach`)
-            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)
+        self._look_soon(inc, now)
         m.starts_at = alert.starts_at
         m.ends_at = alert.ends_at
         m.annotations = alert.annotations
@@ -666,8 +666,8 @@ class IncidentManager:
         self._dirty.add(inc.id)
         if not self._resolve_if_quiet(inc, now):
             self._refresh(inc, now)
-            if m.ci is not None and inc.root_cause is not None:
-                self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)  # (it may have been the fault's last)
+            if m.ci is not None:
+                self._look_soon(inc, now)
 
     def _resolve_if_quiet(self, inc: Incident, now: float, why: str = "all alerts resolved",
                           ended: float | None = None) -> bool:
@@ -698,8 +698,15 @@ class IncidentManager:
                                 f"firing {(now - cleared) / 60:.0f} min after the alerts of the fault at {root} resolved"):
             self._analyze_one(inc, now)  # (now, before it may be let go as resolved)
             # resolved as of when its last alert ended: the fault was over then
-            ended = max((m.last_at if m.ends_at is None else m.ends_at for m in inc.alerts.values()), default=now)
+            ended = max((m.ended_at for m in inc.alerts.values()), default=now)
             self._resolve_if_quiet(inc, now, f"the alerts of the fault at {root} resolved", ended)
+
+    def _look_soon(self, inc: Incident, now: float) -> None:
+        """An alert of `inc` joined, fired again or resolved, or its root cause changed: look
+        for alerts outlasting its fault after `OUTLAST_LOOK` (a fault that ended already may
+        have gained one; the fault's last alert may have gone)."""
+        if inc.root_cause is not None:
+            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)
 
     def _look_for_outlasting(self, incident_id: str, at: float) -> None:
         """Have `_let_outlasting_go` look at the incident at `at`, unless it will by then."""
@@ -914,8 +921,8 @@ class IncidentManager:
             if len(inc.alerts) > 1:
                 self._emit("root_cause_changed", inc, now, {"root_cause": a.root_cause})
         self._refresh(inc, now)
-        if changed and a.root_cause is not None:
-            self._look_for_outlasting(inc.id, now + OUTLAST_LOOK)  # a root whose alerts ended already
+        if changed:
+            self._look_soon(inc, now)
 
     # -- commands from people -------------------------------------------------------
 
@@ -1064,10 +1071,8 @@ class IncidentManager:
         for m in inc.alerts.values():
             if m.status == "firing" and m.ends_at is not None:
                 self._schedule_expire(m.fingerprint, m.ends_at)
-        if inc.is_open:
-            got = self.correlator.outlasting(inc)
-            if got is not None:
-                self._look_for_outlasting(inc.id, got[1])
+        if inc.is_open and inc.root_cause is not None:
+            self._look_for_outlasting(inc.id, -math.inf)  # at the first tick, not at start-up
 
     def next_deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
@@ -1119,7 +1124,7 @@ class IncidentManager:
                 del self.by_fingerprint[fp]
                 self._stages_saw.pop(fp, None)
                 self._ended.pop(fp, None)  # to the end: the dict keeps the most recent last
-                self._ended[fp] = m.ends_at if m.ends_at is not None else m.last_at
+                self._ended[fp] = m.ended_at
                 if len(self._ended) > ENDED_KEPT:
                     del self._ended[next(iter(self._ended))]
 

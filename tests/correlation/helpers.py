@@ -35,8 +35,8 @@ class Inc:
     def cis(self):
         return {m.ci for m in self.alerts.values() if m.ci}
 
-    def firing(self):
-        return [m for m in self.alerts.values() if m.status == "firing"]
+    def any_firing(self):
+        return any(m.status == "firing" for m in self.alerts.values())
 
 
 class Manager:
