@@ -22,6 +22,7 @@ elsewhere and are left alone.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
 INFERRED = "inferred"
+NAMED = "inferred_by_name"  # see `infer_named_edges`
 
 
 def _equalities(ci: CI) -> dict[str, str]:
@@ -151,6 +153,82 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))
     return added
+
+
+_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def _words(name: str) -> tuple[str, ...]:
+    return tuple(w for w in _WORD.split(name.lower()) if w)
+
+
+def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[str, str]]:
+    """Add (and return) `a -> b` where `b` is a CI nothing is recorded to depend on,
+    named after `a`, of a type that CIs of a's type are recorded to depend on.
+
+    A database, queue or cache that no CI uses is a gap in the records: something
+    uses it. Teams name a service's own datastore after it (`carts` keeps its data
+    in `carts-db`), so when one service's name begins the name of such a CI, in the
+    same deployment, that service is the one. Names are compared word by word: the
+    CI ids, with the words they share at the end set aside (`carts.eu` and
+    `carts-db.eu`), and the values of the label they are told apart by (`service:
+    carts`, `service: carts-db`), their other equality labels agreeing (a cluster's
+    `carts-db` is not another cluster's). Only a single longest such name counts,
+    and never between CIs of one type (`orders-worker` is no part of `orders`)."""
+    kinds = {(cis[a].type, cis[b].type) for a, b in graph.edges() if a in cis and b in cis}
+    targets = {b for _, b in kinds}
+    orphans = [c for c, ci in cis.items() if ci.type in targets and graph.in_degree(c) == 0]
+    if not orphans:
+        return []
+    orphan_types = {cis[b].type for b in orphans}
+    sources = {a for a, b in kinds if b in orphan_types and a != b}
+    eqs = {cid: _equalities(cis[cid]) for cid in orphans}
+    by_id: defaultdict[tuple[str, ...], list[str]] = defaultdict(list)
+    by_label: defaultdict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
+    for cid, ci in cis.items():
+        if ci.type not in sources:
+            continue
+        eqs[cid] = _equalities(ci)
+        by_id[_words(cid)].append(cid)
+        for label, value in eqs[cid].items():
+            by_label[(label, _words(value))].append(cid)
+    added: list[tuple[str, str]] = []
+    for b in orphans:
+        kind = cis[b].type
+        found: dict[str, int] = {}  # candidate -> the length of the name it matched
+        for a, length, label in _namesakes(b, eqs[b], by_id, by_label):
+            if a != b and cis[a].type != kind and (cis[a].type, kind) in kinds \
+                    and _agree(eqs[a], eqs[b], label):
+                found[a] = max(found.get(a, 0), length)
+        if not found:
+            continue
+        longest = max(found.values())
+        best = [a for a, n in found.items() if n == longest]
+        if len(best) == 1:
+            graph.add_edge(best[0], b, relation=NAMED)
+            added.append((best[0], b))
+    return added
+
+
+def _namesakes(ci: str, eq: Mapping[str, str], by_id: Mapping[tuple[str, ...], list[str]],
+               by_label: Mapping[tuple[str, tuple[str, ...]], list[str]]) -> Iterable[tuple[str, int, str | None]]:
+    """The CIs whose name begins the name of `ci` (more words follow it), with the
+    number of words and the label they were found by (None: by id)."""
+    words = _words(ci)
+    for k in range(1, len(words)):  # their name, then more words, then the words both end with
+        for j in range(k + 1, len(words) + 1):
+            for a in by_id.get(words[:k] + words[j:], ()):
+                yield a, k, None
+    for label, value in eq.items():
+        words = _words(value)
+        for k in range(1, len(words)):
+            for a in by_label.get((label, words[:k]), ()):
+                yield a, k, label
+
+
+def _agree(a: Mapping[str, str], b: Mapping[str, str], but: str | None) -> bool:
+    """Whether two CIs' equality labels agree on every label both have, but `but`."""
+    return all(v == b[k] for k, v in a.items() if k != but and k in b)
 
 
 def _alike(needs: Mapping[int, set[int]], base: int, place: int, places: Iterable[int]) -> bool:

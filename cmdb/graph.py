@@ -30,6 +30,8 @@ class PathStep:
     def describe(self) -> str:
         if self.relation == "inferred":
             return f"{self.src} depends_on {self.dst} (inferred: other deployments record it)"
+        if self.relation == "inferred_by_name":
+            return f"{self.src} depends_on {self.dst} (inferred: named after {self.src}, and no CI is recorded to use it)"
         return f"{self.src} {self.relation} {self.dst}"
 
 

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cmdb.drift import infer_missing_edges
+from cmdb.drift import infer_missing_edges, infer_named_edges
 from cmdb.graph import Cmdb
 from cmdb.model import CI, CRITICALITIES, RELATIONS, MatchBlock
 from daemon import heap
@@ -378,4 +378,5 @@ class _Builder:
                 g.add_edge(a, b, relation=rel)
         if self.infer_edges:
             infer_missing_edges(self.cis, g)
+            infer_named_edges(self.cis, g)  # after: an edge other deployments record comes first
         return Cmdb(self.cis, g, self.sources)

@@ -328,3 +328,65 @@ def test_the_dependencies_a_cmdb_could_lack_are_of_kinds_it_records_within_a_clu
     assert not shapes.could_depend("carts-db.c1", "orders.c1")  # a database on a service: never recorded
     assert not shapes.could_depend("node.c1", "web.c1")  # nor a host on a service
     assert not shapes.could_depend("orders.c1", "orders.c1") and not shapes.could_depend("orders.c1", "gone")
+
+
+def _named_shop(extra: list[dict] | None = None) -> list[dict]:
+    """Two clusters of a shop whose CMDB lost `carts -> carts-db` in both (nothing to
+    infer it from), `orders -> orders-db` recorded."""
+
+    def ci(name, cluster, deps=(), type_="service"):
+        return {"id": f"{name}.{cluster}", "type": type_, "match": {"cluster": cluster, "service": name},
+                "depends_on": [f"{d}.{cluster}" for d in deps]}
+
+    cis = []
+    for cl in ("eu", "us"):
+        cis += [ci("web", cl, ["carts", "orders"]), ci("carts", cl), ci("orders", cl, ["orders-db"]),
+                ci("carts-db", cl, type_="database"), ci("orders-db", cl, type_="database")]
+    return cis + (extra or [])
+
+
+def test_a_datastore_nothing_uses_is_inferred_to_belong_to_the_service_it_is_named_after():
+    from cmdb.drift import NAMED
+
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": _named_shop()})])
+    assert cmdb.relation("carts.eu", "carts-db.eu") == NAMED
+    assert cmdb.relation("carts.us", "carts-db.us") == NAMED
+    assert cmdb.relation("carts.eu", "carts-db.us") is None  # never across clusters
+    why = describe_path(cmdb.dependency_path("web.eu", "carts-db.eu", 3))
+    assert "carts.eu depends_on carts-db.eu (inferred: named after carts.eu" in why
+    named = sorted((a, b) for a, b, r in cmdb.graph.edges(data="relation") if r == NAMED)
+    assert named == [("carts.eu", "carts-db.eu"), ("carts.us", "carts-db.us")]
+    # the records alone, as `check-config` and the API's raw view read them
+    assert load_cmdb_docs([("t.yaml", {"cis": _named_shop()})], infer_edges=False).relation(
+        "carts.eu", "carts-db.eu") is None
+
+
+def test_names_alone_infer_nothing_for_a_used_datastore_a_peer_service_or_an_unrecorded_kind():
+    from cmdb.drift import NAMED
+
+    # carts-db is used by someone (a report job): its users are recorded
+    used = _named_shop([{"id": "report.eu", "match": {"cluster": "eu", "service": "report"},
+                         "depends_on": ["carts-db.eu"]}])
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": used})])
+    assert cmdb.relation("carts.eu", "carts-db.eu") is None
+    assert cmdb.relation("carts.us", "carts-db.us") == NAMED
+    # a worker named after a service is a service of its own, not a part of it
+    worker = _named_shop([{"id": "orders-worker.eu", "match": {"cluster": "eu", "service": "orders-worker"}}])
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": worker})])
+    assert cmdb.relation("orders.eu", "orders-worker.eu") is None
+    # nothing records a service using a database: no kind of dependency to infer
+    bare = [dict(c, depends_on=[]) if c["id"].startswith("orders.") else c for c in _named_shop()]
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": bare})])
+    assert not [r for *_, r in cmdb.graph.edges(data="relation") if r == NAMED]
+
+
+def test_the_longest_name_a_datastore_begins_with_names_its_service():
+    from cmdb.drift import NAMED
+
+    cis = [{"id": "user", "depends_on": ["user-db"]}, {"id": "user-db", "type": "database"},
+           {"id": "user-profile"}, {"id": "user-profile-db", "type": "database"},
+           {"id": "cart"}, {"id": "carts-db", "type": "database"}]  # no word-for-word match
+    cmdb = load_cmdb_docs([("t.yaml", {"cis": cis})])
+    assert cmdb.relation("user-profile", "user-profile-db") == NAMED
+    assert cmdb.relation("user", "user-profile-db") is None
+    assert cmdb.relation("cart", "carts-db") is None

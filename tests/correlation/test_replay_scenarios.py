@@ -38,8 +38,8 @@ def alert(seconds: int, name: str, severity: str, status: str = "firing", **labe
         "endsAt": at(seconds) if status == "resolved" else "0001-01-01T00:00:00Z"}}
 
 
-def replay(tmp_path, events: list[dict]) -> dict:
-    (tmp_path / "cmdb.yaml").write_text(CMDB)
+def replay(tmp_path, events: list[dict], cmdb: str = CMDB) -> dict:
+    (tmp_path / "cmdb.yaml").write_text(cmdb)
     (tmp_path / "config.yaml").write_text("data_dir: data\ncmdb: [cmdb.yaml]\n")
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     run_replay(load_config(str(tmp_path / "config.yaml")), str(tmp_path / "events.jsonl"),
@@ -282,3 +282,24 @@ def test_a_fault_seconds_before_is_the_likelier_cause_over_an_unrecorded_depende
     assert second["impacted"] == ["cart"]
     assert second["explanation"].startswith("root cause search: alerting in ")
 
+
+
+def test_a_database_nothing_is_recorded_to_use_is_its_namesakes_and_one_fault_with_it(tmp_path):
+    """The CMDB forgot that cart keeps its data in cart-db (nothing is recorded to use
+    cart-db). Named after cart, cart-db is taken for its datastore: the database going
+    down and cart's and web's errors after it are one incident, rooted at the database,
+    and the explanation says the dependency was inferred from the names."""
+    cmdb = CMDB.replace("depends_on: [db, host-a]", "depends_on: [host-a]") + \
+        "  - {id: cart-db, type: database, match: {service: cart-db}, depends_on: [host-c]}\n"
+    result = replay(tmp_path, [
+        alert(0, "MysqlDown", "critical", service="cart-db"),
+        alert(60, "HighErrorRate", "critical", service="cart"),
+        alert(120, "HighErrorRate", "critical", service="web"),
+    ], cmdb)
+    (inc,) = result["incidents"]
+    assert names(inc) == {"MysqlDown@cart-db", "HighErrorRate@cart", "HighErrorRate@web"}
+    assert inc["root_cause"] == "cart-db"
+    assert inc["impacted"][:2] == ["web", "cart"]
+    reasons = {a["ci"]: a["reason"] for a in inc["alerts"]}
+    assert "cart depends_on cart-db (inferred: named after cart, and no CI is recorded to use it)" \
+        in reasons["cart"]
