@@ -155,11 +155,11 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
     return added
 
 
-_WORD = re.compile(r"[^0-9a-z]+")
+_words_in = re.compile(r"[0-9a-z]+").findall
 
 
 def _words(name: str) -> tuple[str, ...]:
-    return tuple(w for w in _WORD.split(name.lower()) if w)
+    return tuple(_words_in(name.lower()))
 
 
 def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[str, str]]:
@@ -175,9 +175,15 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
     carts`, `service: carts-db`), their other equality labels agreeing (a cluster's
     `carts-db` is not another cluster's). Only a single longest such name counts,
     and never between CIs of one type (`orders-worker` is no part of `orders`)."""
-    kinds = {(cis[a].type, cis[b].type) for a, b in graph.edges() if a in cis and b in cis}
+    types = {cid: ci.type for cid, ci in cis.items()}
+    kinds: set[tuple[str, str]] = set()
+    used: set[str] = set()  # CIs something is recorded to depend on
+    for a, b in graph.edges():
+        used.add(b)
+        if a in types and b in types:
+            kinds.add((types[a], types[b]))
     targets = {b for _, b in kinds}
-    orphans = [c for c, ci in cis.items() if ci.type in targets and graph.in_degree(c) == 0]
+    orphans = [c for c, t in types.items() if t in targets and c not in used]
     if not orphans:
         return []
     orphan_types = {cis[b].type for b in orphans}
@@ -185,13 +191,17 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
     eqs = {cid: _equalities(cis[cid]) for cid in orphans}
     by_id: defaultdict[tuple[str, ...], list[str]] = defaultdict(list)
     by_label: defaultdict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
+    value_words: dict[str, tuple[str, ...]] = {}  # (label values recur: a cluster's, a namespace's)
     for cid, ci in cis.items():
         if ci.type not in sources:
             continue
-        eqs[cid] = _equalities(ci)
+        eqs[cid] = eq = _equalities(ci)
         by_id[_words(cid)].append(cid)
-        for label, value in eqs[cid].items():
-            by_label[(label, _words(value))].append(cid)
+        for label, value in eq.items():
+            words = value_words.get(value)
+            if words is None:
+                words = value_words[value] = _words(value)
+            by_label[(label, words)].append(cid)
     added: list[tuple[str, str]] = []
     for b in orphans:
         kind = cis[b].type
