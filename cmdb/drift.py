@@ -175,18 +175,12 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
     carts`, `service: carts-db`), their other equality labels agreeing (a cluster's
     `carts-db` is not another cluster's). Only a single longest such name counts,
     and never between CIs of one type (`orders-worker` is no part of `orders`)."""
-    types = {cid: ci.type for cid, ci in cis.items()}
-    kinds: set[tuple[str, str]] = set()
-    used: set[str] = set()  # CIs something is recorded to depend on
-    for a, b in graph.edges():
-        used.add(b)
-        if a in types and b in types:
-            kinds.add((types[a], types[b]))
+    types, kinds, used = _recorded(cis, graph)
     targets = {b for _, b in kinds}
     orphans = [c for c, t in types.items() if t in targets and c not in used]
     if not orphans:
         return []
-    orphan_types = {cis[b].type for b in orphans}
+    orphan_types = {types[b] for b in orphans}
     sources = {a for a, b in kinds if b in orphan_types and a != b}
     eqs = {cid: _equalities(cis[cid]) for cid in orphans}
     by_id: defaultdict[tuple[str, ...], list[str]] = defaultdict(list)
@@ -204,11 +198,10 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
             by_label[(label, words)].append(cid)
     added: list[tuple[str, str]] = []
     for b in orphans:
-        kind = cis[b].type
+        kind = types[b]
         found: dict[str, int] = {}  # candidate -> the length of the name it matched
         for a, length, label in _namesakes(b, eqs[b], by_id, by_label):
-            if a != b and cis[a].type != kind and (cis[a].type, kind) in kinds \
-                    and _agree(eqs[a], eqs[b], label):
+            if types[a] != kind and (types[a], kind) in kinds and _agree(eqs[a], eqs[b], label):
                 found[a] = max(found.get(a, 0), length)
         if not found:
             continue
@@ -218,6 +211,19 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
             graph.add_edge(best[0], b, relation=NAMED)
             added.append((best[0], b))
     return added
+
+
+def _recorded(cis: Mapping[str, CI], graph: nx.DiGraph) -> tuple[dict[str, str], set[tuple[str, str]], set[str]]:
+    """Each CI's type, the kinds of dependency the CMDB records (pairs of CI types),
+    and the CIs something is recorded to depend on: one walk over the relations."""
+    types = {cid: ci.type for cid, ci in cis.items()}
+    kinds: set[tuple[str, str]] = set()
+    used: set[str] = set()
+    for a, b in graph.edges():
+        used.add(b)
+        if a in types and b in types:
+            kinds.add((types[a], types[b]))
+    return types, kinds, used
 
 
 def _namesakes(ci: str, eq: Mapping[str, str], by_id: Mapping[tuple[str, ...], list[str]],
@@ -259,7 +265,7 @@ class DependencyShapes:
     def __init__(self, cis: Mapping[str, CI], graph: nx.DiGraph) -> None:
         self._cis = cis
         self._parts = sorted(partition_labels(cis, graph), key=str)
-        self._kinds = {(cis[a].type, cis[b].type) for a, b in graph.edges() if a in cis and b in cis}
+        _, self._kinds, _ = _recorded(cis, graph)
         self._targets: defaultdict[str, set[str]] = defaultdict(set)  # type -> the types it depends on
         for a, b in self._kinds:
             self._targets[a].add(b)

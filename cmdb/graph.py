@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from cmdb.drift import INFERRED, NAMED
 from cmdb.index import MatcherIndex
 from cmdb.model import CI
 
@@ -28,9 +29,9 @@ class PathStep:
     relation: str
 
     def describe(self) -> str:
-        if self.relation == "inferred":
+        if self.relation == INFERRED:
             return f"{self.src} depends_on {self.dst} (inferred: other deployments record it)"
-        if self.relation == "inferred_by_name":
+        if self.relation == NAMED:
             return f"{self.src} depends_on {self.dst} (inferred: named after {self.src}, and no CI is recorded to use it)"
         return f"{self.src} {self.relation} {self.dst}"
 
