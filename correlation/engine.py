@@ -407,7 +407,13 @@ class TopologyCorrelator:
             out[ci] = Evidence.of_all(evs)
         return out
 
-    def place(self, event: AlertEvent, incidents: Any, now: float) -> Placement:
+    def place(self, event: AlertEvent, incidents: Any, now: float, since: float | None = None,
+              leaving: str | None = None) -> Placement:
+        """Where a new alert goes: the incident whose fault explains it, several of them
+        merged, or none (a new incident). An alert let go by the incident `leaving` is
+        placed again among the others: firing since `since`, it may join one of those active
+        at any time since then (it merges none: what it says of them was known as it came),
+        and its evidence begins then."""
         fp = event.fingerprint
         topo = self.topology
         ci = event.ci
@@ -430,7 +436,8 @@ class TopologyCorrelator:
             return placed
 
         ex = self.explainer
-        w_x = self.alert_evidence(event.alert.labels, now)
+        at = now if since is None else min(since, now)
+        w_x = self.alert_evidence(event.alert.labels, at)
         worse = self._worse_state(incidents, now, fp, ci, event.alert.labels, w_x)
         if worse is not None:
             return worse
@@ -441,7 +448,7 @@ class TopologyCorrelator:
         h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in self._joinable(incidents, now, fp, ci):
-            if not self._active(inc, now, window, ci, w_x):
+            if inc.id == leaving or not self._active(inc, at, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
             if not weights or not topo.related_to_any(ci, weights.keys(), self.config.max_hops):
@@ -455,27 +462,27 @@ class TopologyCorrelator:
                 s_alone, h_alone = ex.fault_or_noise(alone)
             separate = _both(ex, s_inc, h_inc, s_alone, h_alone, alone)
             # the longer the incident has been quiet, the less a new alert looks like its fault
-            quiet = max(0.0, now - _num(_get(inc, "last_alert_at"), now))
+            quiet = max(0.0, at - _num(_get(inc, "last_alert_at"), at))
             gain = after.loglik + ln_fault - math.log1p(quiet / self.model.settle) - separate
             if ci in weights:  # one more alert on a CI the incident has: its own likelihood
                 gain += self._repeat_or_new_part(inc, weights, ci, event.alert.labels, w_x, after)
             if gain > 0:
                 options.append((gain, inc, weights, s_inc, after))
         if not options:
-            common = self._common_cause(ci, w_x, related, now) if len(related) > 1 else None
+            common = self._common_cause(ci, w_x, related, at) if len(related) > 1 and leaving is None else None
             if common is not None:
                 return common
             return Placement([], f"opens an incident: no active incident that one fault at or below {ci} explains better",
                              f"ci:{ci}")
         if len(options) > 1:
-            self._by_presence(ci, event.alert.labels, options, now)
+            self._by_presence(ci, event.alert.labels, options, at)
             self._by_named_dependency(ci, event.alert.labels, options)
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
         merged = best_weights  # the incidents merged so far, without the new alert
         ll_merged, h_merged = best_hyp.loglik + ln_fault, best_hyp
-        for _g, other, weights, _s, _h in options[1:]:
+        for _g, other, weights, _s, _h in options[1:] if leaving is None else ():
             apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
             s_other, h_other = ex.fault_or_noise(weights, apart)
             # (with the new alert added last: the same incidents were weighed together

@@ -43,15 +43,17 @@ class LabelGrouper:
         self.group_window = group_window
         self.while_firing = while_firing  # see the module docstring
 
-    def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement:
+    def place(self, event: AlertEvent, incidents: IncidentManager, now: float,
+              since: float | None = None, leaving: str | None = None) -> Placement:
         key = group_key(event, self.group_by)
+        at = now if since is None else min(since, now)  # (see TopologyCorrelator.place)
         window = event.correlation_window if event.correlation_window is not None else self.group_window
         in_group = getattr(incidents, "open_in_group", None)
         candidates = in_group(key) if in_group is not None else incidents.open_incidents()
         for inc in candidates:
-            if inc.group_key != key:
+            if inc.group_key != key or inc.id == leaving:
                 continue
-            if now - inc.last_alert_at <= window or \
+            if at - inc.last_alert_at <= window or \
                     ((self.while_firing or event.fingerprint in inc.alerts) and inc.any_firing()):
                 return Placement([inc.id], f"same {key}", key)
         return Placement([], "", key)

@@ -544,11 +544,13 @@ class IncidentManager:
         m.inhibited_by = event.inhibited_by
         m.expected = event.expected
 
-    def _place_new(self, event: AlertEvent, now: float, exclude: str | None = None) -> None:
+    def _place_new(self, event: AlertEvent, now: float, exclude: str | None = None,
+                   since: float | None = None) -> None:
+        """Place a new alert (`since`: an alert firing since then, let go by `exclude`)."""
         alert = event.alert
-        placement = self.correlator.place(event, self, now)
+        placement = self.correlator.place(event, self, now, since=since, leaving=exclude)
         targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != exclude]
-        targets = [t for t in targets if t.is_open or t.state == RESOLVED]
+        targets = [t for t in targets if t.is_open or (t.state == RESOLVED and since is None)]
         if len(targets) > 1:  # incidents a person split apart are not merged back
             first = targets[0]
             targets = [first, *(t for t in targets[1:] if not _kept_apart(first, t))]
@@ -561,7 +563,7 @@ class IncidentManager:
         member = Member(
             fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
             status=alert.status, starts_at=alert.starts_at, ends_at=alert.ends_at,
-            first_at=now, last_at=now, since=now, source=alert.source, ci=event.ci, reason=placement.reason,
+            first_at=now, last_at=now, since=now if since is None else since, source=alert.source, ci=event.ci, reason=placement.reason,
             silenced_by=event.silenced_by, inhibited_by=event.inhibited_by, expected=event.expected,
         )
         if targets:
@@ -835,7 +837,7 @@ class IncidentManager:
             self._timeline_add(inc, now, "alert_detached", "incidentd",
                                f"alert {name} detached: {why or f'a fault at {root} does not explain it'}",
                                {"fingerprint": m.fingerprint})
-            self._place_new(_event_of(m), now, exclude=inc.id)
+            self._place_new(_event_of(m), now, exclude=inc.id, since=m.since if m.status == "firing" else None)
         if moved:
             self._refresh(inc, now)
         return bool(moved)

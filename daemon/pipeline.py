@@ -110,7 +110,9 @@ class Analysis:
 class Correlator(Protocol):
     """Groups alerts into incidents and explains them (the correlation package)."""
 
-    def place(self, event: AlertEvent, incidents: IncidentManager, now: float) -> Placement: ...
+    # `leaving`: the incident that let the alert go, firing `since` then, to place it again
+    def place(self, event: AlertEvent, incidents: IncidentManager, now: float,
+              since: float | None = None, leaving: str | None = None) -> Placement: ...
 
     def analyze(self, incident: Incident, now: float, incidents: IncidentManager | None = None) -> Analysis: ...
 

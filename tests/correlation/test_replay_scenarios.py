@@ -303,3 +303,35 @@ def test_a_database_nothing_is_recorded_to_use_is_its_namesakes_and_one_fault_wi
     reasons = {a["ci"]: a["reason"] for a in inc["alerts"]}
     assert "cart depends_on cart-db (inferred: named after cart, and no CI is recorded to use it)" \
         in reasons["cart"]
+
+
+TWO_BACKENDS = """
+cis:
+  - {id: web, criticality: high, match: {service: web}, depends_on: [cart, search]}
+  - {id: cart, match: {service: cart}, depends_on: [db]}
+  - {id: search, match: {service: search}, depends_on: [index]}
+  - {id: db, type: database, match: {service: db}}
+  - {id: index, type: database, match: {service: index}}
+"""
+
+
+def test_an_alert_outlasting_the_fault_it_joined_goes_to_the_fault_that_explains_it(tmp_path):
+    # web's latency joins the database's fault, the only one then; search slows down
+    # minutes later, and goes on long after the database recovered, as does web's
+    # latency: it was search's all along, and joins it, not an incident of its own
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "HighErrorRate", "critical", service="cart"),
+        alert(120, "HighLatencyP99", "warning", service="web"),
+        alert(300, "HighLatencyP99", "warning", service="search"),
+        alert(900, "MongodbDown", "critical", "resolved", service="db"),
+        alert(960, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(3000, "HighLatencyP99", "warning", "resolved", service="search"),
+        alert(3000, "HighLatencyP99", "warning", "resolved", service="web"),
+    ], TWO_BACKENDS)
+    by_root = {inc["root_cause"]: inc for inc in result["incidents"]}
+    assert {root: names(inc) for root, inc in by_root.items()} == {
+        "db": {"MongodbDown@db", "HighErrorRate@cart"},
+        "search": {"HighLatencyP99@search", "HighLatencyP99@web"}}
+    assert by_root["search"]["impacted"] == ["web"]
+    assert by_root["db"]["resolved_at"] == at(960)

@@ -270,7 +270,7 @@ class OpeningBurst(LabelGrouper):
     def __init__(self) -> None:
         super().__init__([], 0)
 
-    def place(self, event, incidents, now):
+    def place(self, event, incidents, now, since=None, leaving=None):
         for inc in incidents.open_incidents():
             if now - inc.opened_at <= 60:
                 return Placement([inc.id], "within a minute of its opening", inc.group_key)
@@ -410,7 +410,7 @@ class Scripted(LabelGrouper):
         super().__init__([], 0)
         self.plan = list(plan)
 
-    def place(self, event, incidents, now):
+    def place(self, event, incidents, now, since=None, leaving=None):
         target = self.plan.pop(0)
         seqs = () if target is None else target if isinstance(target, tuple) else (target,)
         return Placement([f"INC-{n:06d}" for n in seqs], "as scripted", f"s:{now}")
@@ -457,7 +457,7 @@ class JoinsThenDetaches:
     """Every alert joins the first open incident; analysis names the alert of a one-alert
     incident as its root and detaches `Noise` from an incident with more."""
 
-    def place(self, event, incidents, now):
+    def place(self, event, incidents, now, since=None, leaving=None):
         ids = [i.id for i in incidents.open_incidents()][:1]
         return Placement(ids, "joins" if ids else "opens", "g")
 
@@ -518,7 +518,7 @@ class Steered:
     def __init__(self) -> None:
         self.to: str | None = None
 
-    def place(self, event, incidents, now):
+    def place(self, event, incidents, now, since=None, leaving=None):
         return Placement([self.to] if self.to else [], "steered", "steered")
 
     def analyze(self, incident, now, incidents=None):

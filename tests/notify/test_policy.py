@@ -611,7 +611,7 @@ class _Merging:
     def __init__(self, correlator) -> None:
         self.inner, self.seen = correlator, 0
 
-    def place(self, event, incidents, now):
+    def place(self, event, incidents, now, since=None, leaving=None):
         from daemon.pipeline import Placement
 
         self.seen += 1
