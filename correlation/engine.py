@@ -418,6 +418,7 @@ class TopologyCorrelator:
         topo = self.topology
         ci = event.ci
         on_cmdb = ci is not None and ci in topo.cmdb
+        at = now if since is None else min(since, now)
         firing = self._firing_in(incidents, now, fp)
         if firing is not None:
             return Placement([firing.id], "the same alert fired again", _get(firing, "group_key", ""))
@@ -427,16 +428,16 @@ class TopologyCorrelator:
             # incident's root cause can take it (an alert storm off the CMDB)
             fitting = topo.cmdb.fitting(event.alert.labels, FITTING_BLOCKS)
             fits = partial(topo.cmdb.fits, event.alert.labels) if fitting is None else fitting.__contains__
-            scoped = self._place_in_scope(event, fits, incidents, now, window) if fitting != set() else None
+            scoped = self._place_in_scope(event, fits, incidents, now, window, at, leaving) \
+                if fitting != set() else None
             if scoped is not None:
                 return scoped
-            placed = self.fallback.place(event, incidents, now)
+            placed = self.fallback.place(event, incidents, now, since=since, leaving=leaving)
             why = "no CMDB CI matches its labels"
             placed.reason = f"{why}; {placed.reason}" if placed.reason else why
             return placed
 
         ex = self.explainer
-        at = now if since is None else min(since, now)
         w_x = self.alert_evidence(event.alert.labels, at)
         worse = self._worse_state(incidents, now, fp, ci, event.alert.labels, w_x)
         if worse is not None:
@@ -718,17 +719,18 @@ class TopologyCorrelator:
                               "it relates to: merged", _get(members[0][0], "group_key", "") or f"ci:{ci}")
 
     def _place_in_scope(self, event: AlertEvent, fits: Callable[[str], bool], incidents: Any, now: float,
-                        window: float) -> Placement | None:
+                        window: float, at: float, leaving: str | None) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
         root cause its labels fit, or else one of the alerting CIs that root explains (the
         nodes below a failed network), if there is one: the most recently active. See
-        `_shared_label` for what else it takes. `fits`: whether its labels fit a CI."""
+        `_shared_label` for what else it takes. `fits`: whether its labels fit a CI; `at`
+        and `leaving` as `place` has them."""
         labels = event.alert.labels
         cmdb = self.topology.cmdb
         best: tuple[float, Any, str, tuple[str, str], str] | None = None
         for inc in self._joinable(incidents, now, event.fingerprint, None):
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
-            if now - last > window or not _get(inc, "is_open", True):
+            if at - last > window or not _get(inc, "is_open", True) or inc.id == leaving:
                 continue
             weights = self.evidence(inc)
             if not weights:

@@ -544,12 +544,12 @@ class IncidentManager:
         m.inhibited_by = event.inhibited_by
         m.expected = event.expected
 
-    def _place_new(self, event: AlertEvent, now: float, exclude: str | None = None,
+    def _place_new(self, event: AlertEvent, now: float, leaving: str | None = None,
                    since: float | None = None) -> None:
-        """Place a new alert (`since`: an alert firing since then, let go by `exclude`)."""
+        """Place a new alert (an alert firing `since` then, let go by the incident `leaving`)."""
         alert = event.alert
-        placement = self.correlator.place(event, self, now, since=since, leaving=exclude)
-        targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != exclude]
+        placement = self.correlator.place(event, self, now, since=since, leaving=leaving)
+        targets = [self.incidents[i] for i in placement.incident_ids if i in self.incidents and i != leaving]
         targets = [t for t in targets if t.is_open or (t.state == RESOLVED and since is None)]
         if len(targets) > 1:  # incidents a person split apart are not merged back
             first = targets[0]
@@ -563,7 +563,8 @@ class IncidentManager:
         member = Member(
             fingerprint=alert.fingerprint, labels=alert.labels, annotations=alert.annotations,
             status=alert.status, starts_at=alert.starts_at, ends_at=alert.ends_at,
-            first_at=now, last_at=now, since=now if since is None else since, source=alert.source, ci=event.ci, reason=placement.reason,
+            first_at=now, last_at=now, since=now if since is None else since, source=alert.source,
+            ci=event.ci, reason=placement.reason,
             silenced_by=event.silenced_by, inhibited_by=event.inhibited_by, expected=event.expected,
         )
         if targets:
@@ -837,7 +838,7 @@ class IncidentManager:
             self._timeline_add(inc, now, "alert_detached", "incidentd",
                                f"alert {name} detached: {why or f'a fault at {root} does not explain it'}",
                                {"fingerprint": m.fingerprint})
-            self._place_new(_event_of(m), now, exclude=inc.id, since=m.since if m.status == "firing" else None)
+            self._place_new(_event_of(m), now, leaving=inc.id, since=m.since if m.status == "firing" else None)
         if moved:
             self._refresh(inc, now)
         return bool(moved)
