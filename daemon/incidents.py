@@ -825,8 +825,8 @@ class IncidentManager:
     def _detach_members(self, inc: Incident, fingerprints: list[str], root: str | None, now: float,
                         why: str = "") -> bool:
         """Let alerts go that the incident's root cause does not explain (`why`: how it
-        tells); each is placed again as if it had just arrived (usually into an incident
-        of its own)."""
+        tells); each is placed again among the other incidents, a firing one as firing
+        since it began (see the correlator's `place`), often into an incident of its own."""
         moved = [inc.alerts.pop(fp) for fp in fingerprints
                  if fp in inc.alerts and not inc.alerts[fp].kept_by and len(inc.alerts) > 1]
         inc.revision += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from cmdb import load_cmdb_docs
@@ -12,6 +13,16 @@ from daemon.pipeline import AlertEvent
 
 def cmdb_of(*cis: dict):
     return load_cmdb_docs([("test.yaml", {"cis": list(cis)})])
+
+
+def random_cmdb(seed: int, n: int = 40):
+    """`n` CIs, each depending on up to three others at random (cycles included)."""
+    rnd = random.Random(seed)
+    cis = []
+    for i in range(n):
+        deps = rnd.sample(range(n), rnd.randint(0, 3))
+        cis.append({"id": f"c{i}", "depends_on": [f"c{d}" for d in deps if d != i]})
+    return cmdb_of(*cis)
 
 
 @dataclass

@@ -11,21 +11,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from helpers import cmdb_of
+from helpers import cmdb_of, random_cmdb
 
 from correlation import model
 from correlation.kinds import CAUSE, STATE, SYMPTOM
 from correlation.model import Evidence, Explainer, Weights
 from correlation.topology import Budgeted, Topology
-
-
-def random_cmdb(seed: int, n: int = 40):
-    rnd = random.Random(seed)
-    cis = []
-    for i in range(n):
-        deps = rnd.sample(range(n), rnd.randint(0, 3))
-        cis.append({"id": f"c{i}", "depends_on": [f"c{d}" for d in deps if d != i]})
-    return cmdb_of(*cis)
 
 
 def related_by_definition(topo: Topology, a: str, b: str, max_hops: int) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from test_incremental import random_cmdb
+from helpers import random_cmdb
 
 from correlation.engine import TopologyCorrelator
 from daemon.config import IncidentSettings
