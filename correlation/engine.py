@@ -190,7 +190,8 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "model": _model,
 }
 
-_MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale", "recovery_grace"})  # the rest are probabilities
+_MODEL_SECONDS = frozenset({"settle", "coincidence", "delay_grace", "delay_scale", "recovery_grace",
+                            "symptom_lag"})  # the rest are probabilities
 
 
 INDEXED_FROM = 128  # held incidents from which placing looks them up by CI (see `_joinable`)
@@ -292,6 +293,7 @@ class TopologyCorrelator:
         self._evidence_of: dict[str, tuple[int, Any, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
+        self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `_over`
 
     @property
     def topology(self) -> Topology:
@@ -444,12 +446,19 @@ class TopologyCorrelator:
             return worse
         alone = {ci: w_x}
         ln_fault = math.log(self.model.new_fault)
+        # when it began: an alert delivered late began before it came. A business service's
+        # alert may begin after the fault ended (an SLO's burn rate is measured over an hour
+        # and more), anyone else's while its fault lasts
+        begun = at if since is not None or event.alert.starts_at is None else min(at, event.alert.starts_at)
+        item = topo.cmdb.cis.get(ci)
+        lags = item is not None and item.business_service
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         s_alone: float | None = None
         h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in self._joinable(incidents, now, fp, ci):
-            if inc.id == leaving or not self._active(inc, at, window, ci, w_x):
+            if inc.id == leaving or (not lags and self._over(inc, begun)) \
+                    or not self._active(inc, at, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
             if not weights or not topo.related_to_any(ci, weights.keys(), self.config.max_hops):
@@ -769,6 +778,32 @@ class TopologyCorrelator:
                 if k not in ignored and theirs.get(k) == v:
                     return k, v
         return None
+
+    def _over(self, inc: Any, begun: float) -> bool:
+        """The incident's fault was over before an alert that `begun` then: every one of its
+        alerts had ended, the last more than `symptom_lag` before (a fault's symptoms begin
+        while it lasts). Its last end is kept per incident revision once none fires (a
+        member firing again makes a new revision)."""
+        firing = getattr(inc, "any_firing", None)
+        if firing is not None and firing():
+            return False
+        iid = _get(inc, "id")
+        revision = _get(inc, "revision")
+        known = self._ended.get(iid)
+        if firing is not None and known is not None and known[0] == revision and known[1] is inc:
+            last = known[2]
+        else:
+            last = None
+            for _, m in _members(inc):
+                if _get(m, "status") != "resolved":
+                    return False
+                end = _get(m, "ends_at")
+                end = _num(_get(m, "last_at"), 0.0) if end is None else end
+                if last is None or end > last:
+                    last = end
+            if firing is not None and revision is not None:
+                remember(self._ended, iid, (revision, inc, last), 20_000)
+        return last is not None and begun - last > self.model.symptom_lag
 
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.

@@ -90,6 +90,12 @@ class FaultModel:
     # alert still firing this long after the fault's own alerts resolved is not the
     # fault's (see `TopologyCorrelator.outlasting`)
     recovery_grace: float = 1200.0
+    # ... and they begin while it lasts: a dependent's alert may begin a little after the
+    # fault's alerts ended (an error rate averaged over a minute or two stays above its
+    # threshold that much longer; a flapping root's alert is resolved between its flaps),
+    # not later. An alert beginning later than this after every alert of an incident
+    # ended is not that incident's fault (see `TopologyCorrelator._over`)
+    symptom_lag: float = 120.0
     own_cause: float = 0.9  # the root's own alerts, by kind
     own_state: float = 0.7
     own_resource: float = 0.6

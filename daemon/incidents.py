@@ -147,19 +147,26 @@ class Incident:
         return self.state in (OPEN, ACKNOWLEDGED)
 
     def any_firing(self) -> bool:
-        """Whether a member fires: counted once per revision, and kept as members resolve
-        (`member_resolved`), so that each of the thousands of alerts of a large incident
-        resolving does not look at all the others."""
+        """Whether a member fires: counted once per revision, carried over to a revision
+        that only gained a member (`appended`), and kept as members resolve
+        (`member_resolved`), so that neither each of the thousands of alerts of a large
+        incident resolving nor each one joining looks at all the others."""
         got = self.firing_count
         if got is None or got[0] != self.revision:
-            got = self.firing_count = (self.revision, sum(1 for m in self.alerts.values() if m.status == "firing"))
+            app = self.appended
+            if got is not None and got[0] == self.revision - 1 and app is not None and app[0] == self.revision:
+                got = (self.revision, got[1] + (app[1].status == "firing"))
+            else:
+                got = (self.revision, sum(1 for m in self.alerts.values() if m.status == "firing"))
+            self.firing_count = got
         return got[1] > 0
 
     def member_resolved(self) -> None:
         """A firing member resolved (which leaves the revision as it is)."""
         got = self.firing_count
-        if got is not None and got[0] == self.revision:
-            self.firing_count = (got[0], got[1] - 1)
+        if got is not None:
+            # counted at an earlier revision, it is not carried over: counted again
+            self.firing_count = (got[0], got[1] - 1) if got[0] == self.revision else None
 
     def to_doc(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__slots__

@@ -26,8 +26,9 @@ NAMES = ("NodeDown", "KubePodNotReady", "HighLatency", "NodeFilesystemSpaceFilli
 
 def _check(mgr: IncidentManager, resent: set[str]) -> None:
     """No alert fires in two incidents; the index by fingerprint and the one by CI
-    agree with the members; rankings are in order; what was just sent firing
-    (`resent`) fires in one incident, the one its fingerprint leads to."""
+    agree with the members, and so does whether an incident has a member firing;
+    rankings are in order; what was just sent firing (`resent`) fires in one incident,
+    the one its fingerprint leads to."""
     holders: dict[str, list[str]] = {}
     for inc in mgr.incidents.values():
         if inc.state == "merged":
@@ -37,6 +38,7 @@ def _check(mgr: IncidentManager, resent: set[str]) -> None:
             assert m.fingerprint == fp
             if m.status == "firing":
                 holders.setdefault(fp, []).append(inc.id)
+        assert inc.any_firing() == any(m.status == "firing" for m in inc.alerts.values()), inc.id
         for ci in inc.cis:  # the index by CI knows every CI an incident holds alerts on
             assert inc.id in mgr._on_ci.get(ci, ()), (inc.id, ci)
         if inc.root_cause is not None:

@@ -335,3 +335,30 @@ def test_an_alert_outlasting_the_fault_it_joined_goes_to_the_fault_that_explains
         "search": {"HighLatencyP99@search", "HighLatencyP99@web"}}
     assert by_root["search"]["impacted"] == ["web"]
     assert by_root["db"]["resolved_at"] == at(960)
+
+
+@pytest.mark.parametrize(("begins", "name", "labels", "joins"), [
+    (680, "HighErrorRate", {"service": "web"}, False),  # 3 minutes after the fault ended: another one
+    (600, "HighErrorRate", {"service": "web"}, True),  # within two minutes: its error rate lagging
+    (680, "ErrorBudgetBurn", {"slo": "shop"}, True),  # an SLO's burn rate lags by far more
+])
+def test_a_fault_s_symptoms_begin_while_it_lasts(tmp_path, begins, name, labels, joins):
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "HighErrorRate", "critical", service="cart"),
+        alert(480, "MongodbDown", "critical", "resolved", service="db"),
+        alert(500, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(begins, name, "critical", **labels),
+        alert(1200, name, "critical", "resolved", **labels),
+    ])
+    fault = {"MongodbDown@db", "HighErrorRate@cart"}
+    late = f"{name}@{'web' if 'service' in labels else 'shop'}"
+    if joins:
+        [inc] = result["incidents"]
+        assert names(inc) == fault | {late}
+        assert inc["root_cause"] == "db"
+    else:
+        first, second = result["incidents"]
+        assert (names(first), names(second)) == (fault, {late})
+        assert first["root_cause"] == "db" and first["resolved_at"] == at(500)
+        assert second["alerts"][0]["reason"].startswith("opens an incident")
