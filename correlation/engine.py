@@ -809,8 +809,10 @@ class TopologyCorrelator:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.
         Later, a CI still firing in the incident (or only just resolved: alerts flap) keeps
         collecting its own late alerts when they say no more than its earlier ones (a node
-        down, then not ready), and a CI still down in it (a cause kind of alert, firing)
-        those of the CIs above it, within `max_hops`."""
+        down, then not ready), but for one that only reported its own resources there: CPU
+        throttling or a filling disk rarely causes errors (see `FaultModel.resource_spreads`),
+        and errors that come later are another fault's. A CI still down in it (a cause kind
+        of alert, firing) collects those of the CIs above it, within `max_hops`."""
         opened = _num(_get(inc, "opened_at"), now)
         if now - opened > self.config.max_span:
             return False
@@ -830,7 +832,8 @@ class TopologyCorrelator:
             return False
         on = self._members_on(inc)
         own = on.get(ci, ())
-        if own and ev.kind <= max(self.kinds.weight(_get(m, "labels", {}) or {}) for m in own) and any(
+        own_kind = max((self.kinds.weight(_get(m, "labels", {}) or {}) for m in own), default=0.0)
+        if own and ev.kind <= own_kind and (own_kind != RESOURCE or ev.kind == RESOURCE) and any(
             _get(m, "status") == "firing" or now - _num(_get(m, "last_at"), 0.0) <= window for m in own
         ):
             return True

@@ -482,3 +482,19 @@ def test_a_worse_state_of_the_same_part_of_a_ci_joins_the_warning_about_it_howev
     memory = m.fire("NodeMemoryHighUtilization", "node-1", 20000.0, severity="warning", **target)
     down = m.fire("NodeDown", "node-1", 27200.0, severity="critical", **target)
     assert down is not memory and "worse state" not in m.reasons[-1]
+
+
+@pytest.mark.parametrize(("own", "late", "active"), [
+    ("KubePodCrashLooping", "HighErrorRate", True),  # a crash loop's errors
+    ("CPUThrottlingHigh", "KubeHpaMaxedOut", True),  # one more word on its resources
+    ("CPUThrottlingHigh", "HighErrorRate", False),  # errors: of a fault that began meanwhile
+])
+def test_past_the_window_a_ci_firing_in_an_incident_takes_only_what_its_alerts_could_cause(own, late, active):
+    """A CI still firing in a quiet incident keeps taking its own later alerts that say no
+    more than its earlier ones. Its own resources running short (CPU throttling) rarely
+    cause errors: the errors that come later are another fault's."""
+    corr = TopologyCorrelator(SHOP)
+    inc = Manager(corr).fire(own, "cart", 0.0, severity="warning")
+    at = corr.config.window + 60.0
+    ev = corr.alert_evidence({"alertname": late, "severity": "warning"}, at)
+    assert corr._active(inc, at, corr.config.window, "cart", ev) is active
