@@ -782,10 +782,11 @@ class TopologyCorrelator:
     def _over(self, inc: Any, begun: float) -> bool:
         """The incident's fault was over before an alert that `begun` then: every one of its
         alerts had ended, the last more than `symptom_lag` before (a fault's symptoms begin
-        while it lasts). Its last end is kept per incident revision once none fires (a
-        member firing again makes a new revision)."""
+        while it lasts), and none of them flapped (a flapping incident waits before it
+        resolves: its fault may well go on). Its last end is kept per incident revision
+        once none fires (a member firing again makes a new revision)."""
         firing = getattr(inc, "any_firing", None)
-        if firing is not None and firing():
+        if (firing is not None and firing()) or _get(inc, "flapping"):
             return False
         iid = _get(inc, "id")
         revision = _get(inc, "revision")

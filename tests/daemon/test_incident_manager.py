@@ -605,6 +605,23 @@ def test_an_incident_resolves_once_every_alert_it_gained_has_resolved():
     assert inc.state == "resolved" and inc.resolved_at == w.now
 
 
+def test_a_flapping_fault_takes_its_symptoms_while_it_settles():
+    """The database flaps: the incident waits `flap_window` before it resolves, and the
+    fault may go on meanwhile, so the API's errors minutes after the last flap join it."""
+    t = Topology()
+    w = t.world
+    for _ in range(3):
+        t.fire("MongodbDown", "db")
+        w.advance(60)
+        t.resolve("MongodbDown", "db")
+        w.advance(60)
+    [inc] = w.incidents()
+    assert inc.flapping and inc.is_open
+    w.advance(180)
+    t.fire("HighErrorRate", "api")
+    assert w.incidents() == [inc] and len(inc.alerts) == 2
+
+
 def test_an_alert_firing_on_long_after_the_root_cause_resolved_is_let_go():
     """A fault's symptoms clear with it: latency on the API that keeps firing 20 minutes
     after the database it depends on recovered was not the database's doing. It leaves
