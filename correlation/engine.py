@@ -293,7 +293,7 @@ class TopologyCorrelator:
         self._evidence_of: dict[str, tuple[int, Any, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
-        self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `_over`
+        self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `over`
 
     @property
     def topology(self) -> Topology:
@@ -457,7 +457,7 @@ class TopologyCorrelator:
         h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
         for inc in self._joinable(incidents, now, fp, ci):
-            if inc.id == leaving or (not lags and self._over(inc, begun)) \
+            if inc.id == leaving or (not lags and self.over(inc, begun)) \
                     or not self._active(inc, at, window, ci, w_x):
                 continue
             weights = self.evidence(inc)
@@ -779,12 +779,24 @@ class TopologyCorrelator:
                     return k, v
         return None
 
-    def _over(self, inc: Any, begun: float) -> bool:
+    def over(self, inc: Any, begun: float, ci: str | None = None) -> bool:
         """The incident's fault was over before an alert that `begun` then: every one of its
         alerts had ended, the last more than `symptom_lag` before (a fault's symptoms begin
         while it lasts), and none of them flapped (a flapping incident waits before it
         resolves: its fault may well go on). Its last end is kept per incident revision
-        once none fires (a member firing again makes a new revision)."""
+        once none fires (a member firing again makes a new revision).
+
+        `ci`: that of one of its own alerts firing again. Where the fault shows first (see
+        `_front`), that is the fault itself going on: not over. Elsewhere, on a CI its fault
+        had reached, it is a symptom that needs a fault going on as much as a new alert does,
+        but for a business service's (an SLO's burn rate lags far behind the fault)."""
+        if ci is not None:
+            root = _get(inc, "root_cause")
+            members = list(_members(inc))
+            item = self.topology.cmdb.cis.get(ci)
+            if root is None or len(members) < 2 or ci in self._front(root, members) \
+                    or (item is not None and item.business_service):
+                return False
         firing = getattr(inc, "any_firing", None)
         if (firing is not None and firing()) or _get(inc, "flapping"):
             return False
@@ -966,6 +978,15 @@ class TopologyCorrelator:
         return topo.shapes.could_depend(base, cause) and cause not in topo.below(base) \
             and base not in topo.below(cause)
 
+    def _front(self, root: str, members: list[tuple[str, Any]]) -> set[str]:
+        """Where a fault at `root` shows first among an incident's members: on the root, or,
+        for a root that raised no alert (a partitioned network, a database slow below its
+        own thresholds), on the CIs right above it."""
+        if any(_get(m, "ci") == root for _, m in members):
+            return {root}
+        below = self.topology.below
+        return {c for _, m in members if (c := _get(m, "ci")) is not None and below(c).get(root) == 1}
+
     def outlasting(self, incident: Any) -> tuple[float, float, list[str]] | None:
         """When the fault of `incident` ended, when the alerts still firing after it stop
         being read as its symptoms, and those alerts. The fault ended with the last alert
@@ -980,12 +1001,9 @@ class TopologyCorrelator:
         root = _get(incident, "root_cause")
         if root is None:
             return None
-        topo = self.topology
-        cis = topo.cmdb.cis
+        cis = self.topology.cmdb.cis
         members = list(_members(incident))
-        front = {root}  # where the fault shows first
-        if not any(_get(m, "ci") == root for _, m in members):
-            front = {c for _, m in members if (c := _get(m, "ci")) is not None and topo.below(c).get(root) == 1}
+        front = self._front(root, members)
         cleared: float | None = None
         lingering = []
         for fp, m in members:

@@ -94,7 +94,7 @@ class FaultModel:
     # fault's alerts ended (an error rate averaged over a minute or two stays above its
     # threshold that much longer; a flapping root's alert is resolved between its flaps),
     # not later. An alert beginning later than this after every alert of an incident
-    # ended is not that incident's fault (see `TopologyCorrelator._over`)
+    # ended is not that incident's fault (see `TopologyCorrelator.over`)
     symptom_lag: float = 120.0
     own_cause: float = 0.9  # the root's own alerts, by kind
     own_state: float = 0.7

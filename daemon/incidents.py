@@ -515,6 +515,8 @@ class IncidentManager:
                     # which therefore ended unseen: its resolution was lost, or never sent
                     # (an Alertmanager receiver with `send_resolved: false`)
                     self._member_resolves(inc, m, m.last_at, now)
+                elif self._fault_over(inc, m, alert, now):
+                    pass  # a symptom firing again after its fault was over: a new occurrence, placed afresh
                 elif inc.is_open and (m.flapping or now - m.ended_at < self.settings.reopen_window):
                     self._member_fires(inc, m, alert, now)
                     return
@@ -535,6 +537,14 @@ class IncidentManager:
                     self._dirty.add(inc.id)
                 return
         self._place_new(event, now)
+
+    def _fault_over(self, inc: Incident, m: Member, alert: Any, now: float) -> bool:
+        """Whether the fault of `inc` was over before its resolved member `m`, not a flapping
+        one, fired again (see the correlator's `over`)."""
+        over = getattr(self.correlator, "over", None)
+        if over is None or m.ci is None or m.flapping:
+            return False
+        return over(inc, now if alert.starts_at is None else min(now, alert.starts_at), m.ci)
 
     def _began_anew(self, m: Member, alert: Any) -> bool:
         """Whether a firing alert's new notification starts a later occurrence than the

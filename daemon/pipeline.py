@@ -120,6 +120,10 @@ class Correlator(Protocol):
     # it are let go, and those alerts (None: none, or nothing tells when the fault ended)
     def outlasting(self, incident: Incident) -> tuple[float, float, list[str]] | None: ...
 
+    # optional: whether the incident's fault was over before an alert that began at `begun`
+    # (`ci`: that of one of its own alerts, firing again); without it, none is
+    def over(self, incident: Incident, begun: float, ci: str | None = None) -> bool: ...
+
 
 class Pipeline:
     """Runs alert stages, then the incident manager, then the incident listeners.

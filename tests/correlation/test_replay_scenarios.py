@@ -362,3 +362,29 @@ def test_a_fault_s_symptoms_begin_while_it_lasts(tmp_path, begins, name, labels,
         assert (names(first), names(second)) == (fault, {late})
         assert first["root_cause"] == "db" and first["resolved_at"] == at(500)
         assert second["alerts"][0]["reason"].startswith("opens an incident")
+
+
+@pytest.mark.parametrize(("name", "labels", "reopens"), [
+    ("MongodbDown", {"service": "db"}, True),  # the fault itself, going on
+    ("HighErrorRate", {"service": "cart"}, False),  # a symptom, with its fault over
+    ("ErrorBudgetBurn", {"slo": "shop"}, True),  # an SLO's burn rate, lagging
+])
+def test_an_alert_firing_again_after_its_fault_was_over_reopens_only_at_the_fault(tmp_path, name, labels, reopens):
+    result = replay(tmp_path, [
+        alert(0, "MongodbDown", "critical", service="db"),
+        alert(30, "HighErrorRate", "critical", service="cart"),
+        alert(60, "ErrorBudgetBurn", "critical", slo="shop"),
+        alert(480, "MongodbDown", "critical", "resolved", service="db"),
+        alert(490, "ErrorBudgetBurn", "critical", "resolved", slo="shop"),
+        alert(500, "HighErrorRate", "critical", "resolved", service="cart"),
+        alert(900, name, "critical", **labels),  # within reopen_window of its own end
+        alert(1200, name, "critical", "resolved", **labels),
+    ])
+    fault = {"MongodbDown@db", "HighErrorRate@cart", "ErrorBudgetBurn@shop"}
+    if reopens:
+        [inc] = result["incidents"]
+        assert names(inc) == fault and inc["resolved_at"] == at(1200)
+    else:
+        first, second = result["incidents"]
+        assert (names(first), names(second)) == (fault, {"HighErrorRate@cart"})
+        assert first["resolved_at"] == at(500) and second["opened_at"] == at(900)
