@@ -233,6 +233,12 @@ def _num(value: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
+def _ended_at(m: Any) -> float:
+    """When a member ended, or (no end known) when it was last heard of (`Member.ended_at`)."""
+    end = _get(m, "ends_at")
+    return _num(_get(m, "last_at"), 0.0) if end is None else end
+
+
 def _both(ex: Explainer, s_a: float, h_a: Any, s_b: float, h_b: Any, weights_b: Mapping[str, Evidence]) -> float:
     """log L of two alert sets as separate faults (or noise), from each one's: a change
     recorded on a CI explains the start of one fault there, not of two, so when both
@@ -446,12 +452,10 @@ class TopologyCorrelator:
             return worse
         alone = {ci: w_x}
         ln_fault = math.log(self.model.new_fault)
-        # when it began: an alert delivered late began before it came. A business service's
-        # alert may begin after the fault ended (an SLO's burn rate is measured over an hour
-        # and more), anyone else's while its fault lasts
-        begun = at if since is not None or event.alert.starts_at is None else min(at, event.alert.starts_at)
-        item = topo.cmdb.cis.get(ci)
-        lags = item is not None and item.business_service
+        # a business service's alert may begin after the fault ended (an SLO's burn rate is
+        # measured over an hour and more), anyone else's while its fault lasts
+        begun = at if since is not None else event.alert.began(at)
+        lags = self._business(ci)
         options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
         s_alone: float | None = None
         h_alone: Any = None
@@ -804,8 +808,7 @@ class TopologyCorrelator:
             for _, m in _members(inc):
                 if _get(m, "status") != "resolved":
                     return False
-                end = _get(m, "ends_at")
-                end = _num(_get(m, "last_at"), 0.0) if end is None else end
+                end = _ended_at(m)
                 if last is None or end > last:
                     last = end
             if firing is not None and revision is not None:
@@ -814,8 +817,7 @@ class TopologyCorrelator:
             return False
         if ci is not None:
             root = _get(inc, "root_cause")
-            item = self.topology.cmdb.cis.get(ci)
-            if root is None or (item is not None and item.business_service):
+            if root is None or self._business(ci):
                 return False
             members = list(_members(inc))
             if len(members) < 2 or ci in self._front(root, members):
@@ -982,6 +984,11 @@ class TopologyCorrelator:
         return topo.shapes.could_depend(base, cause) and cause not in topo.below(base) \
             and base not in topo.below(cause)
 
+    def _business(self, ci: str | None) -> bool:
+        """Whether `ci` is a business service (whose SLO alerts lag behind a fault)."""
+        item = self.topology.cmdb.cis.get(ci) if ci is not None else None
+        return item is not None and item.business_service
+
     def _front(self, root: str, members: list[tuple[str, Any]]) -> set[str]:
         """Where a fault at `root` shows first among an incident's members: on the root, or,
         for a root that raised no alert (a partitioned network, a database slow below its
@@ -1005,7 +1012,6 @@ class TopologyCorrelator:
         root = _get(incident, "root_cause")
         if root is None:
             return None
-        cis = self.topology.cmdb.cis
         members = list(_members(incident))
         front = self._front(root, members)
         cleared: float | None = None
@@ -1015,11 +1021,9 @@ class TopologyCorrelator:
             if ci in front:
                 if _get(m, "status") == "firing":
                     return None
-                end = _get(m, "ends_at")
-                end = _get(m, "last_at") if end is None else end
+                end = _ended_at(m)
                 cleared = end if cleared is None else max(cleared, end)
-            elif _get(m, "status") == "firing" and not _get(m, "kept_by") \
-                    and not (ci in cis and cis[ci].business_service):
+            elif _get(m, "status") == "firing" and not _get(m, "kept_by") and not self._business(ci):
                 lingering.append(fp)
         if cleared is None or not lingering:
             return None

@@ -539,12 +539,10 @@ class IncidentManager:
         self._place_new(event, now)
 
     def _fault_over(self, inc: Incident, m: Member, alert: Any, now: float) -> bool:
-        """Whether the fault of `inc` was over before its resolved member `m`, not a flapping
-        one, fired again (see the correlator's `over`)."""
+        """Whether the fault of `inc` was over before its resolved member `m` fired again
+        (see the correlator's `over`; a member that flapped keeps its incident flapping)."""
         over = getattr(self.correlator, "over", None)
-        if over is None or m.ci is None or m.flapping:
-            return False
-        return over(inc, now if alert.starts_at is None else min(now, alert.starts_at), m.ci)
+        return over is not None and m.ci is not None and over(inc, alert.began(now), m.ci)
 
     def _began_anew(self, m: Member, alert: Any) -> bool:
         """Whether a firing alert's new notification starts a later occurrence than the

@@ -97,6 +97,11 @@ class Alert:
     def severity(self) -> str:
         return self.labels.get("severity", "")
 
+    def began(self, now: float) -> float:
+        """When it began, as the clock reads `now`: its `startsAt` (a notification delivered
+        late began before it came), unless unknown or ahead of the clock."""
+        return now if self.starts_at is None else min(now, self.starts_at)
+
     def is_firing(self, now: float) -> bool:
         if self.status == "resolved":
             return False
