@@ -9,9 +9,12 @@ two alerts, each rooted at its database. The whole process is timed, as
 With `--off-cmdb` the CMDB lists none of the stacks: every alert matches no CI
 and falls back to grouping by labels, so the result should be 2N incidents of
 one alert each. Such an alert joins an incident only through a CI its labels
-fit, and these labels fit none.
+fit, and these labels fit none. With `--in-cluster` as well, the alerts carry
+the cluster label of 200 CIs the CMDB does list: too many to list the CIs the
+labels fit from the index, so each alert weighs the incidents open, and the
+result should be the same.
 
-    python bench/storm.py [--counts 1000,2000,4000,8000] [--off-cmdb]
+    python bench/storm.py [--counts 1000,2000,4000,8000] [--off-cmdb [--in-cluster]]
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ from daemon.timefmt import format_rfc3339  # noqa: E402
 T0 = 1_767_225_600.0
 
 
-def write_files(tmp: str, n: int, on_cmdb: bool = True) -> tuple[str, str]:
+def write_files(tmp: str, n: int, on_cmdb: bool = True, in_cluster: bool = False) -> tuple[str, str]:
     cis = [] if on_cmdb else [{"id": "elsewhere", "type": "service", "match": {"service": "elsewhere"}}]
+    cluster = {"cluster": "c0"} if in_cluster else {}
+    if in_cluster:
+        cis.extend({"id": f"listed{i}", "type": "service", "match": {"cluster": "c0", "service": f"listed{i}"}}
+                   for i in range(200))
     for i in range(n if on_cmdb else 0):
         cis.append({"id": f"db{i}", "type": "database", "match": {"service": f"db{i}"}})
         cis.append({"id": f"svc{i}", "type": "service", "match": {"service": f"svc{i}"}, "depends_on": [f"db{i}"]})
@@ -46,8 +53,9 @@ def write_files(tmp: str, n: int, on_cmdb: bool = True) -> tuple[str, str]:
     timed = []
     for i in range(n):
         t = T0 + i * 3600.0 / n
-        timed.append((t, {"alertname": "MySQLDown", "service": f"db{i}", "severity": "critical"}))
-        timed.append((t + 60.0, {"alertname": "HighErrorRate", "service": f"svc{i}", "severity": "warning"}))
+        timed.append((t, {"alertname": "MySQLDown", "service": f"db{i}", "severity": "critical", **cluster}))
+        timed.append((t + 60.0, {"alertname": "HighErrorRate", "service": f"svc{i}", "severity": "warning",
+                                 **cluster}))
     timed.sort(key=lambda x: x[0])
     with open(events, "w") as fh:
         for t, labels in timed:
@@ -67,10 +75,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="1000,2000,4000,8000", help="how many faults at once")
     ap.add_argument("--off-cmdb", action="store_true", help="stacks the CMDB does not list")
+    ap.add_argument("--in-cluster", action="store_true",
+                    help="with --off-cmdb: in a cluster whose other CIs the CMDB lists")
     args = ap.parse_args()
+    if args.in_cluster and not args.off_cmdb:
+        ap.error("--in-cluster goes with --off-cmdb")
     with tempfile.TemporaryDirectory(prefix="incidentd-storm-") as tmp:
         for n in [int(x) for x in args.counts.split(",") if x]:
-            config, events = write_files(tmp, n, on_cmdb=not args.off_cmdb)
+            config, events = write_files(tmp, n, on_cmdb=not args.off_cmdb, in_cluster=args.in_cluster)
             took, result = timed.replay(config, events, os.path.join(tmp, "result.json"))
             incidents = result["incidents"]
             if args.off_cmdb:

@@ -270,6 +270,30 @@ def _members_by_ci(incident: Any) -> dict[Any, list[Any]]:
     return on
 
 
+_NOT_SHARED = frozenset(("alertname", "severity"))  # labels that say nothing of where an alert is
+
+
+def _with_pairs(by_pair: dict[tuple[str, str], dict[str, None]], m: Any) -> dict[tuple[str, str], dict[str, None]]:
+    """`by_pair` (the CIs whose members carry each label pair) with the member `m` added."""
+    ci = _get(m, "ci")
+    if ci is not None:
+        for pair in (_get(m, "labels", {}) or {}).items():
+            if pair[0] not in _NOT_SHARED:
+                got = by_pair.get(pair)
+                if got is None:
+                    by_pair[pair] = {ci: None}
+                else:
+                    got[ci] = None
+    return by_pair
+
+
+def _pairs_by_ci(incident: Any) -> dict[tuple[str, str], dict[str, None]]:
+    by_pair: dict[tuple[str, str], dict[str, None]] = {}
+    for _, m in _members(incident):
+        _with_pairs(by_pair, m)
+    return by_pair
+
+
 class TopologyCorrelator:
     """The `Correlator` of daemon/pipeline.py built on the CMDB dependency graph."""
 
@@ -298,6 +322,8 @@ class TopologyCorrelator:
         self.changes: Any = None  # the daemon's change records (rules.changes.ChangeStore): see `attach_changes`
         self._evidence_of: dict[str, tuple[int, Any, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
+        self._pairs_of: dict[str, tuple[int, Any, dict[tuple[str, str], dict[str, None]]]] = {}  # see `_sharing`
+        self._order_of: dict[int, tuple[Any, dict[str, int]]] = {}  # see `_sharing`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
         self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `over`
 
@@ -309,6 +335,7 @@ class TopologyCorrelator:
             self._impacts = Impacts(self._topo)
             self._evidence_of.clear()  # whether a member's CI is in the CMDB may differ
             self._on_of.clear()
+            self._pairs_of.clear()
             self._match_names.clear()
         return self._topo
 
@@ -436,7 +463,7 @@ class TopologyCorrelator:
             # incident's root cause can take it (an alert storm off the CMDB)
             fitting = topo.cmdb.fitting(event.alert.labels, FITTING_BLOCKS)
             fits = partial(topo.cmdb.fits, event.alert.labels) if fitting is None else fitting.__contains__
-            scoped = self._place_in_scope(event, fits, incidents, now, window, at, leaving) \
+            scoped = self._place_in_scope(event, fits, fitting, incidents, now, window, at, leaving) \
                 if fitting != set() else None
             if scoped is not None:
                 return scoped
@@ -578,6 +605,17 @@ class TopologyCorrelator:
         near = self.topology.related(ci, self.config.max_hops)
         holder = incidents.incident_for(fp)
         return joinable(now, on=near if holder is None else {*near, *holder.cis})
+
+    @staticmethod
+    def _holding_alerts_on(incidents: Any, now: float, cis: set[str] | None) -> list[Any]:
+        """The incidents a new alert may join that hold an alert on one of `cis` (None: on
+        any CI), in opening order, as far as the manager's index tells (else all of them).
+        An alert storm off the CMDB opens an incident per group of alerts, and each next
+        alert of the storm asks."""
+        joinable = getattr(incidents, "joinable_incidents", None)
+        if joinable is None:
+            return list(incidents.open_incidents())
+        return list(joinable(now, on=cis) if cis is not None else joinable(now, on_any_ci=True))
 
     def _repeat_or_new_part(self, inc: Any, weights: dict[str, Evidence], ci: str, labels: Mapping[str, str],
                             w_x: Evidence, after: Any) -> float:
@@ -731,8 +769,9 @@ class TopologyCorrelator:
         return Placement(ids, f"one fault at {hyp.ci} explains this alert and the {len(ids)} incidents "
                               "it relates to: merged", _get(members[0][0], "group_key", "") or f"ci:{ci}")
 
-    def _place_in_scope(self, event: AlertEvent, fits: Callable[[str], bool], incidents: Any, now: float,
-                        window: float, at: float, leaving: str | None) -> Placement | None:
+    def _place_in_scope(self, event: AlertEvent, fits: Callable[[str], bool], fitting: set[str] | None,
+                        incidents: Any, now: float, window: float, at: float,
+                        leaving: str | None) -> Placement | None:
         """An alert on no CI (a job-wide `TargetDown`) joins an active incident whose likely
         root cause its labels fit, or else one of the alerting CIs that root explains (the
         nodes below a failed network), if there is one: the most recently active. See
@@ -741,7 +780,7 @@ class TopologyCorrelator:
         labels = event.alert.labels
         cmdb = self.topology.cmdb
         best: tuple[float, Any, str, tuple[str, str], str] | None = None
-        for inc in self._joinable(incidents, now, event.fingerprint, None):
+        for inc in self._holding_alerts_on(incidents, now, fitting):
             last = _num(_get(inc, "last_alert_at"), _num(_get(inc, "opened_at"), now))
             if at - last > window or not _get(inc, "is_open", True) or inc.id == leaving:
                 continue
@@ -751,7 +790,7 @@ class TopologyCorrelator:
             _, hyp = self.explainer.fault_or_noise(weights)
             if hyp is None or (best is not None and last <= best[0]):
                 continue
-            for x in (hyp.ci, *hyp.explained):
+            for x in self._sharing(inc, hyp, labels):
                 if fits(x):
                     theirs = [_get(m, "labels", {}) or {} for m in self._members_on(inc).get(x, ())]
                     shared = self._shared_label(labels, theirs, x, cmdb)
@@ -764,6 +803,29 @@ class TopologyCorrelator:
         what = "the likely root cause" if x == root else f"which depends on the likely root cause {root}"
         return Placement([inc.id], f"no CMDB CI matches its labels; they fit {x}, {what}, "
                                    f"and share {key}={value} with its alerts", _get(inc, "group_key", ""))
+
+    def _sharing(self, inc: Any, hyp: Any, labels: Mapping[str, str]) -> list[str]:
+        """The root and the CIs it explains (`hyp`) on which the incident has an alert that
+        shares a label with `labels` (see `_shared_label`), in the hypothesis' order. Looked
+        up by label pair, not CI by CI: an alert storm off the CMDB, during an incident
+        that spans a whole cluster, asks for each alert."""
+        by_pair = self._per_revision(self._pairs_of, inc, _pairs_by_ci, _with_pairs)
+        found: set[str] = set()
+        for pair in labels.items():
+            on = by_pair.get(pair)
+            if on:
+                name = pair[0]
+                found.update(x for x in on if x not in found and name not in self._match_labels(x))
+        if not found:
+            return []
+        known = self._order_of.get(id(hyp))
+        if known is None or known[0] is not hyp:
+            order = {x: i for i, x in enumerate(hyp.explained, 1)}
+            order[hyp.ci] = 0
+            known = (hyp, order)
+            remember(self._order_of, id(hyp), known, 1024)  # (holding `hyp` keeps its id its own)
+        order = known[1]
+        return sorted((x for x in found if x in order), key=order.__getitem__)
 
     @staticmethod
     def _shared_label(labels: Mapping[str, str], theirs_all: Iterable[Mapping[str, str]], ci: str,

@@ -263,6 +263,7 @@ class IncidentManager:
         # held incidents by the CIs their members are on: the correlator weighs a new
         # alert against those near its CI, not against every incident held
         self._on_ci: dict[str, set[str]] = {}
+        self._cis_held: dict[str, int] = {}  # incident -> how many CIs `_on_ci` has it under
         # Re-posts of a firing alert skip the stages (`absorb_repost`) while nothing that
         # could now silence or expect it has changed: the stages' `epoch` (a silence or
         # change added or ended, one recorded ahead of time starting, the rules reloaded)
@@ -369,13 +370,17 @@ class IncidentManager:
         """How many incidents are held: open, and resolved within the reopen window."""
         return len(self.incidents)
 
-    def joinable_incidents(self, now: float, on: Collection[str] | None = None) -> list[Incident]:
+    def joinable_incidents(self, now: float, on: Collection[str] | None = None,
+                           on_any_ci: bool = False) -> list[Incident]:
         """Open incidents and those resolved within the reopen window, in opening order:
         a new alert that belongs to a just-resolved incident reopens it rather than
-        opening another. `on`: only those with an alert on one of these CIs."""
+        opening another. `on`: only those with an alert on one of these CIs;
+        `on_any_ci`: only those with an alert on a CI at all."""
         window = self.settings.reopen_window
-        if on is None:
-            held: Iterable[Incident] = self.incidents.values()
+        if on_any_ci and on is None:
+            held: Iterable[Incident] = sorted(filter(None, map(self.incidents.get, self._cis_held)), key=_seq)
+        elif on is None:
+            held = self.incidents.values()
         else:
             index = self._on_ci
             ids: set[str] = set()
@@ -393,13 +398,17 @@ class IncidentManager:
     def _index(self, inc: Incident, members: Iterable[Member]) -> None:
         """Index `inc` under the CIs of `members`, alerts it just gained."""
         index = self._on_ci
+        held = self._cis_held
         for m in members:
             if m.ci:
                 got = index.get(m.ci)
                 if got is None:
                     index[m.ci] = {inc.id}
-                else:
+                elif inc.id not in got:
                     got.add(inc.id)
+                else:
+                    continue
+                held[inc.id] = held.get(inc.id, 0) + 1
 
     def _unindex(self, inc: Incident, cis: Iterable[str | None], left: Collection[str] | None = None) -> None:
         """Take `inc` out of the index under those of `cis` it has no alert on any more
@@ -408,12 +417,17 @@ class IncidentManager:
         if not gone:
             return
         index = self._on_ci
+        held = self._cis_held
         for ci in gone.difference(inc.cis if left is None else left):
             got = index.get(ci)
-            if got is not None:
-                got.discard(inc.id)
+            if got is not None and inc.id in got:
+                got.remove(inc.id)
                 if not got:
                     del index[ci]
+                if held[inc.id] > 1:
+                    held[inc.id] -= 1
+                else:
+                    del held[inc.id]
 
     def incident_for(self, fingerprint: str) -> Incident | None:
         iid = self.by_fingerprint.get(fingerprint)

@@ -27,7 +27,7 @@ NAMES = ("NodeDown", "KubePodNotReady", "HighLatency", "NodeFilesystemSpaceFilli
 def _check(mgr: IncidentManager, resent: set[str]) -> None:
     """No alert fires in two incidents; the index by fingerprint and the one by CI
     agree with the members, and so does whether an incident has a member firing;
-    rankings are in order; what was just sent firing (`resent`) fires in one incident,
+    rankings are in order; the incidents with an alert on any CI are known; what was just sent firing (`resent`) fires in one incident,
     the one its fingerprint leads to."""
     holders: dict[str, list[str]] = {}
     for inc in mgr.incidents.values():
@@ -44,6 +44,11 @@ def _check(mgr: IncidentManager, resent: set[str]) -> None:
         if inc.root_cause is not None:
             scores = [c["score"] for c in inc.root_cause_candidates]
             assert scores == sorted(scores, reverse=True)
+    counted: dict[str, int] = {}  # how many CIs the index has each incident under
+    for ids in mgr._on_ci.values():
+        for iid in ids:
+            counted[iid] = counted.get(iid, 0) + 1
+    assert mgr._cis_held == counted  # (what finds the incidents with an alert on any CI)
     for fp, ids in holders.items():
         assert len(ids) == 1, f"{fp} fires in {ids}"
     for fp, iid in mgr.by_fingerprint.items():

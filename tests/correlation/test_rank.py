@@ -212,6 +212,47 @@ def test_an_alert_on_no_ci_may_fit_an_alerting_ci_below_a_silent_root():
         in mgr.reasons[-1]
 
 
+@pytest.mark.parametrize("listed", [True, False])  # the CIs its labels fit listed at once, or asked of each
+def test_an_alert_on_no_ci_finds_the_incident_it_fits_among_many_off_the_cmdb(listed, monkeypatch):
+    """With the incident manager's books: the incidents of alerts on no CI (grouped by
+    their labels) are not weighed, and of the alerting CIs the root explains, the first
+    that fits and shares a label is named."""
+    from correlation import engine
+    from daemon.config import IncidentSettings
+    from daemon.incidents import IncidentManager
+    from daemon.model import Alert
+    from daemon.pipeline import AlertEvent
+
+    monkeypatch.setattr(engine, "FITTING_BLOCKS", engine.FITTING_BLOCKS if listed else 0)
+    cmdb = cmdb_of(
+        {"id": "net", "type": "network", "match": {"cluster": "eu", "job": "blackbox", "instance": "gw"}},
+        *({"id": f"node-{n}", "type": "host", "match": {"cluster": "eu", "node": f"node-{n}"}, "depends_on": ["net"]}
+          for n in (1, 2, 3)),
+    )
+    mgr = IncidentManager(IncidentSettings(), TopologyCorrelator(cmdb))
+
+    def fire(at: float, ci: str | None, **labels: str):
+        alert = Alert(labels, {}, at, None, "firing")
+        mgr.apply([AlertEvent(alert, ci=ci)], at)
+        return mgr.incident_for(alert.fingerprint), alert.fingerprint
+
+    batch = [fire(float(i), None, alertname="KubeJobFailed", cluster="eu", namespace=f"batch-{i}",
+                  job="batch") for i in range(4)]  # on no CI, grouped by their labels
+    for n in (3, 1, 2):
+        inc, _ = fire(10.0 + n, f"node-{n}", alertname="NodeDown", cluster="eu", job="node-exporter",
+                      node=f"node-{n}")
+    assert {i.id for i in mgr.joinable_incidents(20.0, on_any_ci=True)} == {inc.id}
+    assert len({i.id for i, _ in batch} | {inc.id}) == 5
+    assert inc.root_cause == "net"
+    joined, fp = fire(60.0, None, alertname="TargetDown", cluster="eu", job="node-exporter")
+    assert joined is inc
+    assert "they fit node-1, which depends on the likely root cause net, and share job=node-exporter" \
+        in inc.alerts[fp].reason
+    # one more of the batch jobs' alerts shares job=batch with theirs only: it groups with its own
+    other, _ = fire(70.0, None, alertname="KubeJobFailed", cluster="eu", namespace="batch-0", job="batch", x="1")
+    assert other is batch[0][0]
+
+
 def test_a_change_counts_for_one_fault_not_for_each_alert_on_its_ci():
     """A deploy on the database just before it went down makes the database the likely
     root cause. A later alert there is one more sign of that fault: read as a second,
