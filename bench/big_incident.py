@@ -7,10 +7,14 @@ grow with the alerts already in its incident.
   datastores on them (three pods each), then every service of the cluster (three
   pods each), on a 5,000-CI CMDB.
 
-    python bench/big_incident.py [--pods 1000,2000,4000,8000] [--zone] [--resolve]
+    python bench/big_incident.py [--pods 1000,2000,4000,8000] [--zone] [--resolve] [--refire 500,1000,2000]
 
 With `--resolve`, the pods' alerts then resolve one by one: the work per resolution
 must not grow with the alerts of the incident either.
+
+With `--refire N,...`, a zone outage of N services (three pods each) resolves, and five
+minutes later the services' alerts fire again: the fault is over, so each is let go
+from its incident as a new occurrence. Deciding that must not look at all the others.
 """
 
 from __future__ import annotations
@@ -59,20 +63,39 @@ def pods(path: str, n: int, resolve: bool = False) -> None:
                   for i in range(n)], 900.0 if resolve else None)
 
 
-def zone(path: str) -> None:
+def _zone_alerts(services: int = 694) -> tuple[list[tuple[float, dict[str, str]]], list[dict[str, str]]]:
+    """A zone network of the generated cluster failing: its nodes, the datastores on them,
+    then `services` services; the alerts at their times, and the services' alerts."""
     rnd = random.Random(3)
     timed = [(rnd.uniform(0, 60), {"alertname": "NodeDown", "cluster": "c0", "node": f"node-c0-{i}",
                                    "severity": "critical"}) for i in range(100)]
     timed += [(rnd.uniform(30, 240), {"alertname": "DbDown", "cluster": "c0", "namespace": "app",
                                       "service": f"db{i}", "pod": f"db{i}-{p}", "severity": "critical"})
               for i in range(200) for p in range(3)]
-    timed += [(rnd.uniform(60, 600), {"alertname": "HighErrorRate", "cluster": "c0", "namespace": "app",
-                                      "service": f"svc{i}", "pod": f"svc{i}-{p}", "severity": "warning"})
-              for i in range(694) for p in range(3)]
-    _write(path, timed)
+    svc = [(rnd.uniform(60, 600), {"alertname": "HighErrorRate", "cluster": "c0", "namespace": "app",
+                                   "service": f"svc{i}", "pod": f"svc{i}-{p}", "severity": "warning"})
+           for i in range(services) for p in range(3)]
+    return timed + svc, [labels for _, labels in svc]
 
 
-def replay(tmp: str, events: str, label: str) -> None:
+def zone(path: str) -> None:
+    _write(path, _zone_alerts()[0])
+
+
+def refire(path: str, services: int) -> None:
+    """The zone outage resolves, alert by alert from 900 s on; five minutes after the last,
+    the services' alerts fire again, one by one."""
+    timed, svc = _zone_alerts(services)
+    _write(path, timed, resolve_at=900.0)
+    again = 900.0 + len(timed) * 0.1 + 300.0
+    with open(path, "a") as fh:
+        for i, labels in enumerate(svc):
+            at = format_rfc3339(T0 + again + i * 0.1)
+            fh.write(json.dumps({"kind": "alert", "at": at,
+                                 "alert": {"labels": labels, "status": "firing", "startsAt": at}}) + "\n")
+
+
+def replay(tmp: str, events: str, label: str) -> dict:
     took, result = timed.replay(os.path.join(tmp, "config.yaml"), events, os.path.join(tmp, "result.json"))
     with open(events) as fh:
         n = sum(1 for _ in fh)
@@ -81,6 +104,7 @@ def replay(tmp: str, events: str, label: str) -> None:
     print(f"{label}: {n} alerts in {took:.2f}s whole process ({n / took:,.0f} alerts/s); "
           f"{len(incidents)} incident(s), the largest {len(biggest['alerts'])} alerts, "
           f"root cause {biggest['root_cause']}")
+    return result
 
 
 def main() -> None:
@@ -89,6 +113,8 @@ def main() -> None:
     ap.add_argument("--zone", action="store_true", help="also the zone outage")
     ap.add_argument("--resolve", action="store_true",
                     help="the pods' alerts then resolve one by one (a notification each)")
+    ap.add_argument("--refire", default="", help="service counts of a zone outage whose services' "
+                    "alerts fire again after it is over (empty: none)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="incidentd-big-") as tmp:
         cmdb = os.path.join(tmp, "cmdb.yaml")
@@ -104,6 +130,13 @@ def main() -> None:
             events = os.path.join(tmp, "zone.jsonl")
             zone(events)
             replay(tmp, events, "zone outage")
+        for n in [int(x) for x in args.refire.split(",") if x]:
+            events = os.path.join(tmp, f"refire{n}.jsonl")
+            refire(events, n)
+            result = replay(tmp, events, f"zone outage of {n} services, over, then their alerts again")
+            again = sum(1 for inc in result["incidents"] for m in inc["alerts"]
+                        if m["status"] == "firing" and m["labels"]["alertname"] == "HighErrorRate")
+            print(f"  {again} of the {3 * n} services' alerts firing again are in an incident as firing")
 
 
 if __name__ == "__main__":

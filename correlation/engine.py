@@ -326,6 +326,7 @@ class TopologyCorrelator:
         self._order_of: dict[int, tuple[Any, dict[str, int]]] = {}  # see `_sharing`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
         self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `over`
+        self._fronts: dict[str, tuple[int, Any, str, bool, set[str]]] = {}  # see `_front_of`
 
     @property
     def topology(self) -> Topology:
@@ -337,6 +338,7 @@ class TopologyCorrelator:
             self._on_of.clear()
             self._pairs_of.clear()
             self._match_names.clear()
+            self._fronts.clear()  # which CIs sit right above a root may differ
         return self._topo
 
     # -- placement -------------------------------------------------------
@@ -881,10 +883,25 @@ class TopologyCorrelator:
             root = _get(inc, "root_cause")
             if root is None or self._business(ci):
                 return False
-            members = list(_members(inc))
-            if len(members) < 2 or ci in self._front(root, members):
+            many, front = self._front_of(inc, root)
+            if not many or ci in front:
                 return False
         return True
+
+    def _front_of(self, inc: Any, root: str) -> tuple[bool, set[str]]:
+        """Whether the incident has more than one alert, and `_front` of its members, kept
+        per incident revision: after a fault is over, each of thousands of its symptoms may
+        fire again and ask (letting one go leaves the revision as it is)."""
+        iid = _get(inc, "id")
+        revision = _get(inc, "revision")
+        known = self._fronts.get(iid)
+        if revision is not None and known is not None and known[:3] == (revision, inc, root):
+            return known[3], known[4]
+        members = list(_members(inc))
+        many, front = len(members) > 1, self._front(root, members)
+        if revision is not None:
+            remember(self._fronts, iid, (revision, inc, root, many, front), 20_000)
+        return many, front
 
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.

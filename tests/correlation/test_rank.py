@@ -5,7 +5,7 @@ from helpers import Manager, cmdb_of
 
 from correlation.engine import TopologyCorrelator
 
-SHOP = cmdb_of(
+_SHOP_CIS = (
     {"id": "shop", "type": "business_service", "criticality": "critical", "depends_on": ["web"]},
     {"id": "web", "criticality": "high", "depends_on": ["cart", "orders", "search", "reco"]},
     {"id": "reco", "depends_on": ["index", "host-a"]},
@@ -20,6 +20,7 @@ SHOP = cmdb_of(
     {"id": "host-c", "type": "host", "depends_on": ["net"]},
     {"id": "net", "type": "network"},
 )
+SHOP = cmdb_of(*_SHOP_CIS)
 
 
 def run(*alerts):
@@ -539,3 +540,34 @@ def test_past_the_window_a_ci_firing_in_an_incident_takes_only_what_its_alerts_c
     at = corr.config.window + 60.0
     ev = corr.alert_evidence({"alertname": late, "severity": "warning"}, at)
     assert corr._active(inc, at, corr.config.window, "cart", ev) is active
+
+
+def test_whether_a_fault_was_over_follows_its_root_and_the_cmdb():
+    """`over` for a resolved member firing again: where the fault shows first is kept per
+    incident revision, and worked out again when the root cause moves or the CMDB does."""
+    from daemon.incidents import Incident, Member
+
+    def member(name: str, ci: str) -> Member:
+        return Member(f"{name}@{ci}", {"alertname": name}, {}, "resolved", 0.0, 100.0, 0.0, 100.0, ci=ci)
+
+    inc = Incident("INC-1", 1, "resolved", 0.0, 100.0, root_cause="db", revision=3)
+    inc.alerts = {m.fingerprint: m for m in (member("MongodbDown", "db"), member("HighErrorRate", "cart"),
+                                             member("HighErrorRate", "web"))}
+    corr = TopologyCorrelator(SHOP)
+    later = 100.0 + 600.0  # well past `symptom_lag` after every alert ended
+    assert corr.over(inc, later, "cart")  # a symptom: its fault was over
+    assert not corr.over(inc, later, "db")  # the root's own alert: the fault goes on
+    inc.root_cause = "cart"  # ranked again (a change recorded), the members as they were
+    assert not corr.over(inc, later, "cart")
+    assert corr.over(inc, later, "web")
+    inc.root_cause = "host-a"  # a root with no alert: the fault shows first right above it
+    assert not corr.over(inc, later, "cart")
+    assert corr.over(inc, later, "web")
+    # the CMDB reloaded: web now runs on host-a as well
+    moved = cmdb_of(*({**ci, "depends_on": [*ci.get("depends_on", []), "host-a"]} if ci["id"] == "web" else ci
+                      for ci in _SHOP_CIS))
+    current = [SHOP]
+    corr = TopologyCorrelator(lambda: current[0])
+    assert corr.over(inc, later, "web")
+    current[0] = moved
+    assert not corr.over(inc, later, "web")
