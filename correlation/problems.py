@@ -40,11 +40,11 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from operator import attrgetter, itemgetter, mul, truediv
-from typing import Any
+from typing import Any, Protocol
 
 from correlation.kinds import RESOURCE
 from correlation.topology import remember
@@ -464,28 +464,65 @@ class Match:
     reason: str = ""
 
 
+class Roles(Protocol):
+    """Which CIs are interchangeable (for the cross-CI rule), by classes of CIs: a fleet's
+    thousands of like hosts are one class, not thousands of lists of each other."""
+
+    @property
+    def version(self) -> Hashable:
+        """Moves whenever the classes may have changed (a reloaded CMDB)."""
+
+    def key(self, ci: str) -> Hashable | None:
+        """The CI's class (None: in none)."""
+
+    def peers(self, key: Hashable) -> frozenset[Hashable]:
+        """The classes whose CIs are interchangeable with those of class `key`."""
+
+
+class _PeersByCi:
+    """`Roles` from a function giving each CI the CIs interchangeable with it: a class per CI."""
+
+    version = 0
+
+    def __init__(self, role_peers: Callable[[str], frozenset[str]]) -> None:
+        self.role_peers = role_peers
+
+    def key(self, ci: str) -> str:
+        return ci
+
+    def peers(self, key: Hashable) -> frozenset[Hashable]:
+        return frozenset(self.role_peers(str(key)) or ())
+
+
 class ProblemClusterer:
     """Online threshold clustering of resolved incidents into problems (see the module docstring).
 
-    `role_peers(ci)` gives the CIs interchangeable with `ci` (for the cross-CI
-    rule); without it only incidents with the same root CI are compared.
-    Candidates are indexed by root CI, so a resolved incident is compared only
-    with those on its own CI and on CIs of its role.
+    `roles` tells which CIs are interchangeable (for the cross-CI rule), or
+    `role_peers(ci)` gives those interchangeable with `ci`; without either only
+    incidents with the same root CI are compared. Candidates and the CIs problems
+    sit on are indexed by root CI and by class of CIs, so a resolved incident is
+    compared only with those on its own CI and on CIs of its role.
     """
 
     def __init__(
         self,
         settings: ClusterSettings | None = None,
         role_peers: Callable[[str], frozenset[str]] | None = None,
+        roles: Roles | None = None,
     ) -> None:
         self.settings = settings or ClusterSettings()
-        self.role_peers = role_peers
+        self.roles: Roles | None = roles if roles is not None else \
+            (_PeersByCi(role_peers) if role_peers is not None else None)
         self.idf = Idf()
         self.clusters: dict[str, Cluster] = {}
         self.candidates: dict[str, Profile] = {}  # resolved incidents in no problem yet
         self._by_root: dict[str, dict[str, Profile]] = {}  # the same, by root CI
         self._clusters_of: dict[str, set[str]] = {}  # incident -> clusters that held it (or still do)
         self._clusters_at: dict[str, set[str]] = {}  # root CI -> clusters that had it (or still do)
+        # the same two by class of root CI (see `Roles`), for the classes' `version`
+        self._by_class: dict[Hashable, dict[str, Profile]] = {}
+        self._clusters_in: dict[Hashable, set[str]] = {}
+        self._classes_of: Hashable = None
         self._groups: dict[tuple[int, tuple[int, ...]], _Group] = {}  # see `_group`
         self._slid: dict[tuple[int, tuple[int, ...]], _Group] = {}  # the same, by all members but the first
         self._groups_emptied = 0  # how many times `_groups` was emptied (see `_recent`)
@@ -505,6 +542,30 @@ class ProblemClusterer:
         self.drop_candidate(profile.incident_id)
         self._clusters_of.setdefault(profile.incident_id, set()).add(cluster_id)
         self._clusters_at.setdefault(profile.root, set()).add(cluster_id)
+        if self._classes_current():
+            k = self.roles.key(profile.root)  # type: ignore[union-attr]
+            if k is not None:
+                self._clusters_in.setdefault(k, set()).add(cluster_id)
+
+    def _classes_current(self) -> bool:
+        """Whether the indexes by class are those of the roles' classes now; made again
+        from the ones by root CI when the classes may have changed (a reloaded CMDB)."""
+        roles = self.roles
+        if roles is None:
+            return False
+        if self._classes_of == roles.version:
+            return True
+        self._by_class, self._clusters_in = {}, {}
+        for root, by_id in self._by_root.items():
+            k = roles.key(root)
+            if k is not None:
+                self._by_class.setdefault(k, {}).update(by_id)
+        for root, ids in self._clusters_at.items():
+            k = roles.key(root)
+            if k is not None:
+                self._clusters_in.setdefault(k, set()).update(ids)
+        self._classes_of = roles.version
+        return True
 
     def append(self, cluster_id: str, part: int, profile: Profile, parts: int) -> bool:
         """Add a member at the end of a part, as `add_cluster` would place it on a rebuild.
@@ -523,6 +584,10 @@ class ProblemClusterer:
         self.drop_candidate(profile.incident_id)
         self.candidates[profile.incident_id] = profile
         self._by_root.setdefault(profile.root, {})[profile.incident_id] = profile
+        if self._classes_current():
+            k = self.roles.key(profile.root)  # type: ignore[union-attr]
+            if k is not None:
+                self._by_class.setdefault(k, {})[profile.incident_id] = profile
 
     def drop_candidate(self, incident_id: str) -> None:
         p = self.candidates.pop(incident_id, None)
@@ -532,6 +597,13 @@ class ProblemClusterer:
                 same.pop(incident_id, None)
                 if not same:
                     del self._by_root[p.root]
+            if self._classes_current():
+                k = self.roles.key(p.root)  # type: ignore[union-attr]
+                alike = self._by_class.get(k) if k is not None else None
+                if alike is not None:
+                    alike.pop(incident_id, None)
+                    if not alike:
+                        del self._by_class[k]
 
     def remove_incident(self, incident_id: str) -> None:
         """Forget an incident (merged into another, or moved by a person)."""
@@ -554,19 +626,20 @@ class ProblemClusterer:
                 return
             self.drop_candidate(p.incident_id)
 
-    def _comparable_roots(self, profile: Profile) -> list[str]:
-        """The incident's root CI and the CIs of its role (see `_comparable`)."""
-        roots = [profile.root]
-        if self.settings.cross_ci and self.role_peers is not None and profile.ci_type is not None \
-                and not profile.root.startswith("group:"):
-            roots.extend(sorted(self.role_peers(profile.root)))
-        return roots
+    def _peer_classes(self, profile: Profile) -> frozenset[Hashable]:
+        """The classes of the CIs of the incident's role (see `_comparable`)."""
+        if self.settings.cross_ci and profile.ci_type is not None and not profile.root.startswith("group:") \
+                and self._classes_current():
+            k = self.roles.key(profile.root)  # type: ignore[union-attr]
+            if k is not None:
+                return self.roles.peers(k)  # type: ignore[union-attr]
+        return frozenset()
 
     def _comparable_candidates(self, profile: Profile) -> list[Profile]:
         """Candidates on the incident's root CI and on CIs of its role."""
-        out: list[Profile] = []
-        for r in self._comparable_roots(profile):
-            out.extend(self._by_root.get(r, {}).values())
+        out = list(self._by_root.get(profile.root, {}).values())
+        for k in self._peer_classes(profile):
+            out.extend(p for p in self._by_class.get(k, {}).values() if p.root != profile.root)
         return out
 
     # -- similarity ---------------------------------------------------------------------
@@ -579,16 +652,18 @@ class ProblemClusterer:
         s = self.settings
         if a.root == root:
             return True, s.same_ci_threshold
+        roles = self.roles
         if (
             s.cross_ci
-            and self.role_peers is not None
+            and roles is not None
             and a.ci_type is not None
             and a.ci_type == ci_type
             and not a.root.startswith("group:")
             and not root.startswith("group:")
-            and root in self.role_peers(a.root)
         ):
-            return True, s.cross_ci_threshold
+            k, theirs = roles.key(a.root), roles.key(root)
+            if k is not None and theirs is not None and theirs in roles.peers(k):
+                return True, s.cross_ci_threshold
         return False, 1.0
 
     def similarity(self, a: Profile, b: Profile) -> float:
@@ -710,9 +785,9 @@ class ProblemClusterer:
         # a cluster is comparable only through a member on the incident's root or a
         # CI of its role: look at those only, oldest first (ids sort by creation), so
         # that of two equally good problems the older one wins
-        near: set[str] = set()
-        for r in self._comparable_roots(profile):
-            near.update(self._clusters_at.get(r, ()))
+        near = set(self._clusters_at.get(profile.root, ()))
+        for k in self._peer_classes(profile):
+            near.update(self._clusters_in.get(k, ()))
         for cid in sorted(near):
             c = self.clusters.get(cid)
             if c is None or (exclude and cid in exclude):

@@ -98,6 +98,9 @@ def check_problems(config: Config) -> list[str]:
     return problem_settings(config)[1]
 
 
+_UNKNOWN = object()
+
+
 class ProblemsPart:
     """Problem management's share of the daemon; an incident listener and a component."""
 
@@ -119,14 +122,16 @@ class ProblemsPart:
         self.incidents = incidents
         self.store = store
         self.cmdb_part = cmdb
+        # the roles of CIs, per CMDB (see `key`)
         self._roles_of: weakref.ref[Any] | None = None
-        # CIs by (type, role attribute), and those without a role by type (per CMDB)
-        self._role_idx: tuple[dict[tuple[str, Any], set[str]], dict[str, set[str]]] | None = None
-        self._roles: dict[str, frozenset[str]] = {}
+        self._roles_version = 0
+        self._keys: dict[str, tuple[Any, ...] | None] = {}
+        self._peers: dict[tuple[Any, ...], frozenset[tuple[Any, ...]]] = {}
         self._nbrs: dict[str, frozenset[str]] = {}
+        self._classes_near: dict[str, set[tuple[Any, ...]]] = {}  # see `_near`
         kinds = getattr(incidents.correlator, "kinds", None)
         self._kind_weight = kinds.weight if kinds is not None else None
-        self.clusterer = ProblemClusterer(settings, role_peers=self._role_peers if cmdb else None)
+        self.clusterer = ProblemClusterer(settings, roles=self if cmdb else None)
         self.problems: dict[str, Problem] = {}
         self.by_incident: dict[str, str] = {}  # incident id -> problem id
         self._next_seq = 1
@@ -179,45 +184,62 @@ class ProblemsPart:
         item = cmdb.get(ci) if cmdb is not None else None
         return getattr(item, "type", None)
 
-    def _role_peers(self, a: str) -> frozenset[str]:
-        """The CIs interchangeable with `a`: the same `role` attribute when the CMDB gives
-        one, else structurally equivalent (Lorrain and White): of one type, with nearly
-        the same neighbours in the dependency graph, both what they serve and what they
-        need, as the hosts of one pool running the same workloads. Worked out once per
-        CI (and again after a reload)."""
-        cmdb = self._cmdb()
-        if cmdb is None:
-            return frozenset()
-        if self._roles_of is None or self._roles_of() is not cmdb:  # a reloaded CMDB: forget
-            # what was worked out (a weak reference: the replaced CMDB is not kept alive)
-            self._roles_of, self._roles, self._nbrs = weakref.ref(cmdb), {}, {}
-            self._role_idx = None
-        peers = self._roles.get(a)
-        if peers is None:
-            ca = cmdb.get(a)
-            role = ca.attrs.get("role") if ca is not None else None
-            if ca is None:
-                found: set[str] = set()
-            elif role is not None:
-                found = set(self._role_index(cmdb)[0].get((ca.type, role), ()))
-            else:
-                found = self._structural_peers(cmdb, a, ca.type)
-            peers = self._roles[a] = frozenset(found)
-        return peers
+    # -- roles (the clusterer's `Roles`) -------------------------------------------------
 
-    def _role_index(self, cmdb: Any) -> tuple[dict[tuple[str, Any], set[str]], dict[str, set[str]]]:
-        """The CIs by (type, role attribute), and those without one by type."""
-        if self._role_idx is None:
-            by_role: dict[tuple[str, Any], set[str]] = {}
-            roleless: dict[str, set[str]] = {}
-            for cid, ci in cmdb.cis.items():
-                r = ci.attrs.get("role")
-                if r is not None:
-                    by_role.setdefault((ci.type, r), set()).add(cid)
-                else:
-                    roleless.setdefault(ci.type, set()).add(cid)
-            self._role_idx = (by_role, roleless)
-        return self._role_idx
+    @property
+    def version(self) -> int:
+        """Moves with each CMDB the roles are worked out for."""
+        self._roles_cmdb()
+        return self._roles_version
+
+    def _roles_cmdb(self) -> Any:
+        """The CMDB, forgetting what was worked out for the one before (a reload)."""
+        cmdb = self._cmdb()
+        if cmdb is not None and (self._roles_of is None or self._roles_of() is not cmdb):
+            # (a weak reference: the replaced CMDB is not kept alive)
+            self._roles_of, self._keys, self._peers, self._nbrs = weakref.ref(cmdb), {}, {}, {}
+            self._classes_near = {}
+            self._roles_version += 1
+        return cmdb
+
+    def key(self, ci: str) -> tuple[Any, ...] | None:
+        """The class of CIs interchangeable with `ci`'s way: those of its type and `role`
+        attribute when the CMDB gives one, else those of its type without one and with
+        the very same neighbours in the dependency graph (a fleet's hosts of one pool).
+        None for a CI the CMDB does not have."""
+        cmdb = self._roles_cmdb()
+        if cmdb is None:
+            return None
+        got = self._keys.get(ci, _UNKNOWN)
+        if got is _UNKNOWN:
+            item = cmdb.get(ci)
+            role = item.attrs.get("role") if item is not None else None
+            got = None if item is None else ("role", item.type, role) if role is not None \
+                else ("like", item.type, self._neighbours(cmdb, ci))
+            self._keys[ci] = got
+        return got
+
+    def peers(self, key: Any) -> frozenset[Any]:
+        """The classes whose CIs are interchangeable with those of class `key`: its own for
+        a `role` attribute; else the classes of its type without a role whose neighbours
+        overlap its own by `role_similarity` (Jaccard), structurally equivalent (Lorrain
+        and White): of one type, with nearly the same neighbours, both what they serve
+        and what they need, as the hosts of one pool running the same workloads. Worked
+        out once per class (and again after a reload)."""
+        cmdb = self._roles_cmdb()
+        got = self._peers.get(key)
+        if got is None:
+            got = self._peers[key] = frozenset((key,)) if key[0] == "role" \
+                else self._structural_peers(cmdb, key[1], key[2])
+        return got
+
+    def _role_peers(self, a: str) -> frozenset[str]:
+        """The CIs interchangeable with `a` (but `a`), by looking through the CMDB."""
+        k = self.key(a)
+        if k is None:
+            return frozenset()
+        classes = self.peers(k)
+        return frozenset(b for b in self._cmdb().cis if b != a and self.key(b) in classes)
 
     def _neighbours(self, cmdb: Any, ci: str) -> frozenset[str]:
         got = self._nbrs.get(ci)
@@ -225,31 +247,34 @@ class ProblemsPart:
             got = self._nbrs[ci] = frozenset((*cmdb.dependents_of(ci), *cmdb.depends_on(ci)))
         return got
 
-    def _structural_peers(self, cmdb: Any, a: str, ci_type: str) -> set[str]:
-        """CIs of `a`'s type without a role attribute whose neighbours overlap `a`'s by
-        `role_similarity` (Jaccard), found as a set-similarity join finds them (prefix
-        filtering): the index is at most the share of `a`'s neighbours that `b` has too
-        (those are neighbours of `b`, so the union is no smaller than `a`'s), so a peer
-        has at least `least` of them, and then one of any `len(na) - least + 1` of them.
-        Only the neighbours of those (the ones with the fewest neighbours) are looked
-        through, and only the CIs there of `a`'s type without a role (an index by type
-        picks them out) are compared, by the same test as ever."""
-        na = self._neighbours(cmdb, a)
+    def _near(self, cmdb: Any, n: str) -> set[tuple[Any, ...]]:
+        """The classes of `n`'s neighbours without a role attribute."""
+        got = self._classes_near.get(n)
+        if got is None:
+            got = self._classes_near[n] = {k for b in self._neighbours(cmdb, n) if (k := self.key(b)) and k[0] == "like"}
+        return got
+
+    def _structural_peers(self, cmdb: Any, ci_type: str, na: frozenset[str]) -> frozenset[tuple[Any, ...]]:
+        """The classes of type `ci_type` without a role whose neighbours overlap `na` by
+        `role_similarity`, found as a set-similarity join finds them (prefix filtering):
+        the index is at most the share of `na` that the other class has too (those are
+        its neighbours, so the union is no smaller than `na`), so a peer has at least
+        `least` of them, and then one of any `len(na) - least + 1` of them. Only the
+        classes next to those (the ones with the fewest neighbours) are compared."""
         size = len(na)
         need = self.clusterer.settings.role_similarity
         # the fewest shared neighbours that pass, rounded as the test rounds
         least = next((c for c in range(1, size + 1) if c / size >= need), None)
         if least is None:
-            return set()
+            return frozenset()
         prefix = sorted(na, key=lambda n: len(self._neighbours(cmdb, n)))[: size - least + 1]
-        roleless = self._role_index(cmdb)[1].get(ci_type, set())
         found = set()
-        for b in roleless.intersection(chain.from_iterable(self._neighbours(cmdb, n) for n in prefix)):
-            nb = self._neighbours(cmdb, b)
+        for k in set(chain.from_iterable(self._near(cmdb, n) for n in prefix)):
+            nb = k[2]
             common = len(na & nb)
-            if b != a and common / (size + len(nb) - common) >= need:
-                found.add(b)
-        return found
+            if k[1] == ci_type and common / (size + len(nb) - common) >= need:
+                found.add(k)
+        return frozenset(found)
 
     # -- loading --------------------------------------------------------------------------
 

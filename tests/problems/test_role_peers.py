@@ -71,3 +71,22 @@ def test_structural_peers_are_those_a_comparison_with_every_ci_finds(tmp_path):
             checked += 1
             with_peers += bool(got)
     assert with_peers > 50 and checked > with_peers  # some have peers, some have none
+
+
+def test_a_pool_of_like_hosts_is_one_class(tmp_path):
+    """Hosts with the very same neighbours are one class, interchangeable with each other
+    through it: a fleet's thousands of hosts are not thousands of lists of each other."""
+    lines = ["cis:", "  - {id: net-1, type: network, match: {zone: z1}}",
+             "  - {id: net-2, type: network, match: {zone: z2}}"]
+    lines += [f"  - {{id: h-{i}, type: host, match: {{node: h-{i}}}, depends_on: [net-1]}}" for i in range(50)]
+    lines += ["  - {id: h-other, type: host, match: {node: h-other}, depends_on: [net-2]}"]
+    (tmp_path / "cmdb.yaml").write_text("\n".join(lines) + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("data_dir: data\ncmdb: [cmdb.yaml]\n")
+    part = build_pipeline(load_config(str(cfg)), VirtualClock(0.0), Metrics(), None).parts["problems"]
+    pool = part.key("h-0")
+    assert all(part.key(f"h-{i}") == pool for i in range(50))
+    assert part.peers(pool) == {pool}
+    assert part.key("h-other") != pool and part.key("h-other") not in part.peers(pool)
+    assert part._role_peers("h-7") == {f"h-{i}" for i in range(50)} - {"h-7"}
+    assert part.key("nowhere") is None

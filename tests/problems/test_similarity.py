@@ -123,6 +123,41 @@ def test_only_cis_of_one_role_are_compared_and_only_at_the_strict_threshold():
     assert c.recurrence(b1) is None
 
 
+class Classes:
+    """`Roles` by hand: the class of each CI, each class interchangeable with itself only."""
+
+    def __init__(self, classes: dict[str, str]) -> None:
+        self.classes = dict(classes)
+        self.version = 0
+
+    def key(self, ci):
+        return self.classes.get(ci)
+
+    def peers(self, key):
+        return frozenset({key})
+
+
+def test_roles_by_class_follow_the_classes_as_they_change():
+    """CIs are compared across by class; when the classes change (a reloaded CMDB, its
+    `version` moved), the candidates and problems already known are found by the new ones."""
+    roles = Classes({"a-1": "A", "a-2": "A", "b-1": "B"})
+    c = ProblemClusterer(ClusterSettings(), roles=roles)
+    a1 = profile(incident("1", "a-1", ("NodeDown", "a-1", {"node": "a-1"})))
+    a2 = profile(incident("2", "a-2", ("NodeDown", "a-2", {"node": "a-2"})))
+    b1 = profile(incident("3", "b-1", ("NodeDown", "b-1", {"node": "b-1"})))
+    c.add_candidate(a1)
+    assert c._comparable(a2, a1) == (True, c.settings.cross_ci_threshold)
+    assert c.recurrence(a2) is not None and c.recurrence(b1) is None
+    roles.classes["a-1"], roles.version = "B", 1  # a-1 now alike b-1, and no longer a-2
+    assert c.recurrence(b1) is not None and c.recurrence(a2) is None
+    c.drop_candidate(a1.incident_id)
+    assert c.recurrence(b1) is None
+    c.add_cluster("PRB-1", [[a1]])
+    assert c.best_cluster(b1).cluster_id == "PRB-1" and c.best_cluster(a2) is None
+    roles.classes["a-1"], roles.version = "A", 2
+    assert c.best_cluster(a2).cluster_id == "PRB-1" and c.best_cluster(b1) is None
+
+
 def test_check_config_points_at_a_bad_problems_setting(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("problems:\n  min_incidents: 0\n  cross_ci: maybe\n  colour: blue\n")
