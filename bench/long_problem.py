@@ -35,15 +35,19 @@ LABELS = {"alertname": "HighLatencyP99", "cluster": "c0", "namespace": "app", "s
 CMDB = {"cis": [{"id": "svc1", "type": "service", "match": {"cluster": "c0", "namespace": "app", "service": "svc1"}}]}
 
 
+def _episode(fh, labels: dict[str, str], at: float, lasting: float) -> None:
+    """An alert firing at `at` and resolved `lasting` seconds later."""
+    start, end = format_rfc3339(at), format_rfc3339(at + lasting)
+    fh.write(json.dumps({"kind": "alert", "at": start,
+                         "alert": {"labels": labels, "status": "firing", "startsAt": start}}) + "\n")
+    fh.write(json.dumps({"kind": "alert", "at": end,
+                         "alert": {"labels": labels, "status": "resolved", "startsAt": start, "endsAt": end}}) + "\n")
+
+
 def write_events(path: str, n: int) -> None:
     with open(path, "w") as fh:
         for i in range(n):
-            start, end = format_rfc3339(T0 + i * 1800.0), format_rfc3339(T0 + i * 1800.0 + 300.0)
-            fh.write(json.dumps({"kind": "alert", "at": start,
-                                 "alert": {"labels": LABELS, "status": "firing", "startsAt": start}}) + "\n")
-            fh.write(json.dumps({"kind": "alert", "at": end,
-                                 "alert": {"labels": LABELS, "status": "resolved", "startsAt": start,
-                                           "endsAt": end}}) + "\n")
+            _episode(fh, LABELS, T0 + i * 1800.0, 300.0)
 
 
 def pool_cmdb(n: int) -> dict:
@@ -56,13 +60,8 @@ def pool_cmdb(n: int) -> dict:
 def write_pool_events(path: str, n: int) -> None:
     with open(path, "w") as fh:
         for i in range(n):
-            labels = {"alertname": "NodeDown", "node": f"host-{i}", "severity": "critical"}
-            start, end = format_rfc3339(T0 + i * 1800.0), format_rfc3339(T0 + i * 1800.0 + 600.0)
-            fh.write(json.dumps({"kind": "alert", "at": start,
-                                 "alert": {"labels": labels, "status": "firing", "startsAt": start}}) + "\n")
-            fh.write(json.dumps({"kind": "alert", "at": end,
-                                 "alert": {"labels": labels, "status": "resolved", "startsAt": start,
-                                           "endsAt": end}}) + "\n")
+            _episode(fh, {"alertname": "NodeDown", "node": f"host-{i}", "severity": "critical"},
+                     T0 + i * 1800.0, 600.0)
 
 
 def main() -> None:
