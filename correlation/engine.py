@@ -323,10 +323,9 @@ class TopologyCorrelator:
         self._evidence_of: dict[str, tuple[int, Any, Weights]] = {}  # see `evidence`
         self._on_of: dict[str, tuple[int, Any, dict[Any, list[Any]]]] = {}  # see `_members_on`
         self._pairs_of: dict[str, tuple[int, Any, dict[tuple[str, str], dict[str, None]]]] = {}  # see `_sharing`
-        self._order_of: dict[int, tuple[Any, dict[str, int]]] = {}  # see `_sharing`
         self._match_names: dict[str, frozenset[str]] = {}  # see `_match_labels`
         self._ended: dict[str, tuple[int, Any, float | None]] = {}  # see `over`
-        self._fronts: dict[str, tuple[int, Any, str, bool, set[str]]] = {}  # see `_front_of`
+        self._fronts: dict[str, tuple[int, Any, str, set[str]]] = {}  # see `_front_of`
 
     @property
     def topology(self) -> Topology:
@@ -812,22 +811,9 @@ class TopologyCorrelator:
         up by label pair, not CI by CI: an alert storm off the CMDB, during an incident
         that spans a whole cluster, asks for each alert."""
         by_pair = self._per_revision(self._pairs_of, inc, _pairs_by_ci, _with_pairs)
-        found: set[str] = set()
-        for pair in labels.items():
-            on = by_pair.get(pair)
-            if on:
-                name = pair[0]
-                found.update(x for x in on if x not in found and name not in self._match_labels(x))
-        if not found:
-            return []
-        known = self._order_of.get(id(hyp))
-        if known is None or known[0] is not hyp:
-            order = {x: i for i, x in enumerate(hyp.explained, 1)}
-            order[hyp.ci] = 0
-            known = (hyp, order)
-            remember(self._order_of, id(hyp), known, 1024)  # (holding `hyp` keeps its id its own)
-        order = known[1]
-        return sorted((x for x in found if x in order), key=order.__getitem__)
+        found = {x for name, value in labels.items() for x in by_pair.get((name, value), ())
+                 if name not in self._match_labels(x)}
+        return [x for x in (hyp.ci, *hyp.explained) if x in found] if found else []
 
     @staticmethod
     def _shared_label(labels: Mapping[str, str], theirs_all: Iterable[Mapping[str, str]], ci: str,
@@ -883,25 +869,23 @@ class TopologyCorrelator:
             root = _get(inc, "root_cause")
             if root is None or self._business(ci):
                 return False
-            many, front = self._front_of(inc, root)
-            if not many or ci in front:
+            if len(_get(inc, "alerts", ())) < 2 or ci in self._front_of(inc, root):
                 return False
         return True
 
-    def _front_of(self, inc: Any, root: str) -> tuple[bool, set[str]]:
-        """Whether the incident has more than one alert, and `_front` of its members, kept
-        per incident revision: after a fault is over, each of thousands of its symptoms may
-        fire again and ask (letting one go leaves the revision as it is)."""
+    def _front_of(self, inc: Any, root: str) -> set[str]:
+        """`_front` of the incident's members, kept per incident revision: after a fault is
+        over, each of thousands of its symptoms may fire again and ask (letting one go
+        leaves the revision as it is)."""
         iid = _get(inc, "id")
         revision = _get(inc, "revision")
         known = self._fronts.get(iid)
         if revision is not None and known is not None and known[:3] == (revision, inc, root):
-            return known[3], known[4]
-        members = list(_members(inc))
-        many, front = len(members) > 1, self._front(root, members)
+            return known[3]
+        front = self._front(root, list(_members(inc)))
         if revision is not None:
-            remember(self._fronts, iid, (revision, inc, root, many, front), 20_000)
-        return many, front
+            remember(self._fronts, iid, (revision, inc, root, front), 20_000)
+        return front
 
     def _active(self, inc: Any, now: float, window: float, ci: str, ev: Evidence) -> bool:
         """Still gathering symptoms: a new alert within `window`, opened within `max_span`.

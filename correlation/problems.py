@@ -542,19 +542,23 @@ class ProblemClusterer:
         self.drop_candidate(profile.incident_id)
         self._clusters_of.setdefault(profile.incident_id, set()).add(cluster_id)
         self._clusters_at.setdefault(profile.root, set()).add(cluster_id)
-        if self._classes_current():
-            k = self.roles.key(profile.root)  # type: ignore[union-attr]
-            if k is not None:
-                self._clusters_in.setdefault(k, set()).add(cluster_id)
+        k = self._class_of(profile.root)
+        if k is not None:
+            self._clusters_in.setdefault(k, set()).add(cluster_id)
 
-    def _classes_current(self) -> bool:
-        """Whether the indexes by class are those of the roles' classes now; made again
-        from the ones by root CI when the classes may have changed (a reloaded CMDB)."""
+    def _class_of(self, root: str) -> Hashable | None:
+        """The class of a root CI (see `Roles`), with the indexes by class up to date."""
         roles = self.roles
         if roles is None:
-            return False
+            return None
+        self._classes_current(roles)
+        return roles.key(root)
+
+    def _classes_current(self, roles: Roles) -> None:
+        """Make the indexes by class again from the ones by root CI when the classes may
+        have changed (a reloaded CMDB)."""
         if self._classes_of == roles.version:
-            return True
+            return
         self._by_class, self._clusters_in = {}, {}
         for root, by_id in self._by_root.items():
             k = roles.key(root)
@@ -565,7 +569,6 @@ class ProblemClusterer:
             if k is not None:
                 self._clusters_in.setdefault(k, set()).update(ids)
         self._classes_of = roles.version
-        return True
 
     def append(self, cluster_id: str, part: int, profile: Profile, parts: int) -> bool:
         """Add a member at the end of a part, as `add_cluster` would place it on a rebuild.
@@ -584,10 +587,9 @@ class ProblemClusterer:
         self.drop_candidate(profile.incident_id)
         self.candidates[profile.incident_id] = profile
         self._by_root.setdefault(profile.root, {})[profile.incident_id] = profile
-        if self._classes_current():
-            k = self.roles.key(profile.root)  # type: ignore[union-attr]
-            if k is not None:
-                self._by_class.setdefault(k, {})[profile.incident_id] = profile
+        k = self._class_of(profile.root)
+        if k is not None:
+            self._by_class.setdefault(k, {})[profile.incident_id] = profile
 
     def drop_candidate(self, incident_id: str) -> None:
         p = self.candidates.pop(incident_id, None)
@@ -597,13 +599,12 @@ class ProblemClusterer:
                 same.pop(incident_id, None)
                 if not same:
                     del self._by_root[p.root]
-            if self._classes_current():
-                k = self.roles.key(p.root)  # type: ignore[union-attr]
-                alike = self._by_class.get(k) if k is not None else None
-                if alike is not None:
-                    alike.pop(incident_id, None)
-                    if not alike:
-                        del self._by_class[k]
+            k = self._class_of(p.root)
+            alike = self._by_class.get(k) if k is not None else None
+            if alike is not None:
+                alike.pop(incident_id, None)
+                if not alike:
+                    del self._by_class[k]
 
     def remove_incident(self, incident_id: str) -> None:
         """Forget an incident (merged into another, or moved by a person)."""
@@ -628,11 +629,10 @@ class ProblemClusterer:
 
     def _peer_classes(self, profile: Profile) -> frozenset[Hashable]:
         """The classes of the CIs of the incident's role (see `_comparable`)."""
-        if self.settings.cross_ci and profile.ci_type is not None and not profile.root.startswith("group:") \
-                and self._classes_current():
-            k = self.roles.key(profile.root)  # type: ignore[union-attr]
+        if self.settings.cross_ci and profile.ci_type is not None and not profile.root.startswith("group:"):
+            k = self._class_of(profile.root)
             if k is not None:
-                return self.roles.peers(k)  # type: ignore[union-attr]
+                return self.roles.peers(k)  # type: ignore[union-attr]  (a class: there are roles)
         return frozenset()
 
     def _comparable_candidates(self, profile: Profile) -> list[Profile]:

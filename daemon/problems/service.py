@@ -233,14 +233,6 @@ class ProblemsPart:
                 else self._structural_peers(cmdb, key[1], key[2])
         return got
 
-    def _role_peers(self, a: str) -> frozenset[str]:
-        """The CIs interchangeable with `a` (but `a`), by looking through the CMDB."""
-        k = self.key(a)
-        if k is None:
-            return frozenset()
-        classes = self.peers(k)
-        return frozenset(b for b in self._cmdb().cis if b != a and self.key(b) in classes)
-
     def _neighbours(self, cmdb: Any, ci: str) -> frozenset[str]:
         got = self._nbrs.get(ci)
         if got is None:
@@ -270,9 +262,11 @@ class ProblemsPart:
         prefix = sorted(na, key=lambda n: len(self._neighbours(cmdb, n)))[: size - least + 1]
         found = set()
         for k in set(chain.from_iterable(self._near(cmdb, n) for n in prefix)):
+            if k[1] != ci_type:
+                continue
             nb = k[2]
             common = len(na & nb)
-            if k[1] == ci_type and common / (size + len(nb) - common) >= need:
+            if common / (size + len(nb) - common) >= need:
                 found.add(k)
         return frozenset(found)
 
