@@ -833,6 +833,16 @@ class TopologyCorrelator:
                     return k, v
         return None
 
+    def forget(self, incident_id: str) -> None:
+        """The incident is gone from the manager (evicted, or merged into another): what is
+        remembered of it goes too. Each cache keeps the incident itself, and with it all
+        of its alerts; bounded in number, they would still hold thousands of resolved
+        incidents on a daemon that runs for months."""
+        for cache in (self._evidence_of, self._on_of, self._pairs_of, self._ended, self._fronts):
+            cache.pop(incident_id, None)
+        if self._impacts is not None:
+            self._impacts.forget(incident_id)
+
     def over(self, inc: Any, begun: float, ci: str | None = None) -> bool:
         """The incident's fault was over before an alert that `begun` then: every one of its
         alerts had ended, the last more than `symptom_lag` before (a fault's symptoms begin

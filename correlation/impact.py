@@ -53,6 +53,9 @@ class Impacts:
         # incident -> (root, its alerting CIs, the CIs reached, their sort keys and names in order)
         self._known: dict[str, tuple[str, frozenset[str], set[str], list[tuple], list[str]]] = {}
 
+    def forget(self, incident_id: str) -> None:
+        self._known.pop(incident_id, None)
+
     def of(self, incident_id: str, root: str | None, alerting: Collection[str]) -> list[str]:
         topo = self.topo
         if root is None or root not in topo.cmdb:

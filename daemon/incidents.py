@@ -552,6 +552,12 @@ class IncidentManager:
                 return
         self._place_new(event, now)
 
+    def _forgotten(self, inc: Incident) -> None:
+        """`inc` left the manager: the correlator may drop what it keeps of it."""
+        forget = getattr(self.correlator, "forget", None)
+        if forget is not None:
+            forget(inc.id)
+
     def _fault_over(self, inc: Incident, m: Member, alert: Any, now: float) -> bool:
         """Whether the fault of `inc` was over before its resolved member `m` fired again
         (see the correlator's `over`; a member that flapped keeps its incident flapping)."""
@@ -846,6 +852,7 @@ class IncidentManager:
         self._emit("merged", dst, now, {"merged": src.id}, actor=actor)
         self.incidents.pop(src.id, None)
         self._track(src)
+        self._forgotten(src)
         self._dirty.add(src.id)
         self._pending_docs[src.id] = src
         self._to_analyze.add(dst.id)
@@ -1146,6 +1153,7 @@ class IncidentManager:
 
     def _evict(self, inc: Incident) -> None:
         self.incidents.pop(inc.id, None)
+        self._forgotten(inc)
         self._track(inc)
         self._unindex(inc, inc.cis, left=())
         self._evicted.append(inc.id)

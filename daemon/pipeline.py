@@ -124,6 +124,10 @@ class Correlator(Protocol):
     # (`ci`: that of one of its own alerts, firing again); without it, none is
     def over(self, incident: Incident, begun: float, ci: str | None = None) -> bool: ...
 
+    # optional: the incident is gone from the manager (evicted or merged away); what the
+    # correlator remembers of it can go
+    def forget(self, incident_id: str) -> None: ...
+
 
 class Pipeline:
     """Runs alert stages, then the incident manager, then the incident listeners.

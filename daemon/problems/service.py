@@ -346,6 +346,9 @@ class ProblemsPart:
         self._looked.pop(inc.id, None)
         current = self.by_incident.get(inc.id)
         prof = self._profile(inc)
+        # the scan holds the incident, and with it every alert and hypothesis: a resolved
+        # incident is profiled once (should it reopen, it is scanned afresh)
+        self._scans.pop(inc.id, None)
         self.clusterer.idf.add(prof)
         if current is not None:
             link = self.problems[current].links[inc.id]
@@ -473,6 +476,7 @@ class ProblemsPart:
         if not incident_id:
             return
         self._looked.pop(incident_id, None)
+        self._scans.pop(incident_id, None)
         self._unlink(incident_id, now)
         self.clusterer.remove_incident(incident_id)
         self._candidate_writes[incident_id] = None
