@@ -534,6 +534,9 @@ class ProblemClusterer:
         self.clusters[cluster_id] = c
         for p in c.members:
             self._enlist(cluster_id, p)
+        for part in c.parts:
+            for p in part[: -self.settings.max_members - 1]:
+                p.cached = None  # out of the window (see `_left_behind`)
         return c
 
     def _enlist(self, cluster_id: str, profile: Profile) -> None:
@@ -577,10 +580,21 @@ class ProblemClusterer:
         c = self.clusters.get(cluster_id)
         if c is None or len(c.parts) != parts:
             return False
-        c.parts[part].append(profile)
+        members = c.parts[part]
+        members.append(profile)
         c.version += 1
         self._enlist(cluster_id, profile)
+        self._left_behind(members)
         return True
+
+    def _left_behind(self, members: list[Profile]) -> None:
+        """The member a part's growth just left behind the window `_recent` looks at
+        will not be compared again (parts grow at the end), unless the part is rebuilt:
+        its vector goes, or a problem would hold one for every incident of its history.
+        Asked again, it is worked out again, the same for the same IDF snapshot."""
+        keep = self.settings.max_members
+        if len(members) > keep + 1:
+            members[-keep - 2].cached = None
 
     def add_candidate(self, profile: Profile) -> None:
         self.idf.add(profile)
