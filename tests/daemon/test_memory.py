@@ -18,18 +18,23 @@ CMDB = {
         {"id": "api", "type": "service", "match": {"service": "api"}, "depends_on": ["db"]},
         {"id": "web", "type": "service", "match": {"service": "web"}, "depends_on": ["api"]},
         {"id": "cache", "type": "database", "match": {"service": "cache"}},
+        {"id": "net", "type": "network", "match": {"zone": "a"}},
+        *(
+            {"id": h, "type": "host", "match": {"instance": h}, "depends_on": ["net"]}
+            for h in ("h1", "h2", "h3")
+        ),
     ]
 }
 
 
-def _alert(at: float, service: str, name: str, status: str) -> dict:
+def _alert(at: float, service: str, name: str, status: str, label: str = "service") -> dict:
     stamp = f"2026-01-{1 + int(at // 86400):02d}T{int(at % 86400) // 3600:02d}:{int(at % 3600) // 60:02d}:00Z"
     return {
         "kind": "alert",
         "at": stamp,
         "alert": {
             "status": status,
-            "labels": {"alertname": name, "service": service},
+            "labels": {"alertname": name, label: service},
             "annotations": {},
             "startsAt": stamp,
             "endsAt": stamp if status == "resolved" else "0001-01-01T00:00:00Z",
@@ -38,8 +43,10 @@ def _alert(at: float, service: str, name: str, status: str) -> dict:
 
 
 def _faults(days: int) -> list[dict]:
-    """Every six hours a database outage that reaches the services above it, and a
-    noise alert on the other database: recurring incidents, which problems link."""
+    """Every six hours a database outage that reaches the services above it, a noise
+    alert on the other database, and three hosts of a network going down one after
+    another (an incident each for the first two, merged when the third shows their
+    common cause): recurring incidents, which problems link."""
     out = []
     for k in range(days * 4):
         t = k * 6 * 3600.0
@@ -52,6 +59,11 @@ def _faults(days: int) -> list[dict]:
             _alert(t + 3060, "api", "HighErrorRate", "resolved"),
             _alert(t + 3120, "web", "HighLatency", "resolved"),
             _alert(t + 3300, "cache", "DiskFillingUp", "resolved"),
+            *(
+                _alert(t + 7200 + 2 * i, h, "NodeDown", "firing", "instance")
+                for i, h in enumerate(("h1", "h2", "h3"))
+            ),
+            *(_alert(t + 9000, h, "NodeDown", "resolved", "instance") for h in ("h1", "h2", "h3")),
         ]
     return out
 
@@ -81,7 +93,9 @@ def test_incidents_gone_from_the_manager_are_not_kept_alive(tmp_path):
         gc.collect()
         alive = [o for o in gc.get_objects() if isinstance(o, Incident) and id(o) not in theirs]
         kept = components.incidents.incidents
-        assert written >= 5 * 4 * 2  # an incident for each outage and each noise alert
+        merged = store.query("SELECT COUNT(*) FROM incidents WHERE state = 'merged'")[0][0]
+        assert written >= 5 * 4 * 3  # an incident for each outage, noise alert and network fault
+        assert merged >= 5 * 4  # the first host's incident or the second's, each time
         assert problems and sum(len(p.links) for p in problems) >= 5 * 4  # the outages recur
         assert len(kept) < 4  # those of the last day, within the reopen window after the drain
         assert {o.id for o in alive} == set(kept), (
