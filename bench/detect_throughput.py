@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timed import rss  # noqa: E402
 
 from detectors.bank import DetectorBank  # noqa: E402
 from detectors.spec import DEFAULT_SPEC  # noqa: E402
-
-
-def _rss() -> int:
-    """Resident set size of this process in bytes (Linux)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * 4096
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyod.models.knn  # noqa: F401  (import cost is not per sample)
 
-    base = _rss()
+    base = rss()
     bank = DetectorBank()
     warm_until = DEFAULT_SPEC.warmup
     t0 = time.perf_counter()
@@ -54,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     for j in range(m):
         if j == warm_until:
             t_steady = time.perf_counter()
-            traced_warm = _rss()
+            traced_warm = rss()
         col = data[:, j]
         ts = j * 300.0
         for i in range(n):
             bank.observe(labels[i], ts, col[i])
     t_end = time.perf_counter()
-    traced = _rss() - base
+    traced = rss() - base
 
     steady = (m - warm_until) * n
     print(f"series: {bank.series_count()}, samples per series: {m} "

@@ -25,16 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from corr_scale import SCENARIO, scenario_events_file  # noqa: E402
 from corr_variants import _read  # noqa: E402
+from timed import rss  # noqa: E402
 
 from daemon.config import load_config  # noqa: E402
 from daemon.incidents import Incident  # noqa: E402
 from daemon.logs import quiet_logging  # noqa: E402
 from daemon.replay import replay_events  # noqa: E402
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run(n_events: int, week: int) -> None:
@@ -47,7 +43,7 @@ def run(n_events: int, week: int) -> None:
             fh.write(f"cmdb: [{cmdb}]\n")
         config = load_config(cfg)
         gc.collect()
-        before = _rss_mb()
+        before = rss() / 2**20
         t0 = time.perf_counter()
         components, store = replay_events(config, events, tmp)
         took = time.perf_counter() - t0
@@ -56,7 +52,7 @@ def run(n_events: int, week: int) -> None:
         gc.collect()
         alive = sum(1 for o in gc.get_objects() if isinstance(o, Incident))
         kept = len(components.incidents.incidents)
-        grown = _rss_mb() - before
+        grown = rss() / 2**20 - before
         store.close()
         print(
             f"{n_events} events ({n_events / week:.0f} weeks): event loop {took:.2f}s; "

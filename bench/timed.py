@@ -1,4 +1,5 @@
-"""`incidentd replay` as a whole process, timed: what the replay-time benchmarks share."""
+"""What the benchmarks share: `incidentd replay` as a whole process, timed; the resident
+memory of this process."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ def replay(config: str, events: str, out: str) -> tuple[float, dict[str, Any]]:
     took = time.perf_counter() - t0
     with open(out) as fh:
         return took, json.load(fh)
+
+
+def rss() -> int:
+    """Resident set size of this process in bytes (Linux)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
