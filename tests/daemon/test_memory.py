@@ -11,6 +11,9 @@ from daemon.config import load_config
 from daemon.incidents import Incident
 from daemon.logs import quiet_logging
 from daemon.replay import replay_events
+from daemon.timefmt import format_rfc3339
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 CMDB = {
     "cis": [
@@ -28,7 +31,7 @@ CMDB = {
 
 
 def _alert(at: float, service: str, name: str, status: str, label: str = "service") -> dict:
-    stamp = f"2026-01-{1 + int(at // 86400):02d}T{int(at % 86400) // 3600:02d}:{int(at % 3600) // 60:02d}:00Z"
+    stamp = format_rfc3339(T0 + at)
     return {
         "kind": "alert",
         "at": stamp,
