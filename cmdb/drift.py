@@ -146,10 +146,10 @@ def infer_missing_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[
         both = len(peers_a.keys() & peers_b.keys())
         if both < 2 or both == n or n * 3 < both:
             continue
-        for place, a2 in peers_a.items():
-            b2 = peers_b.get(place)
-            if b2 is not None and place not in places and a2 != b2 and not graph.has_edge(a2, b2) \
-                    and _alike(needs, ra * everywhere, place, places):
+        for at, a2 in peers_a.items():
+            b2 = peers_b.get(at)
+            if b2 is not None and at not in places and a2 != b2 and not graph.has_edge(a2, b2) \
+                    and _alike(needs, ra * everywhere, at, places):
                 graph.add_edge(a2, b2, relation=INFERRED)
                 added.append((a2, b2))
     return added
@@ -200,8 +200,8 @@ def infer_named_edges(cis: Mapping[str, CI], graph: nx.DiGraph) -> list[tuple[st
     for b in orphans:
         kind = types[b]
         found: dict[str, int] = {}  # candidate -> the length of the name it matched
-        for a, length, label in _namesakes(b, eqs[b], by_id, by_label):
-            if types[a] != kind and (types[a], kind) in kinds and _agree(eqs[a], eqs[b], label):
+        for a, length, told_by in _namesakes(b, eqs[b], by_id, by_label):
+            if types[a] != kind and (types[a], kind) in kinds and _agree(eqs[a], eqs[b], told_by):
                 found[a] = max(found.get(a, 0), length)
         if not found:
             continue
@@ -253,7 +253,7 @@ def _alike(needs: Mapping[int, set[int]], base: int, place: int, places: Iterabl
     forgot some of a deployment's dependencies keeps the rest; deployments that differ
     (another version, another design) record other dependencies altogether."""
     mine = needs.get(base + place)
-    return not mine or any(len(mine & needs.get(base + p, ())) * 2 >= len(mine) for p in places)
+    return not mine or any(len(mine & needs.get(base + p, frozenset())) * 2 >= len(mine) for p in places)
 
 
 class DependencyShapes:

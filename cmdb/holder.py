@@ -55,9 +55,9 @@ class CmdbHolder:
         self.last_reload_at: float | None = None
         self.generation = 0
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[Cmdb], None]] = []
+        self._listeners: list[Callable[[Cmdb], object]] = []
 
-    def on_reload(self, listener: Callable[[Cmdb], None]) -> None:
+    def on_reload(self, listener: Callable[[Cmdb], object]) -> None:
         """Call `listener(new_cmdb)` after each successful swap (caches keyed on the old graph)."""
         self._listeners.append(listener)
 

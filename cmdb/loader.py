@@ -370,7 +370,7 @@ class _Builder:
         # it takes 50 ms, and `incidentd check-config` makes none
         import networkx as nx
 
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         for cid, ci in self.cis.items():
             g.add_node(cid, type=ci.type)
         for a, b, rel in self.relations:

@@ -453,13 +453,12 @@ class TopologyCorrelator:
         fp = event.fingerprint
         topo = self.topology
         ci = event.ci
-        on_cmdb = ci is not None and ci in topo.cmdb
         at = now if since is None else min(since, now)
         firing = self._firing_in(incidents, now, fp)
         if firing is not None:
             return Placement([firing.id], "the same alert fired again", _get(firing, "group_key", ""))
         window = event.correlation_window or self.config.window
-        if not on_cmdb:
+        if ci is None or ci not in topo.cmdb:
             # the CIs its labels fit, listed when that takes a few match blocks; none: no
             # incident's root cause can take it (an alert storm off the CMDB)
             fitting = topo.cmdb.fitting(event.alert.labels, FITTING_BLOCKS)
@@ -484,7 +483,7 @@ class TopologyCorrelator:
         # measured over an hour and more), anyone else's while its fault lasts
         begun = at if since is not None else event.alert.began(at)
         lags = self._business(ci)
-        options: list[tuple[float, Any, dict[str, Evidence], float, Any]] = []
+        options: list[tuple[float, Any, Weights, float, Any]] = []
         s_alone: float | None = None
         h_alone: Any = None
         related: list[tuple[Any, dict[str, Evidence]]] = []
@@ -522,7 +521,7 @@ class TopologyCorrelator:
         options.sort(key=lambda o: (-o[0], -(_get(o[1], "last_alert_at", 0.0) or 0.0)))
         gain, best_inc, best_weights, _, best_hyp = options[0]
         ids = [best_inc.id]
-        merged = best_weights  # the incidents merged so far, without the new alert
+        merged: Mapping[str, Evidence] = best_weights  # the incidents merged so far, without the new alert
         ll_merged, h_merged = best_hyp.loglik + ln_fault, best_hyp
         for _g, other, weights, _s, _h in options[1:] if leaving is None else ():
             apart = _num(_get(other, "opened_at"), now) - _num(_get(best_inc, "opened_at"), now)
@@ -634,7 +633,7 @@ class TopologyCorrelator:
         h_rest = ex.best(rest) if rest else None
         fresh = ex.best_with(rest, ci, w_x) if h_rest is not None else None
         h_all = ex.best(weights)
-        if fresh is None or h_all is None:
+        if fresh is None or h_all is None or h_rest is None:
             return ex.repeat_loglik(after, ci, w_x)
         return (fresh.loglik - h_rest.loglik) - (after.loglik - h_all.loglik)
 
@@ -968,7 +967,8 @@ class TopologyCorrelator:
         iid = _get(incident, "id")
         # a cause elsewhere reaches the alerts through the CI it reads as its dependent
         base = root.explained[0] if root.outside else root.ci
-        imp = impacted(base, weights, topo) if iid is None else self._impacts.of(iid, base, weights)
+        imps = self._impacts  # (made with the topology)
+        imp = impacted(base, weights, topo) if iid is None or imps is None else imps.of(iid, base, weights)
         if root.outside:
             imp = with_first(base, imp, topo)
         explanation = f"root cause {candidates[0]['why']}"

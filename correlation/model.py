@@ -216,6 +216,8 @@ class Weights(dict[str, Evidence]):
     next alert does not hash every CI's evidence again. (`noise`: see `Explainer.noise_of`.)"""
 
     __slots__ = ("items_key", "noise")
+    items_key: frozenset[tuple[str, Evidence]]
+    noise: float
 
     @staticmethod
     def union(first: Mapping[str, Evidence], *others: Mapping[str, Evidence]) -> Weights:
@@ -247,6 +249,7 @@ class Census(dict[str, int]):
     `Explainer.candidates` picked them: they depend on that set alone."""
 
     __slots__ = ("candidates",)
+    candidates: list[str]
 
 
 def _items_key(weights: Mapping[str, Evidence]) -> frozenset[tuple[str, Evidence]]:
@@ -349,7 +352,7 @@ class Explainer:
         """How many of `cis` each of `roots` lies below: one pass per CI's closure, or,
         with fewer roots than CIs (a CI joining a large incident), one look per root at
         what depends on it (`r` lies below `x` exactly when `x` lies above `r`)."""
-        got = Census.fromkeys(roots, 0)
+        got = Census(dict.fromkeys(roots, 0))
         if len(got) < len(cis):
             above = self.topo.above
             for r in got:
@@ -657,7 +660,8 @@ class Explainer:
         changed = self._change_bonus(cands, weights)
 
         def exact(r: str) -> Hypothesis:
-            h = self._score_kept(r, weights, key, grown_from) if kept else self.score(r, weights, belows)
+            h = self._score_kept(r, weights, key, grown_from) if kept and key is not None \
+                else self.score(r, weights, belows)
             if r in changed:
                 bonus, h.change = changed[r]
                 h.loglik += bonus

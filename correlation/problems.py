@@ -240,7 +240,7 @@ def _scan(incident: Any, root: str, scans: dict[str, Scan] | None) -> Scan:
     grouped = root.startswith("group:")
     revision = getattr(incident, "revision", None)
     known = scans.get(incident.id) if scans is not None and revision is not None else None
-    if known is not None and known.incident is incident and known.root == root:
+    if known is not None and revision is not None and known.incident is incident and known.root == root:
         appended = getattr(incident, "appended", None)
         if known.revision == revision:
             return known
@@ -645,8 +645,8 @@ class ProblemClusterer:
         """The classes of the CIs of the incident's role (see `_comparable`)."""
         if self.settings.cross_ci and profile.ci_type is not None and not profile.root.startswith("group:"):
             k = self._class_of(profile.root)
-            if k is not None:
-                return self.roles.peers(k)  # type: ignore[union-attr]  (a class: there are roles)
+            if k is not None and self.roles is not None:  # (a class: there are roles)
+                return self.roles.peers(k)
         return frozenset()
 
     def _comparable_candidates(self, profile: Profile) -> list[Profile]:

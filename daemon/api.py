@@ -490,5 +490,5 @@ def make_app(daemon: Daemon) -> web.Application:
             routes(app, daemon)
     for route in app.router.routes():
         # (aiohttp takes an `Expect` handler only as a route is added, and keeps it here)
-        route._expect_handler = _expecting(route._expect_handler)  # type: ignore[attr-defined]
+        route._expect_handler = _expecting(route._expect_handler)  # type: ignore[assignment]
     return app

@@ -63,7 +63,7 @@ def _insert_inbox_row(now: float, source: str, kind: str, n: int, body: bytes) -
         return conn.execute(
             "INSERT INTO inbox (received_at, source, kind, count, body) VALUES (?,?,?,?,?)",
             (now, source, kind, n, packed if len(packed) < len(body) else body),
-        ).lastrowid
+        ).lastrowid or 0  # (set by an INSERT)
 
     return insert
 

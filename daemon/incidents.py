@@ -339,10 +339,10 @@ class IncidentManager:
                     self._open_by_key[inc.group_key] = dict(sorted(group.items(), key=lambda kv: kv[1].seq))
         else:
             if self._open_now.pop(inc.id, None) is not None:
-                group = self._open_by_key.get(inc.group_key)
-                if group is not None:
-                    group.pop(inc.id, None)
-                    if not group:
+                held = self._open_by_key.get(inc.group_key)
+                if held is not None:
+                    held.pop(inc.id, None)
+                    if not held:
                         del self._open_by_key[inc.group_key]
 
     def set_extra(self, incident_id: str, key: str, value: Any) -> bool:
@@ -820,7 +820,7 @@ class IncidentManager:
         """The earliest acknowledgement of the incidents merged into `inc`, if it had none."""
         acked = [o for o in merged if o.state == MERGED and o.acknowledged_at is not None]
         if acked and inc.state == OPEN:
-            self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at), now)
+            self._acknowledged_through(inc, min(acked, key=lambda o: o.acknowledged_at or 0.0), now)
 
     def _merge(self, src: Incident, dst: Incident, now: float, reason: str, actor: str = "incidentd") -> None:
         taken, replaced = [], set()

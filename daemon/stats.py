@@ -74,7 +74,9 @@ def compute_stats(store: Store, since: float, now: float) -> dict[str, Any]:
         " acknowledged_at, resolved_at, acknowledge_breached, resolve_breached, acknowledge_answered_at, alerts"
         " FROM sla"
         " WHERE opened_at >= ? ORDER BY opened_at", (since,))
-    total, by_pri, by_team = _Acc(), defaultdict(_Acc), defaultdict(_Acc)
+    total = _Acc()
+    by_pri: defaultdict[str, _Acc] = defaultdict(_Acc)
+    by_team: defaultdict[str, _Acc] = defaultdict(_Acc)
     per_service: dict[str, int] = defaultdict(int)
     alerts = 0
     for r in rows:

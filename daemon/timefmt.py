@@ -39,7 +39,8 @@ def parse_rfc3339(text: str) -> float | None:
         fields = [int(m.group(i)) for i in range(2, 7)]
         if any(fields):
             try:
-                datetime(1, *fields)
+                month, day, hour, minute, second = fields
+                datetime(1, month, day, hour, minute, second)
             except ValueError:
                 raise TimestampError(f"not a valid date/time: {text[:64]!r}") from None
         return None

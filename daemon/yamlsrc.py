@@ -152,6 +152,7 @@ class _Converter:
         got = self.done.get(id(node))
         if got is not None:
             return got
+        out: Any
         if tag == _MAP and type(node) is yaml.MappingNode:
             out = self.done[id(node)] = LineDict()
             _fill_mapping(out, node, self.value, self.loader)
@@ -403,7 +404,8 @@ def _too_deep(text: str) -> int | None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > _MAX_DEPTH:
-                    return event.start_mark.line + 1
+                    mark = event.start_mark
+                    return mark.line + 1 if mark is not None else 1
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError:

@@ -128,13 +128,14 @@ class DetectorBank:
         key: SeriesKey = tuple(sorted(labels.items()))
         entry = self._series.get(key)
         closed = None
-        if entry is not None and entry.detector is not None:
+        detector = entry.detector if entry is not None else None
+        if entry is not None and detector is not None:
             # what `expire` would have done had it run while the series was away
-            away = entry.detector.away(ts)
+            away = detector.away(ts)
             if away == "gone":
                 closed = self._drop(key, ts)
                 entry = None
-            elif away == "quiet" and entry.detector.end_episode():
+            elif away == "quiet" and detector.end_episode():
                 closed = _closed(entry.spec, key, ts)
         if entry is None:
             spec = self._spec_for(labels)

@@ -160,7 +160,7 @@ def load_detector_settings(config: Config) -> tuple[DetectorSettings, list[str]]
     prometheus = _prometheus(raw, errs)
     specs = _specs(raw, errs)
     if any(s.promql for s in specs) and prometheus is None:
-        node = raw.get("detectors")
+        node = raw.get("detectors") or []
         first = next(i for i, item in enumerate(node) if isinstance(item, Mapping) and item.get("promql"))
         errs.add(node, first, "detectors with promql need a prometheus: {url: ...} section")
     settings = DetectorSettings(specs, prometheus, configured=raw.get("detectors") is not None)

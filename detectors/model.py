@@ -40,7 +40,7 @@ counts once, not in each of the 8 windows that hold it): 57.5 / 48.9.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ from detectors.spec import MODELS
 
 MIN_TRAINING_ROWS = 50
 # KNN parameters the numpy scorer reproduces (PyOD's defaults for the metric).
-_KNN_METHODS = {"mean": np.mean, "largest": np.max, "median": np.median}
+_KNN_METHODS: dict[str, Callable[..., Any]] = {"mean": np.mean, "largest": np.max, "median": np.median}
 # Quantiles of the training features that bound the "expected range".
 _RANGE_Q = (0.005, 0.995)
 # Values the current likelihood depends on: the last SHORT feature rows,

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 SURPRISE_FULL = 30.0
 
 
-def _rows(reader: Any, path: str) -> Iterator[list[str]]:
+def _rows(reader: Any, path: str | Path) -> Iterator[list[str]]:
     """The rows of a CSV reader; what the csv module refuses (a field over its size
     limit, a NUL byte) as a ValueError naming the file and the line."""
     while True:

@@ -12,6 +12,7 @@ transitively), because the graph belongs to the cmdb package.
 from __future__ import annotations
 
 import bisect
+import builtins
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class ChangeStore:
                     return c
         return None
 
-    def _active_at(self, now: float) -> list[Change]:
+    def _active_at(self, now: float) -> builtins.list[Change]:  # (`list` is a method here)
         """The changes active at `now`, in record order. Every alert asks, and records
         pile up (each deploy of a year), so the answer is kept with the span of time
         around `now` in which no change starts or ends; it is worked out again when

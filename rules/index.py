@@ -79,8 +79,8 @@ def build_index(rules: list[Rule]) -> Index:
         else:
             always.append(idx)
     index = Index(exact=exact, always=always)
-    for name, table in prefix.items():
-        index.prefix[name] = (tuple(sorted({len(p) for p in table})), table)
+    for name, by_prefix in prefix.items():
+        index.prefix[name] = (tuple(sorted({len(p) for p in by_prefix})), by_prefix)
     for name, items in gated.items():
         index.gated[name] = (Regexes([m.value for m in _gate_matchers(rules, items, name)]),
                              [i for i, _ in items])

@@ -113,7 +113,8 @@ def _expand(alt: str) -> tuple[set[str], bool] | None:
                 return prefixes, False
             width = 2
         elif c not in _META:
-            run = _RUN.match(alt, i).group()
+            found = _RUN.match(alt, i)
+            run = found.group() if found is not None else c
             if len(run) > 1:  # all but the last character, which a quantifier may follow
                 prefixes = {p + run[:-1] for p in prefixes}
                 i += len(run) - 1

@@ -412,9 +412,9 @@ def _parse_file(path: str, matrix: PriorityMatrix | None) -> tuple[dict[str, Any
         out["rules"].append(rule)
     inhibit_node = doc.get("inhibit_rules") or []
     for i, node in enumerate(inhibit_node if isinstance(inhibit_node, list) else []):
-        rule = _parse_inhibit(node, i, inhibit_node, err)
-        if rule is not None:
-            out["inhibit_rules"].append(rule)
+        inhibit = _parse_inhibit(node, i, inhibit_node, err)
+        if inhibit is not None:
+            out["inhibit_rules"].append(inhibit)
     silences_node = doc.get("silences") or []
     silence_ids: dict[str, int] = {}
     for i, node in enumerate(silences_node if isinstance(silences_node, list) else []):

@@ -67,7 +67,7 @@ class AlertView(Mapping[str, str]):
         self.labels = labels
         self.ci = ci
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if key.startswith(CI_PREFIX):
             v = self.ci.value(key[len(CI_PREFIX) :])
             return v if v else default
@@ -92,7 +92,7 @@ _Compiled = tuple[tuple[str, bool, int, Any, Any], ...]  # name, is_ci, op code,
 
 
 def _compile_matchers(matchers: Iterable[Matcher]) -> _Compiled:
-    out = []
+    out: list[tuple[str, bool, int, Any, Any]] = []
     for m in matchers:
         is_ci = m.name.startswith(CI_PREFIX)
         name = m.name[len(CI_PREFIX) :] if is_ci else m.name

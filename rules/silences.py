@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from daemon.model import MAX_NAME, MAX_TEXT, optional_text
 from daemon.timefmt import TimestampError, format_rfc3339, parse_time_value
@@ -111,6 +111,14 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
         if data.get(k) is not None:
             return data[k]
     return None
+
+
+@overload
+def _time(value: Any, field_name: str, default: float) -> float: ...
+
+
+@overload
+def _time(value: Any, field_name: str, default: None) -> float | None: ...
 
 
 def _time(value: Any, field_name: str, default: float | None) -> float | None:

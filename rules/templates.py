@@ -95,8 +95,9 @@ class Template:
         self,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
-        ci: Mapping[str, Any] | None = None,
+        ci: Any = None,
     ) -> str:
+        """`ci`: the CI's attributes, anything with `get(name)` (a mapping, a `CiView`)."""
         out = []
         for part in self._parts:
             if isinstance(part, str):

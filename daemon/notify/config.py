@@ -456,9 +456,19 @@ def _notify_section(notify: Mapping[str, Any], s: NotifySettings, err: _Errors) 
             err(notify, key, f"unknown key notify.{key}")
 
 
+def _map(node: Any) -> Mapping[str, Any]:
+    """A config node that should be a mapping, as one (empty when it is not: reported elsewhere)."""
+    return node if isinstance(node, Mapping) else {}
+
+
+def _seq(node: Any) -> list[Any]:
+    """A config node that should be a list, as one (empty when it is not: reported elsewhere)."""
+    return node if isinstance(node, list) else []
+
+
 def _check_references(raw: Mapping[str, Any], s: NotifySettings, err: _Errors) -> None:
     """A route, team or escalation level naming an unknown receiver (or policy) is an error."""
-    notify = raw.get("notify") if isinstance(raw.get("notify"), Mapping) else {}
+    notify = _map(raw.get("notify"))
 
     def check_receivers(names: list[str], node: Any, key: Any, where: str, teams_ok: bool) -> None:
         for n in names:
@@ -472,7 +482,7 @@ def _check_references(raw: Mapping[str, Any], s: NotifySettings, err: _Errors) -
         if name is not None and name not in s.escalation_policies:
             err(node, key, f"{where}: unknown escalation policy {name!r}")
 
-    routes_node = notify.get("routes") if isinstance(notify.get("routes"), list) else []
+    routes_node = _seq(notify.get("routes"))
     for i, r in enumerate(s.routes):
         node = routes_node[i] if i < len(routes_node) else notify
         check_receivers(r.receivers, node, "receivers", f"notify.routes[{i}].receivers", False)
@@ -480,14 +490,14 @@ def _check_references(raw: Mapping[str, Any], s: NotifySettings, err: _Errors) -
     dnode = notify.get("default", notify)
     check_receivers(s.default.receivers, dnode, "receivers", "notify.default.receivers", False)
     check_policy(s.default.escalation_policy, dnode, "escalation_policy", "notify.default")
-    teams_node = raw.get("teams") if isinstance(raw.get("teams"), Mapping) else {}
+    teams_node = _map(raw.get("teams"))
     for name, t in s.teams.items():
         node = teams_node.get(name) if isinstance(teams_node.get(name), Mapping) else teams_node
         check_receivers(t.receivers, node, "receivers", f"teams.{name}.receivers", False)
         check_policy(t.escalation_policy, node, "escalation_policy", f"teams.{name}")
-    pol_node = raw.get("escalation_policies") if isinstance(raw.get("escalation_policies"), Mapping) else {}
+    pol_node = _map(raw.get("escalation_policies"))
     for name, levels in s.escalation_policies.items():
-        lnode = pol_node.get(name) if isinstance(pol_node.get(name), list) else []
+        lnode = _seq(pol_node.get(name))
         for i, lvl in enumerate(levels):
             node = lnode[i] if i < len(lnode) else pol_node
             check_receivers(lvl.targets, node, "targets", f"escalation_policies.{name}[{i}].targets", True)

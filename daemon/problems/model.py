@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -164,15 +165,18 @@ class Problem:
     def profiles(self) -> list[Profile]:
         return [link.profile for link in self.links.values() if link.profile is not None]
 
-    def part_profiles(self) -> list[list[Profile]]:
+    def profiles_of(self, incident_ids: Iterable[str]) -> list[Profile]:
+        """The profiles of these incidents' links, of those that have one."""
         out = []
-        for part in self.parts:
-            profs = [
-                self.links[i].profile for i in part if i in self.links and self.links[i].profile
-            ]
-            if profs:
-                out.append(profs)
+        for i in incident_ids:
+            link = self.links.get(i)
+            if link is not None and link.profile is not None:
+                out.append(link.profile)
         return out
+
+    def part_profiles(self) -> list[list[Profile]]:
+        """The profiles of each part, of the parts with any."""
+        return [profs for profs in map(self.profiles_of, self.parts) if profs]
 
     @property
     def root_cause(self) -> str | None:
@@ -335,12 +339,12 @@ def read_problems(store: Store) -> tuple[list[Problem], list[Problem]]:
         "SELECT problem_id, part, pos, doc FROM problem_links ORDER BY opened_at, incident_id"
     )
     for pid, part, at, doc in rows:
-        p = problems.get(pid)
-        if p is None or pid in embedded:
+        holder = problems.get(pid)
+        if holder is None or pid in embedded:
             continue
         link = Link.from_dict(json.loads(doc))
         link.pos = at
-        p.put_link(link)
+        holder.put_link(link)
         parts.setdefault(pid, {}).setdefault(part, []).append((at, link.incident_id))
     for pid, by_part in parts.items():
         problems[pid].parts = [[iid for _, iid in sorted(by_part[k])] for k in sorted(by_part)]

@@ -210,7 +210,7 @@ class ProblemsPart:
         cmdb = self._roles_cmdb()
         if cmdb is None:
             return None
-        got = self._keys.get(ci, _UNKNOWN)
+        got: Any = self._keys.get(ci, _UNKNOWN)
         if got is _UNKNOWN:
             item = cmdb.get(ci)
             role = item.attrs.get("role") if item is not None else None
@@ -609,17 +609,17 @@ class ProblemsPart:
                     " doc=excluded.doc",
                     (iid, prof.resolved_at, dumps(prof.to_dict())),
                 )
-        for iid, pid in sorted(self._touched.items()):
-            p = self.problems.get(pid) if pid else None
-            note = dumps(known_problem_note(p)) if p else None
+        for iid, problem_id in sorted(self._touched.items()):
+            problem = self.problems.get(problem_id) if problem_id else None
+            note = dumps(known_problem_note(problem)) if problem else None
             live = self.incidents.get(iid)
-            if live is not None and p is not None:
-                live.extra["known_problem"] = known_problem_note(p)
-                live.extra["workaround"] = p.workaround or None
+            if live is not None and problem is not None:
+                live.extra["known_problem"] = known_problem_note(problem)
+                live.extra["workaround"] = problem.workaround or None
             writes.add(
                 "UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
                 " '$.extra.known_problem', json(?), '$.extra.workaround', ?) WHERE id=?",
-                (pid, note, (p.workaround or None) if p else None, iid),
+                (problem_id, note, (problem.workaround or None) if problem else None, iid),
             )
         self._dirty.clear()
         self._link_writes.clear()
@@ -633,7 +633,7 @@ class ProblemsPart:
         for iid, pid in sorted(self._link_writes.items()):
             p = self.problems.get(pid) if pid else None
             link = p.links.get(iid) if p is not None else None
-            if p is None or link is None:
+            if p is None or link is None or pid is None:
                 writes.add("DELETE FROM problem_links WHERE incident_id=?", (iid,))
                 continue
             if len(p.parts) == 1:
@@ -804,6 +804,8 @@ class ProblemsPart:
         new = self._create(now, created_by=actor)
         for iid in dict.fromkeys(incident_ids):
             link = p.pop_link(iid)
+            if link is None:
+                continue  # (every one was checked to be linked to `p`)
             link.how = "person"
             self._take_out(p, iid)
             self._attach(new, link)
@@ -875,7 +877,7 @@ class ProblemsPart:
             return None
         best, part = -1.0, None
         for i, ids in enumerate(p.parts):
-            profs = [p.links[x].profile for x in ids if x in p.links and p.links[x].profile is not None]
+            profs = p.profiles_of(ids)
             link = self.clusterer._linkage(prof, profs) if profs else None
             if link is not None and link[0] > best:
                 best, part = link[0], i
