@@ -655,13 +655,12 @@ class Explainer:
         falls below the exact score, so once it drops under the `keep`-th best exact
         score no later candidate can enter that top. From `PARTS_FROM` alerting CIs,
         scores are kept in parts under the ranking `key` of `weights` (see `_score_kept`)."""
-        kept = key is not None and len(weights) >= PARTS_FROM
-        belows = {} if kept else {x: self.topo.below(x) for x in weights}  # (kept scores go without)
+        kept = key if key is not None and len(weights) >= PARTS_FROM else None  # (the key scores are kept under)
+        belows = {} if kept is not None else {x: self.topo.below(x) for x in weights}  # (kept scores go without)
         changed = self._change_bonus(cands, weights)
 
         def exact(r: str) -> Hypothesis:
-            h = self._score_kept(r, weights, key, grown_from) if kept and key is not None \
-                else self.score(r, weights, belows)
+            h = self._score_kept(r, weights, kept, grown_from) if kept is not None else self.score(r, weights, belows)
             if r in changed:
                 bonus, h.change = changed[r]
                 h.loglik += bonus

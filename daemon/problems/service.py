@@ -611,10 +611,11 @@ class ProblemsPart:
                 )
         for iid, problem_id in sorted(self._touched.items()):
             problem = self.problems.get(problem_id) if problem_id else None
-            note = dumps(known_problem_note(problem)) if problem else None
+            known = known_problem_note(problem) if problem else None
+            note = dumps(known) if known is not None else None
             live = self.incidents.get(iid)
             if live is not None and problem is not None:
-                live.extra["known_problem"] = known_problem_note(problem)
+                live.extra["known_problem"] = known
                 live.extra["workaround"] = problem.workaround or None
             writes.add(
                 "UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
