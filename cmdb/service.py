@@ -96,7 +96,7 @@ def _files(config: Config) -> list[str]:
 
 
 def _check(config: Config, finish: bool) -> list[str]:
-    from correlation.engine import CorrelationConfig, SettingErrors
+    from correlation.settings import CorrelationConfig, SettingErrors
     from daemon.yamlsrc import line_of
 
     errors = validate_cmdb(_files(config), finish) if config.cmdb else []

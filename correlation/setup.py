@@ -8,7 +8,8 @@ from cmdb.holder import CmdbHolder
 from cmdb.loader import CmdbError
 from cmdb.service import CmdbPart
 from cmdb.stage import CmdbStage
-from correlation.engine import CorrelationConfig, SettingErrors, TopologyCorrelator
+from correlation.engine import TopologyCorrelator
+from correlation.settings import CorrelationConfig, SettingErrors
 
 
 class CorrelationSetupError(Exception):
