@@ -544,8 +544,13 @@ class ProblemsPart:
         incident, and in the store in any case (an incident linked long after it
         resolved is no longer in memory)."""
         self.incidents.set_problem_id(incident_id, problem_id)
-        p = self.problems.get(problem_id) if problem_id else None
-        note = known_problem_note(p) if p else None
+        self._show_note(incident_id, self.problems.get(problem_id) if problem_id else None)
+        self._touched[incident_id] = problem_id
+
+    def _show_note(self, incident_id: str, problem: Problem | None) -> dict[str, Any] | None:
+        """The known-problem note of `problem` (None without one), shown on the incident
+        while the manager holds it: notifications read it there."""
+        note = known_problem_note(problem) if problem is not None else None
         live = self.incidents.get(incident_id)
         if live is not None:
             if note is None:
@@ -554,7 +559,7 @@ class ProblemsPart:
             else:
                 live.extra["known_problem"] = note
                 live.extra["workaround"] = note["workaround"]
-        self._touched[incident_id] = problem_id
+        return note
 
     def on_incidents_loaded(self) -> None:
         """The open incidents are back after a restart: count those with a known problem."""
@@ -610,17 +615,12 @@ class ProblemsPart:
                     (iid, prof.resolved_at, dumps(prof.to_dict())),
                 )
         for iid, problem_id in sorted(self._touched.items()):
-            problem = self.problems.get(problem_id) if problem_id else None
-            known = known_problem_note(problem) if problem else None
-            note = dumps(known) if known is not None else None
-            live = self.incidents.get(iid)
-            if live is not None and problem is not None:
-                live.extra["known_problem"] = known
-                live.extra["workaround"] = problem.workaround or None
+            known = self._show_note(iid, self.problems.get(problem_id) if problem_id else None)
             writes.add(
                 "UPDATE incidents SET doc=json_set(doc, '$.problem_id', ?,"
                 " '$.extra.known_problem', json(?), '$.extra.workaround', ?) WHERE id=?",
-                (problem_id, note, (problem.workaround or None) if problem else None, iid),
+                (problem_id, dumps(known) if known is not None else None,
+                 known["workaround"] if known is not None else None, iid),
             )
         self._dirty.clear()
         self._link_writes.clear()
